@@ -1,0 +1,1 @@
+//! SQL expressions compiled to vectorized evaluation over Arrow record batches.

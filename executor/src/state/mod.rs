@@ -1,0 +1,1 @@
+//! State checkpoints: file format, storage backends, recovery.

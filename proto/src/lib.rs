@@ -1,0 +1,11 @@
+//! Weir's wire types (generated from `proto/`), identifiers and job specs.
+//!
+//! Codegen policy: code is generated into `OUT_DIR` at build time by
+//! `build.rs` with a vendored `protoc`; nothing generated is checked in.
+#![warn(missing_docs)]
+
+/// Generated protobuf and gRPC types of the `weir.v1` package.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("weir.v1");
+}
