@@ -9,7 +9,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY: build scripts are single-threaded; this only affects this process.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    let protos = ["proto/weir/v1/spec.proto", "proto/weir/v1/meta.proto", "proto/weir/v1/client.proto"];
+    let protos = [
+        "proto/weir/v1/spec.proto",
+        "proto/weir/v1/meta.proto",
+        "proto/weir/v1/client.proto",
+        "proto/weir/v1/tasks.proto",
+    ];
     tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -9,3 +9,6 @@
 pub mod pb {
     tonic::include_proto!("weir.v1");
 }
+
+pub mod generator;
+pub mod spec;

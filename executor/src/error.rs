@@ -1,0 +1,100 @@
+//! The executor's error type, classified so the scheduler can decide what to do.
+
+use crate::expr::ExprError;
+use crate::state::StateError;
+
+/// Who is at fault, which decides the retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorDomain {
+    /// The job spec or the data: retrying the same batch fails the same way.
+    User,
+    /// An outside system (state store, sink target): retry with backoff.
+    External,
+    /// A bug or a lost invariant in Weir.
+    Internal,
+}
+
+/// Errors from running a task.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The job's plan could not be compiled from its spec.
+    #[error("job {job}: {message}")]
+    Plan {
+        /// Job name.
+        job: String,
+        /// What is wrong in the spec, with the step path.
+        message: String,
+    },
+    /// An expression failed while evaluating a batch.
+    #[error("job {job}, step {step}: {source}")]
+    Expr {
+        /// Job name.
+        job: String,
+        /// Step path, e.g. `pipeline[0].filter`.
+        step: String,
+        /// The expression error.
+        #[source]
+        source: ExprError,
+    },
+    /// Reading or writing state checkpoints failed.
+    #[error("job {job}, state partition {partition}: {source}")]
+    State {
+        /// Job name.
+        job: String,
+        /// State partition.
+        partition: u32,
+        /// The state store error.
+        #[source]
+        source: StateError,
+    },
+    /// The sink could not pre-commit or commit output.
+    #[error("job {job}: sink {sink}: {message}")]
+    Sink {
+        /// Job name.
+        job: String,
+        /// Sink description (kind and target).
+        sink: String,
+        /// What went wrong and what to check.
+        message: String,
+    },
+    /// The task refers to a job this executor does not run.
+    #[error("job {0} is not deployed on this executor")]
+    UnknownJob(String),
+    /// A stage-B task found a gap between its state and the batch.
+    #[error("job {job}, state partition {partition}: state is at version {have}, batch {batch} needs version {need}; restore the partition first")]
+    StateGap {
+        /// Job name.
+        job: String,
+        /// State partition.
+        partition: u32,
+        /// Version the partition holds.
+        have: u64,
+        /// Version the batch builds on.
+        need: u64,
+        /// Batch id.
+        batch: u64,
+    },
+    /// Shuffle output that a stage-B task needs is missing.
+    #[error("job {job}, batch {batch}: shuffle output of source partition {source_partition} is missing; re-run its stage-A task")]
+    MissingShuffle {
+        /// Job name.
+        job: String,
+        /// Batch id.
+        batch: u64,
+        /// The stage-A task whose output is missing.
+        source_partition: u32,
+    },
+}
+
+impl ExecError {
+    /// The error's domain, for the retry policy.
+    pub fn domain(&self) -> ErrorDomain {
+        match self {
+            ExecError::Plan { .. } | ExecError::Expr { .. } => ErrorDomain::User,
+            ExecError::State { .. } | ExecError::Sink { .. } => ErrorDomain::External,
+            ExecError::UnknownJob(_)
+            | ExecError::StateGap { .. }
+            | ExecError::MissingShuffle { .. } => ErrorDomain::Internal,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Job specs: parsing the YAML form, converting it into the protobuf
+//! [`JobSpec`](crate::pb::JobSpec), and validating it with errors that name
+//! the field path and the problem.
+
+mod duration;
+mod validate;
+mod yaml;
+
+pub use duration::{format_duration_ms, parse_duration_ms};
+pub use validate::{fingerprint, parse_spec, validate, SPEC_FORMAT_VERSION};
+
+use std::fmt;
+
+/// One problem in a job spec, at a field path such as `pipeline[2].window.size`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecIssue {
+    /// Dotted path of the offending field (`source.generator.keys`).
+    pub path: String,
+    /// What is wrong and, where it helps, what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for SpecIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a spec; a spec is accepted only without any.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    /// The problems, in spec order.
+    pub issues: Vec<SpecIssue>,
+}
+
+impl SpecError {
+    pub(crate) fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+        SpecError {
+            issues: vec![SpecIssue {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.issues.iter().map(|i| i.to_string()).collect();
+        write!(f, "{}", lines.join("\n"))
+    }
+}

@@ -1,0 +1,535 @@
+//! YAML → protobuf conversion and the semantic checks of a job spec.
+
+use super::yaml::{
+    ErrorPolicyYaml, FlatMapYaml, GeneratorYaml, JobSpecYaml, SinkYaml, SourceYaml, StepYaml,
+    WindowYaml,
+};
+use super::{format_duration_ms, parse_duration_ms, SpecError, SpecIssue};
+use crate::pb::{self, step::Kind as StepKind, AggregateFunction};
+use prost::Message;
+
+/// Layout version of stored [`pb::JobSpec`] messages written by this build.
+pub const SPEC_FORMAT_VERSION: u32 = 1;
+
+const DEFAULT_BATCH_INTERVAL_MS: u64 = 1_000;
+const DEFAULT_STATE_PARTITIONS: u32 = 8;
+const DEFAULT_GENERATOR_PARTITIONS: u32 = 2;
+const DEFAULT_GENERATOR_KEYS: u64 = 1_000;
+const DEFAULT_GENERATOR_RATE: u64 = 1_000;
+const DEFAULT_MAX_RECORDS_PER_PARTITION: u64 = 1_000_000;
+const DEFAULT_EVENT_TIME_RATE: u64 = 1_000_000;
+const MAX_STATE_PARTITIONS: u32 = 4_096;
+
+/// Parses a YAML job spec and validates it.
+///
+/// Structural problems (unknown fields, wrong types) and semantic ones
+/// (a window size that is not a multiple of the batch interval) are both
+/// reported with the field path.
+pub fn parse_spec(yaml: &str) -> Result<pb::JobSpec, SpecError> {
+    let parsed: JobSpecYaml = serde_yaml::from_str(yaml).map_err(|e| {
+        let path = e
+            .location()
+            .map(|l| format!("line {}", l.line()))
+            .unwrap_or_default();
+        SpecError::one(path, e.to_string())
+    })?;
+    let spec = convert(parsed)?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
+/// Hex fingerprint of a spec's canonical protobuf encoding.
+pub fn fingerprint(spec: &pb::JobSpec) -> String {
+    // FNV-1a over the encoding: stable across builds, enough to tell specs apart.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in spec.encode_to_vec() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+#[derive(Default)]
+struct Issues(Vec<SpecIssue>);
+
+impl Issues {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(SpecIssue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, text: &str) -> u64 {
+        parse_duration_ms(text).unwrap_or_else(|m| {
+            self.add(path, m);
+            0
+        })
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, SpecError> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(SpecError { issues: self.0 })
+        }
+    }
+}
+
+fn convert(y: JobSpecYaml) -> Result<pb::JobSpec, SpecError> {
+    let mut issues = Issues::default();
+    let batch_interval_ms = match &y.batch_interval {
+        Some(t) => issues.duration("batch_interval", t),
+        None => DEFAULT_BATCH_INTERVAL_MS,
+    };
+    let source = match y.source {
+        SourceYaml::Generator(g) => pb::source::Kind::Generator(convert_generator(g)),
+    };
+    let mut pipeline = Vec::with_capacity(y.pipeline.len() + 1);
+    for (i, step) in y.pipeline.into_iter().enumerate() {
+        let kind = convert_step(&format!("pipeline[{i}]"), step, &mut issues);
+        pipeline.push(pb::Step { kind: Some(kind) });
+    }
+    // A window with no aggregate after it counts records per window.
+    let window_last = matches!(
+        pipeline.last(),
+        Some(pb::Step {
+            kind: Some(StepKind::Window(_))
+        })
+    );
+    if window_last {
+        pipeline.push(pb::Step {
+            kind: Some(StepKind::Aggregate(pb::AggregateStep {
+                aggregates: vec![pb::Aggregate {
+                    name: "count".into(),
+                    function: AggregateFunction::Count as i32,
+                    expr: String::new(),
+                }],
+            })),
+        });
+    }
+    let sink = match y.sink {
+        SinkYaml::Noop(_) => pb::sink::Kind::Noop(pb::NoopSink {}),
+        SinkYaml::Stdout(_) => pb::sink::Kind::Stdout(pb::StdoutSink {}),
+        SinkYaml::File(f) => pb::sink::Kind::File(pb::FileSink {
+            path: f.path,
+            format: f.format.unwrap_or_else(|| "jsonl".into()),
+        }),
+    };
+    let on_error = match y.on_error.unwrap_or(ErrorPolicyYaml::Fail) {
+        ErrorPolicyYaml::Fail => pb::ErrorPolicy::Fail,
+        ErrorPolicyYaml::Skip => pb::ErrorPolicy::Skip,
+    };
+    let spec = pb::JobSpec {
+        format_version: SPEC_FORMAT_VERSION,
+        name: y.name,
+        batch_interval_ms,
+        checkpoint_every: y.checkpoint_every.unwrap_or(1),
+        state_partitions: y.state_partitions.unwrap_or(DEFAULT_STATE_PARTITIONS),
+        source: Some(pb::Source { kind: Some(source) }),
+        pipeline,
+        sink: Some(pb::Sink { kind: Some(sink) }),
+        on_error: on_error as i32,
+    };
+    issues.finish(spec)
+}
+
+fn convert_generator(g: GeneratorYaml) -> pb::GeneratorSource {
+    let rate = g.rate.unwrap_or(DEFAULT_GENERATOR_RATE);
+    let default_event_rate = if rate == 0 {
+        DEFAULT_EVENT_TIME_RATE
+    } else {
+        rate
+    };
+    pb::GeneratorSource {
+        partitions: g.partitions.unwrap_or(DEFAULT_GENERATOR_PARTITIONS),
+        keys: g.keys.unwrap_or(DEFAULT_GENERATOR_KEYS),
+        rate,
+        event_time_rate: g.event_time_rate.unwrap_or(default_event_rate),
+        total: g.total,
+        seed: g.seed.unwrap_or(0),
+        max_records_per_partition: g
+            .max_records_per_partition
+            .unwrap_or(DEFAULT_MAX_RECORDS_PER_PARTITION),
+    }
+}
+
+fn convert_step(path: &str, step: StepYaml, issues: &mut Issues) -> StepKind {
+    match step {
+        StepYaml::Filter(e) => StepKind::Filter(e),
+        StepYaml::KeyBy(e) => StepKind::KeyBy(e),
+        StepYaml::Map(m) => {
+            let mut fields = Vec::with_capacity(m.len());
+            for (k, v) in m {
+                match (k, v) {
+                    (serde_yaml::Value::String(name), v) => match yaml_scalar_text(&v) {
+                        Some(expr) => fields.push(pb::Assignment { name, expr }),
+                        None => issues.add(
+                            format!("{path}.map.{name}"),
+                            "must be an SQL expression string, e.g. \"amount * 2\"",
+                        ),
+                    },
+                    (k, _) => issues.add(
+                        format!("{path}.map"),
+                        format!("field names must be strings, got {k:?}"),
+                    ),
+                }
+            }
+            StepKind::Map(pb::MapStep { fields })
+        }
+        StepYaml::FlatMap(FlatMapYaml {
+            field,
+            separator,
+            as_field,
+        }) => StepKind::FlatMap(pb::FlatMapStep {
+            as_field: as_field.unwrap_or_else(|| field.clone()),
+            field,
+            separator: separator.unwrap_or_else(|| " ".into()),
+        }),
+        StepYaml::Aggregate(m) => {
+            let mut aggregates = Vec::with_capacity(m.len());
+            for (k, v) in m {
+                let serde_yaml::Value::String(name) = k else {
+                    issues.add(format!("{path}.aggregate"), "output names must be strings");
+                    continue;
+                };
+                match convert_aggregate(&v) {
+                    Ok((function, expr)) => aggregates.push(pb::Aggregate {
+                        name,
+                        function: function as i32,
+                        expr,
+                    }),
+                    Err(m) => issues.add(format!("{path}.aggregate.{name}"), m),
+                }
+            }
+            StepKind::Aggregate(pb::AggregateStep { aggregates })
+        }
+        StepYaml::Window(WindowYaml {
+            size,
+            slide,
+            time,
+            watermark,
+        }) => {
+            let size_ms = issues.duration(&format!("{path}.window.size"), &size);
+            let slide_ms = match slide {
+                Some(s) => issues.duration(&format!("{path}.window.slide"), &s),
+                None => size_ms,
+            };
+            let watermark_ms = match watermark {
+                Some(w) => issues.duration(&format!("{path}.window.watermark"), &w),
+                None => 0,
+            };
+            StepKind::Window(pb::WindowStep {
+                size_ms,
+                slide_ms,
+                time,
+                watermark_ms,
+            })
+        }
+    }
+}
+
+fn yaml_scalar_text(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+const AGGREGATE_HELP: &str =
+    "expected {} (count), or one of {count: EXPR}, {sum: EXPR}, {min: EXPR}, {max: EXPR}, {avg: EXPR}";
+
+fn convert_aggregate(v: &serde_yaml::Value) -> Result<(AggregateFunction, String), String> {
+    use serde_yaml::Value;
+    let map = match v {
+        Value::Null => return Ok((AggregateFunction::Count, String::new())),
+        Value::Mapping(m) => m,
+        _ => return Err(AGGREGATE_HELP.into()),
+    };
+    if map.is_empty() {
+        return Ok((AggregateFunction::Count, String::new()));
+    }
+    if map.len() != 1 {
+        return Err(format!("exactly one function per output; {AGGREGATE_HELP}"));
+    }
+    let (func, arg) = map
+        .iter()
+        .next()
+        .ok_or_else(|| AGGREGATE_HELP.to_string())?;
+    let function = match func.as_str() {
+        Some("count") => AggregateFunction::Count,
+        Some("sum") => AggregateFunction::Sum,
+        Some("min") => AggregateFunction::Min,
+        Some("max") => AggregateFunction::Max,
+        Some("avg") => AggregateFunction::Avg,
+        _ => {
+            return Err(format!(
+                "unknown aggregate function {func:?}; {AGGREGATE_HELP}"
+            ))
+        }
+    };
+    let expr = match arg {
+        Value::Null => String::new(),
+        Value::Mapping(m) if m.is_empty() => String::new(),
+        other => yaml_scalar_text(other).ok_or_else(|| AGGREGATE_HELP.to_string())?,
+    };
+    if expr.is_empty() && function != AggregateFunction::Count {
+        return Err(format!(
+            "{} needs an expression, e.g. {{{}: amount}}",
+            func.as_str().unwrap_or(""),
+            func.as_str().unwrap_or("")
+        ));
+    }
+    Ok((function, expr))
+}
+
+/// Checks a spec (from YAML or from the wire) for every semantic problem.
+pub fn validate(spec: &pb::JobSpec) -> Result<(), SpecError> {
+    let mut issues = Issues::default();
+    if spec.format_version != SPEC_FORMAT_VERSION {
+        issues.add(
+            "format_version",
+            format!(
+                "this build reads spec format {SPEC_FORMAT_VERSION}, got {}; upgrade Weir or resubmit the spec",
+                spec.format_version
+            ),
+        );
+    }
+    let name_ok = !spec.name.is_empty()
+        && spec.name.len() <= 128
+        && spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !name_ok {
+        issues.add(
+            "name",
+            format!(
+                "must be 1-128 characters of letters, digits, '-', '_' or '.', got {:?}",
+                spec.name
+            ),
+        );
+    }
+    if spec.batch_interval_ms == 0 {
+        issues.add("batch_interval", "must be positive, e.g. 1s");
+    }
+    if spec.checkpoint_every == 0 {
+        issues.add(
+            "checkpoint_every",
+            "must be at least 1 (checkpoint every batch)",
+        );
+    }
+    if spec.state_partitions == 0 || spec.state_partitions > MAX_STATE_PARTITIONS {
+        issues.add(
+            "state_partitions",
+            format!(
+                "must be between 1 and {MAX_STATE_PARTITIONS}, got {}",
+                spec.state_partitions
+            ),
+        );
+    }
+    match spec.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(pb::source::Kind::Generator(g)) => validate_generator(g, &mut issues),
+        None => issues.add(
+            "source",
+            "missing: give exactly one source, e.g. generator: {}",
+        ),
+    }
+    validate_pipeline(spec, &mut issues);
+    match spec.sink.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(pb::sink::Kind::File(f)) => {
+            if f.path.trim().is_empty() {
+                issues.add("sink.file.path", "must not be empty");
+            }
+            if f.format != "jsonl" {
+                issues.add(
+                    "sink.file.format",
+                    format!("only jsonl is supported, got {:?}", f.format),
+                );
+            }
+        }
+        Some(_) => {}
+        None => issues.add("sink", "missing: give exactly one sink, e.g. stdout: {}"),
+    }
+    issues.finish(())
+}
+
+fn validate_generator(g: &pb::GeneratorSource, issues: &mut Issues) {
+    let p = "source.generator";
+    if g.partitions == 0 || g.partitions > 1_024 {
+        issues.add(
+            format!("{p}.partitions"),
+            format!("must be between 1 and 1024, got {}", g.partitions),
+        );
+    }
+    if g.keys == 0 {
+        issues.add(format!("{p}.keys"), "must be at least 1");
+    }
+    if g.event_time_rate == 0 {
+        issues.add(
+            format!("{p}.event_time_rate"),
+            "must be at least 1 record per second",
+        );
+    }
+    if g.max_records_per_partition == 0 {
+        issues.add(
+            format!("{p}.max_records_per_partition"),
+            "must be at least 1",
+        );
+    }
+}
+
+fn validate_pipeline(spec: &pb::JobSpec, issues: &mut Issues) {
+    let interval = spec.batch_interval_ms;
+    let mut key_by_at: Option<usize> = None;
+    let mut aggregate_at: Option<usize> = None;
+    for (i, step) in spec.pipeline.iter().enumerate() {
+        let path = format!("pipeline[{i}]");
+        let Some(kind) = &step.kind else {
+            issues.add(
+                path,
+                "empty step: give one of filter, map, flat_map, key_by, window, aggregate",
+            );
+            continue;
+        };
+        let after_state = aggregate_at.is_some();
+        match kind {
+            StepKind::Filter(e) | StepKind::KeyBy(e) if e.trim().is_empty() => {
+                issues.add(path.clone(), "expression must not be empty");
+            }
+            _ => {}
+        }
+        match kind {
+            StepKind::Filter(_) => {}
+            StepKind::Map(m) => {
+                if m.fields.is_empty() {
+                    issues.add(format!("{path}.map"), "must set at least one field");
+                }
+                for f in &m.fields {
+                    if f.expr.trim().is_empty() {
+                        issues.add(
+                            format!("{path}.map.{}", f.name),
+                            "expression must not be empty",
+                        );
+                    }
+                }
+            }
+            StepKind::FlatMap(f) => {
+                if after_state {
+                    issues.add(
+                        format!("{path}.flat_map"),
+                        "only filter and map may follow aggregate",
+                    );
+                }
+                if f.separator.is_empty() {
+                    issues.add(format!("{path}.flat_map.separator"), "must not be empty");
+                }
+            }
+            StepKind::KeyBy(_) => {
+                if after_state {
+                    issues.add(
+                        format!("{path}.key_by"),
+                        "only filter and map may follow aggregate",
+                    );
+                } else if key_by_at.is_some() {
+                    issues.add(format!("{path}.key_by"), "a job has at most one key_by");
+                }
+                key_by_at = Some(i);
+            }
+            StepKind::Window(w) => {
+                let wp = format!("{path}.window");
+                let next_is_aggregate = matches!(
+                    spec.pipeline.get(i + 1).and_then(|s| s.kind.as_ref()),
+                    Some(StepKind::Aggregate(_))
+                );
+                if !next_is_aggregate {
+                    issues.add(
+                        wp.clone(),
+                        "must be followed by aggregate (or be the last step)",
+                    );
+                }
+                check_multiple(issues, &format!("{wp}.size"), w.size_ms, interval);
+                check_multiple(issues, &format!("{wp}.slide"), w.slide_ms, interval);
+                if w.slide_ms > w.size_ms {
+                    issues.add(
+                        format!("{wp}.slide"),
+                        format!(
+                            "must not exceed size ({}), got {}",
+                            format_duration_ms(w.size_ms),
+                            format_duration_ms(w.slide_ms)
+                        ),
+                    );
+                } else if w.slide_ms > 0 && w.size_ms % w.slide_ms != 0 {
+                    issues.add(
+                        format!("{wp}.size"),
+                        format!(
+                            "must be a multiple of slide ({}), got {}",
+                            format_duration_ms(w.slide_ms),
+                            format_duration_ms(w.size_ms)
+                        ),
+                    );
+                }
+                if w.time.trim().is_empty() {
+                    issues.add(
+                        format!("{wp}.time"),
+                        "must name the event-time column, e.g. ts",
+                    );
+                }
+            }
+            StepKind::Aggregate(a) => {
+                let ap = format!("{path}.aggregate");
+                if aggregate_at.is_some() {
+                    issues.add(ap.clone(), "a job has at most one aggregate");
+                }
+                if key_by_at.is_none() {
+                    issues.add(
+                        ap.clone(),
+                        "needs a key_by step before it, e.g. - key_by: user",
+                    );
+                }
+                if a.aggregates.is_empty() {
+                    issues.add(
+                        ap.clone(),
+                        "must compute at least one value, e.g. count: {}",
+                    );
+                }
+                let mut seen = std::collections::HashSet::new();
+                for agg in &a.aggregates {
+                    if !seen.insert(agg.name.as_str()) {
+                        issues.add(format!("{ap}.{}", agg.name), "duplicate output name");
+                    }
+                    if matches!(agg.name.as_str(), "key" | "window_start" | "window_end") {
+                        issues.add(
+                            format!("{ap}.{}", agg.name),
+                            "this output name is reserved; choose another",
+                        );
+                    }
+                }
+                aggregate_at = Some(i);
+            }
+        }
+    }
+    if let (Some(k), None) = (key_by_at, aggregate_at) {
+        issues.add(
+            format!("pipeline[{k}].key_by"),
+            "must be followed by an aggregate or window step",
+        );
+    }
+}
+
+fn check_multiple(issues: &mut Issues, path: &str, value_ms: u64, interval_ms: u64) {
+    if value_ms == 0 {
+        issues.add(path, "must be positive");
+    } else if interval_ms > 0 && value_ms % interval_ms != 0 {
+        issues.add(
+            path,
+            format!(
+                "must be a multiple of batch_interval ({}), got {}",
+                format_duration_ms(interval_ms),
+                format_duration_ms(value_ms)
+            ),
+        );
+    }
+}
