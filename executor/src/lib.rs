@@ -2,5 +2,17 @@
 //! owns state partitions and persists them to a state store.
 #![warn(missing_docs)]
 
+pub mod error;
 pub mod expr;
+pub mod json;
+pub mod keys;
+pub mod operators;
+pub mod sinks;
+pub mod sources;
 pub mod state;
+pub mod plan;
+pub mod runtime;
+pub mod shuffle;
+
+pub use error::{ErrorDomain, ExecError};
+pub use runtime::{Executor, ExecutorConfig};

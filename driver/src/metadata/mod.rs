@@ -1,0 +1,93 @@
+//! The metadata checkpoint: job specs, batch plans with their offset
+//! ranges, commit decisions and commit records.
+//!
+//! It is a state machine over [`MetaCommand`](pb::MetaCommand)s. Every
+//! command is validated against the current state before it is applied, so
+//! a stale driver cannot plan a batch twice or commit a batch it does not
+//! hold. In local mode the commands are applied to a single-node store
+//! ([`SledMetadata`]); with driver high availability the same commands are
+//! the entries of the replicated log.
+
+mod machine;
+mod sled_store;
+
+pub use machine::{check_command, JobProgress, PendingBatch};
+pub use sled_store::SledMetadata;
+
+use weir_proto::pb;
+
+/// Errors of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The command does not fit the current state (a stale or confused proposer).
+    #[error("metadata command rejected: {0}")]
+    Rejected(String),
+    /// The store could not be read or written.
+    #[error("metadata store at {path}: {message}")]
+    Storage {
+        /// Where the store lives.
+        path: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// Stored bytes do not decode.
+    #[error("metadata store at {path}: corrupt entry {key}: {message}")]
+    Corrupt {
+        /// Where the store lives.
+        path: String,
+        /// The entry's key.
+        key: String,
+        /// The decode error.
+        message: String,
+    },
+}
+
+/// Read and write access to the metadata checkpoint.
+pub trait MetadataStore: Send + Sync {
+    /// Validates and applies a command; durable when it returns `Ok`.
+    fn apply(&self, command: pb::MetaCommand) -> Result<(), MetaError>;
+
+    /// A job's record.
+    fn job(&self, name: &str) -> Result<Option<pb::JobRecord>, MetaError>;
+
+    /// Every job's record.
+    fn jobs(&self) -> Result<Vec<pb::JobRecord>, MetaError>;
+
+    /// Where a job stands.
+    fn progress(&self, name: &str) -> Result<JobProgress, MetaError>;
+
+    /// The plan of a batch, kept while a state recovery could replay it.
+    fn plan(&self, name: &str, batch_id: u64) -> Result<Option<pb::BatchPlan>, MetaError>;
+}
+
+/// Shorthand constructors for commands.
+pub mod command {
+    use weir_proto::pb::{self, meta_command::Kind};
+
+    fn wrap(kind: Kind) -> pb::MetaCommand {
+        pb::MetaCommand { kind: Some(kind) }
+    }
+
+    /// Store (or replace) a job.
+    pub fn put_job(record: pb::JobRecord) -> pb::MetaCommand {
+        wrap(Kind::PutJob(record))
+    }
+
+    /// A batch was planned.
+    pub fn planned(plan: pb::BatchPlan) -> pb::MetaCommand {
+        wrap(Kind::BatchPlanned(plan))
+    }
+
+    /// The decision to commit a batch.
+    pub fn committing(commit: pb::BatchCommit) -> pb::MetaCommand {
+        wrap(Kind::BatchCommitting(commit))
+    }
+
+    /// A batch's sinks are committed.
+    pub fn committed(job: &str, batch_id: u64) -> pb::MetaCommand {
+        wrap(Kind::BatchCommitted(pb::BatchRef {
+            job: job.to_string(),
+            batch_id,
+        }))
+    }
+}

@@ -1,0 +1,40 @@
+//! How the leader reaches executors. The scheduler only sees this trait:
+//! `weir local` runs tasks in-process, a cluster sends them over gRPC.
+
+use weir_proto::pb;
+
+/// Why a task failed, which decides what the scheduler does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The job's spec or data: retrying fails the same way; the job fails.
+    User,
+    /// An outside system: retry the batch with backoff.
+    External,
+    /// Lost executor state or shuffle output: recover state, then retry.
+    Internal,
+}
+
+/// A failed task.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskFailure {
+    /// The failure's class.
+    pub kind: FailureKind,
+    /// What failed, naming the job, batch and partition.
+    pub message: String,
+}
+
+/// Runs tasks on executors. Each call runs a set of independent tasks
+/// (in parallel where it can) and fails if any of them fails.
+pub trait TaskRunner: Send + Sync {
+    /// Makes a job runnable on the executors.
+    fn deploy(&self, job: &pb::JobRecord) -> Result<(), TaskFailure>;
+    /// Runs stage-A tasks.
+    fn stage_a(&self, tasks: Vec<pb::StageATask>) -> Result<Vec<pb::StageAResult>, TaskFailure>;
+    /// Restores state partitions.
+    fn restore(&self, tasks: Vec<pb::RestoreTask>) -> Result<Vec<pb::RestoreResult>, TaskFailure>;
+    /// Runs stage-B tasks.
+    fn stage_b(&self, tasks: Vec<pb::StageBTask>) -> Result<Vec<pb::StageBResult>, TaskFailure>;
+    /// Publishes pre-committed sink output.
+    fn commit(&self, tasks: Vec<pb::CommitTask>) -> Result<(), TaskFailure>;
+}

@@ -1,0 +1,104 @@
+//! JSON lines from record batches: one object per row, columns in schema
+//! order. Used by the file and stdout sinks.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use std::fmt::Write;
+
+/// Appends one JSON line per row of `batch` to `out`.
+pub fn write_json_lines(batch: &RecordBatch, out: &mut String) {
+    let schema = batch.schema();
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut s = String::new();
+            write_json_string(f.name(), &mut s);
+            s
+        })
+        .collect();
+    for row in 0..batch.num_rows() {
+        out.push('{');
+        for (i, col) in batch.columns().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&names[i]);
+            out.push(':');
+            write_value(col.as_ref(), row, out);
+        }
+        out.push_str("}\n");
+    }
+}
+
+fn write_value(col: &dyn Array, row: usize, out: &mut String) {
+    if col.is_null(row) {
+        out.push_str("null");
+        return;
+    }
+    match col.data_type() {
+        DataType::Int64 => {
+            let _ = write!(out, "{}", col.as_primitive::<Int64Type>().value(row));
+        }
+        DataType::Float64 => {
+            let v = col.as_primitive::<Float64Type>().value(row);
+            if v.is_finite() {
+                let _ = write!(out, "{v}");
+            } else {
+                out.push_str("null");
+            }
+        }
+        DataType::Boolean => out.push_str(if col.as_boolean().value(row) { "true" } else { "false" }),
+        DataType::Utf8 => write_json_string(col.as_string::<i32>().value(row), out),
+        DataType::Dictionary(_, _) => {
+            let dict = col.as_dictionary::<Int32Type>();
+            let idx = dict.keys().value(row) as usize;
+            write_value(dict.values().as_ref(), idx, out);
+        }
+        other => write_json_string(&format!("<{other}>"), out),
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn rows_become_objects() {
+        let batch = RecordBatch::try_from_iter(vec![
+            ("key", Arc::new(StringArray::from(vec![Some("k\"1"), None])) as ArrayRef),
+            ("count", Arc::new(Int64Array::from(vec![2, 3])) as ArrayRef),
+            ("avg", Arc::new(Float64Array::from(vec![Some(1.5), None])) as ArrayRef),
+        ])
+        .unwrap();
+        let mut out = String::new();
+        write_json_lines(&batch, &mut out);
+        assert_eq!(out, "{\"key\":\"k\\\"1\",\"count\":2,\"avg\":1.5}\n{\"key\":null,\"count\":3,\"avg\":null}\n");
+        for line in out.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Accumulators of the aggregate functions, stored as fixed `u64` slots so
+//! that a group's state is one flat slice (cheap to merge, shuffle and
+//! checkpoint).
+
+use arrow_array::builder::{Float64Builder, Int64Builder};
+use arrow_array::ArrayRef;
+use arrow_schema::DataType;
+use std::sync::Arc;
+use weir_proto::pb::AggregateFunction;
+
+/// One aggregate function specialised for its input type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccKind {
+    /// `count(*)`, or `count(expr)` counting non-null values.
+    Count,
+    /// Sum of integers.
+    SumInt,
+    /// Sum of floats.
+    SumFloat,
+    /// Minimum of integers.
+    MinInt,
+    /// Minimum of floats.
+    MinFloat,
+    /// Maximum of integers.
+    MaxInt,
+    /// Maximum of floats.
+    MaxFloat,
+    /// Average (of integers or floats).
+    Avg,
+}
+
+impl AccKind {
+    /// The accumulator for `function` over an input of type `input`
+    /// (`None` for `count(*)`); `Err` names the problem.
+    pub fn for_input(function: AggregateFunction, input: Option<&DataType>) -> Result<Self, String> {
+        use AggregateFunction as F;
+        let numeric = |int: AccKind, float: AccKind| match input {
+            Some(DataType::Int64) => Ok(int),
+            Some(DataType::Float64) => Ok(float),
+            Some(other) => Err(format!("needs a numeric input (BIGINT or DOUBLE), got {other}")),
+            None => Err("needs an input expression".to_string()),
+        };
+        match function {
+            F::Count => Ok(AccKind::Count),
+            F::Sum => numeric(AccKind::SumInt, AccKind::SumFloat),
+            F::Min => numeric(AccKind::MinInt, AccKind::MinFloat),
+            F::Max => numeric(AccKind::MaxInt, AccKind::MaxFloat),
+            F::Avg => numeric(AccKind::Avg, AccKind::Avg),
+        }
+    }
+
+    /// Slots this accumulator occupies.
+    pub fn slots(self) -> usize {
+        match self {
+            AccKind::Count | AccKind::SumInt | AccKind::SumFloat => 1,
+            _ => 2,
+        }
+    }
+
+    /// Initial slot values (the first `slots()` are used).
+    pub fn init(self) -> [u64; 2] {
+        match self {
+            AccKind::Count | AccKind::SumInt => [0, 0],
+            AccKind::SumFloat | AccKind::Avg => [0f64.to_bits(), 0],
+            AccKind::MinInt => [i64::MAX as u64, 0],
+            AccKind::MaxInt => [i64::MIN as u64, 0],
+            AccKind::MinFloat => [f64::INFINITY.to_bits(), 0],
+            AccKind::MaxFloat => [f64::NEG_INFINITY.to_bits(), 0],
+        }
+    }
+
+    /// Adds one integer input value.
+    #[inline]
+    pub fn update_int(self, s: &mut [u64], v: i64) {
+        match self {
+            AccKind::Count => s[0] = s[0].wrapping_add(1),
+            AccKind::SumInt => s[0] = (s[0] as i64).wrapping_add(v) as u64,
+            AccKind::MinInt => {
+                s[0] = (s[0] as i64).min(v) as u64;
+                s[1] += 1;
+            }
+            AccKind::MaxInt => {
+                s[0] = (s[0] as i64).max(v) as u64;
+                s[1] += 1;
+            }
+            AccKind::Avg => {
+                s[0] = (f64::from_bits(s[0]) + v as f64).to_bits();
+                s[1] += 1;
+            }
+            AccKind::SumFloat | AccKind::MinFloat | AccKind::MaxFloat => self.update_float(s, v as f64),
+        }
+    }
+
+    /// Adds one float input value.
+    #[inline]
+    pub fn update_float(self, s: &mut [u64], v: f64) {
+        match self {
+            AccKind::Count => s[0] = s[0].wrapping_add(1),
+            AccKind::SumFloat => s[0] = (f64::from_bits(s[0]) + v).to_bits(),
+            AccKind::MinFloat => {
+                s[0] = f64::from_bits(s[0]).min(v).to_bits();
+                s[1] += 1;
+            }
+            AccKind::MaxFloat => {
+                s[0] = f64::from_bits(s[0]).max(v).to_bits();
+                s[1] += 1;
+            }
+            AccKind::Avg => {
+                s[0] = (f64::from_bits(s[0]) + v).to_bits();
+                s[1] += 1;
+            }
+            AccKind::SumInt | AccKind::MinInt | AccKind::MaxInt => self.update_int(s, v as i64),
+        }
+    }
+
+    /// Merges the partial state `src` into `dst`.
+    #[inline]
+    pub fn merge(self, dst: &mut [u64], src: &[u64]) {
+        match self {
+            AccKind::Count | AccKind::SumInt => dst[0] = (dst[0] as i64).wrapping_add(src[0] as i64) as u64,
+            AccKind::SumFloat => dst[0] = (f64::from_bits(dst[0]) + f64::from_bits(src[0])).to_bits(),
+            AccKind::MinInt => {
+                dst[0] = (dst[0] as i64).min(src[0] as i64) as u64;
+                dst[1] += src[1];
+            }
+            AccKind::MaxInt => {
+                dst[0] = (dst[0] as i64).max(src[0] as i64) as u64;
+                dst[1] += src[1];
+            }
+            AccKind::MinFloat => {
+                dst[0] = f64::from_bits(dst[0]).min(f64::from_bits(src[0])).to_bits();
+                dst[1] += src[1];
+            }
+            AccKind::MaxFloat => {
+                dst[0] = f64::from_bits(dst[0]).max(f64::from_bits(src[0])).to_bits();
+                dst[1] += src[1];
+            }
+            AccKind::Avg => {
+                dst[0] = (f64::from_bits(dst[0]) + f64::from_bits(src[0])).to_bits();
+                dst[1] += src[1];
+            }
+        }
+    }
+
+    /// Output type of the final value.
+    pub fn output_type(self) -> DataType {
+        match self {
+            AccKind::Count | AccKind::SumInt | AccKind::MinInt | AccKind::MaxInt => DataType::Int64,
+            _ => DataType::Float64,
+        }
+    }
+}
+
+/// Builds the output column of one accumulator.
+pub enum OutputBuilder {
+    /// Integer outputs.
+    Int(AccKind, Int64Builder),
+    /// Float outputs.
+    Float(AccKind, Float64Builder),
+}
+
+impl OutputBuilder {
+    /// A builder for `kind`.
+    pub fn new(kind: AccKind, capacity: usize) -> Self {
+        match kind.output_type() {
+            DataType::Int64 => OutputBuilder::Int(kind, Int64Builder::with_capacity(capacity)),
+            _ => OutputBuilder::Float(kind, Float64Builder::with_capacity(capacity)),
+        }
+    }
+
+    /// Appends the final value of the slots `s`.
+    pub fn append(&mut self, s: &[u64]) {
+        match self {
+            OutputBuilder::Int(AccKind::Count | AccKind::SumInt, b) => b.append_value(s[0] as i64),
+            OutputBuilder::Int(_, b) => b.append_option((s[1] > 0).then_some(s[0] as i64)),
+            OutputBuilder::Float(AccKind::SumFloat, b) => b.append_value(f64::from_bits(s[0])),
+            OutputBuilder::Float(AccKind::Avg, b) => {
+                b.append_option((s[1] > 0).then(|| f64::from_bits(s[0]) / s[1] as f64))
+            }
+            OutputBuilder::Float(_, b) => b.append_option((s[1] > 0).then(|| f64::from_bits(s[0]))),
+        }
+    }
+
+    /// The finished column.
+    pub fn finish(self) -> ArrayRef {
+        match self {
+            OutputBuilder::Int(_, mut b) => Arc::new(b.finish()),
+            OutputBuilder::Float(_, mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+
+    fn run(kind: AccKind, parts: &[&[i64]]) -> Vec<[u64; 2]> {
+        parts
+            .iter()
+            .map(|vals| {
+                let mut s = kind.init();
+                for v in *vals {
+                    kind.update_int(&mut s, *v);
+                }
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn partial_states_merge_to_the_whole() {
+        for kind in [AccKind::Count, AccKind::SumInt, AccKind::MinInt, AccKind::MaxInt, AccKind::Avg] {
+            let parts = run(kind, &[&[3, -1], &[7], &[]]);
+            let whole = run(kind, &[&[3, -1, 7]])[0];
+            let mut merged = kind.init();
+            for p in &parts {
+                kind.merge(&mut merged, p);
+            }
+            assert_eq!(merged, whole, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn final_values() {
+        let out = |kind: AccKind, vals: &[i64]| {
+            let s = run(kind, &[vals])[0];
+            let mut b = OutputBuilder::new(kind, 1);
+            b.append(&s);
+            b.finish()
+        };
+        assert_eq!(out(AccKind::Count, &[5, 6]).as_primitive::<Int64Type>().value(0), 2);
+        assert_eq!(out(AccKind::SumInt, &[5, 6]).as_primitive::<Int64Type>().value(0), 11);
+        assert_eq!(out(AccKind::MinInt, &[5, 6]).as_primitive::<Int64Type>().value(0), 5);
+        assert_eq!(out(AccKind::MaxInt, &[5, 6]).as_primitive::<Int64Type>().value(0), 6);
+        assert_eq!(out(AccKind::Avg, &[5, 6]).as_primitive::<Float64Type>().value(0), 5.5);
+        assert!(out(AccKind::MinInt, &[]).is_null(0));
+        assert!(out(AccKind::Avg, &[]).is_null(0));
+    }
+
+    #[test]
+    fn float_accumulators() {
+        let mut s = AccKind::MaxFloat.init();
+        AccKind::MaxFloat.update_float(&mut s, -2.5);
+        AccKind::MaxFloat.update_float(&mut s, 1.5);
+        assert_eq!(f64::from_bits(s[0]), 1.5);
+        assert_eq!(AccKind::for_input(AggregateFunction::Sum, Some(&DataType::Utf8)).unwrap_err(),
+            "needs a numeric input (BIGINT or DOUBLE), got Utf8");
+    }
+}

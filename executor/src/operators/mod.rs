@@ -1,0 +1,7 @@
+//! Operators: stateless steps over record batches and the stateful
+//! aggregation (running or windowed) split into its stage-A and stage-B halves.
+
+pub mod accumulator;
+pub mod aggregate;
+pub mod stateless;
+pub mod window;

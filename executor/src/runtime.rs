@@ -1,0 +1,390 @@
+//! The task runtime: runs a job's stage-A, stage-B, restore and commit tasks
+//! against its compiled plan, its state partitions and its sink. The same
+//! entry points serve in-process use (`weir local`) and remote calls.
+
+use crate::error::ExecError;
+use crate::operators::aggregate::{CheckpointData, PartitionState, PreAggregator};
+use crate::operators::stateless::StatelessOp;
+use crate::plan::JobPlan;
+use crate::shuffle::{MemoryShuffle, Shuffle};
+use crate::sinks::{lock, FileSink, NoopSink, Sink, StdoutSink};
+use crate::state::{PartitionCheckpoints, PartitionOptions, StateBackend};
+use arrow_array::RecordBatch;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use tracing::{debug, info, warn};
+use weir_proto::pb;
+
+/// Settings of an executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Snapshot and retention policy of state checkpoints.
+    pub checkpoints: PartitionOptions,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            checkpoints: PartitionOptions::default(),
+        }
+    }
+}
+
+/// Runs tasks for the jobs deployed on it.
+#[derive(Debug)]
+pub struct Executor {
+    config: ExecutorConfig,
+    backend: Arc<dyn StateBackend>,
+    jobs: RwLock<HashMap<String, Arc<JobRuntime>>>,
+}
+
+/// A state partition held by this executor.
+#[derive(Debug)]
+struct Partition {
+    state: PartitionState,
+    checkpoints: PartitionCheckpoints,
+    /// Version of the newest checkpoint written or restored.
+    last_checkpoint: u64,
+}
+
+struct JobRuntime {
+    plan: JobPlan,
+    sink: Box<dyn Sink>,
+    shuffle: MemoryShuffle,
+    /// `None` until restored (and after a failure left it unusable).
+    partitions: Vec<Mutex<Option<Partition>>>,
+    skip_errors: bool,
+}
+
+impl std::fmt::Debug for JobRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobRuntime").field("plan", &self.plan).finish()
+    }
+}
+
+/// Records out of the stateless steps, with the count of skipped ones.
+struct Processed {
+    batches: Vec<RecordBatch>,
+    skipped: u64,
+}
+
+impl Executor {
+    /// An executor persisting state to `backend`.
+    pub fn new(config: ExecutorConfig, backend: Arc<dyn StateBackend>) -> Self {
+        Executor {
+            config,
+            backend,
+            jobs: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Compiles a job and makes it runnable here; redeploying the same
+    /// fingerprint keeps the running state.
+    pub fn deploy(&self, record: &pb::JobRecord) -> Result<(), ExecError> {
+        let name = record.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        if let Some(existing) = self.jobs.read().unwrap_or_else(|p| p.into_inner()).get(&name) {
+            if existing.plan.record.fingerprint == record.fingerprint {
+                return Ok(());
+            }
+        }
+        let plan = JobPlan::compile(record).map_err(|message| ExecError::Plan {
+            job: name.clone(),
+            message,
+        })?;
+        let spec = plan.spec();
+        let sink: Box<dyn Sink> = match spec.sink.as_ref().and_then(|s| s.kind.as_ref()) {
+            Some(pb::sink::Kind::File(f)) => Box::new(FileSink::new(&name, &f.path)?),
+            Some(pb::sink::Kind::Stdout(_)) => Box::new(StdoutSink::default()),
+            Some(pb::sink::Kind::Noop(_)) | None => Box::new(NoopSink),
+        };
+        let partitions = (0..spec.state_partitions).map(|_| Mutex::new(None)).collect();
+        let skip_errors = spec.on_error == pb::ErrorPolicy::Skip as i32;
+        info!(job = %name, fingerprint = %record.fingerprint, "job deployed");
+        let runtime = JobRuntime {
+            plan,
+            sink,
+            shuffle: MemoryShuffle::default(),
+            partitions,
+            skip_errors,
+        };
+        self.jobs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, Arc::new(runtime));
+        Ok(())
+    }
+
+    fn job(&self, name: &str) -> Result<Arc<JobRuntime>, ExecError> {
+        self.jobs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ExecError::UnknownJob(name.to_string()))
+    }
+
+    /// Runs a stage-A task.
+    pub fn stage_a(&self, task: &pb::StageATask) -> Result<pb::StageAResult, ExecError> {
+        let job = self.job(&task.job)?;
+        let range = task.range.clone().unwrap_or_default();
+        job.shuffle.release_before(task.batch_id);
+        let plan = &job.plan;
+        let mut result = pb::StageAResult {
+            partition: range.partition,
+            max_event_time_ms: i64::MIN,
+            ..Default::default()
+        };
+        match &plan.aggregate {
+            Some(agg) => {
+                let mut pre = PreAggregator::new(agg, task.watermark_ms);
+                plan.source.read(range.partition, range.start, range.end, &mut |chunk| {
+                    result.records_in += chunk.num_rows() as u64;
+                    let processed = job.process(chunk)?;
+                    result.records_skipped += processed.skipped;
+                    for b in processed.batches {
+                        result.records_skipped += job.pre_aggregate(&mut pre, &b)?;
+                    }
+                    Ok(())
+                })?;
+                let (blocks, stats) = pre.finish(plan.spec().state_partitions);
+                result.records_late = stats.late;
+                result.max_event_time_ms = stats.max_event_time;
+                job.shuffle.put(task.batch_id, range.partition, blocks);
+            }
+            None => {
+                let mut out = Vec::new();
+                plan.source.read(range.partition, range.start, range.end, &mut |chunk| {
+                    result.records_in += chunk.num_rows() as u64;
+                    let processed = job.process(chunk)?;
+                    result.records_skipped += processed.skipped;
+                    out.extend(processed.batches);
+                    Ok(())
+                })?;
+                if !task.replay {
+                    result.records_out = job.sink.pre_commit(task.batch_id, range.partition, &out)?;
+                }
+            }
+        }
+        debug!(job = %task.job, batch_id = task.batch_id, partition = range.partition, records = result.records_in, "stage a done");
+        Ok(result)
+    }
+
+    /// Brings a state partition to the newest durable version ≤ the target.
+    /// Batches between the restored version and the target must then be
+    /// replayed (`replay: true`).
+    pub fn restore(&self, task: &pb::RestoreTask) -> Result<pb::RestoreResult, ExecError> {
+        let job = self.job(&task.job)?;
+        let Some(agg) = &job.plan.aggregate else {
+            return Ok(pb::RestoreResult {
+                partition: task.partition,
+                restored_version: task.target_version,
+            });
+        };
+        let state_err = |source| ExecError::State {
+            job: task.job.clone(),
+            partition: task.partition,
+            source,
+        };
+        let slot = job.slot(task.partition)?;
+        let mut checkpoints = PartitionCheckpoints::new(
+            self.backend.clone(),
+            &task.job,
+            agg.operator_name(),
+            task.partition,
+            self.config.checkpoints,
+        )
+        .map_err(state_err)?;
+        let restored = checkpoints.restore(task.target_version).map_err(state_err)?;
+        for (path, reason) in &restored.skipped {
+            warn!(job = %task.job, partition = task.partition, path = %path, reason = %reason, "state restore fell back past an unusable checkpoint");
+        }
+        checkpoints.discard_after(restored.version).map_err(state_err)?;
+        let state = PartitionState::restore(restored.version, restored.entries, agg.stride).map_err(|m| {
+            ExecError::Plan {
+                job: task.job.clone(),
+                message: format!("state partition {}: {m}", task.partition),
+            }
+        })?;
+        info!(job = %task.job, partition = task.partition, version = restored.version, keys = state.len(), "state partition restored");
+        *lock(slot) = Some(Partition {
+            state,
+            checkpoints,
+            last_checkpoint: restored.version,
+        });
+        Ok(pb::RestoreResult {
+            partition: task.partition,
+            restored_version: restored.version,
+        })
+    }
+
+    /// Runs a stage-B task. On failure the partition is dropped from memory
+    /// and must be restored before its next batch.
+    pub fn stage_b(&self, task: &pb::StageBTask) -> Result<pb::StageBResult, ExecError> {
+        let job = self.job(&task.job)?;
+        let slot = job.slot(task.partition)?;
+        let mut guard = lock(slot);
+        let outcome = job.stage_b(task, &mut guard);
+        if outcome.is_err() {
+            *guard = None;
+        }
+        outcome
+    }
+
+    /// Publishes a batch's pre-committed output of one partition.
+    pub fn commit(&self, task: &pb::CommitTask) -> Result<(), ExecError> {
+        let job = self.job(&task.job)?;
+        job.sink.commit(task.batch_id, task.partition)
+    }
+}
+
+impl JobRuntime {
+    fn slot(&self, partition: u32) -> Result<&Mutex<Option<Partition>>, ExecError> {
+        self.partitions.get(partition as usize).ok_or_else(|| ExecError::Plan {
+            job: self.plan.spec().name.clone(),
+            message: format!("state partition {partition} does not exist (the job has {})", self.partitions.len()),
+        })
+    }
+
+    fn expr_error(&self, e: crate::operators::stateless::OpError) -> ExecError {
+        match e.expr {
+            Some(source) => ExecError::Expr {
+                job: self.plan.spec().name.clone(),
+                step: e.path,
+                source,
+            },
+            None => ExecError::Plan {
+                job: self.plan.spec().name.clone(),
+                message: format!("{}: {}", e.path, e.message),
+            },
+        }
+    }
+
+    /// Runs the stateless steps over one chunk. Under `on_error: skip` a
+    /// failing chunk is retried record by record and the failing records
+    /// are dropped and counted.
+    fn process(&self, chunk: RecordBatch) -> Result<Processed, ExecError> {
+        match run_steps(&self.plan.pre, chunk.clone()) {
+            Ok(b) => Ok(Processed {
+                batches: vec![b],
+                skipped: 0,
+            }),
+            Err(e) if !self.skip_errors => Err(self.expr_error(e)),
+            Err(_) => {
+                let mut batches = Vec::new();
+                let mut skipped = 0;
+                for row in 0..chunk.num_rows() {
+                    match run_steps(&self.plan.pre, chunk.slice(row, 1)) {
+                        Ok(b) => batches.push(b),
+                        Err(_) => skipped += 1,
+                    }
+                }
+                Ok(Processed { batches, skipped })
+            }
+        }
+    }
+
+    /// Feeds a batch to the pre-aggregator; returns the records skipped.
+    fn pre_aggregate(&self, pre: &mut PreAggregator<'_>, batch: &RecordBatch) -> Result<u64, ExecError> {
+        let to_err = |e| ExecError::Expr {
+            job: self.plan.spec().name.clone(),
+            step: "key_by/aggregate".into(),
+            source: e,
+        };
+        match pre.add(batch) {
+            Ok(()) => Ok(0),
+            Err(e) if !self.skip_errors => Err(to_err(e)),
+            Err(_) => {
+                let mut skipped = 0;
+                for row in 0..batch.num_rows() {
+                    if pre.add(&batch.slice(row, 1)).is_err() {
+                        skipped += 1;
+                    }
+                }
+                Ok(skipped)
+            }
+        }
+    }
+
+    fn stage_b(&self, task: &pb::StageBTask, slot: &mut Option<Partition>) -> Result<pb::StageBResult, ExecError> {
+        let name = &task.job;
+        let agg = self.plan.aggregate.as_ref().ok_or_else(|| ExecError::Plan {
+            job: name.clone(),
+            message: "stage B runs only for jobs with state".into(),
+        })?;
+        let part = slot.as_mut().ok_or(ExecError::StateGap {
+            job: name.clone(),
+            partition: task.partition,
+            have: 0,
+            need: task.batch_id.saturating_sub(1),
+            batch: task.batch_id,
+        })?;
+        let mut result = pb::StageBResult {
+            partition: task.partition,
+            records_out: 0,
+            durable_version: part.last_checkpoint,
+        };
+        if task.replay && part.state.version >= task.batch_id {
+            return Ok(result);
+        }
+        if part.state.version + 1 != task.batch_id {
+            return Err(ExecError::StateGap {
+                job: name.clone(),
+                partition: task.partition,
+                have: part.state.version,
+                need: task.batch_id - 1,
+                batch: task.batch_id,
+            });
+        }
+        let mut blocks = Vec::with_capacity(task.sources.len());
+        for source in &task.sources {
+            let block = self
+                .shuffle
+                .fetch(task.batch_id, *source, task.partition)
+                .ok_or(ExecError::MissingShuffle {
+                    job: name.clone(),
+                    batch: task.batch_id,
+                    source_partition: *source,
+                })?;
+            blocks.push(block);
+        }
+        part.state.apply(agg, &blocks);
+        let emitted = part.state.emit(agg, task.watermark_ms);
+        if !task.replay {
+            let output = run_steps(&self.plan.post, emitted).map_err(|e| self.expr_error(e))?;
+            result.records_out = self.sink.pre_commit(task.batch_id, task.partition, &[output])?;
+        }
+        if task.checkpoint {
+            let state_err = |source| ExecError::State {
+                job: name.clone(),
+                partition: task.partition,
+                source,
+            };
+            let snapshot = part.checkpoints.should_snapshot(task.batch_id);
+            let CheckpointData { delta, snapshot } = part.state.checkpoint(snapshot);
+            part.checkpoints
+                .write_delta(task.batch_id, part.last_checkpoint, &delta)
+                .map_err(state_err)?;
+            if let Some(entries) = snapshot {
+                part.checkpoints
+                    .write_snapshot(task.batch_id, entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+                    .map_err(state_err)?;
+            }
+            part.last_checkpoint = task.batch_id;
+            result.durable_version = task.batch_id;
+            // Everything up to the previous batch is committed.
+            part.checkpoints.prune(task.batch_id - 1).map_err(state_err)?;
+        }
+        part.state.version = task.batch_id;
+        Ok(result)
+    }
+}
+
+fn run_steps(steps: &[StatelessOp], mut batch: RecordBatch) -> Result<RecordBatch, crate::operators::stateless::OpError> {
+    for op in steps {
+        if batch.num_rows() == 0 {
+            return Ok(RecordBatch::new_empty(op.output_schema().clone()));
+        }
+        batch = op.apply(&batch)?;
+    }
+    Ok(batch)
+}
