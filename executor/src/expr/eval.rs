@@ -166,7 +166,12 @@ impl Phys {
                 if matches!(op, ArithOp::Div | ArithOp::Rem) {
                     // Spark semantics: x / 0 and x % 0 are NULL.
                     let zero = Scalar::new(zero_of(r.array().data_type())?);
-                    let is_zero = cmp::eq(r.array(), &zero)?;
+                    let mut is_zero = cmp::eq(r.array(), &zero)?;
+                    if r.array().data_type() == &DataType::Float64 {
+                        // Arrow compares floats by total order, where -0.0 != 0.0.
+                        let neg_zero = Scalar::new(Float64Array::from(vec![-0.0f64]));
+                        is_zero = or_kleene(&is_zero, &cmp::eq(r.array(), &neg_zero)?)?;
+                    }
                     if is_zero.true_count() > 0 {
                         r = r.map(|a| nullif(a.as_ref(), &is_zero))?;
                     }
@@ -307,7 +312,12 @@ fn select(cond: &Value, then: Value, otherwise: Value, len: usize) -> Result<Val
         return Ok(if take_then { then } else { otherwise });
     }
     let m = mask(cond.array())?;
-    debug_assert_eq!(m.len(), len);
+    if m.len() != len {
+        return Err(ArrowError::ComputeError(format!(
+            "condition has {} rows, expected {len}",
+            m.len()
+        )));
+    }
     let (ts, fs);
     let t: &dyn Datum = match &then {
         Value::Array(a) => a,

@@ -207,6 +207,8 @@ fn division_is_double_and_by_zero_is_null() {
         vec![Some(1.0 / 1.5), None, Some(-6.0), Some(0.0), None]
     );
     assert_eq!(floats("i / 0.0"), vec![None; 5]);
+    assert_eq!(floats("i / -0.0"), vec![None; 5]);
+    assert_eq!(floats("i % -0.0"), vec![None; 5]);
     assert_eq!(ints("i % 0"), vec![None; 5]);
     assert_eq!(
         ints("7 % i"),
