@@ -1,0 +1,405 @@
+//! Vectorized evaluation of the physical tree with Arrow kernels.
+
+use std::sync::Arc;
+
+use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
+use arrow_arith::numeric;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    new_null_array, Array, ArrayRef, BooleanArray, Datum, DictionaryArray, Float64Array,
+    Int32Array, Int64Array, Scalar, UInt32Array,
+};
+use arrow_buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
+use arrow_ord::cmp;
+use arrow_schema::{ArrowError, DataType};
+use arrow_select::concat::concat;
+use arrow_select::nullif::nullif;
+use arrow_select::take::take;
+use arrow_select::zip::zip;
+use arrow_string::like;
+
+use super::functions;
+use super::types::{ArithOp, CmpOp, Kind, Phys};
+
+/// The columns of the batch being evaluated.
+pub(crate) struct Input<'a> {
+    pub(crate) columns: &'a [ArrayRef],
+    pub(crate) num_rows: usize,
+}
+
+/// Result of evaluating a node: a full column or a one-element scalar.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Array(ArrayRef),
+    Scalar(ArrayRef),
+}
+
+impl Value {
+    /// The underlying array (one element for scalars).
+    pub(crate) fn array(&self) -> &ArrayRef {
+        match self {
+            Value::Array(a) | Value::Scalar(a) => a,
+        }
+    }
+
+    pub(crate) fn is_scalar(&self) -> bool {
+        matches!(self, Value::Scalar(_))
+    }
+
+    /// Expands to a column of `len` rows.
+    pub(crate) fn into_array(self, len: usize) -> Result<ArrayRef, ArrowError> {
+        match self {
+            Value::Array(a) => Ok(a),
+            Value::Scalar(a) => {
+                if a.is_null(0) {
+                    Ok(new_null_array(a.data_type(), len))
+                } else {
+                    let zeros = UInt32Array::new(ScalarBuffer::from(vec![0u32; len]), None);
+                    take(a.as_ref(), &zeros, None)
+                }
+            }
+        }
+    }
+
+    /// Applies a kernel to the underlying array, keeping scalar-ness.
+    pub(crate) fn map(
+        &self,
+        f: impl FnOnce(&ArrayRef) -> Result<ArrayRef, ArrowError>,
+    ) -> Result<Value, ArrowError> {
+        Ok(match self {
+            Value::Array(a) => Value::Array(f(a)?),
+            Value::Scalar(a) => Value::Scalar(f(a)?),
+        })
+    }
+}
+
+/// Calls a binary Datum kernel; the result is scalar only if both inputs are.
+fn datum2(
+    l: &Value,
+    r: &Value,
+    f: impl FnOnce(&dyn Datum, &dyn Datum) -> Result<ArrayRef, ArrowError>,
+) -> Result<Value, ArrowError> {
+    let (ls, rs);
+    let ld: &dyn Datum = match l {
+        Value::Array(a) => a,
+        Value::Scalar(a) => {
+            ls = Scalar::new(Arc::clone(a));
+            &ls
+        }
+    };
+    let rd: &dyn Datum = match r {
+        Value::Array(a) => a,
+        Value::Scalar(a) => {
+            rs = Scalar::new(Arc::clone(a));
+            &rs
+        }
+    };
+    let out = f(ld, rd)?;
+    Ok(if l.is_scalar() && r.is_scalar() {
+        Value::Scalar(out)
+    } else {
+        Value::Array(out)
+    })
+}
+
+/// Adapts a Datum kernel returning a `BooleanArray`.
+fn boolean_kernel(
+    k: fn(&dyn Datum, &dyn Datum) -> Result<BooleanArray, ArrowError>,
+) -> impl FnOnce(&dyn Datum, &dyn Datum) -> Result<ArrayRef, ArrowError> {
+    move |a, b| Ok(Arc::new(k(a, b)?) as ArrayRef)
+}
+
+/// Human-readable message of an evaluation error.
+pub(crate) fn message(e: ArrowError) -> String {
+    match e {
+        ArrowError::ComputeError(m)
+        | ArrowError::ArithmeticOverflow(m)
+        | ArrowError::InvalidArgumentError(m)
+        | ArrowError::CastError(m) => m,
+        other => other.to_string(),
+    }
+}
+
+fn as_bool(v: &ArrayRef) -> Result<&BooleanArray, ArrowError> {
+    v.as_boolean_opt()
+        .ok_or_else(|| ArrowError::ComputeError(format!("expected Boolean, got {}", v.data_type())))
+}
+
+/// Converts a condition into a selection mask where NULL means false.
+fn mask(v: &ArrayRef) -> Result<BooleanArray, ArrowError> {
+    let b = as_bool(v)?;
+    Ok(match b.nulls() {
+        Some(n) if n.null_count() > 0 => BooleanArray::new(b.values() & n.inner(), None),
+        _ => b.clone(),
+    })
+}
+
+fn zero_of(t: &DataType) -> Result<ArrayRef, ArrowError> {
+    match t {
+        DataType::Int64 => Ok(Arc::new(Int64Array::from(vec![0i64]))),
+        DataType::Float64 => Ok(Arc::new(Float64Array::from(vec![0f64]))),
+        other => Err(ArrowError::ComputeError(format!(
+            "arithmetic on non-numeric type {other}"
+        ))),
+    }
+}
+
+impl Phys {
+    /// Evaluates this node over `input`.
+    pub(crate) fn eval(&self, input: &Input<'_>) -> Result<Value, ArrowError> {
+        match &self.kind {
+            Kind::Column(i) => input
+                .columns
+                .get(*i)
+                .map(|c| Value::Array(Arc::clone(c)))
+                .ok_or_else(|| ArrowError::ComputeError(format!("column {i} is missing"))),
+            Kind::Literal(a) => Ok(Value::Scalar(Arc::clone(a))),
+            Kind::Arith {
+                op,
+                left,
+                right,
+                text,
+            } => {
+                let l = left.eval(input)?;
+                let mut r = right.eval(input)?;
+                if matches!(op, ArithOp::Div | ArithOp::Rem) {
+                    // Spark semantics: x / 0 and x % 0 are NULL.
+                    let zero = Scalar::new(zero_of(r.array().data_type())?);
+                    let mut is_zero = cmp::eq(r.array(), &zero)?;
+                    if r.array().data_type() == &DataType::Float64 {
+                        // Arrow compares floats by total order, where -0.0 != 0.0.
+                        let neg_zero = Scalar::new(Float64Array::from(vec![-0.0f64]));
+                        is_zero = or_kleene(&is_zero, &cmp::eq(r.array(), &neg_zero)?)?;
+                    }
+                    if is_zero.true_count() > 0 {
+                        r = r.map(|a| nullif(a.as_ref(), &is_zero))?;
+                    }
+                }
+                let kernel = match op {
+                    ArithOp::Add => numeric::add,
+                    ArithOp::Sub => numeric::sub,
+                    ArithOp::Mul => numeric::mul,
+                    ArithOp::Div => numeric::div,
+                    ArithOp::Rem => numeric::rem,
+                };
+                datum2(&l, &r, kernel).map_err(|e| match e {
+                    ArrowError::ArithmeticOverflow(_) => {
+                        ArrowError::ArithmeticOverflow(format!("integer overflow in `{text}`"))
+                    }
+                    other => other,
+                })
+            }
+            Kind::Cmp { op, left, right } => {
+                let l = left.eval(input)?;
+                let r = right.eval(input)?;
+                let kernel = match op {
+                    CmpOp::Eq => cmp::eq,
+                    CmpOp::NotEq => cmp::neq,
+                    CmpOp::Lt => cmp::lt,
+                    CmpOp::LtEq => cmp::lt_eq,
+                    CmpOp::Gt => cmp::gt,
+                    CmpOp::GtEq => cmp::gt_eq,
+                };
+                datum2(&l, &r, boolean_kernel(kernel))
+            }
+            Kind::And(left, right) | Kind::Or(left, right) => {
+                let l = left.eval(input)?;
+                let r = right.eval(input)?;
+                let both_scalar = l.is_scalar() && r.is_scalar();
+                let (l, r) = if both_scalar {
+                    (Arc::clone(l.array()), Arc::clone(r.array()))
+                } else {
+                    (l.into_array(input.num_rows)?, r.into_array(input.num_rows)?)
+                };
+                let out = if matches!(self.kind, Kind::And(..)) {
+                    and_kleene(as_bool(&l)?, as_bool(&r)?)?
+                } else {
+                    or_kleene(as_bool(&l)?, as_bool(&r)?)?
+                };
+                let out: ArrayRef = Arc::new(out);
+                Ok(if both_scalar {
+                    Value::Scalar(out)
+                } else {
+                    Value::Array(out)
+                })
+            }
+            Kind::Not(e) => e
+                .eval(input)?
+                .map(|a| Ok(Arc::new(not(as_bool(a)?)?) as ArrayRef)),
+            Kind::Neg { expr, text } => expr.eval(input)?.map(|a| {
+                numeric::neg(a.as_ref()).map_err(|e| match e {
+                    ArrowError::ArithmeticOverflow(_) => {
+                        ArrowError::ArithmeticOverflow(format!("integer overflow in `{text}`"))
+                    }
+                    other => other,
+                })
+            }),
+            Kind::IsNull { expr, negated } => expr.eval(input)?.map(|a| {
+                let out = if *negated {
+                    is_not_null(a.as_ref())?
+                } else {
+                    is_null(a.as_ref())?
+                };
+                Ok(Arc::new(out) as ArrayRef)
+            }),
+            Kind::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+            } => {
+                let e = expr.eval(input)?;
+                let p = pattern.eval(input)?;
+                let kernel = match (negated, case_insensitive) {
+                    (false, false) => like::like,
+                    (true, false) => like::nlike,
+                    (false, true) => like::ilike,
+                    (true, true) => like::nilike,
+                };
+                datum2(&e, &p, boolean_kernel(kernel))
+            }
+            Kind::Case { whens, else_result } => {
+                let mut acc = else_result.eval(input)?;
+                for (cond, result) in whens.iter().rev() {
+                    let c = cond.eval(input)?;
+                    let v = result.eval(input)?;
+                    acc = select(&c, v, acc, input.num_rows)?;
+                }
+                Ok(acc)
+            }
+            Kind::Coalesce(args) => {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(a.eval(input)?);
+                }
+                let mut iter = values.into_iter().rev();
+                let Some(mut acc) = iter.next() else {
+                    return Ok(Value::Scalar(new_null_array(&self.data_type, 1)));
+                };
+                for v in iter {
+                    let present = v.map(|a| Ok(Arc::new(is_not_null(a.as_ref())?) as ArrayRef))?;
+                    acc = select(&present, v, acc, input.num_rows)?;
+                }
+                Ok(acc)
+            }
+            Kind::Cast(e) => {
+                let to = &self.data_type;
+                e.eval(input)?.map(|a| functions::cast(a, to))
+            }
+            Kind::Unpack(e) => e.eval(input)?.map(unpack),
+            Kind::DictMap {
+                column,
+                inner,
+                text,
+            } => dict_map(input, *column, inner, text).map(Value::Array),
+            Kind::Func { func, args, text } => {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(a.eval(input)?);
+                }
+                functions::call(*func, &values, text)
+            }
+        }
+    }
+}
+
+/// `CASE`-style selection: rows where `cond` is true take `then`, the others
+/// `otherwise`.
+fn select(cond: &Value, then: Value, otherwise: Value, len: usize) -> Result<Value, ArrowError> {
+    if let Value::Scalar(c) = cond {
+        let take_then = as_bool(c)?.is_valid(0) && as_bool(c)?.value(0);
+        return Ok(if take_then { then } else { otherwise });
+    }
+    let m = mask(cond.array())?;
+    if m.len() != len {
+        return Err(ArrowError::ComputeError(format!(
+            "condition has {} rows, expected {len}",
+            m.len()
+        )));
+    }
+    let (ts, fs);
+    let t: &dyn Datum = match &then {
+        Value::Array(a) => a,
+        Value::Scalar(a) => {
+            ts = Scalar::new(Arc::clone(a));
+            &ts
+        }
+    };
+    let f: &dyn Datum = match &otherwise {
+        Value::Array(a) => a,
+        Value::Scalar(a) => {
+            fs = Scalar::new(Arc::clone(a));
+            &fs
+        }
+    };
+    Ok(Value::Array(zip(&m, t, f)?))
+}
+
+/// Dictionary to plain strings: `take(values, keys)`.
+fn unpack(a: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    match a.as_any_dictionary_opt() {
+        Some(d) => take(d.values().as_ref(), d.keys(), None),
+        None => Ok(Arc::clone(a)),
+    }
+}
+
+/// Evaluates `inner` over the distinct values of a dictionary column and maps
+/// the result back through the keys.
+fn dict_map(
+    input: &Input<'_>,
+    column: usize,
+    inner: &Phys,
+    text: &str,
+) -> Result<ArrayRef, ArrowError> {
+    let col = input
+        .columns
+        .get(column)
+        .ok_or_else(|| ArrowError::ComputeError(format!("column {column} is missing")))?;
+    let dict = col.as_dictionary_opt::<Int32Type>().ok_or_else(|| {
+        ArrowError::ComputeError(format!(
+            "column '{text}' is {}, expected Dictionary(Int32, Utf8)",
+            col.data_type()
+        ))
+    })?;
+    let keys = dict.keys();
+    let mut values = Arc::clone(dict.values());
+    // Null keys: evaluate the expression on an extra NULL value too, so that
+    // e.g. `coalesce(k, 'none')` and `k IS NULL` are right for them.
+    let keys: Int32Array = if keys.null_count() > 0 {
+        let extra = i32::try_from(values.len())
+            .map_err(|_| ArrowError::ComputeError("dictionary has too many values".to_string()))?;
+        values = concat(&[
+            values.as_ref(),
+            new_null_array(values.data_type(), 1).as_ref(),
+        ])?;
+        let fixed: ScalarBuffer<i32> = keys
+            .values()
+            .iter()
+            .enumerate()
+            .map(|(i, k)| if keys.is_valid(i) { *k } else { extra })
+            .collect();
+        Int32Array::new(fixed, None)
+    } else {
+        keys.clone()
+    };
+    let mut columns = input.columns.to_vec();
+    columns[column] = Arc::clone(&values);
+    let value_input = Input {
+        columns: &columns,
+        num_rows: values.len(),
+    };
+    let out = inner.eval(&value_input)?.into_array(values.len())?;
+    if out.data_type() == &DataType::Utf8 {
+        // Keep the result dictionary-encoded; NULL results become null keys.
+        let nulls = (out.null_count() > 0).then(|| {
+            NullBuffer::new(BooleanBuffer::collect_bool(keys.len(), |i| {
+                out.is_valid(keys.value(i) as usize)
+            }))
+        });
+        let keys = Int32Array::new(keys.values().clone(), nulls);
+        Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, out)?))
+    } else {
+        take(out.as_ref(), &keys, None)
+    }
+}

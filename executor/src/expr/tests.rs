@@ -1,0 +1,862 @@
+//! End-to-end tests: compile against a schema, evaluate over hand-built batches.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int64Array, RecordBatch,
+    StringArray,
+};
+use arrow_schema::{DataType, Field, Schema};
+
+use super::{referenced_columns, CompiledExpr, ExprError};
+
+fn dict_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// Columns: i Int64, f Float64 (nullable), s Utf8 (nullable), b Boolean
+/// (nullable), k Dictionary(Int32, Utf8) (nullable), ku = k unpacked to Utf8.
+fn batch() -> RecordBatch {
+    let schema = Schema::new(vec![
+        Field::new("i", DataType::Int64, false),
+        Field::new("f", DataType::Float64, true),
+        Field::new("s", DataType::Utf8, true),
+        Field::new("b", DataType::Boolean, true),
+        Field::new("k", dict_type(), true),
+        Field::new("ku", DataType::Utf8, true),
+        Field::new("my col", DataType::Int64, false),
+    ]);
+    let keys = vec![Some("k1"), Some("K2"), None, Some("k1"), Some("ä3")];
+    let k: DictionaryArray<Int32Type> = keys.iter().copied().collect();
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(Int64Array::from(vec![1, -2, 3, 0, 10])),
+            Arc::new(Float64Array::from(vec![
+                Some(1.5),
+                None,
+                Some(-0.5),
+                Some(2.0),
+                Some(0.0),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("Click"),
+                Some("view"),
+                None,
+                Some("click"),
+                Some("héllo"),
+            ])),
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(false),
+                None,
+                Some(true),
+                None,
+            ])),
+            Arc::new(k),
+            Arc::new(StringArray::from(keys)),
+            Arc::new(Int64Array::from(vec![7, 7, 7, 7, 7])),
+        ],
+    )
+    .unwrap()
+}
+
+fn eval(sql: &str) -> ArrayRef {
+    let b = batch();
+    let e = CompiledExpr::compile(sql, &b.schema()).unwrap_or_else(|e| panic!("{e}"));
+    let out = e.evaluate(&b).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.len(), b.num_rows());
+    assert_eq!(out.data_type(), e.data_type(), "{sql}");
+    if !e.nullable() {
+        assert_eq!(out.null_count(), 0, "{sql} declared non-nullable");
+    }
+    out
+}
+
+fn ints(sql: &str) -> Vec<Option<i64>> {
+    eval(sql).as_primitive::<Int64Type>().iter().collect()
+}
+
+fn floats(sql: &str) -> Vec<Option<f64>> {
+    eval(sql).as_primitive::<Float64Type>().iter().collect()
+}
+
+fn bools(sql: &str) -> Vec<Option<bool>> {
+    eval(sql).as_boolean().iter().collect()
+}
+
+/// String results, unpacking dictionaries for comparison.
+fn strs(sql: &str) -> Vec<Option<String>> {
+    let a = eval(sql);
+    let a = match a.as_dictionary_opt::<Int32Type>() {
+        Some(d) => arrow_select::take::take(d.values().as_ref(), d.keys(), None).unwrap(),
+        None => a,
+    };
+    a.as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
+}
+
+fn s(v: &[Option<&str>]) -> Vec<Option<String>> {
+    v.iter().map(|x| x.map(str::to_string)).collect()
+}
+
+fn compile_err(sql: &str) -> ExprError {
+    CompiledExpr::compile(sql, &batch().schema()).unwrap_err()
+}
+
+fn eval_err(sql: &str) -> ExprError {
+    let b = batch();
+    CompiledExpr::compile(sql, &b.schema())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .evaluate(&b)
+        .unwrap_err()
+}
+
+#[test]
+fn columns_and_literals() {
+    assert_eq!(
+        ints("i"),
+        vec![Some(1), Some(-2), Some(3), Some(0), Some(10)]
+    );
+    assert_eq!(ints("\"my col\""), vec![Some(7); 5]);
+    assert_eq!(ints("42"), vec![Some(42); 5]);
+    assert_eq!(floats("2.5"), vec![Some(2.5); 5]);
+    assert_eq!(strs("'x'"), s(&[Some("x"); 5]));
+    assert_eq!(bools("false"), vec![Some(false); 5]);
+    assert_eq!(eval("NULL").logical_null_count(), 5);
+    let k = eval("k");
+    assert_eq!(k.data_type(), &dict_type());
+}
+
+#[test]
+fn integer_arithmetic() {
+    assert_eq!(
+        ints("i + 1"),
+        vec![Some(2), Some(-1), Some(4), Some(1), Some(11)]
+    );
+    assert_eq!(
+        ints("i - i * 2"),
+        vec![Some(-1), Some(2), Some(-3), Some(0), Some(-10)]
+    );
+    assert_eq!(
+        ints("i * 2"),
+        vec![Some(2), Some(-4), Some(6), Some(0), Some(20)]
+    );
+    assert_eq!(
+        ints("10 % 3 + i % 2"),
+        vec![Some(2), Some(1), Some(2), Some(1), Some(1)]
+    );
+    assert_eq!(
+        ints("-i"),
+        vec![Some(-1), Some(2), Some(-3), Some(0), Some(-10)]
+    );
+    assert_eq!(
+        ints("+i"),
+        vec![Some(1), Some(-2), Some(3), Some(0), Some(10)]
+    );
+    assert_eq!(
+        ints("(i + 1) * 2"),
+        vec![Some(4), Some(-2), Some(8), Some(2), Some(22)]
+    );
+    assert_eq!(ints("i + NULL"), vec![None; 5]);
+    // Literal-only expressions stay scalars and are expanded at the end.
+    assert_eq!(ints("2 * 3 + 1"), vec![Some(7); 5]);
+}
+
+#[test]
+fn float_arithmetic_and_promotion() {
+    assert_eq!(
+        floats("f + i"),
+        vec![Some(2.5), None, Some(2.5), Some(2.0), Some(10.0)]
+    );
+    assert_eq!(
+        floats("i * 0.5"),
+        vec![Some(0.5), Some(-1.0), Some(1.5), Some(0.0), Some(5.0)]
+    );
+    assert_eq!(
+        floats("f - 1"),
+        vec![Some(0.5), None, Some(-1.5), Some(1.0), Some(-1.0)]
+    );
+    assert_eq!(
+        floats("-f"),
+        vec![Some(-1.5), None, Some(0.5), Some(-2.0), Some(-0.0)]
+    );
+    assert_eq!(
+        floats("i % 1.5"),
+        vec![Some(1.0), Some(-0.5), Some(0.0), Some(0.0), Some(1.0)]
+    );
+}
+
+#[test]
+fn division_is_double_and_by_zero_is_null() {
+    assert_eq!(
+        floats("i / 2"),
+        vec![Some(0.5), Some(-1.0), Some(1.5), Some(0.0), Some(5.0)]
+    );
+    assert_eq!(
+        floats("10 / i"),
+        vec![Some(10.0), Some(-5.0), Some(10.0 / 3.0), None, Some(1.0)]
+    );
+    assert_eq!(floats("i / 0"), vec![None; 5]);
+    assert_eq!(
+        floats("i / f"),
+        vec![Some(1.0 / 1.5), None, Some(-6.0), Some(0.0), None]
+    );
+    assert_eq!(floats("i / 0.0"), vec![None; 5]);
+    assert_eq!(floats("i / -0.0"), vec![None; 5]);
+    assert_eq!(floats("i % -0.0"), vec![None; 5]);
+    assert_eq!(ints("i % 0"), vec![None; 5]);
+    assert_eq!(
+        ints("7 % i"),
+        vec![Some(0), Some(1), Some(1), None, Some(7)]
+    );
+    assert_eq!(floats("f % 0"), vec![None; 5]);
+    assert_eq!(
+        floats("i % f"),
+        vec![Some(1.0), None, Some(0.0), Some(0.0), None]
+    );
+    // Constant division by zero.
+    assert_eq!(floats("1 / 0"), vec![None; 5]);
+}
+
+#[test]
+fn integer_overflow_is_an_error_naming_the_expression() {
+    let e = eval_err("i * 9223372036854775807 + 1");
+    assert!(matches!(e, ExprError::Eval { .. }));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("integer overflow in `i * 9223372036854775807`"),
+        "{msg}"
+    );
+    assert!(msg.contains("\"i * 9223372036854775807 + 1\""), "{msg}");
+    let msg = eval_err("i + 9223372036854775807").to_string();
+    assert!(msg.contains("integer overflow"), "{msg}");
+    let msg = eval_err("i - 9223372036854775807 - 10").to_string();
+    assert!(msg.contains("integer overflow"), "{msg}");
+    let msg = eval_err("-(i * 0 - 9223372036854775807 - 1)").to_string();
+    assert!(
+        msg.contains("integer overflow in `-(i * 0 - 9223372036854775807 - 1)`"),
+        "{msg}"
+    );
+    let msg = eval_err("abs(i * 0 - 9223372036854775807 - 1)").to_string();
+    assert!(msg.contains("integer overflow in `abs(...)`"), "{msg}");
+    // MIN % -1 is 0, not an overflow.
+    assert_eq!(ints("(-9223372036854775807 - 1) % -1"), vec![Some(0); 5]);
+}
+
+#[test]
+fn numeric_comparisons() {
+    assert_eq!(
+        bools("i > 0"),
+        vec![Some(true), Some(false), Some(true), Some(false), Some(true)]
+    );
+    assert_eq!(
+        bools("i = 3"),
+        vec![
+            Some(false),
+            Some(false),
+            Some(true),
+            Some(false),
+            Some(false)
+        ]
+    );
+    assert_eq!(bools("i == 3"), bools("i = 3"));
+    assert_eq!(bools("i != 3"), bools("i <> 3"));
+    assert_eq!(
+        bools("i <> 3"),
+        vec![Some(true), Some(true), Some(false), Some(true), Some(true)]
+    );
+    assert_eq!(
+        bools("i <= 1"),
+        vec![Some(true), Some(true), Some(false), Some(true), Some(false)]
+    );
+    assert_eq!(
+        bools("i >= 3"),
+        vec![
+            Some(false),
+            Some(false),
+            Some(true),
+            Some(false),
+            Some(true)
+        ]
+    );
+    assert_eq!(
+        bools("i < f"),
+        vec![Some(true), None, Some(false), Some(true), Some(false)]
+    );
+    assert_eq!(
+        bools("f > 1"),
+        vec![Some(true), None, Some(false), Some(true), Some(false)]
+    );
+    assert_eq!(bools("i = NULL"), vec![None; 5]);
+    assert_eq!(bools("1 < 2"), vec![Some(true); 5]);
+}
+
+#[test]
+fn string_and_boolean_comparisons() {
+    assert_eq!(
+        bools("s = 'click'"),
+        vec![Some(false), Some(false), None, Some(true), Some(false)]
+    );
+    assert_eq!(
+        bools("s < 'd'"),
+        vec![Some(true), Some(false), None, Some(true), Some(false)]
+    );
+    assert_eq!(
+        bools("s = ku"),
+        vec![Some(false), Some(false), None, Some(false), Some(false)]
+    );
+    assert_eq!(
+        bools("b = true"),
+        vec![Some(true), Some(false), None, Some(true), None]
+    );
+    assert_eq!(
+        bools("b <> (i > 0)"),
+        vec![Some(false), Some(false), None, Some(true), None]
+    );
+}
+
+#[test]
+fn kleene_logic_and_null_tests() {
+    assert_eq!(
+        bools("b AND i > 0"),
+        vec![Some(true), Some(false), None, Some(false), None]
+    );
+    assert_eq!(
+        bools("b OR i > 0"),
+        vec![Some(true), Some(false), Some(true), Some(true), Some(true)]
+    );
+    assert_eq!(
+        bools("NOT b"),
+        vec![Some(false), Some(true), None, Some(false), None]
+    );
+    assert_eq!(
+        bools("b AND NULL"),
+        vec![None, Some(false), None, None, None]
+    );
+    assert_eq!(bools("b OR TRUE"), vec![Some(true); 5]);
+    assert_eq!(
+        bools("b IS NULL"),
+        vec![
+            Some(false),
+            Some(false),
+            Some(true),
+            Some(false),
+            Some(true)
+        ]
+    );
+    assert_eq!(
+        bools("f IS NOT NULL"),
+        vec![Some(true), Some(false), Some(true), Some(true), Some(true)]
+    );
+    assert_eq!(bools("NULL IS NULL"), vec![Some(true); 5]);
+    assert_eq!(
+        bools("i % 2 = 0 AND ku <> 'k1'"),
+        vec![
+            Some(false),
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(true)
+        ]
+    );
+}
+
+#[test]
+fn between_in_like() {
+    assert_eq!(
+        bools("i BETWEEN 0 AND 3"),
+        vec![Some(true), Some(false), Some(true), Some(true), Some(false)]
+    );
+    assert_eq!(
+        bools("i NOT BETWEEN 0 AND 3"),
+        vec![
+            Some(false),
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(true)
+        ]
+    );
+    assert_eq!(
+        bools("f BETWEEN i AND 2"),
+        vec![Some(true), None, Some(false), Some(true), Some(false)]
+    );
+    assert_eq!(
+        bools("i IN (1, 10, 99)"),
+        vec![
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(false),
+            Some(true)
+        ]
+    );
+    assert_eq!(
+        bools("i NOT IN (1, 10)"),
+        vec![Some(false), Some(true), Some(true), Some(true), Some(false)]
+    );
+    // NULL in the list: no match gives NULL.
+    assert_eq!(
+        bools("i IN (1, NULL)"),
+        vec![Some(true), None, None, None, None]
+    );
+    assert_eq!(
+        bools("f IN (1.5, 0)"),
+        vec![Some(true), None, Some(false), Some(false), Some(true)]
+    );
+    assert_eq!(
+        bools("s IN ('view', 'click')"),
+        vec![Some(false), Some(true), None, Some(true), Some(false)]
+    );
+    assert_eq!(
+        bools("s LIKE 'c%'"),
+        vec![Some(false), Some(false), None, Some(true), Some(false)]
+    );
+    assert_eq!(
+        bools("s NOT LIKE '_i%'"),
+        vec![Some(true), Some(false), None, Some(true), Some(true)]
+    );
+    assert_eq!(
+        bools("s ILIKE 'CLICK'"),
+        vec![Some(true), Some(false), None, Some(true), Some(false)]
+    );
+}
+
+#[test]
+fn case_expressions() {
+    assert_eq!(
+        strs("CASE WHEN i > 2 THEN 'big' WHEN i > 0 THEN 'small' ELSE 'neg' END"),
+        s(&[
+            Some("small"),
+            Some("neg"),
+            Some("big"),
+            Some("neg"),
+            Some("big")
+        ])
+    );
+    // A NULL condition is not true; missing ELSE is NULL.
+    assert_eq!(
+        ints("CASE WHEN b THEN i END"),
+        vec![Some(1), None, None, Some(0), None]
+    );
+    assert_eq!(
+        floats("CASE WHEN b THEN i ELSE f END"),
+        vec![Some(1.0), None, Some(-0.5), Some(0.0), Some(0.0)]
+    );
+    assert_eq!(
+        strs("CASE i WHEN 1 THEN 'one' WHEN 3 THEN s ELSE 'other' END"),
+        s(&[
+            Some("one"),
+            Some("other"),
+            None,
+            Some("other"),
+            Some("other")
+        ])
+    );
+    assert_eq!(
+        ints("CASE WHEN 1 = 1 THEN i ELSE 0 END"),
+        vec![Some(1), Some(-2), Some(3), Some(0), Some(10)]
+    );
+    assert_eq!(
+        strs("CASE WHEN i > 0 THEN k ELSE 'none' END"),
+        s(&[Some("k1"), Some("none"), None, Some("none"), Some("ä3")])
+    );
+}
+
+#[test]
+fn casts() {
+    assert_eq!(
+        strs("CAST(i AS STRING)"),
+        s(&[Some("1"), Some("-2"), Some("3"), Some("0"), Some("10")])
+    );
+    assert_eq!(
+        strs("CAST(f AS VARCHAR)"),
+        s(&[Some("1.5"), None, Some("-0.5"), Some("2.0"), Some("0.0")])
+    );
+    assert_eq!(
+        strs("CAST(b AS STRING)"),
+        s(&[Some("true"), Some("false"), None, Some("true"), None])
+    );
+    assert_eq!(
+        ints("CAST(f AS BIGINT)"),
+        vec![Some(1), None, Some(0), Some(2), Some(0)]
+    );
+    assert_eq!(
+        floats("CAST(i AS DOUBLE)"),
+        vec![Some(1.0), Some(-2.0), Some(3.0), Some(0.0), Some(10.0)]
+    );
+    assert_eq!(
+        bools("CAST(i AS BOOLEAN)"),
+        vec![Some(true), Some(true), Some(true), Some(false), Some(true)]
+    );
+    assert_eq!(
+        ints("CAST(b AS BIGINT)"),
+        vec![Some(1), Some(0), None, Some(1), None]
+    );
+    assert_eq!(
+        ints("CAST('12' AS BIGINT) + CAST(' 3 ' AS INT)"),
+        vec![Some(15); 5]
+    );
+    assert_eq!(ints("CAST(s AS BIGINT)"), vec![None; 5]);
+    assert_eq!(floats("CAST('2.5' AS DOUBLE)"), vec![Some(2.5); 5]);
+    assert_eq!(bools("CAST('yes' AS BOOLEAN)"), vec![Some(true); 5]);
+    assert_eq!(bools("CAST('nope' AS BOOLEAN)"), vec![None; 5]);
+    assert_eq!(ints("CAST(NULL AS BIGINT)"), vec![None; 5]);
+    assert_eq!(ints("i::BIGINT"), ints("i"));
+    assert_eq!(
+        ints("CAST(ku AS BIGINT)"),
+        vec![None; 5],
+        "non-numeric strings cast to NULL"
+    );
+}
+
+#[test]
+fn string_functions() {
+    assert_eq!(
+        strs("lower(s)"),
+        s(&[
+            Some("click"),
+            Some("view"),
+            None,
+            Some("click"),
+            Some("héllo")
+        ])
+    );
+    assert_eq!(
+        strs("UPPER(s)"),
+        s(&[
+            Some("CLICK"),
+            Some("VIEW"),
+            None,
+            Some("CLICK"),
+            Some("HÉLLO")
+        ])
+    );
+    assert_eq!(
+        ints("length(s)"),
+        vec![Some(5), Some(4), None, Some(5), Some(5)]
+    );
+    assert_eq!(ints("length('abc')"), vec![Some(3); 5]);
+    assert_eq!(
+        strs("concat(s, '-', ku)"),
+        s(&[
+            Some("Click-k1"),
+            Some("view-K2"),
+            None,
+            Some("click-k1"),
+            Some("héllo-ä3")
+        ])
+    );
+    assert_eq!(
+        strs("s || '!'"),
+        s(&[
+            Some("Click!"),
+            Some("view!"),
+            None,
+            Some("click!"),
+            Some("héllo!")
+        ])
+    );
+    assert_eq!(strs("concat('a', NULL)"), s(&[None; 5]));
+    assert_eq!(
+        strs("substr(s, 2, 3)"),
+        s(&[Some("lic"), Some("iew"), None, Some("lic"), Some("éll")])
+    );
+    assert_eq!(
+        strs("substr(s, -2)"),
+        s(&[Some("ck"), Some("ew"), None, Some("ck"), Some("lo")])
+    );
+    assert_eq!(
+        strs("SUBSTRING(s FROM 1 FOR i)"),
+        s(&[Some("C"), Some(""), None, Some(""), Some("héllo")])
+    );
+    assert_eq!(
+        strs("substring(s, 1, 1)"),
+        s(&[Some("C"), Some("v"), None, Some("c"), Some("h")])
+    );
+}
+
+#[test]
+fn numeric_functions_and_coalesce() {
+    assert_eq!(
+        ints("abs(i)"),
+        vec![Some(1), Some(2), Some(3), Some(0), Some(10)]
+    );
+    assert_eq!(
+        floats("abs(f)"),
+        vec![Some(1.5), None, Some(0.5), Some(2.0), Some(0.0)]
+    );
+    assert_eq!(
+        floats("coalesce(f, i)"),
+        vec![Some(1.5), Some(-2.0), Some(-0.5), Some(2.0), Some(0.0)]
+    );
+    assert_eq!(
+        strs("coalesce(s, ku, 'none')"),
+        s(&[
+            Some("Click"),
+            Some("view"),
+            Some("none"),
+            Some("click"),
+            Some("héllo")
+        ])
+    );
+    assert_eq!(
+        bools("coalesce(b, false)"),
+        vec![
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(true),
+            Some(false)
+        ]
+    );
+    assert_eq!(ints("coalesce(NULL, 5)"), vec![Some(5); 5]);
+    assert_eq!(eval("coalesce(NULL, NULL)").logical_null_count(), 5);
+}
+
+/// Expressions over the dictionary column `k` must give the same values as
+/// over its unpacked copy `ku`.
+#[test]
+fn dictionary_matches_unpacked() {
+    let exprs = [
+        "{} = 'k1'",
+        "{} <> 'k1'",
+        "{} > 'k1'",
+        "{} IS NULL",
+        "{} IS NOT NULL",
+        "{} IN ('k1', 'ä3')",
+        "{} LIKE 'k%'",
+        "length({})",
+        "lower({})",
+        "upper({})",
+        "concat({}, '_x')",
+        "substr({}, 2)",
+        "coalesce({}, 'none')",
+        "CASE WHEN {} = 'k1' THEN 1 ELSE 2 END",
+        "CAST({} AS BOOLEAN)",
+        "{} = s",
+        "concat({}, s)",
+        "{}",
+        "lower({}) = 'k2' OR {} IS NULL",
+    ];
+    for template in exprs {
+        let on_dict = template.replace("{}", "k");
+        let on_plain = template.replace("{}", "ku");
+        let (d, p) = (eval(&on_dict), eval(&on_plain));
+        let unpack = |a: ArrayRef| match a.as_dictionary_opt::<Int32Type>() {
+            Some(d) => arrow_select::take::take(d.values().as_ref(), d.keys(), None).unwrap(),
+            None => a,
+        };
+        let (d, p) = (unpack(d), unpack(p));
+        assert_eq!(d.as_ref(), p.as_ref(), "{on_dict} vs {on_plain}");
+        // Null positions must agree physically, not only logically.
+        assert_eq!(d.null_count(), p.null_count(), "{on_dict}");
+    }
+}
+
+#[test]
+fn dictionary_string_results_stay_encoded() {
+    let out = eval("lower(k)");
+    let d = out.as_dictionary::<Int32Type>();
+    // Computed once per distinct value, not per row.
+    assert_eq!(d.values().len(), 3 + 1);
+    assert_eq!(d.keys().null_count(), 1);
+    assert_eq!(
+        d.downcast_dict::<StringArray>()
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![Some("k1"), Some("k2"), None, Some("k1"), Some("ä3")]
+    );
+}
+
+#[test]
+fn dictionary_without_null_keys() {
+    let k: DictionaryArray<Int32Type> = vec!["a", "b", "a", "a"].into_iter().collect();
+    let schema = Schema::new(vec![Field::new("key", dict_type(), false)]);
+    let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(k)]).unwrap();
+    let e = CompiledExpr::compile("key <> 'a'", &batch.schema()).unwrap();
+    let out = e.evaluate(&batch).unwrap();
+    assert_eq!(
+        out.as_boolean().iter().collect::<Vec<_>>(),
+        vec![Some(false), Some(true), Some(false), Some(false)]
+    );
+    let e = CompiledExpr::compile("upper(key)", &batch.schema()).unwrap();
+    let out = e.evaluate(&batch).unwrap();
+    let d = out.as_dictionary::<Int32Type>();
+    assert_eq!(d.values().len(), 2);
+    assert_eq!(d.values().as_string::<i32>().value(1), "B");
+    // Sliced batches work too.
+    let out = e.evaluate(&batch.slice(1, 2)).unwrap();
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn api_accessors() {
+    let b = batch();
+    let e = CompiledExpr::compile("i * 2", &b.schema()).unwrap();
+    assert_eq!(e.sql(), "i * 2");
+    assert_eq!(e.data_type(), &DataType::Int64);
+    assert!(!e.nullable());
+    let e2 = e.clone();
+    assert!(format!("{e2:?}").contains("i * 2"));
+    fn assert_send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    assert_send_sync::<CompiledExpr>();
+    let e = CompiledExpr::compile("f * 2", &b.schema()).unwrap();
+    assert!(e.nullable());
+    // Empty batches.
+    let out = e.evaluate(&b.slice(0, 0)).unwrap();
+    assert_eq!(out.len(), 0);
+    let out = CompiledExpr::compile("1 + 1", &b.schema())
+        .unwrap()
+        .evaluate(&b.slice(0, 0))
+        .unwrap();
+    assert_eq!(out.len(), 0);
+}
+
+#[test]
+fn mismatched_batch_is_an_error_not_a_panic() {
+    let b = batch();
+    let e = CompiledExpr::compile("s = 'x'", &b.schema()).unwrap();
+    let other = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("s", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(vec![1]))],
+    )
+    .unwrap();
+    let msg = e.evaluate(&other).unwrap_err().to_string();
+    assert!(msg.contains("\"s = 'x'\""), "{msg}");
+    assert!(msg.contains("batch has 1 columns"), "{msg}");
+}
+
+#[test]
+fn error_messages() {
+    let msg = compile_err("s + 1").to_string();
+    assert!(
+        msg.contains("cannot apply '+' to Utf8 and Int64 (expected numbers) in \"s + 1\""),
+        "{msg}"
+    );
+    let e = compile_err("amount > 1");
+    assert!(matches!(e, ExprError::UnknownColumn { .. }));
+    let msg = e.to_string();
+    assert!(msg.contains("unknown column 'amount'"), "{msg}");
+    assert!(msg.contains("i, f, s, b, k, ku, my col"), "{msg}");
+    let e = compile_err("i +");
+    assert!(matches!(e, ExprError::Parse { .. }));
+    assert!(e.to_string().contains("\"i +\""), "{e}");
+    let e = compile_err("EXISTS (SELECT 1)");
+    assert!(matches!(e, ExprError::Unsupported { .. }));
+    assert!(e.to_string().contains("subquery"), "{e}");
+    let e = compile_err("rank() OVER (ORDER BY i)");
+    assert!(e.to_string().contains("window function rank"), "{e}");
+    let e = compile_err("sqrt(f)");
+    assert!(e.to_string().contains("unsupported function sqrt"), "{e}");
+}
+
+#[test]
+fn hostile_inputs_do_not_panic() {
+    let b = batch();
+    for sql in [
+        "",
+        ")",
+        "'unterminated",
+        "1 +* 2",
+        "CASE END",
+        "CAST(i AS)",
+        "substr(s, 9223372036854775807, 9223372036854775807)",
+        "substr(s, -9223372036854775807 - 1, 2)",
+        "i % -1",
+        "f / -0.0",
+        "CAST(1e308 * 10 AS BIGINT)",
+        "lower(NULL)",
+        "concat(NULL)",
+        "length(NULL) + 1",
+        "NULL AND NULL",
+        "NOT NULL",
+        "-NULL",
+        "NULL LIKE NULL",
+        "CASE WHEN NULL THEN NULL END",
+        "i IN (NULL)",
+        "abs(NULL)",
+        "k LIKE NULL",
+        "s LIKE ku",
+        "coalesce(k)",
+        "\u{0}",
+        "((((((((((((((((((((i))))))))))))))))))))",
+    ] {
+        if let Ok(e) = CompiledExpr::compile(sql, &b.schema()) {
+            let _ = e.evaluate(&b);
+        }
+    }
+}
+
+#[test]
+fn referenced_columns_in_order() {
+    assert_eq!(
+        referenced_columns("value % 2 = 0 AND key <> 'k1' OR value > 3").unwrap(),
+        vec!["value", "key"]
+    );
+    assert_eq!(referenced_columns("lower(user)").unwrap(), vec!["user"]);
+    assert_eq!(
+        referenced_columns("CASE WHEN a THEN \"b c\" ELSE coalesce(d, a) END").unwrap(),
+        vec!["a", "b c", "d"]
+    );
+    assert_eq!(referenced_columns("1 + 2").unwrap(), Vec::<String>::new());
+    assert!(matches!(
+        referenced_columns("a +"),
+        Err(ExprError::Parse { .. })
+    ));
+}
+
+#[test]
+fn brief_examples() {
+    let schema = Schema::new(vec![
+        Field::new("type", DataType::Utf8, false),
+        Field::new("amount", DataType::Int64, false),
+        Field::new("user", DataType::Utf8, false),
+        Field::new("value", DataType::Int64, false),
+        Field::new("key", dict_type(), false),
+    ]);
+    let key: DictionaryArray<Int32Type> = vec!["k0", "k1", "k1"].into_iter().collect();
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(vec!["click", "view", "click"])),
+            Arc::new(Int64Array::from(vec![5, 6, 7])),
+            Arc::new(StringArray::from(vec!["Ann", "BOB", "cy"])),
+            Arc::new(Int64Array::from(vec![10002, 20003, 4])),
+            Arc::new(key),
+        ],
+    )
+    .unwrap();
+    let run = |sql: &str| {
+        CompiledExpr::compile(sql, &batch.schema())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .evaluate(&batch)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(
+        run("type = 'click'").as_boolean(),
+        &BooleanArray::from(vec![true, false, true])
+    );
+    assert_eq!(
+        run("amount * 2").as_primitive::<Int64Type>(),
+        &Int64Array::from(vec![10, 12, 14])
+    );
+    assert_eq!(
+        run("lower(user)").as_string::<i32>(),
+        &StringArray::from(vec!["ann", "bob", "cy"])
+    );
+    assert_eq!(
+        run("value % 10000").as_primitive::<Int64Type>(),
+        &Int64Array::from(vec![2, 3, 4])
+    );
+    assert_eq!(
+        run("value % 2 = 0 AND key <> 'k1'").as_boolean(),
+        &BooleanArray::from(vec![true, false, false])
+    );
+}
