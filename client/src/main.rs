@@ -1,1 +1,146 @@
-fn main() {}
+//! `weir`: run and inspect Weir jobs.
+
+mod local;
+mod status;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use weir_driver::{submit, DriverOptions, JobDriver, Outcome, SledMetadata};
+use weir_executor::plan::JobPlan;
+use weir_executor::state::LocalBackend;
+use weir_executor::{Executor, ExecutorConfig};
+use weir_proto::{pb, spec};
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Exactly-once micro-batch stream processing")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "WEIR_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job in this process: driver, executor and state in a local directory.
+    Local {
+        /// The job spec (YAML).
+        spec: PathBuf,
+        /// Where the metadata checkpoint and state live; restarting with the
+        /// same directory resumes the job. Default: .weir/<job name>.
+        #[arg(long, env = "WEIR_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Exit 0 once a finite source is exhausted and every batch committed.
+        #[arg(long)]
+        exit_when_idle: bool,
+    },
+    /// Check a job spec without running it.
+    Validate {
+        /// The job spec (YAML).
+        spec: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Validate { spec } => {
+            let spec = load_spec(&spec)?;
+            check_plan(&spec)?;
+            println!("{}: ok", spec.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Local {
+            spec,
+            state_dir,
+            exit_when_idle,
+        } => run_local(&spec, state_dir, exit_when_idle),
+    }
+}
+
+fn load_spec(path: &Path) -> anyhow::Result<pb::JobSpec> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read job spec {}", path.display()))?;
+    spec::parse_spec(&text).map_err(|e| anyhow::anyhow!("invalid job spec {}:\n{e}", path.display()))
+}
+
+/// Compiles the spec's plan (expressions, types, columns) without running it.
+fn check_plan(spec: &pb::JobSpec) -> anyhow::Result<()> {
+    let record = pb::JobRecord {
+        spec: Some(spec.clone()),
+        fingerprint: spec::fingerprint(spec),
+        created_at_ms: 0,
+    };
+    JobPlan::compile(&record)
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("invalid job spec {}: {e}", spec.name))
+}
+
+fn run_local(spec_path: &Path, state_dir: Option<PathBuf>, exit_when_idle: bool) -> anyhow::Result<ExitCode> {
+    let spec = load_spec(spec_path)?;
+    check_plan(&spec)?;
+    let root = state_dir.unwrap_or_else(|| PathBuf::from(".weir").join(&spec.name));
+    let dirs = local::LocalDirs::under(&root);
+    std::fs::create_dir_all(&dirs.state).with_context(|| format!("cannot create state directory {}", dirs.state.display()))?;
+    let meta = Arc::new(SledMetadata::open(&dirs.meta)?);
+    let name = spec.name.clone();
+    let (record, resumed) = submit(meta.as_ref(), spec)?;
+    if resumed {
+        tracing::info!(job = %name, state_dir = %root.display(), "resuming from the checkpoint");
+    } else {
+        tracing::info!(job = %name, state_dir = %root.display(), fingerprint = %record.fingerprint, "starting a new job");
+    }
+    let backend = Arc::new(LocalBackend::new(dirs.state.clone()));
+    let executor = Executor::new(ExecutorConfig::default(), backend);
+    let runner = Arc::new(local::LocalRunner::new(executor));
+    let options = DriverOptions {
+        exit_when_idle,
+        ..Default::default()
+    };
+    let driver = JobDriver::new(meta, runner, &name, options)?;
+    let shutdown = local::shutdown_on_signals()?;
+    let mut line = status::StatusLine::new();
+    let outcome = driver.run(&shutdown, &mut |r| line.batch(r));
+    line.finish();
+    match outcome? {
+        Outcome::Finished => {
+            tracing::info!(job = %name, "source exhausted and every batch committed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Stopped => {
+            tracing::info!(job = %name, "stopped; restart with the same --state-dir to resume");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+

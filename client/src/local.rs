@@ -1,0 +1,123 @@
+//! `weir local`: a driver and an executor in one process, talking through
+//! the same task interface a cluster uses, with the metadata checkpoint and
+//! the state store in a local directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use weir_driver::{FailureKind, TaskFailure, TaskRunner};
+use weir_executor::{ErrorDomain, ExecError, Executor};
+use weir_proto::pb;
+
+/// Runs tasks on an in-process executor, spreading independent tasks over
+/// the machine's cores.
+pub struct LocalRunner {
+    executor: Executor,
+    threads: usize,
+}
+
+impl LocalRunner {
+    /// A runner around `executor`.
+    pub fn new(executor: Executor) -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        LocalRunner { executor, threads }
+    }
+
+    /// Runs `f` over every task on up to `threads` threads; results keep the task order.
+    fn parallel<T: Sync, R: Send>(
+        &self,
+        tasks: &[T],
+        f: impl Fn(&T) -> Result<R, ExecError> + Sync,
+    ) -> Result<Vec<R>, TaskFailure> {
+        let chunk = tasks.len().div_ceil(self.threads.max(1)).max(1);
+        let results: Vec<Result<Vec<R>, ExecError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = tasks
+                .chunks(chunk)
+                .map(|part| s.spawn(|| part.iter().map(&f).collect::<Result<Vec<R>, ExecError>>()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(tasks.len());
+        for r in results {
+            out.extend(r.map_err(failure)?);
+        }
+        Ok(out)
+    }
+}
+
+fn failure(e: ExecError) -> TaskFailure {
+    let kind = match e.domain() {
+        ErrorDomain::User => FailureKind::User,
+        ErrorDomain::External => FailureKind::External,
+        ErrorDomain::Internal => FailureKind::Internal,
+    };
+    TaskFailure {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+impl TaskRunner for LocalRunner {
+    fn deploy(&self, job: &pb::JobRecord) -> Result<(), TaskFailure> {
+        self.executor.deploy(job).map_err(failure)
+    }
+
+    fn stage_a(&self, tasks: Vec<pb::StageATask>) -> Result<Vec<pb::StageAResult>, TaskFailure> {
+        self.parallel(&tasks, |t| self.executor.stage_a(t))
+    }
+
+    fn restore(&self, tasks: Vec<pb::RestoreTask>) -> Result<Vec<pb::RestoreResult>, TaskFailure> {
+        self.parallel(&tasks, |t| self.executor.restore(t))
+    }
+
+    fn stage_b(&self, tasks: Vec<pb::StageBTask>) -> Result<Vec<pb::StageBResult>, TaskFailure> {
+        self.parallel(&tasks, |t| self.executor.stage_b(t))
+    }
+
+    fn commit(&self, tasks: Vec<pb::CommitTask>) -> Result<(), TaskFailure> {
+        self.parallel(&tasks, |t| self.executor.commit(t)).map(|_| ())
+    }
+}
+
+/// Where `weir local` keeps a job's metadata and state.
+pub struct LocalDirs {
+    /// The metadata checkpoint (sled).
+    pub meta: PathBuf,
+    /// State checkpoints.
+    pub state: PathBuf,
+}
+
+impl LocalDirs {
+    /// The layout under `root`.
+    pub fn under(root: &Path) -> Self {
+        LocalDirs {
+            meta: root.join("meta"),
+            state: root.join("state"),
+        }
+    }
+}
+
+/// A flag set by SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            tracing::info!("shutdown requested: stopping after the current batch");
+            set.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    })?;
+    Ok(flag)
+}
