@@ -14,6 +14,8 @@
 //!
 //! * [`format`]: encoding/decoding of one checkpoint file.
 //! * [`StateBackend`] / [`LocalBackend`]: where the files are stored.
+//! * [`recovery`]: choosing and reading the files to restore a version, with
+//!   fallback past corrupt files.
 
 use std::fmt;
 
@@ -23,11 +25,13 @@ pub(crate) mod conformance;
 mod error;
 pub mod format;
 mod local;
+pub mod recovery;
 
 pub use backend::StateBackend;
 pub use error::StateError;
 pub use format::CheckpointKind;
 pub use local::LocalBackend;
+pub use recovery::{plan_restore, restore, RestorePlan, Restored};
 
 /// The name of one checkpoint file: its version and kind.
 ///
