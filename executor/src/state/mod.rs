@@ -16,6 +16,7 @@
 //! * [`StateBackend`] / [`LocalBackend`]: where the files are stored.
 //! * [`recovery`]: choosing and reading the files to restore a version, with
 //!   fallback past corrupt files.
+//! * [`PartitionCheckpoints`]: writing, restoring and pruning one partition.
 
 use std::fmt;
 
@@ -25,12 +26,14 @@ pub(crate) mod conformance;
 mod error;
 pub mod format;
 mod local;
+mod partition;
 pub mod recovery;
 
 pub use backend::StateBackend;
 pub use error::StateError;
 pub use format::CheckpointKind;
 pub use local::LocalBackend;
+pub use partition::{PartitionCheckpoints, PartitionOptions};
 pub use recovery::{plan_restore, restore, RestorePlan, Restored};
 
 /// The name of one checkpoint file: its version and kind.
