@@ -1,0 +1,142 @@
+//! The single error type of the state checkpoint module.
+
+use thiserror::Error;
+
+/// Everything that can go wrong while writing, reading, listing or pruning
+/// state checkpoints. Every variant names the path it concerns (relative to
+/// the backend root) and its message says what to do about it.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The storage backend failed an operation.
+    #[error(
+        "state store I/O error during {op} of `{path}`: {source}; check that the state root \
+         is reachable, writable and not full, then retry (if one checkpoint file is \
+         permanently unreadable, move it aside and recovery falls back to an older checkpoint)"
+    )]
+    Io {
+        /// The backend operation that failed (`put`, `get`, `list`, `delete`, ...).
+        op: &'static str,
+        /// The path the operation was working on.
+        path: String,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A path or path component handed to the state module is not acceptable.
+    #[error(
+        "invalid state path `{path}`: {reason}; paths are relative to the state root, \
+         '/'-separated, without empty, '.' or '..' components, and file names must not \
+         start with '.' (reserved for temporary files)"
+    )]
+    InvalidPath {
+        /// The rejected path.
+        path: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// The file does not start with the checkpoint magic bytes.
+    #[error(
+        "`{path}` is not a Weir state checkpoint (bad magic bytes); it is a stray or \
+         overwritten file: move it out of the state directory"
+    )]
+    BadMagic {
+        /// The offending file.
+        path: String,
+    },
+
+    /// The file was written by a newer (or unknown) checkpoint format.
+    #[error(
+        "`{path}` uses checkpoint format version {found}, but this build only reads \
+         version {supported}; run a Weir version that supports it"
+    )]
+    UnsupportedFormatVersion {
+        /// The offending file.
+        path: String,
+        /// The format version stored in the file.
+        found: u16,
+        /// The format version this build reads.
+        supported: u16,
+    },
+
+    /// The file ends before the structure it declares.
+    #[error(
+        "`{path}` is truncated: {detail}; the file is incomplete (interrupted copy or \
+         disk problem), recovery skips it and falls back to an older checkpoint"
+    )]
+    Truncated {
+        /// The offending file.
+        path: String,
+        /// What was being read when the data ran out.
+        detail: String,
+    },
+
+    /// The trailing CRC32C does not match the contents.
+    #[error(
+        "`{path}` failed its checksum (stored {expected:#010x}, computed {actual:#010x}); \
+         the file is corrupt, recovery skips it and falls back to an older checkpoint"
+    )]
+    ChecksumMismatch {
+        /// The offending file.
+        path: String,
+        /// The CRC32C stored in the file.
+        expected: u32,
+        /// The CRC32C computed over the file contents.
+        actual: u32,
+    },
+
+    /// The file passed its checksum but its contents are inconsistent
+    /// (unknown kind or tag, trailing bytes, header not matching the file name).
+    #[error(
+        "`{path}` is malformed: {detail}; the file was not written by a compatible Weir \
+         writer, recovery skips it and falls back to an older checkpoint"
+    )]
+    Malformed {
+        /// The offending file.
+        path: String,
+        /// What is inconsistent.
+        detail: String,
+    },
+
+    /// A caller asked for something the checkpoint format cannot represent or
+    /// that breaks the checkpoint chain (a bug in the caller).
+    #[error("cannot write `{path}`: {detail}; this is a bug in the caller of the state module")]
+    InvalidRequest {
+        /// The file that was to be written.
+        path: String,
+        /// What is wrong with the request.
+        detail: String,
+    },
+}
+
+impl StateError {
+    /// The path (relative to the backend root) this error concerns.
+    pub fn path(&self) -> &str {
+        match self {
+            StateError::Io { path, .. }
+            | StateError::InvalidPath { path, .. }
+            | StateError::BadMagic { path }
+            | StateError::UnsupportedFormatVersion { path, .. }
+            | StateError::Truncated { path, .. }
+            | StateError::ChecksumMismatch { path, .. }
+            | StateError::Malformed { path, .. }
+            | StateError::InvalidRequest { path, .. } => path,
+        }
+    }
+
+    /// Whether this error means the file's contents are unusable (as opposed to
+    /// the store being unreachable or the request being wrong). Recovery skips
+    /// such files and falls back to older checkpoints.
+    pub fn is_corrupt_file(&self) -> bool {
+        matches!(
+            self,
+            StateError::BadMagic { .. }
+                | StateError::UnsupportedFormatVersion { .. }
+                | StateError::Truncated { .. }
+                | StateError::ChecksumMismatch { .. }
+                | StateError::Malformed { .. }
+        )
+    }
+}

@@ -1,0 +1,649 @@
+//! Encoding and decoding of one checkpoint file.
+//!
+//! Layout (all integers little-endian):
+//!
+//! ```text
+//! magic          8 bytes  b"WEIRSTAT"
+//! format version u16      = 1
+//! kind           u8       0 = delta, 1 = snapshot
+//! version        u64      batch id of this checkpoint
+//! base_version   u64      delta: version of the checkpoint it applies on top of
+//!                         snapshot: == version
+//! entry count    u64
+//! entries        count x { key len u32, key, tag u8 (0 tombstone, 1 value),
+//!                          value len u32, value }   (tombstones: value len 0)
+//! crc32c         u32      over every byte before it
+//! ```
+
+use super::StateError;
+
+/// Magic bytes every checkpoint file starts with.
+pub const MAGIC: &[u8; 8] = b"WEIRSTAT";
+/// The checkpoint format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Length of the fixed header before the entries.
+pub const HEADER_LEN: usize = 8 + 2 + 1 + 8 + 8 + 8;
+/// Length of the trailing checksum.
+pub const TRAILER_LEN: usize = 4;
+/// Smallest possible encoding of one entry (empty key, tombstone).
+const MIN_ENTRY_LEN: usize = 4 + 1 + 4;
+const ENTRY_COUNT_OFFSET: usize = HEADER_LEN - 8;
+
+/// Whether a checkpoint file holds changes since the previous checkpoint or
+/// the full state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CheckpointKind {
+    /// Changed keys and tombstones since the checkpoint at `base_version`.
+    Delta,
+    /// The full state at `version`.
+    Snapshot,
+}
+
+impl CheckpointKind {
+    /// The byte stored in the header for this kind.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            CheckpointKind::Delta => 0,
+            CheckpointKind::Snapshot => 1,
+        }
+    }
+
+    /// The kind for a header byte, if it is a known one.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(CheckpointKind::Delta),
+            1 => Some(CheckpointKind::Snapshot),
+            _ => None,
+        }
+    }
+
+    /// The file name extension (without the dot) for this kind.
+    pub fn extension(self) -> &'static str {
+        match self {
+            CheckpointKind::Delta => "delta",
+            CheckpointKind::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// One changed key: `Some(value)` sets it, `None` is a tombstone (deletion).
+pub type Entry = (Vec<u8>, Option<Vec<u8>>);
+
+/// A decoded checkpoint file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Delta or snapshot.
+    pub kind: CheckpointKind,
+    /// The batch id this checkpoint is for.
+    pub version: u64,
+    /// For a delta, the version it applies on top of; for a snapshot, `version`.
+    pub base_version: u64,
+    /// The entries in file order.
+    pub entries: Vec<Entry>,
+}
+
+/// Incremental encoder of one checkpoint file: push entries, then `finish`.
+///
+/// The output buffer is pre-sized from the caller's byte estimate; pass an
+/// accurate estimate (see [`encoded_len`]) to encode without reallocation.
+#[derive(Debug)]
+pub struct CheckpointEncoder<'p> {
+    path: &'p str,
+    buf: Vec<u8>,
+    count: u64,
+}
+
+impl<'p> CheckpointEncoder<'p> {
+    /// Starts a delta at `version` applying on top of `base_version`.
+    /// `path` is only used in error messages; `capacity` is the expected
+    /// total encoded size in bytes.
+    pub fn delta(
+        path: &'p str,
+        version: u64,
+        base_version: u64,
+        capacity: usize,
+    ) -> Result<Self, StateError> {
+        if base_version >= version {
+            return Err(StateError::InvalidRequest {
+                path: path.to_owned(),
+                detail: format!(
+                    "a delta's base version ({base_version}) must be below its version ({version})"
+                ),
+            });
+        }
+        Ok(Self::start(
+            path,
+            CheckpointKind::Delta,
+            version,
+            base_version,
+            capacity,
+        ))
+    }
+
+    /// Starts a snapshot of the full state at `version`. `path` is only used
+    /// in error messages; `capacity` is the expected total encoded size.
+    pub fn snapshot(path: &'p str, version: u64, capacity: usize) -> Self {
+        Self::start(path, CheckpointKind::Snapshot, version, version, capacity)
+    }
+
+    fn start(
+        path: &'p str,
+        kind: CheckpointKind,
+        version: u64,
+        base_version: u64,
+        capacity: usize,
+    ) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(HEADER_LEN + TRAILER_LEN));
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf.push(kind.as_u8());
+        buf.extend_from_slice(&version.to_le_bytes());
+        buf.extend_from_slice(&base_version.to_le_bytes());
+        buf.extend_from_slice(&0u64.to_le_bytes()); // entry count, patched in finish
+        CheckpointEncoder {
+            path,
+            buf,
+            count: 0,
+        }
+    }
+
+    /// Appends one entry: `Some(value)` sets `key`, `None` is a tombstone.
+    /// Fails if the key or value is longer than `u32::MAX` bytes.
+    pub fn push(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        let key_len = self.len_u32("key", key.len())?;
+        let value_len = self.len_u32("value", value.map_or(0, <[u8]>::len))?;
+        self.buf.extend_from_slice(&key_len.to_le_bytes());
+        self.buf.extend_from_slice(key);
+        self.buf.push(u8::from(value.is_some()));
+        self.buf.extend_from_slice(&value_len.to_le_bytes());
+        if let Some(v) = value {
+            self.buf.extend_from_slice(v);
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Number of entries pushed so far.
+    pub fn entry_count(&self) -> u64 {
+        self.count
+    }
+
+    /// Patches the entry count, appends the checksum and returns the file bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf[ENTRY_COUNT_OFFSET..HEADER_LEN].copy_from_slice(&self.count.to_le_bytes());
+        let crc = crc32c::crc32c(&self.buf);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf
+    }
+
+    fn len_u32(&self, what: &str, len: usize) -> Result<u32, StateError> {
+        u32::try_from(len).map_err(|_| StateError::InvalidRequest {
+            path: self.path.to_owned(),
+            detail: format!("a {what} of {len} bytes exceeds the 4 GiB entry limit"),
+        })
+    }
+}
+
+/// Exact encoded size of a checkpoint file holding `entries`.
+pub fn encoded_len(entries: &[Entry]) -> usize {
+    HEADER_LEN
+        + TRAILER_LEN
+        + entries
+            .iter()
+            .map(|(k, v)| MIN_ENTRY_LEN + k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+}
+
+/// Encodes a whole checkpoint file (delta or snapshot) in one exactly-sized
+/// buffer. For a snapshot `base_version` must equal `version`; for a delta it
+/// must be below it. `path` is only used in error messages.
+pub fn encode(
+    path: &str,
+    kind: CheckpointKind,
+    version: u64,
+    base_version: u64,
+    entries: &[Entry],
+) -> Result<Vec<u8>, StateError> {
+    let capacity = encoded_len(entries);
+    let mut enc = match kind {
+        CheckpointKind::Delta => CheckpointEncoder::delta(path, version, base_version, capacity)?,
+        CheckpointKind::Snapshot => {
+            if base_version != version {
+                return Err(StateError::InvalidRequest {
+                    path: path.to_owned(),
+                    detail: format!(
+                        "a snapshot's base version ({base_version}) must equal its version ({version})"
+                    ),
+                });
+            }
+            CheckpointEncoder::snapshot(path, version, capacity)
+        }
+    };
+    for (k, v) in entries {
+        enc.push(k, v.as_deref())?;
+    }
+    Ok(enc.finish())
+}
+
+/// Decodes and validates one checkpoint file. `path` is only used in error
+/// messages.
+///
+/// Checks, in order: magic, format version, minimum length, CRC32C, header
+/// consistency (known kind; snapshot base == version; delta base < version),
+/// then every entry. Lengths read from the file are bounded by the bytes that
+/// remain, so a corrupt file can never cause a huge allocation or a panic.
+pub fn decode(path: &str, bytes: &[u8]) -> Result<Checkpoint, StateError> {
+    let truncated = |detail: String| StateError::Truncated {
+        path: path.to_owned(),
+        detail,
+    };
+    let malformed = |detail: String| StateError::Malformed {
+        path: path.to_owned(),
+        detail,
+    };
+
+    if bytes.len() < MAGIC.len() {
+        return if MAGIC.starts_with(bytes) {
+            Err(truncated(format!(
+                "{} bytes, shorter than the magic",
+                bytes.len()
+            )))
+        } else {
+            Err(StateError::BadMagic {
+                path: path.to_owned(),
+            })
+        };
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err(StateError::BadMagic {
+            path: path.to_owned(),
+        });
+    }
+    if bytes.len() < MAGIC.len() + 2 {
+        return Err(truncated("file ends inside the format version".into()));
+    }
+    let format = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if format != FORMAT_VERSION {
+        return Err(StateError::UnsupportedFormatVersion {
+            path: path.to_owned(),
+            found: format,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if bytes.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(truncated(format!(
+            "{} bytes, shorter than header and checksum ({} bytes)",
+            bytes.len(),
+            HEADER_LEN + TRAILER_LEN
+        )));
+    }
+    let (content, trailer) = bytes.split_at(bytes.len() - TRAILER_LEN);
+    let expected = u32::from_le_bytes(trailer.try_into().expect("trailer is 4 bytes"));
+    let actual = crc32c::crc32c(content);
+    if expected != actual {
+        return Err(StateError::ChecksumMismatch {
+            path: path.to_owned(),
+            expected,
+            actual,
+        });
+    }
+
+    let mut r = Reader {
+        buf: &content[10..],
+    };
+    let kind_byte = r.u8().expect("header length checked");
+    let version = r.u64().expect("header length checked");
+    let base_version = r.u64().expect("header length checked");
+    let count = r.u64().expect("header length checked");
+    let kind = CheckpointKind::from_u8(kind_byte)
+        .ok_or_else(|| malformed(format!("unknown checkpoint kind {kind_byte}")))?;
+    match kind {
+        CheckpointKind::Snapshot if base_version != version => {
+            return Err(malformed(format!(
+                "snapshot base version {base_version} differs from its version {version}"
+            )))
+        }
+        CheckpointKind::Delta if base_version >= version => {
+            return Err(malformed(format!(
+                "delta base version {base_version} is not below its version {version}"
+            )))
+        }
+        _ => {}
+    }
+
+    let max_possible = r.buf.len() / MIN_ENTRY_LEN;
+    if count > max_possible as u64 {
+        return Err(truncated(format!(
+            "header declares {count} entries but only {} bytes of entries follow",
+            r.buf.len()
+        )));
+    }
+    let mut entries = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let entry_err = |what: &str| truncated(format!("entry {i} of {count}: {what}"));
+        let key_len = r.u32().ok_or_else(|| entry_err("missing key length"))?;
+        let key = r
+            .take(key_len as usize)
+            .ok_or_else(|| entry_err("key runs past the end"))?;
+        let tag = r.u8().ok_or_else(|| entry_err("missing tag"))?;
+        let value_len = r.u32().ok_or_else(|| entry_err("missing value length"))?;
+        let value = r
+            .take(value_len as usize)
+            .ok_or_else(|| entry_err("value runs past the end"))?;
+        let value = match tag {
+            0 if value_len == 0 => None,
+            0 => {
+                return Err(malformed(format!(
+                    "entry {i}: tombstone carries {value_len} value bytes"
+                )))
+            }
+            1 => Some(value.to_vec()),
+            t => return Err(malformed(format!("entry {i}: unknown tag {t}"))),
+        };
+        entries.push((key.to_vec(), value));
+    }
+    if !r.buf.is_empty() {
+        return Err(malformed(format!(
+            "{} unexpected bytes after the last of {count} entries",
+            r.buf.len()
+        )));
+    }
+    Ok(Checkpoint {
+        kind,
+        version,
+        base_version,
+        entries,
+    })
+}
+
+/// Bounds-checked little-endian reader over a byte slice.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.buf.len() {
+            return None;
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "job/op/part-00000/00000000000000000007.delta";
+
+    fn sample() -> Vec<Entry> {
+        vec![
+            (b"alpha".to_vec(), Some(b"one".to_vec())),
+            (b"beta".to_vec(), None),
+            (Vec::new(), Some(Vec::new())),
+            (b"gamma".to_vec(), Some(vec![0xff; 300])),
+        ]
+    }
+
+    #[test]
+    fn round_trip_empty() {
+        for kind in [CheckpointKind::Delta, CheckpointKind::Snapshot] {
+            let (v, b) = match kind {
+                CheckpointKind::Delta => (5, 3),
+                CheckpointKind::Snapshot => (5, 5),
+            };
+            let bytes = encode(P, kind, v, b, &[]).unwrap();
+            assert_eq!(bytes.len(), HEADER_LEN + TRAILER_LEN);
+            let cp = decode(P, &bytes).unwrap();
+            assert_eq!(
+                cp,
+                Checkpoint {
+                    kind,
+                    version: v,
+                    base_version: b,
+                    entries: vec![]
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn round_trip_with_tombstones() {
+        let entries = sample();
+        let bytes = encode(P, CheckpointKind::Delta, 7, 4, &entries).unwrap();
+        assert_eq!(bytes.len(), encoded_len(&entries));
+        let cp = decode(P, &bytes).unwrap();
+        assert_eq!(cp.kind, CheckpointKind::Delta);
+        assert_eq!(cp.version, 7);
+        assert_eq!(cp.base_version, 4);
+        assert_eq!(cp.entries, entries);
+    }
+
+    #[test]
+    fn layout_is_as_documented() {
+        let bytes = encode(
+            P,
+            CheckpointKind::Snapshot,
+            9,
+            9,
+            &[(b"k".to_vec(), Some(b"vv".to_vec()))],
+        )
+        .unwrap();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"WEIRSTAT");
+        expected.extend_from_slice(&1u16.to_le_bytes());
+        expected.push(1);
+        expected.extend_from_slice(&9u64.to_le_bytes());
+        expected.extend_from_slice(&9u64.to_le_bytes());
+        expected.extend_from_slice(&1u64.to_le_bytes());
+        expected.extend_from_slice(&1u32.to_le_bytes());
+        expected.push(b'k');
+        expected.push(1);
+        expected.extend_from_slice(&2u32.to_le_bytes());
+        expected.extend_from_slice(b"vv");
+        let crc = crc32c::crc32c(&expected);
+        expected.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn incremental_encoder_matches_encode() {
+        let entries = sample();
+        let mut enc = CheckpointEncoder::delta(P, 7, 4, 0).unwrap();
+        for (k, v) in &entries {
+            enc.push(k, v.as_deref()).unwrap();
+        }
+        assert_eq!(enc.entry_count(), entries.len() as u64);
+        assert_eq!(
+            enc.finish(),
+            encode(P, CheckpointKind::Delta, 7, 4, &entries).unwrap()
+        );
+    }
+
+    #[test]
+    fn inconsistent_versions_are_rejected_when_encoding() {
+        assert!(matches!(
+            encode(P, CheckpointKind::Delta, 5, 5, &[]),
+            Err(StateError::InvalidRequest { .. })
+        ));
+        assert!(matches!(
+            encode(P, CheckpointKind::Snapshot, 5, 4, &[]),
+            Err(StateError::InvalidRequest { .. })
+        ));
+    }
+
+    #[test]
+    fn round_trip_large() {
+        let entries: Vec<Entry> = (0..100_000u32)
+            .map(|i| {
+                let v = (i % 7 != 0).then(|| i.to_le_bytes().repeat(10));
+                (format!("key-{i:012}").into_bytes(), v)
+            })
+            .collect();
+        let bytes = encode(P, CheckpointKind::Delta, 100, 99, &entries).unwrap();
+        assert_eq!(decode(P, &bytes).unwrap().entries, entries);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let bytes = encode(P, CheckpointKind::Delta, 7, 4, &sample()).unwrap();
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            let err = decode(P, &bad).unwrap_err();
+            assert!(err.is_corrupt_file(), "byte {i}: {err}");
+            assert_eq!(err.path(), P);
+        }
+        // A flip in the body is reported as a checksum mismatch.
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + 2] ^= 1;
+        match decode(P, &bad) {
+            Err(StateError::ChecksumMismatch {
+                path,
+                expected,
+                actual,
+            }) => {
+                assert_eq!(path, P);
+                assert_ne!(expected, actual);
+            }
+            other => panic!("expected ChecksumMismatch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_truncation_errors() {
+        let bytes = encode(P, CheckpointKind::Delta, 7, 4, &sample()).unwrap();
+        for len in 0..bytes.len() {
+            let err = decode(P, &bytes[..len]).unwrap_err();
+            assert!(err.is_corrupt_file(), "len {len}: {err}");
+            if len < HEADER_LEN + TRAILER_LEN {
+                assert!(
+                    matches!(err, StateError::Truncated { .. }),
+                    "len {len}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_magic() {
+        let mut bytes = encode(P, CheckpointKind::Delta, 7, 4, &sample()).unwrap();
+        bytes[0] = b'X';
+        assert!(matches!(decode(P, &bytes), Err(StateError::BadMagic { path }) if path == P));
+        assert!(matches!(
+            decode(P, b"PK\x03"),
+            Err(StateError::BadMagic { .. })
+        ));
+    }
+
+    #[test]
+    fn future_format_version() {
+        let mut bytes = encode(P, CheckpointKind::Delta, 7, 4, &sample()).unwrap();
+        bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+        match decode(P, &bytes) {
+            Err(StateError::UnsupportedFormatVersion {
+                found, supported, ..
+            }) => {
+                assert_eq!((found, supported), (2, 1));
+            }
+            other => panic!("expected UnsupportedFormatVersion, got {other:?}"),
+        }
+    }
+
+    /// Re-seals `content` with a valid CRC, to reach the checks behind it.
+    fn seal(mut content: Vec<u8>) -> Vec<u8> {
+        let crc = crc32c::crc32c(&content);
+        content.extend_from_slice(&crc.to_le_bytes());
+        content
+    }
+
+    #[test]
+    fn lying_lengths_with_valid_crc_do_not_allocate_or_panic() {
+        let bytes = encode(P, CheckpointKind::Delta, 7, 4, &sample()).unwrap();
+        let content = bytes[..bytes.len() - TRAILER_LEN].to_vec();
+
+        // Entry count of u64::MAX.
+        let mut c = content.clone();
+        c[ENTRY_COUNT_OFFSET..HEADER_LEN].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            decode(P, &seal(c)),
+            Err(StateError::Truncated { .. })
+        ));
+
+        // Key length of u32::MAX.
+        let mut c = content.clone();
+        c[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode(P, &seal(c)),
+            Err(StateError::Truncated { .. })
+        ));
+
+        // Fewer entries declared than present: trailing bytes.
+        let mut c = content.clone();
+        c[ENTRY_COUNT_OFFSET..HEADER_LEN].copy_from_slice(&1u64.to_le_bytes());
+        assert!(matches!(
+            decode(P, &seal(c)),
+            Err(StateError::Malformed { .. })
+        ));
+
+        // Unknown kind.
+        let mut c = content.clone();
+        c[10] = 7;
+        assert!(matches!(
+            decode(P, &seal(c)),
+            Err(StateError::Malformed { .. })
+        ));
+
+        // Unknown tag on the first entry (key "alpha").
+        let mut c = content;
+        c[HEADER_LEN + 4 + 5] = 9;
+        assert!(matches!(
+            decode(P, &seal(c)),
+            Err(StateError::Malformed { .. })
+        ));
+    }
+
+    /// 1M entries of 16-byte keys and 40-byte values; run with
+    /// `cargo test --release -- --ignored format_speed` to see timings.
+    #[test]
+    #[cfg_attr(
+        debug_assertions,
+        ignore = "timing is only meaningful in release builds"
+    )]
+    fn format_speed() {
+        let entries: Vec<Entry> = (0..1_000_000u64)
+            .map(|i| {
+                let mut k = i.to_le_bytes().to_vec();
+                k.extend_from_slice(&(!i).to_le_bytes());
+                (k, Some(vec![(i % 251) as u8; 40]))
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let bytes = encode(P, CheckpointKind::Snapshot, 1, 1, &entries).unwrap();
+        let encoded = start.elapsed();
+        let cp = decode(P, &bytes).unwrap();
+        let total = start.elapsed();
+        eprintln!(
+            "1M entries, {} MiB: encode {encoded:?}, encode+decode {total:?}",
+            bytes.len() >> 20
+        );
+        assert_eq!(cp.entries.len(), entries.len());
+        assert!(total < std::time::Duration::from_millis(900), "{total:?}");
+    }
+}

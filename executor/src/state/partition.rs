@@ -1,0 +1,467 @@
+//! Writing, restoring and pruning the checkpoints of one state partition.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::format::{self, CheckpointEncoder, Entry};
+use super::recovery::{self, Restored};
+use super::{partition_dir, CheckpointFileName, CheckpointKind, StateBackend, StateError};
+
+/// Tuning of a partition's checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOptions {
+    /// A snapshot is due once this many deltas were written since the last
+    /// snapshot (see [`PartitionCheckpoints::should_snapshot`]). 0 makes every
+    /// checkpoint a snapshot.
+    pub snapshot_every: u32,
+    /// How many snapshots ≤ the durable version [`PartitionCheckpoints::prune`]
+    /// keeps (values below 1 are treated as 1). Keeping more than one lets
+    /// recovery fall back past a corrupt snapshot.
+    pub retain_snapshots: u32,
+}
+
+impl Default for PartitionOptions {
+    /// A snapshot every 10 deltas; keep 2 snapshots.
+    fn default() -> Self {
+        PartitionOptions {
+            snapshot_every: 10,
+            retain_snapshots: 2,
+        }
+    }
+}
+
+/// The checkpoint files of one `(job, operator, partition)`.
+///
+/// Assumes it is the only writer of its directory. It remembers which files
+/// exist (from a listing when opened, then its own writes and deletes) to
+/// decide when a snapshot is due.
+///
+/// Typical use by the task owning the partition:
+///
+/// 1. [`restore`](Self::restore) the last committed version, then
+///    [`discard_after`](Self::discard_after) the version actually restored
+///    and replay later batches from the source;
+/// 2. at each checkpoint batch `v`, if [`should_snapshot`](Self::should_snapshot)
+///    write a snapshot (and, for resilience against a corrupt snapshot, the
+///    delta at `v` too), else a delta on top of the previous checkpoint;
+/// 3. once batch `v` is durably committed, [`prune`](Self::prune)`(v)`.
+#[derive(Debug)]
+pub struct PartitionCheckpoints {
+    backend: Arc<dyn StateBackend>,
+    dir: String,
+    snapshot_every: u32,
+    retain_snapshots: u32,
+    files: BTreeSet<CheckpointFileName>,
+}
+
+impl PartitionCheckpoints {
+    /// Opens the checkpoints of `partition` of `operator` in `job`, listing
+    /// the existing files. `job` and `operator` must be single path
+    /// components.
+    pub fn new(
+        backend: Arc<dyn StateBackend>,
+        job: &str,
+        operator: &str,
+        partition: u32,
+        options: PartitionOptions,
+    ) -> Result<Self, StateError> {
+        let dir = partition_dir(job, operator, partition)?;
+        let mut this = PartitionCheckpoints {
+            backend,
+            dir,
+            snapshot_every: options.snapshot_every,
+            retain_snapshots: options.retain_snapshots.max(1),
+            files: BTreeSet::new(),
+        };
+        this.refresh()?;
+        Ok(this)
+    }
+
+    /// The partition's directory relative to the backend root
+    /// (`<job>/<operator>/part-<partition:05>`).
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// The checkpoint files known to exist, ascending.
+    pub fn files(&self) -> impl Iterator<Item = CheckpointFileName> + '_ {
+        self.files.iter().copied()
+    }
+
+    /// Writes the delta at `version` holding `changes` (`None` = tombstone)
+    /// since the checkpoint at `base_version` (0 if there is none).
+    pub fn write_delta(
+        &mut self,
+        version: u64,
+        base_version: u64,
+        changes: &[Entry],
+    ) -> Result<(), StateError> {
+        let name = CheckpointFileName::delta(version);
+        let path = name.path_in(&self.dir);
+        let bytes = format::encode(&path, CheckpointKind::Delta, version, base_version, changes)?;
+        self.backend.put_atomic(&path, &bytes)?;
+        self.files.insert(name);
+        Ok(())
+    }
+
+    /// Writes the snapshot at `version` holding the full state `entries`.
+    pub fn write_snapshot<'a, I>(&mut self, version: u64, entries: I) -> Result<(), StateError>
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        let name = CheckpointFileName::snapshot(version);
+        let path = name.path_in(&self.dir);
+        let mut enc = CheckpointEncoder::snapshot(&path, version, 0);
+        for (key, value) in entries {
+            enc.push(key, Some(value))?;
+        }
+        let bytes = enc.finish();
+        self.backend.put_atomic(&path, &bytes)?;
+        self.files.insert(name);
+        Ok(())
+    }
+
+    /// Whether the checkpoint at `version` should be a snapshot: true once
+    /// `snapshot_every` deltas below `version` exist since the newest snapshot
+    /// below `version` (or since the beginning if there is none).
+    pub fn should_snapshot(&self, version: u64) -> bool {
+        let last_snapshot = self
+            .files
+            .iter()
+            .filter(|f| f.kind == CheckpointKind::Snapshot && f.version < version)
+            .map(|f| f.version)
+            .max()
+            .unwrap_or(0);
+        let deltas_since = self
+            .files
+            .range(CheckpointFileName::snapshot(last_snapshot)..)
+            .filter(|f| f.kind == CheckpointKind::Delta && f.version < version)
+            .count();
+        deltas_since >= self.snapshot_every as usize
+    }
+
+    /// Restores the newest version ≤ `target` the readable files reach (see
+    /// [`recovery::restore`]) and refreshes the known file set.
+    pub fn restore(&mut self, target: u64) -> Result<Restored, StateError> {
+        self.refresh()?;
+        recovery::restore(self.backend.as_ref(), &self.dir, target)
+    }
+
+    /// Deletes every checkpoint above `version`. Call it after
+    /// [`restore`](Self::restore) with the version actually restored: files
+    /// above it are either from batches that never committed or unusable
+    /// (corrupt, or chained to a corrupt file), and left in place they could
+    /// interleave with the checkpoints written while replaying. Returns the
+    /// number of files deleted.
+    pub fn discard_after(&mut self, version: u64) -> Result<usize, StateError> {
+        self.refresh()?;
+        let doomed: Vec<_> = self
+            .files
+            .iter()
+            .copied()
+            .filter(|f| f.version > version)
+            .collect();
+        self.delete_all(&doomed)
+    }
+
+    /// Deletes the files no recovery to a version ≥ `durable_version` can
+    /// need: keeps the newest `retain_snapshots` snapshots ≤ `durable_version`
+    /// and every delta newer than the oldest of them, and never deletes
+    /// anything above `durable_version`. Does nothing while there is no
+    /// snapshot ≤ `durable_version`. Returns the number of files deleted.
+    pub fn prune(&mut self, durable_version: u64) -> Result<usize, StateError> {
+        self.refresh()?;
+        let kept_snapshots: Vec<u64> = self
+            .files
+            .iter()
+            .rev()
+            .filter(|f| f.kind == CheckpointKind::Snapshot && f.version <= durable_version)
+            .map(|f| f.version)
+            .take(self.retain_snapshots as usize)
+            .collect();
+        let Some(&oldest_kept) = kept_snapshots.last() else {
+            return Ok(0);
+        };
+        let doomed: Vec<_> = self
+            .files
+            .iter()
+            .copied()
+            .filter(|f| match f.kind {
+                CheckpointKind::Snapshot => f.version < oldest_kept,
+                CheckpointKind::Delta => f.version <= oldest_kept,
+            })
+            .collect();
+        self.delete_all(&doomed)
+    }
+
+    fn delete_all(&mut self, doomed: &[CheckpointFileName]) -> Result<usize, StateError> {
+        for name in doomed {
+            self.backend.delete(&name.path_in(&self.dir))?;
+            self.files.remove(name);
+        }
+        if !doomed.is_empty() {
+            tracing::debug!(dir = %self.dir, deleted = doomed.len(), "deleted state checkpoints");
+        }
+        Ok(doomed.len())
+    }
+
+    fn refresh(&mut self) -> Result<(), StateError> {
+        let names = self.backend.list(&self.dir)?;
+        self.files = CheckpointFileName::parse_listing(&names)
+            .into_iter()
+            .collect();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::LocalBackend;
+    use std::collections::{BTreeMap, HashMap};
+
+    fn open(root: &std::path::Path, options: PartitionOptions) -> PartitionCheckpoints {
+        let backend: Arc<dyn StateBackend> = Arc::new(LocalBackend::new(root.to_path_buf()));
+        PartitionCheckpoints::new(backend, "job", "agg", 7, options).unwrap()
+    }
+
+    /// Drives a partition like an executor would: every version is a
+    /// checkpoint batch changing a few keys; prunes with durable = version.
+    struct Driver {
+        parts: PartitionCheckpoints,
+        state: BTreeMap<Vec<u8>, Vec<u8>>,
+        last: u64,
+    }
+
+    impl Driver {
+        fn step(&mut self, v: u64, prune: bool) {
+            let mut changes: Vec<Entry> = vec![
+                (
+                    format!("k{}", v % 37).into_bytes(),
+                    Some(v.to_le_bytes().to_vec()),
+                ),
+                (format!("k{}", v % 11).into_bytes(), Some(vec![v as u8; 3])),
+            ];
+            if v % 5 == 0 {
+                changes.push((format!("k{}", (v / 5) % 37).into_bytes(), None));
+            }
+            for (k, val) in &changes {
+                match val {
+                    Some(val) => self.state.insert(k.clone(), val.clone()),
+                    None => self.state.remove(k),
+                };
+            }
+            if self.parts.should_snapshot(v) {
+                self.parts.write_delta(v, self.last, &changes).unwrap();
+                self.parts
+                    .write_snapshot(v, self.state.iter().map(|(k, v)| (&k[..], &v[..])))
+                    .unwrap();
+            } else {
+                self.parts.write_delta(v, self.last, &changes).unwrap();
+            }
+            self.last = v;
+            if prune {
+                self.parts.prune(v).unwrap();
+            }
+        }
+
+        fn expected(&self) -> HashMap<Vec<u8>, Vec<u8>> {
+            self.state.clone().into_iter().collect()
+        }
+    }
+
+    #[test]
+    fn dir_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = open(tmp.path(), PartitionOptions::default());
+        assert_eq!(p.dir(), "job/agg/part-00007");
+        p.write_delta(3, 0, &[(b"k".to_vec(), Some(b"v".to_vec()))])
+            .unwrap();
+        p.write_snapshot(3, [(&b"k"[..], &b"v"[..])]).unwrap();
+        let dir = tmp.path().join("job/agg/part-00007");
+        assert!(dir.join("00000000000000000003.delta").is_file());
+        assert!(dir.join("00000000000000000003.snapshot").is_file());
+    }
+
+    #[test]
+    fn should_snapshot_counts_deltas_and_survives_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = PartitionOptions {
+            snapshot_every: 3,
+            retain_snapshots: 2,
+        };
+        let mut p = open(tmp.path(), options);
+        assert!(!p.should_snapshot(1));
+        for v in 1..=3 {
+            p.write_delta(v, v - 1, &[]).unwrap();
+        }
+        assert!(p.should_snapshot(4));
+        // A new instance learns the same from the listing.
+        let mut p = open(tmp.path(), options);
+        assert!(p.should_snapshot(4));
+        p.write_snapshot(4, std::iter::empty()).unwrap();
+        assert!(!p.should_snapshot(5));
+        for v in 5..=7 {
+            p.write_delta(v, v - 1, &[]).unwrap();
+        }
+        assert!(p.should_snapshot(8));
+        // Asking about an earlier version only counts what lies below it.
+        assert!(!p.should_snapshot(6));
+
+        let every = PartitionOptions {
+            snapshot_every: 0,
+            retain_snapshots: 2,
+        };
+        assert!(open(tmp.path(), every).should_snapshot(8));
+    }
+
+    #[test]
+    fn thousand_versions_keep_the_file_count_bounded_and_restore() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = PartitionOptions {
+            snapshot_every: 10,
+            retain_snapshots: 2,
+        };
+        let mut d = Driver {
+            parts: open(tmp.path(), options),
+            state: BTreeMap::new(),
+            last: 0,
+        };
+        let bound = (options.retain_snapshots * (options.snapshot_every + 2) + 2) as usize;
+        let mut max_files = 0;
+        for v in 1..=1000 {
+            d.step(v, true);
+            let on_disk = d.parts.backend.list(d.parts.dir()).unwrap().len();
+            assert_eq!(on_disk, d.parts.files().count());
+            max_files = max_files.max(on_disk);
+        }
+        assert!(max_files <= bound, "{max_files} files > bound {bound}");
+
+        let r = d.parts.restore(1000).unwrap();
+        assert_eq!(r.version, 1000);
+        assert_eq!(r.entries, d.expected());
+        assert!(r.skipped.is_empty());
+        let snapshots = d
+            .parts
+            .files()
+            .filter(|f| f.kind == CheckpointKind::Snapshot)
+            .count();
+        assert_eq!(snapshots, 2);
+    }
+
+    #[test]
+    fn prune_never_deletes_above_durable_version_and_keeps_recovery_possible() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = PartitionOptions {
+            snapshot_every: 4,
+            retain_snapshots: 2,
+        };
+        let mut d = Driver {
+            parts: open(tmp.path(), options),
+            state: BTreeMap::new(),
+            last: 0,
+        };
+        for v in 1..=50 {
+            d.step(v, false);
+        }
+        let before: Vec<_> = d.parts.files().collect();
+        let deleted = d.parts.prune(30).unwrap();
+        assert!(deleted > 0);
+        let after: Vec<_> = d.parts.files().collect();
+        for f in before.iter().filter(|f| f.version > 30) {
+            assert!(
+                after.contains(f),
+                "{f} above the durable version was deleted"
+            );
+        }
+        // Snapshots are at 5, 10, ..., so the two kept ≤ 30 are 25 and 30.
+        let snapshots: Vec<u64> = after
+            .iter()
+            .filter(|f| f.kind == CheckpointKind::Snapshot && f.version <= 30)
+            .map(|f| f.version)
+            .collect();
+        assert_eq!(snapshots, [25, 30]);
+        assert!(after
+            .iter()
+            .all(|f| f.version > 25 || *f == CheckpointFileName::snapshot(25)));
+
+        // Pruning is idempotent.
+        assert_eq!(d.parts.prune(30).unwrap(), 0);
+
+        let r = d.parts.restore(50).unwrap();
+        assert_eq!(r.version, 50);
+        assert_eq!(r.entries, d.expected());
+
+        // With the newest snapshot ≤ 33 corrupt, recovery to 33 still works
+        // from the older kept snapshot.
+        let intact = d.parts.restore(33).unwrap();
+        assert_eq!(intact.version, 33);
+        let newest = CheckpointFileName::snapshot(30).path_in(d.parts.dir());
+        d.parts.backend.put_atomic(&newest, b"garbage").unwrap();
+        let r = d.parts.restore(33).unwrap();
+        assert_eq!(r.version, 33);
+        assert_eq!(r.entries, intact.entries);
+        assert_eq!(r.skipped.len(), 1);
+    }
+
+    #[test]
+    fn prune_without_snapshot_deletes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = open(tmp.path(), PartitionOptions::default());
+        for v in 1..=5 {
+            p.write_delta(v, v - 1, &[]).unwrap();
+        }
+        p.write_snapshot(6, std::iter::empty()).unwrap();
+        assert_eq!(p.prune(5).unwrap(), 0);
+        assert_eq!(p.files().count(), 6);
+        // Once the snapshot is durable, the deltas before it can go.
+        assert_eq!(p.prune(6).unwrap(), 5);
+    }
+
+    #[test]
+    fn restore_then_discard_after_then_continue() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = PartitionOptions {
+            snapshot_every: 3,
+            retain_snapshots: 2,
+        };
+        let mut d = Driver {
+            parts: open(tmp.path(), options),
+            state: BTreeMap::new(),
+            last: 0,
+        };
+        for v in 1..=12 {
+            d.step(v, false);
+        }
+        let expected_at_9 = {
+            let r = d.parts.restore(9).unwrap();
+            assert_eq!(r.version, 9);
+            r.entries
+        };
+        // Batches 10..12 never committed: restore 9 and drop their files.
+        let r = d.parts.restore(9).unwrap();
+        assert_eq!(r.entries, expected_at_9);
+        assert_eq!(d.parts.discard_after(r.version).unwrap(), 4); // d10 d11 d12 s12
+        assert!(d.parts.files().all(|f| f.version <= 9));
+        // Reopening sees the same files.
+        assert_eq!(
+            open(tmp.path(), options).files().collect::<Vec<_>>(),
+            d.parts.files().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn invalid_names_are_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn StateBackend> = Arc::new(LocalBackend::new(tmp.path().to_path_buf()));
+        let err =
+            PartitionCheckpoints::new(backend.clone(), "a/b", "op", 0, PartitionOptions::default())
+                .unwrap_err();
+        assert!(matches!(err, StateError::InvalidPath { .. }), "{err}");
+        let mut p =
+            PartitionCheckpoints::new(backend, "j", "o", 0, PartitionOptions::default()).unwrap();
+        let err = p.write_delta(5, 5, &[]).unwrap_err();
+        assert!(matches!(err, StateError::InvalidRequest { .. }), "{err}");
+        assert!(err.path().ends_with("00000000000000000005.delta"));
+    }
+}
