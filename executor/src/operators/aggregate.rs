@@ -498,15 +498,17 @@ impl PartitionState {
         for block in blocks {
             for (i, key) in block.keys.iter().enumerate() {
                 let src = &block.slots[i * stride..(i + 1) * stride];
-                let entry = self.map.entry_ref(key).or_insert_with(|| {
+                if !self.map.contains_key(key) {
                     let mut init = Vec::with_capacity(stride);
                     plan.init_slots(&mut init);
-                    Entry {
+                    let entry = Entry {
                         slots: init.into_boxed_slice(),
                         dirty: false,
                         changed: false,
-                    }
-                });
+                    };
+                    self.map.insert(key.clone(), entry);
+                }
+                let entry = self.map.get_mut(key).expect("inserted above");
                 for a in &plan.aggs {
                     let n = a.kind.slots();
                     a.kind.merge(&mut entry.slots[a.offset..a.offset + n], &src[a.offset..a.offset + n]);

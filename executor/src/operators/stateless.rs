@@ -225,7 +225,7 @@ fn is_string(t: &DataType) -> bool {
 }
 
 /// Row accessor for a Utf8 or dictionary-of-Utf8 column.
-fn string_values(col: &ArrayRef) -> Box<dyn Fn(usize) -> Option<&str> + '_> {
+fn string_values<'a>(col: &'a ArrayRef) -> Box<dyn Fn(usize) -> Option<&'a str> + 'a> {
     match col.data_type() {
         DataType::Dictionary(_, _) => {
             let dict = col.as_dictionary::<Int32Type>();

@@ -20,9 +20,12 @@ pub struct JobSpecYaml {
     pub state_partitions: Option<u32>,
     #[serde(default)]
     pub on_error: Option<ErrorPolicyYaml>,
+    // Enums are written as single-key maps (`generator: {...}`), not YAML tags.
+    #[serde(with = "serde_yaml::with::singleton_map")]
     pub source: SourceYaml,
-    #[serde(default)]
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub pipeline: Vec<StepYaml>,
+    #[serde(with = "serde_yaml::with::singleton_map")]
     pub sink: SinkYaml,
 }
 
