@@ -78,7 +78,8 @@ impl TaskRunner for LocalRunner {
     }
 
     fn commit(&self, tasks: Vec<pb::CommitTask>) -> Result<(), TaskFailure> {
-        self.parallel(&tasks, |t| self.executor.commit(t)).map(|_| ())
+        self.parallel(&tasks, |t| self.executor.commit(t))
+            .map(|_| ())
     }
 }
 
@@ -104,20 +105,27 @@ impl LocalDirs {
 pub fn shutdown_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = flag.clone();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        rt.block_on(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
-            tracing::info!("shutdown requested: stopping after the current batch");
-            set.store(true, std::sync::atomic::Ordering::SeqCst);
-        })
-    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+                tracing::info!("shutdown requested: stopping after the current batch");
+                set.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        })?;
     Ok(flag)
 }

@@ -15,7 +15,11 @@ use weir_executor::{Executor, ExecutorConfig};
 use weir_proto::{pb, spec};
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Exactly-once micro-batch stream processing")]
+#[command(
+    name = "weir",
+    version,
+    about = "Exactly-once micro-batch stream processing"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "WEIR_LOG_FORMAT")]
@@ -93,8 +97,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn load_spec(path: &Path) -> anyhow::Result<pb::JobSpec> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read job spec {}", path.display()))?;
-    spec::parse_spec(&text).map_err(|e| anyhow::anyhow!("invalid job spec {}:\n{e}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read job spec {}", path.display()))?;
+    spec::parse_spec(&text)
+        .map_err(|e| anyhow::anyhow!("invalid job spec {}:\n{e}", path.display()))
 }
 
 /// Compiles the spec's plan (expressions, types, columns) without running it.
@@ -109,12 +115,17 @@ fn check_plan(spec: &pb::JobSpec) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid job spec {}: {e}", spec.name))
 }
 
-fn run_local(spec_path: &Path, state_dir: Option<PathBuf>, exit_when_idle: bool) -> anyhow::Result<ExitCode> {
+fn run_local(
+    spec_path: &Path,
+    state_dir: Option<PathBuf>,
+    exit_when_idle: bool,
+) -> anyhow::Result<ExitCode> {
     let spec = load_spec(spec_path)?;
     check_plan(&spec)?;
     let root = state_dir.unwrap_or_else(|| PathBuf::from(".weir").join(&spec.name));
     let dirs = local::LocalDirs::under(&root);
-    std::fs::create_dir_all(&dirs.state).with_context(|| format!("cannot create state directory {}", dirs.state.display()))?;
+    std::fs::create_dir_all(&dirs.state)
+        .with_context(|| format!("cannot create state directory {}", dirs.state.display()))?;
     let meta = Arc::new(SledMetadata::open(&dirs.meta)?);
     let name = spec.name.clone();
     let (record, resumed) = submit(meta.as_ref(), spec)?;
@@ -146,4 +157,3 @@ fn run_local(spec_path: &Path, state_dir: Option<PathBuf>, exit_when_idle: bool)
         }
     }
 }
-

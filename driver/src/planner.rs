@@ -37,7 +37,8 @@ pub fn plan_next(
     elapsed_ms: u64,
     now_ms: i64,
 ) -> NextBatch {
-    let Some(pb::source::Kind::Generator(g)) = spec.source.as_ref().and_then(|s| s.kind.as_ref()) else {
+    let Some(pb::source::Kind::Generator(g)) = spec.source.as_ref().and_then(|s| s.kind.as_ref())
+    else {
         return NextBatch::Wait;
     };
     if last_plan.is_some_and(|p| p.r#final) {
@@ -53,9 +54,15 @@ pub fn plan_next(
     for p in 0..g.partitions {
         let start = start_of(p);
         let cap = start.saturating_add(g.max_records_per_partition);
-        let end = generator::available(g, p, elapsed_ms).map_or(cap, |a| a.min(cap)).max(start);
+        let end = generator::available(g, p, elapsed_ms)
+            .map_or(cap, |a| a.min(cap))
+            .max(start);
         if end > start {
-            ranges.push(pb::OffsetRange { partition: p, start, end });
+            ranges.push(pb::OffsetRange {
+                partition: p,
+                start,
+                end,
+            });
         }
     }
     let delay = watermark_delay(spec);
@@ -139,32 +146,73 @@ mod tests {
         assert_eq!(
             first.ranges,
             vec![
-                pb::OffsetRange { partition: 0, start: 0, end: 300 },
-                pb::OffsetRange { partition: 1, start: 0, end: 300 }
+                pb::OffsetRange {
+                    partition: 0,
+                    start: 0,
+                    end: 300
+                },
+                pb::OffsetRange {
+                    partition: 1,
+                    start: 0,
+                    end: 300
+                }
             ]
         );
-        let commit = pb::BatchCommit { batch_id: 1, max_event_time_ms: i64::MIN, ..Default::default() };
+        let commit = pb::BatchCommit {
+            batch_id: 1,
+            max_event_time_ms: i64::MIN,
+            ..Default::default()
+        };
         let second = run(plan_next(&s, Some(&first), Some(&commit), 1_000, 0));
         assert_eq!(second.batch_id, 2);
         assert!(second.checkpoint);
-        assert_eq!(second.ranges[0], pb::OffsetRange { partition: 0, start: 300, end: 500 });
-        let commit2 = pb::BatchCommit { batch_id: 2, ..Default::default() };
-        assert_eq!(plan_next(&s, Some(&second), Some(&commit2), 1_000, 0), NextBatch::Wait);
+        assert_eq!(
+            second.ranges[0],
+            pb::OffsetRange {
+                partition: 0,
+                start: 300,
+                end: 500
+            }
+        );
+        let commit2 = pb::BatchCommit {
+            batch_id: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_next(&s, Some(&second), Some(&commit2), 1_000, 0),
+            NextBatch::Wait
+        );
     }
 
     #[test]
     fn finite_sources_finish_and_windows_flush() {
         let s = spec(Some(100), true);
         let first = run(plan_next(&s, None, None, 60_000, 0));
-        assert_eq!(first.ranges.iter().map(|r| r.end - r.start).sum::<u64>(), 100);
-        let commit = pb::BatchCommit { batch_id: 1, max_event_time_ms: 50_000, ..Default::default() };
+        assert_eq!(
+            first.ranges.iter().map(|r| r.end - r.start).sum::<u64>(),
+            100
+        );
+        let commit = pb::BatchCommit {
+            batch_id: 1,
+            max_event_time_ms: 50_000,
+            ..Default::default()
+        };
         let flush = run(plan_next(&s, Some(&first), Some(&commit), 60_000, 0));
         assert!(flush.r#final && flush.checkpoint && flush.ranges.is_empty());
         assert_eq!(flush.watermark_ms, i64::MAX);
-        let c2 = pb::BatchCommit { batch_id: 2, ..Default::default() };
-        assert_eq!(plan_next(&s, Some(&flush), Some(&c2), 60_000, 0), NextBatch::Finished);
+        let c2 = pb::BatchCommit {
+            batch_id: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_next(&s, Some(&flush), Some(&c2), 60_000, 0),
+            NextBatch::Finished
+        );
         let plain = spec(Some(100), false);
-        assert_eq!(plan_next(&plain, Some(&first), Some(&commit), 60_000, 0), NextBatch::Finished);
+        assert_eq!(
+            plan_next(&plain, Some(&first), Some(&commit), 60_000, 0),
+            NextBatch::Finished
+        );
     }
 
     #[test]
@@ -172,7 +220,11 @@ mod tests {
         let s = spec(None, true);
         let first = run(plan_next(&s, None, None, 1_000, 0));
         assert_eq!(first.watermark_ms, i64::MIN);
-        let commit = pb::BatchCommit { batch_id: 1, max_event_time_ms: 9_000, ..Default::default() };
+        let commit = pb::BatchCommit {
+            batch_id: 1,
+            max_event_time_ms: 9_000,
+            ..Default::default()
+        };
         let second = run(plan_next(&s, Some(&first), Some(&commit), 2_000, 0));
         assert_eq!(second.watermark_ms, 7_000);
     }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
+use weir_proto::failpoint;
 use weir_proto::pb::{self, step::Kind};
 use weir_proto::spec::fingerprint;
 
@@ -106,7 +107,10 @@ pub fn now_ms() -> i64 {
 
 /// Stores a job, or resumes the stored job of the same name and spec
 /// (Spark's `getOrCreate`). Returns the record and whether it was resumed.
-pub fn submit(meta: &dyn MetadataStore, spec: pb::JobSpec) -> Result<(pb::JobRecord, bool), DriverError> {
+pub fn submit(
+    meta: &dyn MetadataStore,
+    spec: pb::JobSpec,
+) -> Result<(pb::JobRecord, bool), DriverError> {
     let fp = fingerprint(&spec);
     if let Some(existing) = meta.job(&spec.name)? {
         if existing.fingerprint == fp {
@@ -143,7 +147,9 @@ impl JobDriver {
         name: &str,
         options: DriverOptions,
     ) -> Result<Self, DriverError> {
-        let record = meta.job(name)?.ok_or_else(|| DriverError::UnknownJob(name.to_string()))?;
+        let record = meta
+            .job(name)?
+            .ok_or_else(|| DriverError::UnknownJob(name.to_string()))?;
         Ok(JobDriver {
             meta,
             runner,
@@ -169,7 +175,11 @@ impl JobDriver {
 
     /// Runs the job until `shutdown` is set or (with `exit_when_idle`) its
     /// finite source is done, reporting every committed batch.
-    pub fn run(&self, shutdown: &AtomicBool, report: &mut dyn FnMut(&BatchReport)) -> Result<Outcome, DriverError> {
+    pub fn run(
+        &self,
+        shutdown: &AtomicBool,
+        report: &mut dyn FnMut(&BatchReport),
+    ) -> Result<Outcome, DriverError> {
         self.recover(shutdown, report)?;
         let interval = Duration::from_millis(self.spec().batch_interval_ms.max(1));
         let started = Instant::now();
@@ -191,6 +201,7 @@ impl JobDriver {
                 NextBatch::Run(plan) => {
                     let delay = Instant::now().saturating_duration_since(next_tick);
                     self.meta.apply(command::planned(plan.clone()))?;
+                    failpoint::hit("batch-planned");
                     self.execute(&plan, delay, shutdown, report)?;
                     // The next batch starts at the next tick, or now if behind.
                     next_tick += interval;
@@ -208,7 +219,11 @@ impl JobDriver {
     /// Brings the job to a clean state after a (re)start: finishes a batch
     /// whose commit was decided, rebuilds state up to the last committed
     /// batch, then re-runs a batch that was planned but not committed.
-    fn recover(&self, shutdown: &AtomicBool, report: &mut dyn FnMut(&BatchReport)) -> Result<(), DriverError> {
+    fn recover(
+        &self,
+        shutdown: &AtomicBool,
+        report: &mut dyn FnMut(&BatchReport),
+    ) -> Result<(), DriverError> {
         self.retry(0, shutdown, || self.runner.deploy(&self.record))?;
         let progress = self.meta.progress(self.name())?;
         if let Some(pending) = &progress.pending {
@@ -237,7 +252,10 @@ impl JobDriver {
             kind: FailureKind::Internal,
             message: e.to_string(),
         };
-        let progress = self.meta.progress(self.name()).map_err(|e| internal(e.into()))?;
+        let progress = self
+            .meta
+            .progress(self.name())
+            .map_err(|e| internal(e.into()))?;
         let target = progress.last_committed();
         let tasks = (0..self.spec().state_partitions)
             .map(|partition| pb::RestoreTask {
@@ -247,7 +265,11 @@ impl JobDriver {
             })
             .collect();
         let restored = self.runner.restore(tasks)?;
-        let from = restored.iter().map(|r| r.restored_version).min().unwrap_or(target);
+        let from = restored
+            .iter()
+            .map(|r| r.restored_version)
+            .min()
+            .unwrap_or(target);
         if from < target {
             info!(job = %self.name(), from, target, "replaying committed batches to rebuild state");
         }
@@ -268,7 +290,11 @@ impl JobDriver {
     }
 
     /// Stage A then stage B of a batch; returns the commit record to decide.
-    fn run_stages(&self, plan: &pb::BatchPlan, replay: bool) -> Result<pb::BatchCommit, TaskFailure> {
+    fn run_stages(
+        &self,
+        plan: &pb::BatchPlan,
+        replay: bool,
+    ) -> Result<pb::BatchCommit, TaskFailure> {
         let job = self.name().to_string();
         let a_tasks = plan
             .ranges
@@ -334,7 +360,9 @@ impl JobDriver {
                     warn!(job = %self.name(), batch_id = plan.batch_id, kind = ?f.kind, error = %f.message, "batch failed");
                     match f.kind {
                         FailureKind::User => return Err(self.failed(plan.batch_id, f)),
-                        FailureKind::Internal if recoveries >= self.options.max_state_recoveries => {
+                        FailureKind::Internal
+                            if recoveries >= self.options.max_state_recoveries =>
+                        {
                             return Err(self.failed(plan.batch_id, f))
                         }
                         FailureKind::Internal => recoveries += 1,
@@ -362,7 +390,9 @@ impl JobDriver {
         });
         commit.committed_at_ms = now_ms();
         commit.duration_ms = started.elapsed().as_millis() as u64;
+        failpoint::hit("before-committing");
         self.meta.apply(command::committing(commit.clone()))?;
+        failpoint::hit("after-committing");
         self.finish_commit(&commit, shutdown)?;
         report(&BatchReport {
             commit,
@@ -374,14 +404,21 @@ impl JobDriver {
 
     /// Publishes a decided batch's output and records it as committed.
     /// Retries until it succeeds: the decision cannot be taken back.
-    fn finish_commit(&self, commit: &pb::BatchCommit, shutdown: &AtomicBool) -> Result<(), DriverError> {
+    fn finish_commit(
+        &self,
+        commit: &pb::BatchCommit,
+        shutdown: &AtomicBool,
+    ) -> Result<(), DriverError> {
         let partitions: Vec<u32> = if self.stateful() {
             (0..self.spec().state_partitions).collect()
         } else {
-            let plan = self.meta.plan(self.name(), commit.batch_id)?.ok_or_else(|| DriverError::MissingPlan {
-                job: self.name().to_string(),
-                batch_id: commit.batch_id,
-            })?;
+            let plan = self
+                .meta
+                .plan(self.name(), commit.batch_id)?
+                .ok_or_else(|| DriverError::MissingPlan {
+                    job: self.name().to_string(),
+                    batch_id: commit.batch_id,
+                })?;
             plan.ranges.iter().map(|r| r.partition).collect()
         };
         let tasks: Vec<pb::CommitTask> = partitions
@@ -392,8 +429,12 @@ impl JobDriver {
                 partition,
             })
             .collect();
-        self.retry(commit.batch_id, shutdown, || self.runner.commit(tasks.clone()))?;
-        self.meta.apply(command::committed(self.name(), commit.batch_id))?;
+        self.retry(commit.batch_id, shutdown, || {
+            self.runner.commit(tasks.clone())
+        })?;
+        self.meta
+            .apply(command::committed(self.name(), commit.batch_id))?;
+        failpoint::hit("after-committed");
         Ok(())
     }
 
@@ -411,7 +452,10 @@ impl JobDriver {
             match op() {
                 Ok(v) => return Ok(v),
                 Err(f) if f.kind == FailureKind::User => return Err(self.failed(batch_id, f)),
-                Err(f) if attempts >= self.options.max_state_recoveries && f.kind == FailureKind::Internal => {
+                Err(f)
+                    if attempts >= self.options.max_state_recoveries
+                        && f.kind == FailureKind::Internal =>
+                {
                     return Err(self.failed(batch_id, f))
                 }
                 Err(f) => {

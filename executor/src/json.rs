@@ -50,7 +50,11 @@ fn write_value(col: &dyn Array, row: usize, out: &mut String) {
                 out.push_str("null");
             }
         }
-        DataType::Boolean => out.push_str(if col.as_boolean().value(row) { "true" } else { "false" }),
+        DataType::Boolean => out.push_str(if col.as_boolean().value(row) {
+            "true"
+        } else {
+            "false"
+        }),
         DataType::Utf8 => write_json_string(col.as_string::<i32>().value(row), out),
         DataType::Dictionary(_, _) => {
             let dict = col.as_dictionary::<Int32Type>();
@@ -89,9 +93,15 @@ mod tests {
     #[test]
     fn rows_become_objects() {
         let batch = RecordBatch::try_from_iter(vec![
-            ("key", Arc::new(StringArray::from(vec![Some("k\"1"), None])) as ArrayRef),
+            (
+                "key",
+                Arc::new(StringArray::from(vec![Some("k\"1"), None])) as ArrayRef,
+            ),
             ("count", Arc::new(Int64Array::from(vec![2, 3])) as ArrayRef),
-            ("avg", Arc::new(Float64Array::from(vec![Some(1.5), None])) as ArrayRef),
+            (
+                "avg",
+                Arc::new(Float64Array::from(vec![Some(1.5), None])) as ArrayRef,
+            ),
         ])
         .unwrap();
         let mut out = String::new();

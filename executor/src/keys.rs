@@ -83,7 +83,10 @@ pub fn decode_state_key(bytes: &[u8]) -> Option<StateKey> {
         return None;
     }
     let (window, key) = bytes.split_at(8);
-    Some((Key::decode(key)?, i64::from_le_bytes(window.try_into().ok()?)))
+    Some((
+        Key::decode(key)?,
+        i64::from_le_bytes(window.try_into().ok()?),
+    ))
 }
 
 /// A 64-bit finalizer (from MurmurHash3): good avalanche for integer keys.
@@ -126,12 +129,18 @@ mod tests {
     fn partitions_are_stable_and_spread() {
         // Fixed values: a change here moves state between partitions and
         // breaks recovery of existing checkpoints.
-        assert_eq!(Key::Str("k7".into()).partition(8), Key::Str("k7".into()).partition(8));
+        assert_eq!(
+            Key::Str("k7".into()).partition(8),
+            Key::Str("k7".into()).partition(8)
+        );
         let mut counts = [0u32; 8];
         for i in 0..8_000 {
             counts[Key::Str(format!("k{i}").into()).partition(8) as usize] += 1;
             counts[Key::Int(i).partition(8) as usize] += 1;
         }
-        assert!(counts.iter().all(|c| (1_600..2_400).contains(c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|c| (1_600..2_400).contains(c)),
+            "{counts:?}"
+        );
     }
 }

@@ -7,12 +7,12 @@ pub mod expr;
 pub mod json;
 pub mod keys;
 pub mod operators;
-pub mod sinks;
-pub mod sources;
-pub mod state;
 pub mod plan;
 pub mod runtime;
 pub mod shuffle;
+pub mod sinks;
+pub mod sources;
+pub mod state;
 
 pub use error::{ErrorDomain, ExecError};
 pub use runtime::{Executor, ExecutorConfig};

@@ -41,12 +41,17 @@ impl JobPlan {
     /// Compiles a job; the error names the step path and the problem.
     pub fn compile(record: &pb::JobRecord) -> Result<JobPlan, String> {
         let spec = record.spec.as_ref().ok_or("the job record has no spec")?;
-        let steps: Vec<&Kind> = spec.pipeline.iter().filter_map(|s| s.kind.as_ref()).collect();
+        let steps: Vec<&Kind> = spec
+            .pipeline
+            .iter()
+            .filter_map(|s| s.kind.as_ref())
+            .collect();
         let stateful_at = steps.iter().position(|k| matches!(k, Kind::KeyBy(_)));
         let aggregate_at = steps.iter().position(|k| matches!(k, Kind::Aggregate(_)));
         let pre_end = stateful_at.unwrap_or(steps.len());
         let columns = source_columns(spec, &steps, pre_end, aggregate_at)?;
-        let source: Arc<dyn SourceReader> = match spec.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        let source: Arc<dyn SourceReader> = match spec.source.as_ref().and_then(|s| s.kind.as_ref())
+        {
             Some(pb::source::Kind::Generator(g)) => Arc::new(GeneratorReader::new(
                 g.clone(),
                 record.created_at_ms,
@@ -57,18 +62,26 @@ impl JobPlan {
         let mut schema = source.schema();
         let mut pre = Vec::new();
         for (i, step) in steps.iter().enumerate().take(pre_end) {
-            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema).map_err(|e| e.to_string())?;
+            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema)
+                .map_err(|e| e.to_string())?;
             schema = op.output_schema().clone();
             pre.push(op);
         }
         let (aggregate, post_start) = match (stateful_at, aggregate_at) {
             (Some(k), Some(a)) => {
-                let Kind::KeyBy(key_sql) = steps[k] else { unreachable!("position found key_by") };
-                let Kind::Aggregate(agg) = steps[a] else { unreachable!("position found aggregate") };
-                let window = steps[k + 1..a].iter().enumerate().find_map(|(j, s)| match s {
-                    Kind::Window(w) => Some((format!("pipeline[{}]", k + 1 + j), w)),
-                    _ => None,
-                });
+                let Kind::KeyBy(key_sql) = steps[k] else {
+                    unreachable!("position found key_by")
+                };
+                let Kind::Aggregate(agg) = steps[a] else {
+                    unreachable!("position found aggregate")
+                };
+                let window = steps[k + 1..a]
+                    .iter()
+                    .enumerate()
+                    .find_map(|(j, s)| match s {
+                        Kind::Window(w) => Some((format!("pipeline[{}]", k + 1 + j), w)),
+                        _ => None,
+                    });
                 let plan = AggregatePlan::compile(
                     &format!("pipeline[{k}]"),
                     key_sql,
@@ -81,11 +94,16 @@ impl JobPlan {
                 (Some(plan), a + 1)
             }
             (None, _) => (None, steps.len()),
-            (Some(k), None) => return Err(format!("pipeline[{k}].key_by: must be followed by an aggregate")),
+            (Some(k), None) => {
+                return Err(format!(
+                    "pipeline[{k}].key_by: must be followed by an aggregate"
+                ))
+            }
         };
         let mut post = Vec::new();
         for (i, step) in steps.iter().enumerate().skip(post_start) {
-            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema).map_err(|e| e.to_string())?;
+            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema)
+                .map_err(|e| e.to_string())?;
             schema = op.output_schema().clone();
             post.push(op);
         }
@@ -114,12 +132,16 @@ fn source_columns(
     pre_end: usize,
     aggregate_at: Option<usize>,
 ) -> Result<Option<Vec<String>>, String> {
-    let is_noop = matches!(spec.sink.as_ref().and_then(|s| s.kind.as_ref()), Some(pb::sink::Kind::Noop(_)));
+    let is_noop = matches!(
+        spec.sink.as_ref().and_then(|s| s.kind.as_ref()),
+        Some(pb::sink::Kind::Noop(_))
+    );
     if aggregate_at.is_none() && !is_noop {
         // Every record reaches the sink with all its columns.
         return Ok(None);
     }
-    let refs = |path: String, sql: &str| referenced_columns(sql).map_err(|e| format!("{path}: {e}"));
+    let refs =
+        |path: String, sql: &str| referenced_columns(sql).map_err(|e| format!("{path}: {e}"));
     let mut needed: BTreeSet<String> = BTreeSet::new();
     if let Some(a) = aggregate_at {
         for (i, step) in steps.iter().enumerate().take(a + 1).skip(pre_end) {
@@ -130,7 +152,10 @@ fn source_columns(
                 }
                 Kind::Aggregate(agg) => {
                     for x in agg.aggregates.iter().filter(|x| !x.expr.trim().is_empty()) {
-                        needed.extend(refs(format!("pipeline[{i}].aggregate.{}", x.name), &x.expr)?);
+                        needed.extend(refs(
+                            format!("pipeline[{i}].aggregate.{}", x.name),
+                            &x.expr,
+                        )?);
                     }
                 }
                 _ => {}

@@ -13,7 +13,7 @@ use arrow_array::RecordBatch;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tracing::{debug, info, warn};
-use weir_proto::pb;
+use weir_proto::{failpoint, pb};
 
 /// Settings of an executor.
 #[derive(Debug, Clone)]
@@ -58,7 +58,9 @@ struct JobRuntime {
 
 impl std::fmt::Debug for JobRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobRuntime").field("plan", &self.plan).finish()
+        f.debug_struct("JobRuntime")
+            .field("plan", &self.plan)
+            .finish()
     }
 }
 
@@ -81,8 +83,17 @@ impl Executor {
     /// Compiles a job and makes it runnable here; redeploying the same
     /// fingerprint keeps the running state.
     pub fn deploy(&self, record: &pb::JobRecord) -> Result<(), ExecError> {
-        let name = record.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-        if let Some(existing) = self.jobs.read().unwrap_or_else(|p| p.into_inner()).get(&name) {
+        let name = record
+            .spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        if let Some(existing) = self
+            .jobs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name)
+        {
             if existing.plan.record.fingerprint == record.fingerprint {
                 return Ok(());
             }
@@ -97,7 +108,9 @@ impl Executor {
             Some(pb::sink::Kind::Stdout(_)) => Box::new(StdoutSink::default()),
             Some(pb::sink::Kind::Noop(_)) | None => Box::new(NoopSink),
         };
-        let partitions = (0..spec.state_partitions).map(|_| Mutex::new(None)).collect();
+        let partitions = (0..spec.state_partitions)
+            .map(|_| Mutex::new(None))
+            .collect();
         let skip_errors = spec.on_error == pb::ErrorPolicy::Skip as i32;
         info!(job = %name, fingerprint = %record.fingerprint, "job deployed");
         let runtime = JobRuntime {
@@ -125,6 +138,7 @@ impl Executor {
 
     /// Runs a stage-A task.
     pub fn stage_a(&self, task: &pb::StageATask) -> Result<pb::StageAResult, ExecError> {
+        failpoint::hit("stage-a");
         let job = self.job(&task.job)?;
         let range = task.range.clone().unwrap_or_default();
         job.shuffle.release_before(task.batch_id);
@@ -137,15 +151,16 @@ impl Executor {
         match &plan.aggregate {
             Some(agg) => {
                 let mut pre = PreAggregator::new(agg, task.watermark_ms);
-                plan.source.read(range.partition, range.start, range.end, &mut |chunk| {
-                    result.records_in += chunk.num_rows() as u64;
-                    let processed = job.process(chunk)?;
-                    result.records_skipped += processed.skipped;
-                    for b in processed.batches {
-                        result.records_skipped += job.pre_aggregate(&mut pre, &b)?;
-                    }
-                    Ok(())
-                })?;
+                plan.source
+                    .read(range.partition, range.start, range.end, &mut |chunk| {
+                        result.records_in += chunk.num_rows() as u64;
+                        let processed = job.process(chunk)?;
+                        result.records_skipped += processed.skipped;
+                        for b in processed.batches {
+                            result.records_skipped += job.pre_aggregate(&mut pre, &b)?;
+                        }
+                        Ok(())
+                    })?;
                 let (blocks, stats) = pre.finish(plan.spec().state_partitions);
                 result.records_late = stats.late;
                 result.max_event_time_ms = stats.max_event_time;
@@ -153,15 +168,17 @@ impl Executor {
             }
             None => {
                 let mut out = Vec::new();
-                plan.source.read(range.partition, range.start, range.end, &mut |chunk| {
-                    result.records_in += chunk.num_rows() as u64;
-                    let processed = job.process(chunk)?;
-                    result.records_skipped += processed.skipped;
-                    out.extend(processed.batches);
-                    Ok(())
-                })?;
+                plan.source
+                    .read(range.partition, range.start, range.end, &mut |chunk| {
+                        result.records_in += chunk.num_rows() as u64;
+                        let processed = job.process(chunk)?;
+                        result.records_skipped += processed.skipped;
+                        out.extend(processed.batches);
+                        Ok(())
+                    })?;
                 if !task.replay {
-                    result.records_out = job.sink.pre_commit(task.batch_id, range.partition, &out)?;
+                    result.records_out =
+                        job.sink.pre_commit(task.batch_id, range.partition, &out)?;
                 }
             }
         }
@@ -194,17 +211,20 @@ impl Executor {
             self.config.checkpoints,
         )
         .map_err(state_err)?;
-        let restored = checkpoints.restore(task.target_version).map_err(state_err)?;
+        let restored = checkpoints
+            .restore(task.target_version)
+            .map_err(state_err)?;
         for (path, reason) in &restored.skipped {
             warn!(job = %task.job, partition = task.partition, path = %path, reason = %reason, "state restore fell back past an unusable checkpoint");
         }
-        checkpoints.discard_after(restored.version).map_err(state_err)?;
-        let state = PartitionState::restore(restored.version, restored.entries, agg.stride).map_err(|m| {
-            ExecError::Plan {
+        checkpoints
+            .discard_after(restored.version)
+            .map_err(state_err)?;
+        let state = PartitionState::restore(restored.version, restored.entries, agg.stride)
+            .map_err(|m| ExecError::Plan {
                 job: task.job.clone(),
                 message: format!("state partition {}: {m}", task.partition),
-            }
-        })?;
+            })?;
         info!(job = %task.job, partition = task.partition, version = restored.version, keys = state.len(), "state partition restored");
         *lock(slot) = Some(Partition {
             state,
@@ -233,16 +253,23 @@ impl Executor {
     /// Publishes a batch's pre-committed output of one partition.
     pub fn commit(&self, task: &pb::CommitTask) -> Result<(), ExecError> {
         let job = self.job(&task.job)?;
-        job.sink.commit(task.batch_id, task.partition)
+        job.sink.commit(task.batch_id, task.partition)?;
+        failpoint::hit("sink-commit");
+        Ok(())
     }
 }
 
 impl JobRuntime {
     fn slot(&self, partition: u32) -> Result<&Mutex<Option<Partition>>, ExecError> {
-        self.partitions.get(partition as usize).ok_or_else(|| ExecError::Plan {
-            job: self.plan.spec().name.clone(),
-            message: format!("state partition {partition} does not exist (the job has {})", self.partitions.len()),
-        })
+        self.partitions
+            .get(partition as usize)
+            .ok_or_else(|| ExecError::Plan {
+                job: self.plan.spec().name.clone(),
+                message: format!(
+                    "state partition {partition} does not exist (the job has {})",
+                    self.partitions.len()
+                ),
+            })
     }
 
     fn expr_error(&self, e: crate::operators::stateless::OpError) -> ExecError {
@@ -284,7 +311,11 @@ impl JobRuntime {
     }
 
     /// Feeds a batch to the pre-aggregator; returns the records skipped.
-    fn pre_aggregate(&self, pre: &mut PreAggregator<'_>, batch: &RecordBatch) -> Result<u64, ExecError> {
+    fn pre_aggregate(
+        &self,
+        pre: &mut PreAggregator<'_>,
+        batch: &RecordBatch,
+    ) -> Result<u64, ExecError> {
         let to_err = |e| ExecError::Expr {
             job: self.plan.spec().name.clone(),
             step: "key_by/aggregate".into(),
@@ -305,12 +336,20 @@ impl JobRuntime {
         }
     }
 
-    fn stage_b(&self, task: &pb::StageBTask, slot: &mut Option<Partition>) -> Result<pb::StageBResult, ExecError> {
+    fn stage_b(
+        &self,
+        task: &pb::StageBTask,
+        slot: &mut Option<Partition>,
+    ) -> Result<pb::StageBResult, ExecError> {
         let name = &task.job;
-        let agg = self.plan.aggregate.as_ref().ok_or_else(|| ExecError::Plan {
-            job: name.clone(),
-            message: "stage B runs only for jobs with state".into(),
-        })?;
+        let agg = self
+            .plan
+            .aggregate
+            .as_ref()
+            .ok_or_else(|| ExecError::Plan {
+                job: name.clone(),
+                message: "stage B runs only for jobs with state".into(),
+            })?;
         let part = slot.as_mut().ok_or(ExecError::StateGap {
             job: name.clone(),
             partition: task.partition,
@@ -351,7 +390,10 @@ impl JobRuntime {
         let emitted = part.state.emit(agg, task.watermark_ms);
         if !task.replay {
             let output = run_steps(&self.plan.post, emitted).map_err(|e| self.expr_error(e))?;
-            result.records_out = self.sink.pre_commit(task.batch_id, task.partition, &[output])?;
+            result.records_out = self
+                .sink
+                .pre_commit(task.batch_id, task.partition, &[output])?;
+            failpoint::hit("after-precommit");
         }
         if task.checkpoint {
             let state_err = |source| ExecError::State {
@@ -364,22 +406,31 @@ impl JobRuntime {
             part.checkpoints
                 .write_delta(task.batch_id, part.last_checkpoint, &delta)
                 .map_err(state_err)?;
+            failpoint::hit("checkpoint-write");
             if let Some(entries) = snapshot {
                 part.checkpoints
-                    .write_snapshot(task.batch_id, entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+                    .write_snapshot(
+                        task.batch_id,
+                        entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+                    )
                     .map_err(state_err)?;
             }
             part.last_checkpoint = task.batch_id;
             result.durable_version = task.batch_id;
             // Everything up to the previous batch is committed.
-            part.checkpoints.prune(task.batch_id - 1).map_err(state_err)?;
+            part.checkpoints
+                .prune(task.batch_id - 1)
+                .map_err(state_err)?;
         }
         part.state.version = task.batch_id;
         Ok(result)
     }
 }
 
-fn run_steps(steps: &[StatelessOp], mut batch: RecordBatch) -> Result<RecordBatch, crate::operators::stateless::OpError> {
+fn run_steps(
+    steps: &[StatelessOp],
+    mut batch: RecordBatch,
+) -> Result<RecordBatch, crate::operators::stateless::OpError> {
     for op in steps {
         if batch.num_rows() == 0 {
             return Ok(RecordBatch::new_empty(op.output_schema().clone()));

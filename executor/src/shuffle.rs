@@ -15,7 +15,12 @@ pub trait Shuffle: Send + Sync {
 
     /// The block of `partition` from the stage-A task of `source_partition`,
     /// or `None` if that task's output is missing.
-    fn fetch(&self, batch_id: u64, source_partition: u32, partition: u32) -> Option<Arc<ShuffleBlock>>;
+    fn fetch(
+        &self,
+        batch_id: u64,
+        source_partition: u32,
+        partition: u32,
+    ) -> Option<Arc<ShuffleBlock>>;
 
     /// Drops every block of batches before `batch_id`.
     fn release_before(&self, batch_id: u64);
@@ -33,7 +38,12 @@ impl Shuffle for MemoryShuffle {
         lock(&self.blocks).insert((batch_id, source_partition), blocks);
     }
 
-    fn fetch(&self, batch_id: u64, source_partition: u32, partition: u32) -> Option<Arc<ShuffleBlock>> {
+    fn fetch(
+        &self,
+        batch_id: u64,
+        source_partition: u32,
+        partition: u32,
+    ) -> Option<Arc<ShuffleBlock>> {
         lock(&self.blocks)
             .get(&(batch_id, source_partition))
             .and_then(|b| b.get(partition as usize).cloned())

@@ -10,5 +10,6 @@ pub mod pb {
     tonic::include_proto!("weir.v1");
 }
 
+pub mod failpoint;
 pub mod generator;
 pub mod spec;

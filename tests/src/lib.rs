@@ -1,1 +1,191 @@
-//! Helpers for Weir integration tests.
+//! Helpers for Weir's integration tests: start real `weir` processes with
+//! a log file each, kill them, and read what they wrote.
+
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a binary built from this workspace (`weir`, `weir-driver`, ...),
+/// next to the test executable's directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (cargo build --workspace --bins, or run scripts/test.sh)",
+        path.display()
+    );
+    path
+}
+
+/// A child process with its output in a log file.
+pub struct Proc {
+    /// Name used in messages.
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `bin` with `args` and extra environment, logging to `log`.
+    pub fn start(
+        name: &str,
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> anyhow::Result<Proc> {
+        let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let err = out.try_clone()?;
+        let mut cmd = Command::new(bin);
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.env("WEIR_LOG", "info,sled=warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Whether it has exited (with its status).
+    pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "{} did not exit within {timeout:?}\n{}",
+                    self.name,
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last `lines` lines of the log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last `lines` lines of a log file, framed for failure messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let tail = all[all.len().saturating_sub(lines)..].join("\n");
+    format!(
+        "--- last {lines} lines of {} ---\n{tail}\n---",
+        path.display()
+    )
+}
+
+/// One row of a file-sink output file.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Batch id from the file name.
+    pub batch: u64,
+    /// Partition from the file name.
+    pub partition: u32,
+    /// The JSON object.
+    pub value: serde_json::Value,
+}
+
+/// Every row of every visible (committed) file of a file sink, checking
+/// that file names follow `batch-<id>-part-<p>.jsonl`.
+pub fn read_file_sink(dir: &Path) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    if !dir.exists() {
+        return Ok(rows);
+    }
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let parsed = name
+            .strip_prefix("batch-")
+            .and_then(|r| r.strip_suffix(".jsonl"))
+            .and_then(|r| r.split_once("-part-"))
+            .and_then(|(b, p)| Some((b.parse::<u64>().ok()?, p.parse::<u32>().ok()?)));
+        let Some((batch, partition)) = parsed else {
+            bail!("unexpected file {name} in sink directory {}", dir.display());
+        };
+        let text = fs::read_to_string(dir.join(&name))?;
+        for line in text.lines() {
+            let value = serde_json::from_str(line)
+                .with_context(|| format!("{name}: bad JSON line {line:?}"))?;
+            rows.push(Row {
+                batch,
+                partition,
+                value,
+            });
+        }
+    }
+    rows.sort_by_key(|r| (r.batch, r.partition));
+    Ok(rows)
+}
+
+/// The latest row per `key` (running aggregates emit changed keys each batch).
+pub fn latest_by_key(rows: &[Row]) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        out.insert(r.value["key"].to_string(), r.value.clone());
+    }
+    out
+}
+
+/// A small deterministic generator for test schedules (xorshift64*).
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded; the same seed gives the same schedule.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    /// The next value in `[lo, hi)`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        lo + self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % (hi - lo).max(1)
+    }
+}

@@ -33,7 +33,11 @@ impl JobProgress {
 
 /// Checks that `command` may be applied to a job at `progress`
 /// (`job_exists` tells whether the job is stored).
-pub fn check_command(command: &pb::MetaCommand, job_exists: bool, progress: &JobProgress) -> Result<(), MetaError> {
+pub fn check_command(
+    command: &pb::MetaCommand,
+    job_exists: bool,
+    progress: &JobProgress,
+) -> Result<(), MetaError> {
     let reject = |m: String| Err(MetaError::Rejected(m));
     match command.kind.as_ref() {
         None => reject("empty command".into()),
@@ -43,7 +47,10 @@ pub fn check_command(command: &pb::MetaCommand, job_exists: bool, progress: &Job
         },
         Some(Kind::BatchPlanned(plan)) => {
             if !job_exists {
-                return reject(format!("batch {} planned for unknown job {}", plan.batch_id, plan.job));
+                return reject(format!(
+                    "batch {} planned for unknown job {}",
+                    plan.batch_id, plan.job
+                ));
             }
             if let Some(p) = &progress.pending {
                 return reject(format!(
@@ -62,10 +69,14 @@ pub fn check_command(command: &pb::MetaCommand, job_exists: bool, progress: &Job
         }
         Some(Kind::BatchCommitting(c)) => match &progress.pending {
             Some(p) if p.plan.batch_id == c.batch_id && p.committing.is_none() => Ok(()),
-            Some(p) if p.plan.batch_id == c.batch_id => {
-                reject(format!("job {}: batch {} is already committing", c.job, c.batch_id))
-            }
-            _ => reject(format!("job {}: batch {} is not in flight", c.job, c.batch_id)),
+            Some(p) if p.plan.batch_id == c.batch_id => reject(format!(
+                "job {}: batch {} is already committing",
+                c.job, c.batch_id
+            )),
+            _ => reject(format!(
+                "job {}: batch {} is not in flight",
+                c.job, c.batch_id
+            )),
         },
         Some(Kind::BatchCommitted(r)) => match &progress.pending {
             Some(p) if p.plan.batch_id == r.batch_id && p.committing.is_some() => Ok(()),

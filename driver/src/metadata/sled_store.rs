@@ -24,7 +24,9 @@ pub struct SledMetadata {
 
 impl std::fmt::Debug for SledMetadata {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledMetadata").field("path", &self.path).finish()
+        f.debug_struct("SledMetadata")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -67,11 +69,13 @@ impl SledMetadata {
     fn get<M: Message + Default>(&self, key: &[u8]) -> Result<Option<M>, MetaError> {
         match self.db.get(key).map_err(|e| self.storage(e))? {
             None => Ok(None),
-            Some(bytes) => M::decode(bytes.as_ref()).map(Some).map_err(|e| MetaError::Corrupt {
-                path: self.path.clone(),
-                key: String::from_utf8_lossy(key).into_owned(),
-                message: e.to_string(),
-            }),
+            Some(bytes) => M::decode(bytes.as_ref())
+                .map(Some)
+                .map_err(|e| MetaError::Corrupt {
+                    path: self.path.clone(),
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    message: e.to_string(),
+                }),
         }
     }
 }
@@ -86,7 +90,10 @@ impl MetadataStore for SledMetadata {
             Some(Kind::BatchCommitted(r)) => r.job.clone(),
             None => String::new(),
         };
-        let exists = self.db.contains_key(key("job", &job)).map_err(|e| self.storage(e))?;
+        let exists = self
+            .db
+            .contains_key(key("job", &job))
+            .map_err(|e| self.storage(e))?;
         let progress = self.progress(&job)?;
         check_command(&command, exists, &progress)?;
         let mut batch = sled::Batch::default();
@@ -96,19 +103,34 @@ impl MetadataStore for SledMetadata {
                 batch.insert(plan_key(&job, plan.batch_id), plan.encode_to_vec());
                 batch.insert(key("pending", &job), plan.encode_to_vec());
             }
-            Some(Kind::BatchCommitting(commit)) => batch.insert(key("committing", &job), commit.encode_to_vec()),
+            Some(Kind::BatchCommitting(commit)) => {
+                batch.insert(key("committing", &job), commit.encode_to_vec())
+            }
             Some(Kind::BatchCommitted(r)) => {
-                let pending = progress.pending.ok_or_else(|| MetaError::Rejected("nothing pending".into()))?;
-                let commit = pending.committing.ok_or_else(|| MetaError::Rejected("no decision".into()))?;
+                let pending = progress
+                    .pending
+                    .ok_or_else(|| MetaError::Rejected("nothing pending".into()))?;
+                let commit = pending
+                    .committing
+                    .ok_or_else(|| MetaError::Rejected("no decision".into()))?;
                 batch.insert(key("last_plan", &job), pending.plan.encode_to_vec());
                 batch.insert(key("last_commit", &job), commit.encode_to_vec());
                 batch.remove(key("pending", &job));
                 batch.remove(key("committing", &job));
                 // Keep the plans a state recovery may replay: those after
                 // the oldest durable state version.
-                let oldest_durable = commit.durable_versions.iter().copied().min().unwrap_or(r.batch_id);
+                let oldest_durable = commit
+                    .durable_versions
+                    .iter()
+                    .copied()
+                    .min()
+                    .unwrap_or(r.batch_id);
                 let keep_from = oldest_durable.saturating_sub(KEEP_PLANS).max(1);
-                for old in self.db.range(plan_key(&job, 0)..plan_key(&job, keep_from)).keys() {
+                for old in self
+                    .db
+                    .range(plan_key(&job, 0)..plan_key(&job, keep_from))
+                    .keys()
+                {
                     batch.remove(old.map_err(|e| self.storage(e))?);
                 }
             }
@@ -181,7 +203,11 @@ mod tests {
             let plan = pb::BatchPlan {
                 job: "j".into(),
                 batch_id: 1,
-                ranges: vec![pb::OffsetRange { partition: 0, start: 0, end: 10 }],
+                ranges: vec![pb::OffsetRange {
+                    partition: 0,
+                    start: 0,
+                    end: 10,
+                }],
                 ..Default::default()
             };
             m.apply(command::planned(plan.clone())).unwrap();
@@ -200,7 +226,10 @@ mod tests {
             }))
             .unwrap();
             // a stale proposer cannot commit a batch that is not in flight
-            assert!(matches!(m.apply(command::committed("j", 1)), Err(MetaError::Rejected(_))));
+            assert!(matches!(
+                m.apply(command::committed("j", 1)),
+                Err(MetaError::Rejected(_))
+            ));
         }
         let m = SledMetadata::open(dir.path()).unwrap();
         let p = m.progress("j").unwrap();

@@ -32,12 +32,17 @@ pub enum AccKind {
 impl AccKind {
     /// The accumulator for `function` over an input of type `input`
     /// (`None` for `count(*)`); `Err` names the problem.
-    pub fn for_input(function: AggregateFunction, input: Option<&DataType>) -> Result<Self, String> {
+    pub fn for_input(
+        function: AggregateFunction,
+        input: Option<&DataType>,
+    ) -> Result<Self, String> {
         use AggregateFunction as F;
         let numeric = |int: AccKind, float: AccKind| match input {
             Some(DataType::Int64) => Ok(int),
             Some(DataType::Float64) => Ok(float),
-            Some(other) => Err(format!("needs a numeric input (BIGINT or DOUBLE), got {other}")),
+            Some(other) => Err(format!(
+                "needs a numeric input (BIGINT or DOUBLE), got {other}"
+            )),
             None => Err("needs an input expression".to_string()),
         };
         match function {
@@ -87,7 +92,9 @@ impl AccKind {
                 s[0] = (f64::from_bits(s[0]) + v as f64).to_bits();
                 s[1] += 1;
             }
-            AccKind::SumFloat | AccKind::MinFloat | AccKind::MaxFloat => self.update_float(s, v as f64),
+            AccKind::SumFloat | AccKind::MinFloat | AccKind::MaxFloat => {
+                self.update_float(s, v as f64)
+            }
         }
     }
 
@@ -117,8 +124,12 @@ impl AccKind {
     #[inline]
     pub fn merge(self, dst: &mut [u64], src: &[u64]) {
         match self {
-            AccKind::Count | AccKind::SumInt => dst[0] = (dst[0] as i64).wrapping_add(src[0] as i64) as u64,
-            AccKind::SumFloat => dst[0] = (f64::from_bits(dst[0]) + f64::from_bits(src[0])).to_bits(),
+            AccKind::Count | AccKind::SumInt => {
+                dst[0] = (dst[0] as i64).wrapping_add(src[0] as i64) as u64
+            }
+            AccKind::SumFloat => {
+                dst[0] = (f64::from_bits(dst[0]) + f64::from_bits(src[0])).to_bits()
+            }
             AccKind::MinInt => {
                 dst[0] = (dst[0] as i64).min(src[0] as i64) as u64;
                 dst[1] += src[1];
@@ -211,7 +222,13 @@ mod tests {
 
     #[test]
     fn partial_states_merge_to_the_whole() {
-        for kind in [AccKind::Count, AccKind::SumInt, AccKind::MinInt, AccKind::MaxInt, AccKind::Avg] {
+        for kind in [
+            AccKind::Count,
+            AccKind::SumInt,
+            AccKind::MinInt,
+            AccKind::MaxInt,
+            AccKind::Avg,
+        ] {
             let parts = run(kind, &[&[3, -1], &[7], &[]]);
             let whole = run(kind, &[&[3, -1, 7]])[0];
             let mut merged = kind.init();
@@ -230,11 +247,36 @@ mod tests {
             b.append(&s);
             b.finish()
         };
-        assert_eq!(out(AccKind::Count, &[5, 6]).as_primitive::<Int64Type>().value(0), 2);
-        assert_eq!(out(AccKind::SumInt, &[5, 6]).as_primitive::<Int64Type>().value(0), 11);
-        assert_eq!(out(AccKind::MinInt, &[5, 6]).as_primitive::<Int64Type>().value(0), 5);
-        assert_eq!(out(AccKind::MaxInt, &[5, 6]).as_primitive::<Int64Type>().value(0), 6);
-        assert_eq!(out(AccKind::Avg, &[5, 6]).as_primitive::<Float64Type>().value(0), 5.5);
+        assert_eq!(
+            out(AccKind::Count, &[5, 6])
+                .as_primitive::<Int64Type>()
+                .value(0),
+            2
+        );
+        assert_eq!(
+            out(AccKind::SumInt, &[5, 6])
+                .as_primitive::<Int64Type>()
+                .value(0),
+            11
+        );
+        assert_eq!(
+            out(AccKind::MinInt, &[5, 6])
+                .as_primitive::<Int64Type>()
+                .value(0),
+            5
+        );
+        assert_eq!(
+            out(AccKind::MaxInt, &[5, 6])
+                .as_primitive::<Int64Type>()
+                .value(0),
+            6
+        );
+        assert_eq!(
+            out(AccKind::Avg, &[5, 6])
+                .as_primitive::<Float64Type>()
+                .value(0),
+            5.5
+        );
         assert!(out(AccKind::MinInt, &[]).is_null(0));
         assert!(out(AccKind::Avg, &[]).is_null(0));
     }
@@ -245,7 +287,9 @@ mod tests {
         AccKind::MaxFloat.update_float(&mut s, -2.5);
         AccKind::MaxFloat.update_float(&mut s, 1.5);
         assert_eq!(f64::from_bits(s[0]), 1.5);
-        assert_eq!(AccKind::for_input(AggregateFunction::Sum, Some(&DataType::Utf8)).unwrap_err(),
-            "needs a numeric input (BIGINT or DOUBLE), got Utf8");
+        assert_eq!(
+            AccKind::for_input(AggregateFunction::Sum, Some(&DataType::Utf8)).unwrap_err(),
+            "needs a numeric input (BIGINT or DOUBLE), got Utf8"
+        );
     }
 }

@@ -60,7 +60,8 @@ impl AggregatePlan {
         aggregate: &pb::AggregateStep,
         input: &SchemaRef,
     ) -> Result<Self, String> {
-        let key = CompiledExpr::compile(key_sql, input).map_err(|e| format!("{key_path}.key_by: {e}"))?;
+        let key =
+            CompiledExpr::compile(key_sql, input).map_err(|e| format!("{key_path}.key_by: {e}"))?;
         let int_keys = key.data_type() == &DataType::Int64;
         let window = match window {
             Some((path, w)) => {
@@ -105,7 +106,11 @@ impl AggregatePlan {
         }
         let mut fields = vec![Field::new(
             "key",
-            if int_keys { DataType::Int64 } else { DataType::Utf8 },
+            if int_keys {
+                DataType::Int64
+            } else {
+                DataType::Utf8
+            },
             true,
         )];
         if window.is_some() {
@@ -398,8 +403,12 @@ impl<'p> PreAggregator<'p> {
         let mut blocks = vec![ShuffleBlock::default(); partitions as usize];
         for (g, (key_id, window)) in self.group_keys.iter().enumerate() {
             let block = &mut blocks[key_partition[*key_id as usize] as usize];
-            block.keys.push((self.keys[*key_id as usize].clone(), *window));
-            block.slots.extend_from_slice(&self.slots[g * stride..(g + 1) * stride]);
+            block
+                .keys
+                .push((self.keys[*key_id as usize].clone(), *window));
+            block
+                .slots
+                .extend_from_slice(&self.slots[g * stride..(g + 1) * stride]);
         }
         (blocks, self.stats)
     }
@@ -410,7 +419,12 @@ fn scalar_key(col: &ArrayRef, i: usize) -> Key {
         return Key::Null;
     }
     match col.data_type() {
-        DataType::Float64 => Key::Str(col.as_primitive::<Float64Type>().value(i).to_string().into()),
+        DataType::Float64 => Key::Str(
+            col.as_primitive::<Float64Type>()
+                .value(i)
+                .to_string()
+                .into(),
+        ),
         DataType::Boolean => Key::Str(col.as_boolean().value(i).to_string().into()),
         other => Key::Str(format!("<{other}>").into()),
     }
@@ -448,7 +462,11 @@ pub struct CheckpointData {
 
 impl PartitionState {
     /// State restored from checkpoint entries at `version`.
-    pub fn restore(version: u64, entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>, stride: usize) -> Result<Self, String> {
+    pub fn restore(
+        version: u64,
+        entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+        stride: usize,
+    ) -> Result<Self, String> {
         let mut map = HashMap::new();
         for (k, v) in entries {
             let key = decode_state_key(&k).ok_or("a state key does not decode")?;
@@ -511,7 +529,10 @@ impl PartitionState {
                 let entry = self.map.get_mut(key).expect("inserted above");
                 for a in &plan.aggs {
                     let n = a.kind.slots();
-                    a.kind.merge(&mut entry.slots[a.offset..a.offset + n], &src[a.offset..a.offset + n]);
+                    a.kind.merge(
+                        &mut entry.slots[a.offset..a.offset + n],
+                        &src[a.offset..a.offset + n],
+                    );
                 }
                 entry.dirty = true;
                 entry.changed = true;
@@ -542,7 +563,11 @@ impl PartitionState {
         let mut str_keys = StringBuilder::with_capacity(if plan.int_keys { 0 } else { n }, n * 8);
         let mut starts = Int64Builder::with_capacity(n);
         let mut ends = Int64Builder::with_capacity(n);
-        let mut outs: Vec<OutputBuilder> = plan.aggs.iter().map(|a| OutputBuilder::new(a.kind, n)).collect();
+        let mut outs: Vec<OutputBuilder> = plan
+            .aggs
+            .iter()
+            .map(|a| OutputBuilder::new(a.kind, n))
+            .collect();
         for key in &selected {
             match (&key.0, plan.int_keys) {
                 (Key::Int(v), true) => int_keys.append_value(*v),
@@ -573,13 +598,15 @@ impl PartitionState {
             }
         }
         columns.extend(outs.into_iter().map(OutputBuilder::finish));
-        RecordBatch::try_new(plan.output.clone(), columns).expect("columns follow the output schema")
+        RecordBatch::try_new(plan.output.clone(), columns)
+            .expect("columns follow the output schema")
     }
 
     /// The checkpoint to write (with a snapshot when `snapshot` is set).
     /// Marks the state clean.
     pub fn checkpoint(&mut self, snapshot: bool) -> CheckpointData {
-        let encode = |slots: &[u64]| -> Vec<u8> { slots.iter().flat_map(|s| s.to_le_bytes()).collect() };
+        let encode =
+            |slots: &[u64]| -> Vec<u8> { slots.iter().flat_map(|s| s.to_le_bytes()).collect() };
         let snapshot = snapshot.then(|| {
             self.map
                 .iter()

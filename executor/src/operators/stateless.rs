@@ -63,12 +63,17 @@ impl OpError {
 
 impl StatelessOp {
     /// Compiles a `filter`, `map` or `flat_map` step against `input`.
-    pub fn compile(path: String, step: &pb::step::Kind, input: &SchemaRef) -> Result<Self, OpError> {
+    pub fn compile(
+        path: String,
+        step: &pb::step::Kind,
+        input: &SchemaRef,
+    ) -> Result<Self, OpError> {
         use pb::step::Kind;
         match step {
             Kind::Filter(sql) => {
                 let path = format!("{path}.filter");
-                let expr = CompiledExpr::compile(sql, input).map_err(|e| OpError::expr(&path, e))?;
+                let expr =
+                    CompiledExpr::compile(sql, input).map_err(|e| OpError::expr(&path, e))?;
                 if expr.data_type() != &DataType::Boolean {
                     return Err(OpError {
                         message: format!(
@@ -87,11 +92,13 @@ impl StatelessOp {
             }
             Kind::Map(m) => {
                 let path = format!("{path}.map");
-                let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+                let mut fields: Vec<Field> =
+                    input.fields().iter().map(|f| f.as_ref().clone()).collect();
                 let mut columns: Vec<MapColumn> = (0..fields.len()).map(MapColumn::Input).collect();
                 for a in &m.fields {
                     let fpath = format!("{path}.{}", a.name);
-                    let expr = CompiledExpr::compile(&a.expr, input).map_err(|e| OpError::expr(&fpath, e))?;
+                    let expr = CompiledExpr::compile(&a.expr, input)
+                        .map_err(|e| OpError::expr(&fpath, e))?;
                     let field = Field::new(&a.name, expr.data_type().clone(), expr.nullable());
                     match fields.iter().position(|f| f.name() == &a.name) {
                         Some(i) => {
@@ -125,12 +132,17 @@ impl StatelessOp {
                 };
                 if !is_string(input_field.data_type()) {
                     return Err(OpError {
-                        message: format!("field {:?} must be a string to split, it is {}", f.field, input_field.data_type()),
+                        message: format!(
+                            "field {:?} must be a string to split, it is {}",
+                            f.field,
+                            input_field.data_type()
+                        ),
                         path,
                         expr: None,
                     });
                 }
-                let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+                let mut fields: Vec<Field> =
+                    input.fields().iter().map(|f| f.as_ref().clone()).collect();
                 let out_field = Field::new(&f.as_field, DataType::Utf8, true);
                 let replace = fields.iter().position(|x| x.name() == &f.as_field);
                 match replace {
@@ -221,7 +233,8 @@ impl StatelessOp {
 }
 
 fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8) || matches!(t, DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8)
+    matches!(t, DataType::Utf8)
+        || matches!(t, DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8)
 }
 
 /// Row accessor for a Utf8 or dictionary-of-Utf8 column.

@@ -89,7 +89,10 @@ mod tests {
             slide_ms: 1_000,
             watermark_ms: 500,
         };
-        assert_eq!(t.open_windows(2_500, i64::MIN).collect::<Vec<_>>(), vec![2_000]);
+        assert_eq!(
+            t.open_windows(2_500, i64::MIN).collect::<Vec<_>>(),
+            vec![2_000]
+        );
         assert_eq!(t.advance(i64::MIN, 3_000), 2_500);
         assert_eq!(t.advance(2_500, 1_000), 2_500);
         assert_eq!(t.advance(2_500, i64::MIN), 2_500);

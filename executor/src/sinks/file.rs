@@ -26,7 +26,8 @@ impl FileSink {
             job: job.to_string(),
             dir: dir.into(),
         };
-        fs::create_dir_all(&sink.dir).map_err(|e| sink.error(&sink.dir, "create the output directory", e))?;
+        fs::create_dir_all(&sink.dir)
+            .map_err(|e| sink.error(&sink.dir, "create the output directory", e))?;
         Ok(sink)
     }
 
@@ -53,7 +54,12 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn pre_commit(&self, batch_id: u64, partition: u32, output: &[RecordBatch]) -> Result<u64, ExecError> {
+    fn pre_commit(
+        &self,
+        batch_id: u64,
+        partition: u32,
+        output: &[RecordBatch],
+    ) -> Result<u64, ExecError> {
         let rows: u64 = output.iter().map(|b| b.num_rows() as u64).sum();
         let (tmp, _) = self.paths(batch_id, partition);
         if rows == 0 {
@@ -108,7 +114,11 @@ mod tests {
     fn output_is_visible_only_after_commit_and_commit_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let sink = FileSink::new("j", dir.path()).unwrap();
-        let batch = RecordBatch::try_from_iter(vec![("count", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef)]).unwrap();
+        let batch = RecordBatch::try_from_iter(vec![(
+            "count",
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        )])
+        .unwrap();
         assert_eq!(sink.pre_commit(3, 1, &[batch.clone()]).unwrap(), 2);
         assert_eq!(listing(dir.path()), vec![".batch-3-part-1.jsonl.tmp"]);
         // a replay rewrites the same temp file

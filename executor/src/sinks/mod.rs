@@ -18,7 +18,12 @@ use std::sync::Mutex;
 pub trait Sink: Send + Sync + std::fmt::Debug {
     /// Writes the output of `(batch_id, partition)` invisibly, replacing any
     /// earlier pre-commit of the same pair. Returns the records written.
-    fn pre_commit(&self, batch_id: u64, partition: u32, output: &[RecordBatch]) -> Result<u64, ExecError>;
+    fn pre_commit(
+        &self,
+        batch_id: u64,
+        partition: u32,
+        output: &[RecordBatch],
+    ) -> Result<u64, ExecError>;
 
     /// Makes the pre-committed output visible. Succeeds when it is already
     /// visible or when nothing was pre-committed (an empty output).
@@ -48,7 +53,12 @@ pub struct StdoutSink {
 }
 
 impl Sink for StdoutSink {
-    fn pre_commit(&self, batch_id: u64, partition: u32, output: &[RecordBatch]) -> Result<u64, ExecError> {
+    fn pre_commit(
+        &self,
+        batch_id: u64,
+        partition: u32,
+        output: &[RecordBatch],
+    ) -> Result<u64, ExecError> {
         let mut text = String::new();
         let mut rows = 0;
         for b in output {

@@ -21,8 +21,8 @@ const CHUNK_ROWS: u64 = 65_536;
 
 /// Words of the `text` column.
 const VOCABULARY: [&str; 16] = [
-    "stream", "batch", "state", "kafka", "offset", "commit", "window", "key", "replay",
-    "driver", "executor", "shuffle", "raft", "leader", "record", "sink",
+    "stream", "batch", "state", "kafka", "offset", "commit", "window", "key", "replay", "driver",
+    "executor", "shuffle", "raft", "leader", "record", "sink",
 ];
 const WORDS_PER_TEXT: u64 = 4;
 
@@ -76,19 +76,19 @@ impl GeneratorReader {
         let full = full_schema();
         let mut picked = Vec::new();
         let mut fields = Vec::new();
-        for (field, column) in full.fields().iter().zip([
-            Column::Key,
-            Column::Value,
-            Column::Ts,
-            Column::Text,
-        ]) {
+        for (field, column) in
+            full.fields()
+                .iter()
+                .zip([Column::Key, Column::Value, Column::Ts, Column::Text])
+        {
             if columns.is_none_or(|names| names.iter().any(|n| n == field.name())) {
                 picked.push(column);
                 fields.push(field.clone());
             }
         }
         let key_values = picked.contains(&Column::Key).then(|| {
-            let mut b = StringBuilder::with_capacity(config.keys as usize, config.keys as usize * 7);
+            let mut b =
+                StringBuilder::with_capacity(config.keys as usize, config.keys as usize * 7);
             for k in 0..config.keys {
                 b.append_value(format!("k{k}"));
             }
@@ -112,14 +112,20 @@ impl GeneratorReader {
             .iter()
             .map(|c| -> ArrayRef {
                 match c {
-                    Column::Value => Arc::new(Int64Array::from_iter_values(global.clone().map(|g| g as i64))),
+                    Column::Value => Arc::new(Int64Array::from_iter_values(
+                        global.clone().map(|g| g as i64),
+                    )),
                     Column::Ts => Arc::new(Int64Array::from_iter_values(global.clone().map(|g| {
                         event_time_ms(self.created_at_ms, self.config.event_time_rate, g)
                     }))),
                     Column::Key => {
                         let keys = self.config.keys.max(1);
-                        let idx = Int32Array::from_iter_values(global.clone().map(|g| (g % keys) as i32));
-                        let values = self.key_values.clone().expect("built when key is projected");
+                        let idx =
+                            Int32Array::from_iter_values(global.clone().map(|g| (g % keys) as i32));
+                        let values = self
+                            .key_values
+                            .clone()
+                            .expect("built when key is projected");
                         // Indexes are below `keys`, the dictionary's length.
                         Arc::new(DictionaryArray::<Int32Type>::new(idx, values))
                     }
@@ -149,7 +155,10 @@ impl GeneratorReader {
     /// for computing expected results independently).
     pub fn text_of(seed: u64, g: u64) -> Vec<&'static str> {
         (0..WORDS_PER_TEXT)
-            .map(|w| VOCABULARY[(mix64(g ^ seed.rotate_left(17) ^ (w << 56)) % VOCABULARY.len() as u64) as usize])
+            .map(|w| {
+                VOCABULARY[(mix64(g ^ seed.rotate_left(17) ^ (w << 56)) % VOCABULARY.len() as u64)
+                    as usize]
+            })
             .collect()
     }
 }
@@ -212,7 +221,12 @@ mod tests {
         assert_eq!(values, vec![11, 14, 17]);
         let keys = b.column(0).as_dictionary::<Int32Type>();
         let strings = keys.values().as_string::<i32>();
-        let decoded: Vec<&str> = keys.keys().values().iter().map(|k| strings.value(*k as usize)).collect();
+        let decoded: Vec<&str> = keys
+            .keys()
+            .values()
+            .iter()
+            .map(|k| strings.value(*k as usize))
+            .collect();
         assert_eq!(decoded, vec!["k1", "k4", "k2"]);
         let ts: Vec<i64> = b.column(2).as_primitive::<Int64Type>().values().to_vec();
         assert_eq!(ts, vec![10_110, 10_140, 10_170]);
@@ -235,6 +249,9 @@ mod tests {
 
     #[test]
     fn seed_changes_text() {
-        assert_ne!(GeneratorReader::text_of(1, 42), GeneratorReader::text_of(2, 42));
+        assert_ne!(
+            GeneratorReader::text_of(1, 42),
+            GeneratorReader::text_of(2, 42)
+        );
     }
 }
