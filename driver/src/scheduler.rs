@@ -302,7 +302,7 @@ impl JobDriver {
             .map(|r| pb::StageATask {
                 job: job.clone(),
                 batch_id: plan.batch_id,
-                range: Some(r.clone()),
+                range: Some(*r),
                 watermark_ms: plan.watermark_ms,
                 replay,
             })

@@ -53,7 +53,7 @@ impl JobPlan {
         let source: Arc<dyn SourceReader> = match spec.source.as_ref().and_then(|s| s.kind.as_ref())
         {
             Some(pb::source::Kind::Generator(g)) => Arc::new(GeneratorReader::new(
-                g.clone(),
+                *g,
                 record.created_at_ms,
                 columns.as_deref(),
             )?),

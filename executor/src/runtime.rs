@@ -16,18 +16,10 @@ use tracing::{debug, info, warn};
 use weir_proto::{failpoint, pb};
 
 /// Settings of an executor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ExecutorConfig {
     /// Snapshot and retention policy of state checkpoints.
     pub checkpoints: PartitionOptions,
-}
-
-impl Default for ExecutorConfig {
-    fn default() -> Self {
-        ExecutorConfig {
-            checkpoints: PartitionOptions::default(),
-        }
-    }
 }
 
 /// Runs tasks for the jobs deployed on it.
@@ -140,7 +132,7 @@ impl Executor {
     pub fn stage_a(&self, task: &pb::StageATask) -> Result<pb::StageAResult, ExecError> {
         failpoint::hit("stage-a");
         let job = self.job(&task.job)?;
-        let range = task.range.clone().unwrap_or_default();
+        let range = task.range.unwrap_or_default();
         job.shuffle.release_before(task.batch_id);
         let plan = &job.plan;
         let mut result = pb::StageAResult {

@@ -29,8 +29,11 @@ pub trait Shuffle: Send + Sync {
 /// Shuffle blocks held in this process's memory.
 #[derive(Debug, Default)]
 pub struct MemoryShuffle {
-    blocks: Mutex<HashMap<(u64, u32), Vec<Arc<ShuffleBlock>>>>,
+    /// `(batch, source partition)` → one block per state partition.
+    blocks: Mutex<HashMap<(u64, u32), TaskOutput>>,
 }
+
+type TaskOutput = Vec<Arc<ShuffleBlock>>;
 
 impl Shuffle for MemoryShuffle {
     fn put(&self, batch_id: u64, source_partition: u32, blocks: Vec<ShuffleBlock>) {

@@ -618,32 +618,4 @@ mod tests {
             Err(StateError::Malformed { .. })
         ));
     }
-
-    /// 1M entries of 16-byte keys and 40-byte values; run with
-    /// `cargo test --release -- --ignored format_speed` to see timings.
-    #[test]
-    #[cfg_attr(
-        debug_assertions,
-        ignore = "timing is only meaningful in release builds"
-    )]
-    fn format_speed() {
-        let entries: Vec<Entry> = (0..1_000_000u64)
-            .map(|i| {
-                let mut k = i.to_le_bytes().to_vec();
-                k.extend_from_slice(&(!i).to_le_bytes());
-                (k, Some(vec![(i % 251) as u8; 40]))
-            })
-            .collect();
-        let start = std::time::Instant::now();
-        let bytes = encode(P, CheckpointKind::Snapshot, 1, 1, &entries).unwrap();
-        let encoded = start.elapsed();
-        let cp = decode(P, &bytes).unwrap();
-        let total = start.elapsed();
-        eprintln!(
-            "1M entries, {} MiB: encode {encoded:?}, encode+decode {total:?}",
-            bytes.len() >> 20
-        );
-        assert_eq!(cp.entries.len(), entries.len());
-        assert!(total < std::time::Duration::from_millis(900), "{total:?}");
-    }
 }
