@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs Weir's whole test suite on this machine, installing what is missing:
+# Debian packages (a JDK and Maven for the dev services), then the Kafka and
+# HDFS jars from Maven Central (deploy/dev/), then starts Kafka and HDFS,
+# checks formatting and lints, builds, runs every test, and stops the services.
+#
+#   scripts/test.sh
+#
+# CARGO_TARGET_DIR is honoured (CI points it at a cache outside the clone).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "checking tools"
+missing=()
+command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+if [ ${#missing[@]} -gt 0 ]; then
+    step "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || {
+    echo "error: cargo not found; install Rust with rustup (https://rustup.rs) and rerun" >&2
+    exit 1
+}
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "starting Kafka and HDFS (deploy/dev/services.sh)"
+trap 'deploy/dev/services.sh stop >/dev/null 2>&1 || true' EXIT
+deploy/dev/services.sh start
+set -a
+# shellcheck disable=SC1091
+. "${WEIR_DEV_DIR:-$HOME/.cache/weir/dev}/services.env"
+set +a
+deploy/dev/smoke.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build (binaries used by the integration tests)"
+cargo build --workspace --bins --locked
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "stopping Kafka and HDFS"
+deploy/dev/services.sh stop
+trap - EXIT
+step "all tests passed"
