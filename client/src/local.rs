@@ -5,9 +5,44 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use weir_driver::{FailureKind, TaskFailure, TaskRunner};
-use weir_executor::{ErrorDomain, ExecError, Executor};
+use weir_driver::{
+    submit, BatchReport, DriverOptions, FailureKind, JobDriver, Outcome, SledMetadata, TaskFailure,
+    TaskRunner,
+};
+use weir_executor::state::LocalBackend;
+use weir_executor::{ErrorDomain, ExecError, Executor, ExecutorConfig};
 use weir_proto::pb;
+
+/// Runs (or resumes) a job with its metadata and state under `root` until
+/// `shutdown` is set or, with `exit_when_idle`, its finite source is done.
+pub fn run_job(
+    spec: pb::JobSpec,
+    root: &Path,
+    options: DriverOptions,
+    shutdown: &AtomicBool,
+    report: &mut dyn FnMut(&BatchReport),
+) -> anyhow::Result<Outcome> {
+    let dirs = LocalDirs::under(root);
+    std::fs::create_dir_all(&dirs.state).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create state directory {}: {e}",
+            dirs.state.display()
+        )
+    })?;
+    let meta = Arc::new(SledMetadata::open(&dirs.meta)?);
+    let name = spec.name.clone();
+    let (record, resumed) = submit(meta.as_ref(), spec)?;
+    if resumed {
+        tracing::info!(job = %name, state_dir = %root.display(), "resuming from the checkpoint");
+    } else {
+        tracing::info!(job = %name, state_dir = %root.display(), fingerprint = %record.fingerprint, "starting a new job");
+    }
+    let backend = Arc::new(LocalBackend::new(dirs.state.clone()));
+    let executor = Executor::new(ExecutorConfig::default(), backend);
+    let runner = Arc::new(LocalRunner::new(executor));
+    let driver = JobDriver::new(meta, runner, &name, options)?;
+    Ok(driver.run(shutdown, report)?)
+}
 
 /// Runs tasks on an in-process executor, spreading independent tasks over
 /// the machine's cores.

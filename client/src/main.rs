@@ -1,17 +1,13 @@
 //! `weir`: run and inspect Weir jobs.
 
-mod local;
-mod status;
+use weir::{local, status};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use weir_driver::{submit, DriverOptions, JobDriver, Outcome, SledMetadata};
+use weir_driver::{DriverOptions, Outcome};
 use weir_executor::plan::JobPlan;
-use weir_executor::state::LocalBackend;
-use weir_executor::{Executor, ExecutorConfig};
 use weir_proto::{pb, spec};
 
 #[derive(Parser)]
@@ -123,37 +119,22 @@ fn run_local(
     let spec = load_spec(spec_path)?;
     check_plan(&spec)?;
     let root = state_dir.unwrap_or_else(|| PathBuf::from(".weir").join(&spec.name));
-    let dirs = local::LocalDirs::under(&root);
-    std::fs::create_dir_all(&dirs.state)
-        .with_context(|| format!("cannot create state directory {}", dirs.state.display()))?;
-    let meta = Arc::new(SledMetadata::open(&dirs.meta)?);
     let name = spec.name.clone();
-    let (record, resumed) = submit(meta.as_ref(), spec)?;
-    if resumed {
-        tracing::info!(job = %name, state_dir = %root.display(), "resuming from the checkpoint");
-    } else {
-        tracing::info!(job = %name, state_dir = %root.display(), fingerprint = %record.fingerprint, "starting a new job");
-    }
-    let backend = Arc::new(LocalBackend::new(dirs.state.clone()));
-    let executor = Executor::new(ExecutorConfig::default(), backend);
-    let runner = Arc::new(local::LocalRunner::new(executor));
     let options = DriverOptions {
         exit_when_idle,
         ..Default::default()
     };
-    let driver = JobDriver::new(meta, runner, &name, options)?;
     let shutdown = local::shutdown_on_signals()?;
     let mut line = status::StatusLine::new();
-    let outcome = driver.run(&shutdown, &mut |r| line.batch(r));
+    let outcome = local::run_job(spec, &root, options, &shutdown, &mut |r| line.batch(r));
     line.finish();
     match outcome? {
         Outcome::Finished => {
             tracing::info!(job = %name, "source exhausted and every batch committed");
-            Ok(ExitCode::SUCCESS)
         }
         Outcome::Stopped => {
             tracing::info!(job = %name, "stopped; restart with the same --state-dir to resume");
-            Ok(ExitCode::SUCCESS)
         }
     }
+    Ok(ExitCode::SUCCESS)
 }

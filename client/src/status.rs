@@ -11,6 +11,12 @@ pub struct StatusLine {
     drawn: bool,
 }
 
+impl Default for StatusLine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl StatusLine {
     /// A reporter for stderr.
     pub fn new() -> Self {

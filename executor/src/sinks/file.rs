@@ -119,7 +119,10 @@ mod tests {
             Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
         )])
         .unwrap();
-        assert_eq!(sink.pre_commit(3, 1, std::slice::from_ref(&batch)).unwrap(), 2);
+        assert_eq!(
+            sink.pre_commit(3, 1, std::slice::from_ref(&batch)).unwrap(),
+            2
+        );
         assert_eq!(listing(dir.path()), vec![".batch-3-part-1.jsonl.tmp"]);
         // a replay rewrites the same temp file
         sink.pre_commit(3, 1, &[batch]).unwrap();

@@ -1,0 +1,6 @@
+//! The `weir` client library: local mode (a driver and an executor in one
+//! process) and the progress reporting of the CLI.
+#![warn(missing_docs)]
+
+pub mod local;
+pub mod status;
