@@ -5,3 +5,6 @@ pub mod accumulator;
 pub mod aggregate;
 pub mod stateless;
 pub mod window;
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,9 @@ mod duration;
 mod validate;
 mod yaml;
 
+#[cfg(test)]
+mod tests;
+
 pub use duration::{format_duration_ms, parse_duration_ms};
 pub use validate::{fingerprint, parse_spec, validate, SPEC_FORMAT_VERSION};
 

@@ -1,0 +1,315 @@
+//! Operator tests on hand-built batches.
+
+use super::aggregate::{AggregatePlan, PartitionState, PreAggregator, ShuffleBlock};
+use super::stateless::StatelessOp;
+use crate::keys::Key;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::SchemaRef;
+use std::sync::Arc;
+use weir_proto::pb::{self, step::Kind, AggregateFunction};
+
+fn batch() -> RecordBatch {
+    RecordBatch::try_from_iter(vec![
+        (
+            "user",
+            Arc::new(StringArray::from(vec!["Ann", "bob", "ann", "Cy"])) as ArrayRef,
+        ),
+        (
+            "amount",
+            Arc::new(Int64Array::from(vec![5, 7, -2, 10])) as ArrayRef,
+        ),
+        (
+            "ts",
+            Arc::new(Int64Array::from(vec![1_000, 2_500, 4_000, 11_000])) as ArrayRef,
+        ),
+        (
+            "line",
+            Arc::new(StringArray::from(vec![
+                Some("a b"),
+                Some(""),
+                None,
+                Some("c  d e"),
+            ])) as ArrayRef,
+        ),
+    ])
+    .unwrap()
+}
+
+fn op(step: Kind, input: &SchemaRef) -> StatelessOp {
+    StatelessOp::compile("pipeline[0]".into(), &step, input).unwrap()
+}
+
+fn ints(b: &RecordBatch, col: &str) -> Vec<i64> {
+    b.column_by_name(col)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
+}
+
+fn strings(b: &RecordBatch, col: &str) -> Vec<String> {
+    let c = b.column_by_name(col).unwrap();
+    let c = c.as_string::<i32>();
+    (0..c.len()).map(|i| c.value(i).to_string()).collect()
+}
+
+#[test]
+fn filter_keeps_matching_rows() {
+    let b = batch();
+    let f = op(
+        Kind::Filter("amount > 0 AND user <> 'Cy'".into()),
+        &b.schema(),
+    );
+    let out = f.apply(&b).unwrap();
+    assert_eq!(ints(&out, "amount"), vec![5, 7]);
+    let not_bool = StatelessOp::compile(
+        "pipeline[3]".into(),
+        &Kind::Filter("amount + 1".into()),
+        &b.schema(),
+    );
+    let e = not_bool.unwrap_err().to_string();
+    assert!(
+        e.starts_with("pipeline[3].filter: filter must be a boolean condition"),
+        "{e}"
+    );
+}
+
+#[test]
+fn map_sets_and_replaces_fields() {
+    let b = batch();
+    let m = op(
+        Kind::Map(pb::MapStep {
+            fields: vec![
+                pb::Assignment {
+                    name: "user".into(),
+                    expr: "lower(user)".into(),
+                },
+                pb::Assignment {
+                    name: "cents".into(),
+                    expr: "amount * 100".into(),
+                },
+            ],
+        }),
+        &b.schema(),
+    );
+    let out = m.apply(&b).unwrap();
+    assert_eq!(strings(&out, "user"), vec!["ann", "bob", "ann", "cy"]);
+    assert_eq!(ints(&out, "cents"), vec![500, 700, -200, 1_000]);
+    assert_eq!(out.schema().fields().len(), 5);
+    let bad = StatelessOp::compile(
+        "pipeline[1]".into(),
+        &Kind::Map(pb::MapStep {
+            fields: vec![pb::Assignment {
+                name: "x".into(),
+                expr: "nope + 1".into(),
+            }],
+        }),
+        &b.schema(),
+    );
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .starts_with("pipeline[1].map.x: "));
+}
+
+#[test]
+fn flat_map_splits_into_records() {
+    let b = batch();
+    let f = op(
+        Kind::FlatMap(pb::FlatMapStep {
+            field: "line".into(),
+            separator: " ".into(),
+            as_field: "word".into(),
+        }),
+        &b.schema(),
+    );
+    let out = f.apply(&b).unwrap();
+    assert_eq!(strings(&out, "word"), vec!["a", "b", "c", "d", "e"]);
+    // other columns are repeated for each part
+    assert_eq!(ints(&out, "amount"), vec![5, 5, 10, 10, 10]);
+    let not_string = StatelessOp::compile(
+        "pipeline[0]".into(),
+        &Kind::FlatMap(pb::FlatMapStep {
+            field: "amount".into(),
+            separator: " ".into(),
+            as_field: "x".into(),
+        }),
+        &b.schema(),
+    );
+    assert!(not_string
+        .unwrap_err()
+        .to_string()
+        .contains("must be a string"));
+}
+
+fn aggregate_plan(window: Option<pb::WindowStep>, schema: &SchemaRef) -> AggregatePlan {
+    let agg = pb::AggregateStep {
+        aggregates: vec![
+            pb::Aggregate {
+                name: "n".into(),
+                function: AggregateFunction::Count as i32,
+                expr: String::new(),
+            },
+            pb::Aggregate {
+                name: "total".into(),
+                function: AggregateFunction::Sum as i32,
+                expr: "amount".into(),
+            },
+            pb::Aggregate {
+                name: "low".into(),
+                function: AggregateFunction::Min as i32,
+                expr: "amount".into(),
+            },
+            pb::Aggregate {
+                name: "mean".into(),
+                function: AggregateFunction::Avg as i32,
+                expr: "amount".into(),
+            },
+        ],
+    };
+    AggregatePlan::compile(
+        "pipeline[0]",
+        "lower(user)",
+        window.as_ref().map(|w| ("pipeline[1]", w)),
+        "pipeline[2]",
+        &agg,
+        schema,
+    )
+    .unwrap()
+}
+
+fn merge_all(blocks: Vec<ShuffleBlock>) -> Vec<Arc<ShuffleBlock>> {
+    blocks.into_iter().map(Arc::new).collect()
+}
+
+#[test]
+fn running_aggregate_across_tasks_and_batches() {
+    let b = batch();
+    let plan = aggregate_plan(None, &b.schema());
+    // two stage-A tasks over the same records: everything counts twice
+    let mut blocks = Vec::new();
+    for _ in 0..2 {
+        let mut pre = PreAggregator::new(&plan, i64::MIN);
+        pre.add(&b).unwrap();
+        let (mut out, stats) = pre.finish(1);
+        assert_eq!(stats.late, 0);
+        blocks.push(Arc::new(out.remove(0)));
+    }
+    let mut state = PartitionState::default();
+    state.apply(&plan, &blocks);
+    let out = state.emit(&plan, i64::MIN);
+    assert_eq!(strings(&out, "key"), vec!["ann", "bob", "cy"]);
+    assert_eq!(ints(&out, "n"), vec![4, 2, 2]);
+    assert_eq!(ints(&out, "total"), vec![6, 14, 20]);
+    assert_eq!(ints(&out, "low"), vec![-2, 7, 10]);
+    let mean = out
+        .column_by_name("mean")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    assert_eq!(mean.value(0), 1.5);
+
+    // next batch touches only bob: only bob is emitted, with its running total
+    let next = b.slice(1, 1);
+    let mut pre = PreAggregator::new(&plan, i64::MIN);
+    pre.add(&next).unwrap();
+    let (out, _) = pre.finish(1);
+    state.apply(&plan, &merge_all(out));
+    let out = state.emit(&plan, i64::MIN);
+    assert_eq!(strings(&out, "key"), vec!["bob"]);
+    assert_eq!(ints(&out, "n"), vec![3]);
+}
+
+#[test]
+fn blocks_are_split_by_key_partition() {
+    let b = batch();
+    let plan = aggregate_plan(None, &b.schema());
+    let mut pre = PreAggregator::new(&plan, i64::MIN);
+    pre.add(&b).unwrap();
+    let (blocks, _) = pre.finish(4);
+    assert_eq!(blocks.len(), 4);
+    for (p, block) in blocks.iter().enumerate() {
+        for (key, _) in &block.keys {
+            assert_eq!(key.partition(4) as usize, p);
+        }
+    }
+    assert_eq!(blocks.iter().map(|b| b.keys.len()).sum::<usize>(), 3);
+}
+
+#[test]
+fn checkpoints_restore_the_same_state() {
+    let b = batch();
+    let plan = aggregate_plan(None, &b.schema());
+    let mut pre = PreAggregator::new(&plan, i64::MIN);
+    pre.add(&b).unwrap();
+    let mut state = PartitionState::default();
+    state.apply(&plan, &merge_all(pre.finish(1).0));
+    let cp = state.checkpoint(true);
+    assert_eq!(cp.delta.len(), 3);
+    let snapshot = cp.snapshot.unwrap();
+    let mut restored = PartitionState::restore(7, snapshot, plan.stride).unwrap();
+    assert_eq!(restored.version, 7);
+    // nothing changed since the checkpoint: an empty delta
+    assert!(restored.checkpoint(false).delta.is_empty());
+    let e = PartitionState::restore(7, vec![(vec![0; 9], vec![1, 2, 3])], plan.stride).unwrap_err();
+    assert!(e.contains("was the aggregate set changed"), "{e}");
+}
+
+#[test]
+fn windows_close_at_the_watermark_and_late_records_are_counted() {
+    let b = batch();
+    let window = pb::WindowStep {
+        size_ms: 4_000,
+        slide_ms: 2_000,
+        time: "ts".into(),
+        watermark_ms: 1_000,
+    };
+    let plan = aggregate_plan(Some(window), &b.schema());
+    // watermark 3s: the record at 1s (windows [-2s,2s) and [0s,4s)) keeps
+    // only [0s,4s); nothing is entirely late yet
+    let mut pre = PreAggregator::new(&plan, 3_000);
+    pre.add(&b).unwrap();
+    let (blocks, stats) = pre.finish(1);
+    assert_eq!(stats.late, 0);
+    assert_eq!(stats.max_event_time, 11_000);
+    let mut state = PartitionState::default();
+    state.apply(&plan, &merge_all(blocks));
+    // a watermark of 6s closes windows ending at or before 6s
+    let out = state.emit(&plan, 6_000);
+    let rows: Vec<(String, i64, i64)> = strings(&out, "key")
+        .into_iter()
+        .zip(ints(&out, "window_start"))
+        .zip(ints(&out, "n"))
+        .map(|((k, s), n)| (k, s, n))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("ann".into(), 0, 1),
+            ("ann".into(), 2_000, 1),
+            ("bob".into(), 0, 1),
+            ("bob".into(), 2_000, 1)
+        ]
+    );
+    assert_eq!(ints(&out, "window_end"), vec![4_000, 6_000, 4_000, 6_000]);
+    // closed windows left state with tombstones
+    let cp = state.checkpoint(false);
+    assert_eq!(cp.delta.iter().filter(|(_, v)| v.is_none()).count(), 4);
+
+    // a record at 1s arriving at watermark 6s is late: all its windows closed
+    let late = b.slice(0, 1);
+    let mut pre = PreAggregator::new(&plan, 6_000);
+    pre.add(&late).unwrap();
+    let (blocks, stats) = pre.finish(1);
+    assert_eq!(stats.late, 1);
+    assert!(blocks[0].keys.is_empty());
+    // everything left is emitted by the final (infinite) watermark
+    let rest = state.emit(&plan, i64::MAX);
+    assert!(state.is_empty());
+    let keys: Vec<Key> = strings(&rest, "key")
+        .into_iter()
+        .map(|k| Key::Str(k.into()))
+        .collect();
+    assert!(keys.contains(&Key::Str("ann".into())) && keys.contains(&Key::Str("cy".into())));
+}

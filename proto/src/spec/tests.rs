@@ -1,0 +1,170 @@
+//! Spec parsing and validation: each error names its field path.
+
+use super::parse_spec;
+use crate::pb::{self, step::Kind};
+
+const BASE: &str =
+    "name: j\nsource:\n  generator: { partitions: 2, keys: 10 }\nsink:\n  stdout: {}\n";
+
+fn with_pipeline(pipeline: &str) -> String {
+    format!("{BASE}pipeline:\n{pipeline}")
+}
+
+fn errors(yaml: &str) -> String {
+    parse_spec(yaml)
+        .expect_err("spec must be rejected")
+        .to_string()
+}
+
+#[test]
+fn a_full_spec_parses_with_defaults() {
+    let spec = parse_spec(&with_pipeline(
+        "  - filter: \"value % 2 = 0\"\n  - map: { doubled: \"value * 2\", n: 5 }\n  - key_by: key\n  \
+         - window: { size: 10s, slide: 5s, time: ts, watermark: 2s }\n  - aggregate: { count: {}, total: { sum: value } }\n",
+    ))
+    .unwrap();
+    assert_eq!(spec.batch_interval_ms, 1_000);
+    assert_eq!(spec.checkpoint_every, 1);
+    assert_eq!(spec.state_partitions, 8);
+    let Some(pb::source::Kind::Generator(g)) = spec.source.unwrap().kind else {
+        panic!("generator")
+    };
+    assert_eq!(
+        (g.partitions, g.keys, g.rate, g.event_time_rate),
+        (2, 10, 1_000, 1_000)
+    );
+    assert_eq!(spec.pipeline.len(), 5);
+    let Some(Kind::Map(m)) = &spec.pipeline[1].kind else {
+        panic!("map")
+    };
+    assert_eq!(m.fields[1].name, "n");
+    assert_eq!(m.fields[1].expr, "5");
+    let Some(Kind::Window(w)) = &spec.pipeline[3].kind else {
+        panic!("window")
+    };
+    assert_eq!(
+        (w.size_ms, w.slide_ms, w.watermark_ms),
+        (10_000, 5_000, 2_000)
+    );
+    let Some(Kind::Aggregate(a)) = &spec.pipeline[4].kind else {
+        panic!("aggregate")
+    };
+    assert_eq!(
+        a.aggregates[0].function,
+        pb::AggregateFunction::Count as i32
+    );
+    assert_eq!(a.aggregates[1].function, pb::AggregateFunction::Sum as i32);
+    assert_eq!(a.aggregates[1].expr, "value");
+}
+
+#[test]
+fn a_window_alone_counts() {
+    let spec = parse_spec(&with_pipeline(
+        "  - key_by: key\n  - window: { size: 2s, time: ts }\n",
+    ))
+    .unwrap();
+    let Some(Kind::Aggregate(a)) = &spec.pipeline[2].kind else {
+        panic!("implicit aggregate")
+    };
+    assert_eq!(a.aggregates[0].name, "count");
+}
+
+#[test]
+fn unknown_fields_are_errors() {
+    assert!(errors(&format!("{BASE}colour: blue\n")).contains("unknown field `colour`"));
+    let e = errors("name: j\nsource:\n  generator: { partitons: 2 }\nsink:\n  stdout: {}\n");
+    assert!(e.contains("unknown field `partitons`"), "{e}");
+    let e = errors(&with_pipeline("  - fliter: \"x\"\n"));
+    assert!(e.contains("unknown variant `fliter`"), "{e}");
+    assert!(
+        errors("name: j\nsource:\n  kafka: {}\nsink:\n  stdout: {}\n")
+            .contains("unknown variant `kafka`")
+    );
+}
+
+#[test]
+fn window_sizes_must_fit_the_batch_interval() {
+    let e = errors(&with_pipeline(
+        "  - key_by: key\n  - window: { size: 1500ms, time: ts }\n  - aggregate: { count: {} }\n",
+    ));
+    assert!(
+        e.contains(
+            "pipeline[1].window.size: must be a multiple of batch_interval (1s), got 1500ms"
+        ),
+        "{e}"
+    );
+    let e = errors(&with_pipeline(
+        "  - key_by: key\n  - window: { size: 10s, slide: 20s, time: ts }\n  - aggregate: { count: {} }\n",
+    ));
+    assert!(
+        e.contains("pipeline[1].window.slide: must not exceed size (10s), got 20s"),
+        "{e}"
+    );
+    let e = errors(&with_pipeline(
+        "  - key_by: key\n  - window: { size: 10s, slide: 4s, time: ts }\n  - aggregate: { count: {} }\n",
+    ));
+    assert!(
+        e.contains("pipeline[1].window.size: must be a multiple of slide (4s), got 10s"),
+        "{e}"
+    );
+    assert!(errors(&with_pipeline(
+        "  - key_by: key\n  - window: { size: 10, time: ts }\n"
+    ))
+    .contains("pipeline[1].window.size: duration \"10\" needs a unit"));
+}
+
+#[test]
+fn pipeline_structure_is_checked() {
+    assert!(errors(&with_pipeline("  - aggregate: { count: {} }\n"))
+        .contains("pipeline[0].aggregate: needs a key_by step before it"));
+    assert!(errors(&with_pipeline("  - key_by: key\n"))
+        .contains("pipeline[0].key_by: must be followed by an aggregate or window step"));
+    assert!(errors(&with_pipeline(
+        "  - key_by: key\n  - aggregate: { count: {} }\n  - flat_map: { field: key }\n"
+    ))
+    .contains("pipeline[2].flat_map: only filter and map may follow aggregate"));
+    assert!(errors(&with_pipeline(
+        "  - key_by: key\n  - aggregate: { key: {} }\n"
+    ))
+    .contains("pipeline[1].aggregate.key: this output name is reserved"));
+    assert!(errors(&with_pipeline(
+        "  - key_by: key\n  - aggregate: { s: { sum: {} } }\n"
+    ))
+    .contains("pipeline[1].aggregate.s: sum needs an expression"));
+    assert!(errors(&with_pipeline(
+        "  - key_by: key\n  - aggregate: { s: { median: value } }\n"
+    ))
+    .contains("pipeline[1].aggregate.s: unknown aggregate function"));
+    assert!(errors(&with_pipeline("  - filter: \"  \"\n"))
+        .contains("pipeline[0]: expression must not be empty"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = errors(
+        "name: \"bad name!\"\ncheckpoint_every: 0\nstate_partitions: 0\n\
+         source:\n  generator: { partitions: 0, keys: 0 }\nsink:\n  file: { path: \"\", format: csv }\n",
+    );
+    for expected in [
+        "name: must be 1-128 characters",
+        "checkpoint_every: must be at least 1",
+        "state_partitions: must be between 1 and 4096, got 0",
+        "source.generator.partitions: must be between 1 and 1024, got 0",
+        "source.generator.keys: must be at least 1",
+        "sink.file.path: must not be empty",
+        "sink.file.format: only jsonl is supported, got \"csv\"",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+    }
+}
+
+#[test]
+fn fingerprints_follow_the_content() {
+    let a = parse_spec(BASE).unwrap();
+    let b = parse_spec(&BASE.replace("keys: 10", "keys: 11")).unwrap();
+    assert_eq!(
+        super::fingerprint(&a),
+        super::fingerprint(&parse_spec(BASE).unwrap())
+    );
+    assert_ne!(super::fingerprint(&a), super::fingerprint(&b));
+}
