@@ -431,3 +431,127 @@ fn run_steps(
     }
     Ok(batch)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::LocalBackend;
+
+    fn executor(dir: &std::path::Path) -> Executor {
+        Executor::new(
+            ExecutorConfig::default(),
+            Arc::new(LocalBackend::new(dir.to_path_buf())),
+        )
+    }
+
+    fn record(yaml: &str) -> pb::JobRecord {
+        let spec = weir_proto::spec::parse_spec(yaml).unwrap();
+        pb::JobRecord {
+            fingerprint: weir_proto::spec::fingerprint(&spec),
+            spec: Some(spec),
+            created_at_ms: 0,
+        }
+    }
+
+    fn job(on_error: &str) -> String {
+        // value * 2^62 overflows BIGINT for every value >= 2
+        format!(
+            "name: j\non_error: {on_error}\nstate_partitions: 2\nsource:\n  generator: {{ partitions: 1, keys: 3, rate: 0, total: 10 }}\n\
+             pipeline:\n  - filter: \"value * 4611686018427387904 >= 0\"\n  - key_by: key\n  - aggregate: {{ n: {{}} }}\nsink:\n  noop: {{}}\n"
+        )
+    }
+
+    fn stage_a(batch_id: u64) -> pb::StageATask {
+        pb::StageATask {
+            job: "j".into(),
+            batch_id,
+            range: Some(pb::OffsetRange {
+                partition: 0,
+                start: 0,
+                end: 10,
+            }),
+            watermark_ms: i64::MIN,
+            replay: false,
+        }
+    }
+
+    #[test]
+    fn failing_records_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path());
+        ex.deploy(&record(&job("skip"))).unwrap();
+        let r = ex.stage_a(&stage_a(1)).unwrap();
+        assert_eq!((r.records_in, r.records_skipped), (10, 8));
+        let mut out = 0;
+        for partition in 0..2 {
+            ex.restore(&pb::RestoreTask {
+                job: "j".into(),
+                partition,
+                target_version: 0,
+            })
+            .unwrap();
+            let b = ex
+                .stage_b(&pb::StageBTask {
+                    job: "j".into(),
+                    batch_id: 1,
+                    partition,
+                    sources: vec![0],
+                    watermark_ms: i64::MIN,
+                    checkpoint: true,
+                    replay: false,
+                })
+                .unwrap();
+            assert_eq!(b.durable_version, 1);
+            out += b.records_out;
+        }
+        // values 0 and 1 survive: keys k0 and k1
+        assert_eq!(out, 2);
+    }
+
+    #[test]
+    fn failing_records_fail_the_task_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path());
+        ex.deploy(&record(&job("fail"))).unwrap();
+        let e = ex.stage_a(&stage_a(1)).unwrap_err();
+        assert_eq!(e.domain(), crate::ErrorDomain::User);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("pipeline[0].filter") && msg.contains("overflow"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn stage_b_needs_restored_state_and_its_shuffle_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path());
+        ex.deploy(&record(&job("skip"))).unwrap();
+        let task = pb::StageBTask {
+            job: "j".into(),
+            batch_id: 1,
+            partition: 0,
+            sources: vec![0],
+            watermark_ms: i64::MIN,
+            checkpoint: false,
+            replay: false,
+        };
+        assert!(matches!(ex.stage_b(&task), Err(ExecError::StateGap { .. })));
+        ex.restore(&pb::RestoreTask {
+            job: "j".into(),
+            partition: 0,
+            target_version: 0,
+        })
+        .unwrap();
+        assert!(matches!(
+            ex.stage_b(&task),
+            Err(ExecError::MissingShuffle {
+                source_partition: 0,
+                ..
+            })
+        ));
+        // the failed task dropped the partition: it must be restored again
+        ex.stage_a(&stage_a(1)).unwrap();
+        assert!(matches!(ex.stage_b(&task), Err(ExecError::StateGap { .. })));
+    }
+}

@@ -1,0 +1,126 @@
+//! The `weir` CLI as users run it: spec errors name the field, exit codes
+//! tell success from failure, and a stopped job resumes where it was.
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+use weir_tests::{binary, read_file_sink, Proc};
+
+fn weir(args: &[&str]) -> std::process::Output {
+    Command::new(binary("weir")).args(args).output().unwrap()
+}
+
+#[test]
+fn validate_names_the_field_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("bad.yaml");
+    fs::write(
+        &spec,
+        "name: w\nsource:\n  generator: {}\npipeline:\n  - key_by: key\n  - window: { size: 1500ms, time: ts }\n  \
+         - aggregate: { count: {} }\nsink:\n  stdout: {}\n",
+    )
+    .unwrap();
+    let out = weir(&["validate", spec.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "pipeline[1].window.size: must be a multiple of batch_interval (1s), got 1500ms"
+        ),
+        "{err}"
+    );
+
+    fs::write(&spec, "name: w\nsource:\n  generator: {}\npipeline:\n  - filter: \"nope > 1\"\nsink:\n  stdout: {}\n").unwrap();
+    let out = weir(&["validate", spec.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pipeline[0].filter") && err.contains("unknown column"),
+        "{err}"
+    );
+
+    let out = weir(&["validate", "/nonexistent/spec.yaml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read job spec /nonexistent/spec.yaml"));
+}
+
+#[test]
+fn examples_validate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        let out = weir(&["validate", path.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3);
+}
+
+#[test]
+fn sigterm_stops_after_a_batch_and_the_job_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("job.yaml");
+    let out = dir.path().join("out");
+    fs::write(
+        &spec,
+        format!(
+            "name: resume\nbatch_interval: 200ms\nstate_partitions: 2\nsource:\n  generator: {{ partitions: 2, keys: 5, rate: 20000, total: 40000 }}\n\
+             pipeline:\n  - key_by: key\n  - aggregate: {{ count: {{}} }}\nsink:\n  file: {{ path: {} }}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let args = [
+        "local",
+        spec.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--exit-when-idle",
+    ];
+    let log = dir.path().join("weir.log");
+    let mut p = Proc::start("weir local", &binary("weir"), &args, &[], &log).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = p.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = p.wait_timeout(Duration::from_secs(30)).unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM must stop cleanly: {status}\n{}",
+        p.log_tail(20)
+    );
+    assert!(fs::read_to_string(&log)
+        .unwrap()
+        .contains("stopped; restart with the same --state-dir to resume"));
+    let before = read_file_sink(&out)
+        .unwrap()
+        .iter()
+        .map(|r| r.batch)
+        .max()
+        .unwrap_or(0);
+
+    let mut p = Proc::start("weir local", &binary("weir"), &args, &[], &log).unwrap();
+    let status = p.wait_timeout(Duration::from_secs(60)).unwrap();
+    assert!(status.success(), "{}", p.log_tail(20));
+    assert!(fs::read_to_string(&log)
+        .unwrap()
+        .contains("resuming from the checkpoint"));
+    let rows = read_file_sink(&out).unwrap();
+    assert!(rows.iter().map(|r| r.batch).max().unwrap() > before);
+    let latest = weir_tests::latest_by_key(&rows);
+    assert_eq!(latest.len(), 5);
+    for row in latest.values() {
+        assert_eq!(row["count"].as_u64(), Some(8_000));
+    }
+}
