@@ -7,6 +7,17 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use std::fmt::Write;
 
+/// JSON lines of every row of `batches`, with the number of rows.
+pub fn json_lines(batches: &[RecordBatch]) -> (String, u64) {
+    let mut text = String::new();
+    let mut rows = 0;
+    for b in batches {
+        write_json_lines(b, &mut text);
+        rows += b.num_rows() as u64;
+    }
+    (text, rows)
+}
+
 /// Appends one JSON line per row of `batch` to `out`.
 pub fn write_json_lines(batch: &RecordBatch, out: &mut String) {
     let schema = batch.schema();

@@ -6,7 +6,7 @@
 
 use super::Sink;
 use crate::error::ExecError;
-use crate::json::write_json_lines;
+use crate::json::json_lines;
 use arrow_array::RecordBatch;
 use std::fs;
 use std::io::Write;
@@ -60,16 +60,12 @@ impl Sink for FileSink {
         partition: u32,
         output: &[RecordBatch],
     ) -> Result<u64, ExecError> {
-        let rows: u64 = output.iter().map(|b| b.num_rows() as u64).sum();
+        let (text, rows) = json_lines(output);
         let (tmp, _) = self.paths(batch_id, partition);
         if rows == 0 {
             // Nothing to publish; drop a stale temp file from an earlier attempt.
             let _ = fs::remove_file(&tmp);
             return Ok(0);
-        }
-        let mut text = String::new();
-        for b in output {
-            write_json_lines(b, &mut text);
         }
         let mut f = fs::File::create(&tmp).map_err(|e| self.error(&tmp, "create", e))?;
         f.write_all(text.as_bytes())

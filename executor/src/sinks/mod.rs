@@ -8,7 +8,7 @@ mod file;
 pub use file::FileSink;
 
 use crate::error::ExecError;
-use crate::json::write_json_lines;
+use crate::json::json_lines;
 use arrow_array::RecordBatch;
 use std::collections::HashMap;
 use std::io::Write;
@@ -59,12 +59,7 @@ impl Sink for StdoutSink {
         partition: u32,
         output: &[RecordBatch],
     ) -> Result<u64, ExecError> {
-        let mut text = String::new();
-        let mut rows = 0;
-        for b in output {
-            write_json_lines(b, &mut text);
-            rows += b.num_rows() as u64;
-        }
+        let (text, rows) = json_lines(output);
         if !text.is_empty() {
             lock(&self.pending).insert((batch_id, partition), text);
         }
