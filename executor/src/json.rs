@@ -6,6 +6,7 @@ use arrow_array::types::{Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use std::fmt::Write;
+use weir_proto::json::json_string;
 
 /// JSON lines of every row of `batches`, with the number of rows.
 pub fn json_lines(batches: &[RecordBatch]) -> (String, u64) {
@@ -26,7 +27,7 @@ pub fn write_json_lines(batch: &RecordBatch, out: &mut String) {
         .iter()
         .map(|f| {
             let mut s = String::new();
-            write_json_string(f.name(), &mut s);
+            json_string(f.name(), &mut s);
             s
         })
         .collect();
@@ -66,33 +67,14 @@ fn write_value(col: &dyn Array, row: usize, out: &mut String) {
         } else {
             "false"
         }),
-        DataType::Utf8 => write_json_string(col.as_string::<i32>().value(row), out),
+        DataType::Utf8 => json_string(col.as_string::<i32>().value(row), out),
         DataType::Dictionary(_, _) => {
             let dict = col.as_dictionary::<Int32Type>();
             let idx = dict.keys().value(row) as usize;
             write_value(dict.values().as_ref(), idx, out);
         }
-        other => write_json_string(&format!("<{other}>"), out),
+        other => json_string(&format!("<{other}>"), out),
     }
-}
-
-/// Appends `s` as a JSON string literal.
-pub fn write_json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

@@ -12,4 +12,5 @@ pub mod pb {
 
 pub mod failpoint;
 pub mod generator;
+pub mod json;
 pub mod spec;

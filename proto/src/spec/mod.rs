@@ -3,6 +3,7 @@
 //! the field path and the problem.
 
 mod duration;
+mod render;
 mod validate;
 mod yaml;
 
@@ -10,6 +11,7 @@ mod yaml;
 mod tests;
 
 pub use duration::{format_duration_ms, parse_duration_ms};
+pub use render::to_yaml;
 pub use validate::{fingerprint, parse_spec, validate, SPEC_FORMAT_VERSION};
 
 use std::fmt;
