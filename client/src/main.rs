@@ -105,6 +105,7 @@ fn check_plan(spec: &pb::JobSpec) -> anyhow::Result<()> {
         spec: Some(spec.clone()),
         fingerprint: spec::fingerprint(spec),
         created_at_ms: 0,
+        ..Default::default()
     };
     JobPlan::compile(&record)
         .map(|_| ())

@@ -112,8 +112,15 @@ pub fn submit(
     spec: pb::JobSpec,
 ) -> Result<(pb::JobRecord, bool), DriverError> {
     let fp = fingerprint(&spec);
-    if let Some(existing) = meta.job(&spec.name)? {
+    if let Some(mut existing) = meta.job(&spec.name)? {
         if existing.fingerprint == fp {
+            if existing.state != pb::JobState::Running as i32 {
+                // Submitting a stopped, failed or finished job runs it again
+                // from its checkpoint.
+                meta.apply(command::job_state(&spec.name, pb::JobState::Running, ""))?;
+                existing.state = pb::JobState::Running as i32;
+                existing.error.clear();
+            }
             return Ok((existing, true));
         }
         return Err(DriverError::SpecChanged {
@@ -126,6 +133,8 @@ pub fn submit(
         spec: Some(spec),
         fingerprint: fp,
         created_at_ms: now_ms(),
+        state: pb::JobState::Running as i32,
+        error: String::new(),
     };
     meta.apply(command::put_job(record.clone()))?;
     Ok((record, false))

@@ -450,6 +450,7 @@ mod tests {
             fingerprint: weir_proto::spec::fingerprint(&spec),
             spec: Some(spec),
             created_at_ms: 0,
+            ..Default::default()
         }
     }
 

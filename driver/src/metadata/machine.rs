@@ -45,6 +45,10 @@ pub fn check_command(
             Some(_) => Ok(()),
             None => reject("put_job without a spec".into()),
         },
+        Some(Kind::JobState(c)) if !job_exists => {
+            reject(format!("state change for unknown job {}", c.job))
+        }
+        Some(Kind::JobState(_)) => Ok(()),
         Some(Kind::BatchPlanned(plan)) => {
             if !job_exists {
                 return reject(format!(

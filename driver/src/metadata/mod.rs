@@ -22,6 +22,15 @@ pub enum MetaError {
     /// The command does not fit the current state (a stale or confused proposer).
     #[error("metadata command rejected: {0}")]
     Rejected(String),
+    /// This replica is not the leader; writes go to the leader.
+    #[error("this driver is not the leader{}", leader_hint(.leader))]
+    NotLeader {
+        /// The leader's address, when known.
+        leader: Option<String>,
+    },
+    /// A proposal was not committed in time.
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
     /// The store could not be read or written.
     #[error("metadata store at {path}: {message}")]
     Storage {
@@ -42,6 +51,13 @@ pub enum MetaError {
     },
 }
 
+fn leader_hint(leader: &Option<String>) -> String {
+    match leader {
+        Some(a) => format!("; the leader is at {a}"),
+        None => "; no leader is known (an election may be in progress)".to_string(),
+    }
+}
+
 /// Read and write access to the metadata checkpoint.
 pub trait MetadataStore: Send + Sync {
     /// Validates and applies a command; durable when it returns `Ok`.
@@ -58,6 +74,9 @@ pub trait MetadataStore: Send + Sync {
 
     /// The plan of a batch, kept while a state recovery could replay it.
     fn plan(&self, name: &str, batch_id: u64) -> Result<Option<pb::BatchPlan>, MetaError>;
+
+    /// The most recent committed batches, newest first, at most `limit`.
+    fn batches(&self, name: &str, limit: usize) -> Result<Vec<pb::BatchCommit>, MetaError>;
 }
 
 /// Shorthand constructors for commands.
@@ -81,6 +100,15 @@ pub mod command {
     /// The decision to commit a batch.
     pub fn committing(commit: pb::BatchCommit) -> pb::MetaCommand {
         wrap(Kind::BatchCommitting(commit))
+    }
+
+    /// A job's lifecycle state changed.
+    pub fn job_state(job: &str, state: pb::JobState, error: &str) -> pb::MetaCommand {
+        wrap(Kind::JobState(pb::JobStateChange {
+            job: job.to_string(),
+            state: state as i32,
+            error: error.to_string(),
+        }))
     }
 
     /// A batch's sinks are committed.
