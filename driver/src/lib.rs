@@ -4,6 +4,7 @@
 
 pub mod metadata;
 pub mod planner;
+pub mod raft;
 pub mod runner;
 pub mod scheduler;
 
