@@ -2,8 +2,10 @@
 //! commit protocol that makes a job's output exactly-once.
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod metadata;
 pub mod planner;
+pub mod raft;
 pub mod runner;
 pub mod scheduler;
 
