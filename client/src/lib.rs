@@ -3,4 +3,6 @@
 #![warn(missing_docs)]
 
 pub mod local;
+pub mod commands;
+pub mod remote;
 pub mod status;

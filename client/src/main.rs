@@ -1,6 +1,6 @@
 //! `weir`: run and inspect Weir jobs.
 
-use weir::{local, status};
+use weir::{commands, local, remote, status};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -20,6 +20,12 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "WEIR_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Drivers of the cluster (host:port,...); the leader is found from any of them.
+    #[arg(long, global = true, env = "WEIR_DRIVERS", default_value = "127.0.0.1:7070")]
+    drivers: String,
+    /// Print JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,12 +55,58 @@ enum Command {
         /// The job spec (YAML).
         spec: PathBuf,
     },
+    /// Submit a job to the cluster (an existing job of the same spec resumes).
+    Submit {
+        /// The job spec (YAML).
+        spec: PathBuf,
+    },
+    /// Show a job's status.
+    Status {
+        /// Job name.
+        job: String,
+    },
+    /// List the jobs.
+    List,
+    /// Show a job's recent committed batches.
+    Batches {
+        /// Job name.
+        job: String,
+        /// How many batches.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Stop a job after its current batch, keeping its checkpoint.
+    Stop {
+        /// Job name.
+        job: String,
+    },
+    /// Show the driver replicas and executors, or change membership.
+    Cluster {
+        #[command(subcommand)]
+        change: Option<ClusterChange>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterChange {
+    /// Add a driver replica (then start it with --join).
+    AddDriver {
+        /// The new replica's id.
+        id: u64,
+        /// Its address (host:port).
+        address: String,
+    },
+    /// Remove a driver replica.
+    RemoveDriver {
+        /// The replica's id.
+        id: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match run(cli.command) {
+    match run(cli.command, &cli.drivers, cli.json) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -76,7 +128,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<ExitCode> {
+fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { spec } => {
             let spec = load_spec(&spec)?;
@@ -89,7 +141,37 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             state_dir,
             exit_when_idle,
         } => run_local(&spec, state_dir, exit_when_idle),
+        remote => run_remote(remote, drivers, json),
     }
+}
+
+/// Runs a cluster command on a small runtime.
+fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let cluster = remote::Cluster::new(drivers)?;
+    let result = runtime.block_on(async {
+        match command {
+            Command::Submit { spec } => {
+                let spec = load_spec(&spec)?;
+                check_plan(&spec)?;
+                commands::submit(&cluster, spec, json).await?
+            }
+            Command::Status { job } => commands::status(&cluster, &job, json).await?,
+            Command::List => commands::list(&cluster, json).await?,
+            Command::Batches { job, limit } => commands::batches(&cluster, &job, limit, json).await?,
+            Command::Stop { job } => commands::stop(&cluster, &job, json).await?,
+            Command::Cluster { change: None } => commands::cluster(&cluster, json).await?,
+            Command::Cluster {
+                change: Some(ClusterChange::AddDriver { id, address }),
+            } => commands::membership(&cluster, Some((id, address)), None).await?,
+            Command::Cluster {
+                change: Some(ClusterChange::RemoveDriver { id }),
+            } => commands::membership(&cluster, None, Some(id)).await?,
+            Command::Local { .. } | Command::Validate { .. } => anyhow::bail!("not a cluster command"),
+        }
+        anyhow::Ok(())
+    });
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 fn load_spec(path: &Path) -> anyhow::Result<pb::JobSpec> {

@@ -2,12 +2,14 @@
 //! commit protocol that makes a job's output exactly-once.
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod config;
 pub mod metadata;
 pub mod planner;
 pub mod raft;
 pub mod runner;
 pub mod scheduler;
+pub mod service;
 
 pub use metadata::{MetadataStore, SledMetadata};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};

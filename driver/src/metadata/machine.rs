@@ -49,6 +49,10 @@ pub fn check_command(
             reject(format!("state change for unknown job {}", c.job))
         }
         Some(Kind::JobState(_)) => Ok(()),
+        Some(Kind::PeerAddress(p)) if p.id == 0 || p.address.is_empty() => {
+            reject("a peer address needs a positive id and an address".into())
+        }
+        Some(Kind::PeerAddress(_)) => Ok(()),
         Some(Kind::BatchPlanned(plan)) => {
             if !job_exists {
                 return reject(format!(

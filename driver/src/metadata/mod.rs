@@ -111,6 +111,14 @@ pub mod command {
         }))
     }
 
+    /// Where a driver replica is reached.
+    pub fn peer_address(id: u64, address: &str) -> pb::MetaCommand {
+        wrap(Kind::PeerAddress(pb::PeerAddress {
+            id,
+            address: address.to_string(),
+        }))
+    }
+
     /// A batch's sinks are committed.
     pub fn committed(job: &str, batch_id: u64) -> pb::MetaCommand {
         wrap(Kind::BatchCommitted(pb::BatchRef {

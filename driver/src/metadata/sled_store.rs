@@ -45,6 +45,10 @@ fn commit_key(job: &str, batch_id: u64) -> Vec<u8> {
     format!("commit/{job}/{batch_id:020}").into_bytes()
 }
 
+fn peer_key(id: u64) -> Vec<u8> {
+    format!("peer/{id:020}").into_bytes()
+}
+
 /// Where the applied index of the replicated log is kept.
 const APPLIED_KEY: &[u8] = b"raft/applied";
 
@@ -123,7 +127,7 @@ impl SledMetadata {
             Some(Kind::BatchCommitting(c)) => c.job.clone(),
             Some(Kind::BatchCommitted(r)) => r.job.clone(),
             Some(Kind::JobState(c)) => c.job.clone(),
-            None => String::new(),
+            Some(Kind::PeerAddress(_)) | None => String::new(),
         };
         let exists = self
             .db
@@ -152,6 +156,7 @@ impl SledMetadata {
     ) -> Result<(), MetaError> {
         match command.kind {
             Some(Kind::PutJob(record)) => batch.insert(key("job", job), record.encode_to_vec()),
+            Some(Kind::PeerAddress(p)) => batch.insert(peer_key(p.id), p.address.into_bytes()),
             Some(Kind::JobState(change)) => {
                 let mut record: pb::JobRecord = self
                     .get(&key("job", job))?
@@ -207,6 +212,19 @@ impl SledMetadata {
             None => {}
         }
         Ok(())
+    }
+
+    /// Driver replica addresses recorded through the replicated log.
+    pub fn peer_addresses(&self) -> Result<std::collections::BTreeMap<u64, String>, MetaError> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.db.scan_prefix(b"peer/") {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let id = std::str::from_utf8(&k[5..]).ok().and_then(|s| s.parse().ok());
+            if let Some(id) = id {
+                out.insert(id, String::from_utf8_lossy(&v).into_owned());
+            }
+        }
+        Ok(out)
     }
 
     /// Every entry of the store, for a replicated-log snapshot.

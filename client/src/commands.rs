@@ -1,0 +1,279 @@
+//! The cluster commands of the CLI: submit, status, list, batches, stop,
+//! cluster. Each prints a human table, or with `--json` the same as JSON.
+
+use crate::remote::{connect, Cluster, ClientError};
+use serde_json::{json, Value};
+use weir_proto::pb;
+
+fn totals_json(t: Option<pb::JobTotals>) -> Value {
+    let t = t.unwrap_or_default();
+    json!({
+        "batches": t.batches,
+        "records_in": t.records_in,
+        "records_out": t.records_out,
+        "records_skipped": t.records_skipped,
+        "records_late": t.records_late,
+    })
+}
+
+/// A job status as JSON.
+pub fn status_json(s: &pb::JobStatus) -> Value {
+    json!({
+        "job": s.job,
+        "state": s.state,
+        "last_committed_batch": s.last_committed_batch,
+        "pending_batch": s.pending_batch,
+        "pending_committing": s.pending_committing,
+        "fingerprint": s.fingerprint,
+        "error": s.error,
+        "watermark_ms": if s.watermark_ms == i64::MIN { Value::Null } else { json!(s.watermark_ms) },
+        "totals": totals_json(s.totals),
+    })
+}
+
+fn status_line(s: &pb::JobStatus) -> String {
+    let t = s.totals.unwrap_or_default();
+    let pending = match s.pending_batch {
+        Some(b) if s.pending_committing => format!("batch {b} committing"),
+        Some(b) => format!("batch {b} running"),
+        None => "-".into(),
+    };
+    format!(
+        "{:<24} {:<9} {:>8} {:<20} {:>14} {:>14} {:>9} {:>9}",
+        s.job, s.state, s.last_committed_batch, pending, t.records_in, t.records_out, t.records_skipped, t.records_late
+    )
+}
+
+const STATUS_HEADER: &str = "JOB                      STATE     COMMITTED IN FLIGHT           RECORDS IN    RECORDS OUT   SKIPPED      LATE";
+
+/// `weir submit`.
+pub async fn submit(cluster: &Cluster, spec: pb::JobSpec, as_json: bool) -> Result<(), ClientError> {
+    let r = cluster
+        .call(|mut c| {
+            let spec = spec.clone();
+            async move { c.submit(pb::SubmitRequest { spec: Some(spec) }).await }
+        })
+        .await?;
+    if as_json {
+        println!("{}", json!({"job": r.job, "resumed": r.resumed, "fingerprint": r.fingerprint}));
+    } else if r.resumed {
+        println!("job {} resumed from its checkpoint (fingerprint {})", r.job, r.fingerprint);
+    } else {
+        println!("job {} submitted (fingerprint {})", r.job, r.fingerprint);
+    }
+    Ok(())
+}
+
+/// `weir status JOB`.
+pub async fn status(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
+    let s = cluster
+        .call(|mut c| async move { c.status(pb::StatusRequest { job: job.to_string() }).await })
+        .await?;
+    if as_json {
+        println!("{}", status_json(&s));
+    } else {
+        println!("{STATUS_HEADER}");
+        println!("{}", status_line(&s));
+        if !s.error.is_empty() {
+            println!("error: {}", s.error);
+        }
+    }
+    Ok(())
+}
+
+/// `weir list`.
+pub async fn list(cluster: &Cluster, as_json: bool) -> Result<(), ClientError> {
+    let r = cluster.call(|mut c| async move { c.list(pb::ListRequest {}).await }).await?;
+    if as_json {
+        println!("{}", Value::Array(r.jobs.iter().map(status_json).collect()));
+    } else {
+        println!("{STATUS_HEADER}");
+        for s in &r.jobs {
+            println!("{}", status_line(s));
+        }
+    }
+    Ok(())
+}
+
+/// `weir batches JOB`.
+pub async fn batches(cluster: &Cluster, job: &str, limit: u32, as_json: bool) -> Result<(), ClientError> {
+    let r = cluster
+        .call(|mut c| async move {
+            c.batches(pb::BatchesRequest {
+                job: job.to_string(),
+                limit,
+            })
+            .await
+        })
+        .await?;
+    if as_json {
+        let rows: Vec<Value> = r
+            .batches
+            .iter()
+            .map(|b| {
+                json!({
+                    "batch_id": b.batch_id,
+                    "records_in": b.records_in,
+                    "records_out": b.records_out,
+                    "records_skipped": b.records_skipped,
+                    "records_late": b.records_late,
+                    "duration_ms": b.duration_ms,
+                    "committed_at_ms": b.committed_at_ms,
+                })
+            })
+            .collect();
+        println!("{}", Value::Array(rows));
+    } else {
+        println!("{:>8} {:>12} {:>12} {:>9} {:>9} {:>10}", "BATCH", "IN", "OUT", "SKIPPED", "LATE", "DURATION");
+        for b in &r.batches {
+            println!(
+                "{:>8} {:>12} {:>12} {:>9} {:>9} {:>8}ms",
+                b.batch_id, b.records_in, b.records_out, b.records_skipped, b.records_late, b.duration_ms
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `weir stop JOB`.
+pub async fn stop(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
+    cluster
+        .call(|mut c| async move { c.stop(pb::StopRequest { job: job.to_string() }).await })
+        .await?;
+    if as_json {
+        println!("{}", json!({"job": job, "state": "stopped"}));
+    } else {
+        println!("job {job} stops after its current batch; `weir submit` resumes it");
+    }
+    Ok(())
+}
+
+fn driver_json(d: &pb::DriverInfo) -> Value {
+    json!({
+        "id": d.id,
+        "address": d.address,
+        "role": d.role,
+        "term": d.term,
+        "commit_index": d.commit_index,
+        "applied_index": d.applied_index,
+        "last_contact_ms": if d.last_contact_ms == u64::MAX { Value::Null } else { json!(d.last_contact_ms) },
+    })
+}
+
+/// `weir cluster`: asks every driver for its own view, so each row is what
+/// that replica says of itself (`unreachable` when it does not answer).
+pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError> {
+    let mut drivers: Vec<pb::DriverInfo> = Vec::new();
+    let mut leader_view: Option<pb::ClusterInfo> = None;
+    let mut addresses: Vec<String> = cluster.drivers().to_vec();
+    let mut i = 0;
+    while i < addresses.len() {
+        let address = addresses[i].clone();
+        i += 1;
+        let info = match connect(&address) {
+            Ok(mut c) => c.cluster(pb::ClusterRequest {}).await.map(|r| r.into_inner()).ok(),
+            Err(_) => None,
+        };
+        match info {
+            Some(info) => {
+                // Members the asked replica knows of that were not given.
+                for d in &info.drivers {
+                    if !addresses.contains(&d.address) {
+                        addresses.push(d.address.clone());
+                    }
+                }
+                let me = info.drivers.iter().find(|d| d.address == address && d.term > 0).cloned();
+                let me = me.or_else(|| info.drivers.iter().find(|d| d.term > 0).cloned());
+                if let Some(me) = me {
+                    if me.role == "leader" {
+                        leader_view = Some(info.clone());
+                    }
+                    drivers.push(me);
+                }
+            }
+            None => drivers.push(pb::DriverInfo {
+                address: address.clone(),
+                role: "unreachable".into(),
+                last_contact_ms: u64::MAX,
+                ..Default::default()
+            }),
+        }
+    }
+    // Contact times are the leader's view of the others.
+    if let Some(view) = &leader_view {
+        for d in drivers.iter_mut() {
+            if let Some(v) = view.drivers.iter().find(|v| v.id == d.id && d.role != "leader") {
+                d.last_contact_ms = v.last_contact_ms;
+            }
+            if d.id == 0 {
+                if let Some(v) = view.drivers.iter().find(|v| v.address == d.address) {
+                    d.id = v.id;
+                }
+            }
+        }
+    }
+    drivers.sort_by_key(|d| (d.id, d.address.clone()));
+    let executors = leader_view.as_ref().map(|v| v.executors.clone()).unwrap_or_default();
+    if as_json {
+        let out = json!({
+            "cluster_id": leader_view.as_ref().map(|v| v.cluster_id.clone()),
+            "leader_id": leader_view.as_ref().map(|v| v.leader_id),
+            "drivers": drivers.iter().map(driver_json).collect::<Vec<_>>(),
+            "executors": executors.iter().map(|e| json!({
+                "id": e.id, "address": e.address, "epoch": e.epoch, "slots": e.slots,
+                "build_version": e.build_version, "health": e.health,
+                "last_heartbeat_ms": e.last_heartbeat_ms, "partitions": e.partitions,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{out}");
+    } else {
+        println!("{:>4} {:<22} {:<13} {:>6} {:>8} {:>8} {:>12}", "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LAST CONTACT");
+        for d in &drivers {
+            let contact = match (d.role.as_str(), d.last_contact_ms) {
+                ("leader", _) => "-".to_string(),
+                (_, u64::MAX) => "never".to_string(),
+                (_, ms) => format!("{ms}ms ago"),
+            };
+            println!(
+                "{:>4} {:<22} {:<13} {:>6} {:>8} {:>8} {:>12}",
+                d.id, d.address, d.role, d.term, d.commit_index, d.applied_index, contact
+            );
+        }
+        if !executors.is_empty() {
+            println!();
+            println!("{:<16} {:<22} {:>6} {:>6} {:<8} PARTITIONS", "EXECUTOR", "ADDRESS", "EPOCH", "SLOTS", "HEALTH");
+            for e in &executors {
+                println!(
+                    "{:<16} {:<22} {:>6} {:>6} {:<8} {}",
+                    e.id,
+                    e.address,
+                    e.epoch,
+                    e.slots,
+                    e.health,
+                    e.partitions.join(",")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `weir cluster add-driver` / `remove-driver`.
+pub async fn membership(cluster: &Cluster, add: Option<(u64, String)>, remove: Option<u64>) -> Result<(), ClientError> {
+    if let Some((id, address)) = add {
+        cluster
+            .call(|mut c| {
+                let address = address.clone();
+                async move { c.add_driver(pb::AddDriverRequest { id, address }).await }
+            })
+            .await?;
+        println!("driver {id} added; start it with --join and the same --cluster-id");
+    }
+    if let Some(id) = remove {
+        cluster
+            .call(|mut c| async move { c.remove_driver(pb::RemoveDriverRequest { id }).await })
+            .await?;
+        println!("driver {id} removed");
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The client library: calls the leader driver, following `weir-leader`
+//! hints from followers and retrying across the configured drivers while an
+//! election is in progress.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use weir_proto::pb::weir_client_client::WeirClientClient;
+
+/// gRPC metadata key in which followers name the leader.
+const LEADER_KEY: &str = "weir-leader";
+
+/// A connection to a Weir cluster through its drivers.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    drivers: Vec<String>,
+    /// How long to keep looking for a leader.
+    pub patience: Duration,
+}
+
+/// A failed call, after every driver was tried.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No driver address was given.
+    #[error("no drivers given: pass --drivers host:port,... or set WEIR_DRIVERS")]
+    NoDrivers,
+    /// The cluster answered with an error.
+    #[error("{}", .0.message())]
+    Status(Status),
+    /// No leader answered in time.
+    #[error("no leader reachable within {patience:?} (tried {drivers}); last error: {last}")]
+    NoLeader {
+        /// The wait.
+        patience: Duration,
+        /// Addresses tried.
+        drivers: String,
+        /// The last error seen.
+        last: String,
+    },
+}
+
+impl ClientError {
+    /// The gRPC code, for exit statuses and scripts.
+    pub fn code(&self) -> Code {
+        match self {
+            ClientError::Status(s) => s.code(),
+            _ => Code::Unavailable,
+        }
+    }
+}
+
+/// A client for one driver address.
+pub fn connect(address: &str) -> Result<WeirClientClient<Channel>, Status> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Status::invalid_argument(format!("bad driver address {address:?}: {e}")))?
+        .connect_timeout(Duration::from_millis(700))
+        .timeout(Duration::from_secs(30));
+    Ok(WeirClientClient::new(endpoint.connect_lazy()))
+}
+
+impl Cluster {
+    /// A cluster reached through `drivers` (`host:port`, comma-separated).
+    pub fn new(drivers: &str) -> Result<Self, ClientError> {
+        let drivers: Vec<String> = drivers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if drivers.is_empty() {
+            return Err(ClientError::NoDrivers);
+        }
+        Ok(Cluster {
+            drivers,
+            patience: Duration::from_secs(15),
+        })
+    }
+
+    /// The configured driver addresses.
+    pub fn drivers(&self) -> &[String] {
+        &self.drivers
+    }
+
+    /// Calls the leader: tries the drivers in turn, jumps to a leader hint
+    /// when a follower gives one, and retries while none answers as leader.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(WeirClientClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let deadline = Instant::now() + self.patience;
+        let mut last: String;
+        let mut next: Option<String> = None;
+        let mut i = 0;
+        loop {
+            let address = next.take().unwrap_or_else(|| {
+                let a = self.drivers[i % self.drivers.len()].clone();
+                i += 1;
+                a
+            });
+            let client = connect(&address).map_err(ClientError::Status)?;
+            match f(client).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if s.code() == Code::Unavailable => {
+                    last = format!("{address}: {}", s.message());
+                    next = s
+                        .metadata()
+                        .get(LEADER_KEY)
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|a| *a != address)
+                        .map(String::from);
+                }
+                Err(s) => return Err(ClientError::Status(s)),
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::NoLeader {
+                    patience: self.patience,
+                    drivers: self.drivers.join(","),
+                    last,
+                });
+            }
+            if next.is_none() && i % self.drivers.len() == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

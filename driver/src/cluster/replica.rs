@@ -1,0 +1,438 @@
+//! The replica thread: owns the Raft node and the metadata state machine,
+//! ticks, steps peer messages, proposes commands and answers proposers
+//! when their command is applied.
+//!
+//! Everything Raft does happens on this one thread; gRPC handlers and job
+//! drivers talk to it through a channel ([`ReplicaHandle`]).
+
+use super::transport::Transport;
+use crate::config::DriverConfig;
+use crate::metadata::{MetaError, SledMetadata};
+use crate::raft::{ConfChange, Entry, Message, RaftConfig, RaftNode, SledRaftStorage, StateMachine};
+use prost::Message as _;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+use weir_proto::pb::{self, meta_command::Kind};
+
+/// What the replica reports about itself.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaStatus {
+    /// This replica's id.
+    pub id: u64,
+    /// `leader`, `follower`, `candidate` or `pre-candidate`.
+    pub role: String,
+    /// Raft term.
+    pub term: u64,
+    /// The leader this replica knows of.
+    pub leader_id: Option<u64>,
+    /// Highest committed log index.
+    pub commit: u64,
+    /// Highest applied log index.
+    pub applied: u64,
+    /// Voting members.
+    pub voters: Vec<u64>,
+    /// When each peer was last heard from.
+    pub last_contact: BTreeMap<u64, Instant>,
+}
+
+pub(super) enum Event {
+    Messages { from: u64, messages: Vec<Message> },
+    Propose { command: pb::MetaCommand, reply: oneshot::Sender<Result<(), MetaError>> },
+    ConfChange { change: ConfChange, reply: oneshot::Sender<Result<(), MetaError>> },
+    Unreachable(u64),
+}
+
+/// Talks to the replica thread.
+#[derive(Clone)]
+pub struct ReplicaHandle {
+    events: mpsc::Sender<Event>,
+    status: Arc<RwLock<ReplicaStatus>>,
+    meta: Arc<SledMetadata>,
+    addresses: Arc<RwLock<BTreeMap<u64, String>>>,
+    proposal_timeout: Duration,
+    cluster_id: String,
+}
+
+impl ReplicaHandle {
+    /// A copy of the replica's current status.
+    pub fn status(&self) -> ReplicaStatus {
+        self.status.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether this replica is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.status().role == "leader"
+    }
+
+    /// The cluster id.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// Address of replica `id`, if known.
+    pub fn address_of(&self, id: u64) -> Option<String> {
+        self.addresses.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// Every known replica address.
+    pub fn addresses(&self) -> BTreeMap<u64, String> {
+        self.addresses.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The leader's address, if a leader is known.
+    pub fn leader_address(&self) -> Option<String> {
+        self.status().leader_id.and_then(|id| self.address_of(id))
+    }
+
+    /// The local copy of the metadata checkpoint (reads only).
+    pub fn metadata(&self) -> &Arc<SledMetadata> {
+        &self.meta
+    }
+
+    /// Delivers messages from peer `from`.
+    pub fn deliver(&self, from: u64, messages: Vec<Message>) {
+        let _ = self.events.send(Event::Messages { from, messages });
+    }
+
+    fn not_leader(&self) -> MetaError {
+        MetaError::NotLeader {
+            leader: self.leader_address(),
+        }
+    }
+
+    async fn wait(&self, rx: oneshot::Receiver<Result<(), MetaError>>) -> Result<(), MetaError> {
+        match tokio::time::timeout(self.proposal_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.not_leader()),
+            Err(_) => Err(self.no_quorum()),
+        }
+    }
+
+    fn no_quorum(&self) -> MetaError {
+        let voters = self.status().voters.len();
+        MetaError::NoQuorum(format!(
+            "the command was not committed within {:?}: fewer than {} of {voters} driver replicas are reachable; \
+             restart the stopped drivers or check the network between them",
+            self.proposal_timeout,
+            voters / 2 + 1
+        ))
+    }
+
+    /// Replicates a command; returns once it is applied on this replica,
+    /// or fails with `NotLeader` or `NoQuorum` within the proposal timeout.
+    pub async fn propose(&self, command: pb::MetaCommand) -> Result<(), MetaError> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(Event::Propose { command, reply })
+            .map_err(|_| self.not_leader())?;
+        self.wait(rx).await
+    }
+
+    /// [`propose`](Self::propose) for plain threads.
+    pub fn propose_blocking(&self, command: pb::MetaCommand) -> Result<(), MetaError> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(Event::Propose { command, reply })
+            .map_err(|_| self.not_leader())?;
+        let deadline = Instant::now() + self.proposal_timeout;
+        let mut rx = rx;
+        loop {
+            match rx.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => return Err(self.not_leader()),
+                Err(oneshot::error::TryRecvError::Empty) if Instant::now() >= deadline => return Err(self.no_quorum()),
+                Err(oneshot::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    /// Proposes a membership change and waits until this replica applied it.
+    pub async fn change_membership(&self, change: ConfChange) -> Result<(), MetaError> {
+        let (reply, rx) = oneshot::channel();
+        self.events
+            .send(Event::ConfChange { change, reply })
+            .map_err(|_| self.not_leader())?;
+        self.wait(rx).await
+    }
+}
+
+/// A proposal waiting for its entry to be applied.
+struct Waiter {
+    reply: oneshot::Sender<Result<(), MetaError>>,
+    deadline: Instant,
+}
+
+/// The metadata store as the Raft state machine.
+struct MetaMachine {
+    meta: Arc<SledMetadata>,
+    id: u64,
+    waiters: HashMap<u64, Waiter>,
+    addresses: Arc<RwLock<BTreeMap<u64, String>>>,
+}
+
+fn context(id: u64, proposal: u64) -> Vec<u8> {
+    let mut c = id.to_be_bytes().to_vec();
+    c.extend_from_slice(&proposal.to_be_bytes());
+    c
+}
+
+impl MetaMachine {
+    fn refresh_addresses(&self) {
+        if let Ok(peers) = self.meta.peer_addresses() {
+            let mut a = self.addresses.write().unwrap_or_else(|p| p.into_inner());
+            a.extend(peers);
+        }
+    }
+
+    fn waiter_of(&mut self, entry: &Entry) -> Option<Waiter> {
+        let ctx = entry.get_context();
+        if ctx.len() != 16 || ctx[..8] != self.id.to_be_bytes() {
+            return None;
+        }
+        let proposal = u64::from_be_bytes(ctx[8..].try_into().ok()?);
+        self.waiters.remove(&proposal)
+    }
+}
+
+impl StateMachine for MetaMachine {
+    fn apply(&mut self, entry: &Entry) {
+        let result = match pb::MetaCommand::decode(entry.get_data()) {
+            Ok(command) => {
+                let peer = matches!(command.kind, Some(Kind::PeerAddress(_)));
+                let r = self.meta.apply_at(command, Some(entry.index));
+                if peer {
+                    self.refresh_addresses();
+                }
+                r
+            }
+            Err(e) => {
+                error!(index = entry.index, error = %e, "undecodable metadata command in the replicated log, skipped");
+                Err(MetaError::Rejected(format!("undecodable command: {e}")))
+            }
+        };
+        if let Some(w) = self.waiter_of(entry) {
+            let _ = w.reply.send(result);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        match self.meta.export() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // An empty snapshot would wipe every follower; stop instead.
+                error!(error = %e, "cannot read the metadata store for a snapshot; exiting");
+                std::process::exit(70);
+            }
+        }
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        self.meta.import(data).map_err(|e| e.to_string())?;
+        self.refresh_addresses();
+        Ok(())
+    }
+}
+
+/// Starts replicas.
+pub struct Replica;
+
+impl Replica {
+    /// Opens the replica's storage under `config.data_dir`, bootstraps or
+    /// restarts its Raft node, and starts its thread. Peer messages go out
+    /// through tasks on `runtime`.
+    pub fn start(config: &DriverConfig, is_new: bool, runtime: tokio::runtime::Handle) -> Result<ReplicaHandle, String> {
+        let raft_dir = config.data_dir.join("raft");
+        let path = raft_dir.display().to_string();
+        let db = sled::Config::new()
+            .path(&raft_dir)
+            .cache_capacity(32 * 1024 * 1024)
+            .open()
+            .map_err(|e| format!("cannot open {path}: {e}; is another driver using this data directory?"))?;
+        let storage = SledRaftStorage::from_db(&db).map_err(|e| format!("{path}: {e}"))?;
+        let meta = Arc::new(SledMetadata::in_db(&db, &path, false).map_err(|e| e.to_string())?);
+        let addresses = Arc::new(RwLock::new(config.bootstrap_peers()));
+        let mut machine = MetaMachine {
+            meta: meta.clone(),
+            id: config.id,
+            waiters: HashMap::new(),
+            addresses: addresses.clone(),
+        };
+        let raft_config = RaftConfig {
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            snapshot_threshold: config.snapshot_threshold,
+            ..Default::default()
+        };
+        let node = if is_new {
+            let peers: Vec<u64> = if config.join {
+                Vec::new()
+            } else {
+                config.bootstrap_peers().keys().copied().collect()
+            };
+            info!(id = config.id, ?peers, join = config.join, "bootstrapping a new replica");
+            RaftNode::new(config.id, &peers, storage, &raft_config)
+        } else {
+            info!(id = config.id, "restarting replica from its data directory");
+            RaftNode::restart(config.id, storage, &raft_config, &mut machine)
+        }
+        .map_err(|e| format!("cannot start raft on {path}: {e}"))?;
+        machine.refresh_addresses();
+        let (tx, rx) = mpsc::channel();
+        let status = Arc::new(RwLock::new(ReplicaStatus {
+            id: config.id,
+            ..Default::default()
+        }));
+        let handle = ReplicaHandle {
+            events: tx.clone(),
+            status: status.clone(),
+            meta,
+            addresses: addresses.clone(),
+            proposal_timeout: config.proposal_timeout,
+            cluster_id: config.cluster_id.clone(),
+        };
+        let transport = Transport::new(runtime, config.cluster_id.clone(), config.id, addresses, tx);
+        let mut run = Loop {
+            node,
+            machine,
+            transport,
+            status,
+            tick: config.tick,
+            proposal_timeout: config.proposal_timeout,
+            next_proposal: 0,
+            last_contact: BTreeMap::new(),
+        };
+        std::thread::Builder::new()
+            .name("raft".into())
+            .spawn(move || run.run(rx))
+            .map_err(|e| format!("cannot start the raft thread: {e}"))?;
+        Ok(handle)
+    }
+}
+
+struct Loop {
+    node: RaftNode,
+    machine: MetaMachine,
+    transport: Transport,
+    status: Arc<RwLock<ReplicaStatus>>,
+    tick: Duration,
+    proposal_timeout: Duration,
+    next_proposal: u64,
+    last_contact: BTreeMap<u64, Instant>,
+}
+
+impl Loop {
+    fn run(&mut self, rx: mpsc::Receiver<Event>) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while let Ok(event) = rx.try_recv() {
+                self.handle(event);
+            }
+            if Instant::now() >= next_tick {
+                self.node.tick();
+                next_tick += self.tick;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + self.tick;
+                }
+                self.expire_waiters();
+            }
+            let transport = &mut self.transport;
+            if let Err(e) = self.node.on_ready(&mut self.machine, |m| transport.send(m)) {
+                error!(error = %e, "raft failed; the replica stops and must be restarted");
+                std::process::exit(70);
+            }
+            self.publish_status();
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Messages { from, messages } => {
+                self.last_contact.insert(from, Instant::now());
+                for m in messages {
+                    if let Err(e) = self.node.step(m) {
+                        warn!(from, error = %e, "dropped a raft message");
+                    }
+                }
+            }
+            Event::Propose { command, reply } => {
+                if !self.node.is_leader() {
+                    let leader = self.node.leader_id().and_then(|id| self.transport.address_of(id));
+                    let _ = reply.send(Err(MetaError::NotLeader { leader }));
+                    return;
+                }
+                self.next_proposal += 1;
+                let ctx = context(self.machine.id, self.next_proposal);
+                match self.node.propose(command.encode_to_vec(), ctx) {
+                    Ok(()) => {
+                        self.machine.waiters.insert(
+                            self.next_proposal,
+                            Waiter {
+                                reply,
+                                deadline: Instant::now() + self.proposal_timeout,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(MetaError::Rejected(format!("proposal dropped: {e}"))));
+                    }
+                }
+            }
+            Event::ConfChange { change, reply } => {
+                if !self.node.is_leader() {
+                    let leader = self.node.leader_id().and_then(|id| self.transport.address_of(id));
+                    let _ = reply.send(Err(MetaError::NotLeader { leader }));
+                    return;
+                }
+                let result = self
+                    .node
+                    .propose_conf_change(change, Vec::new())
+                    .map_err(|e| MetaError::Rejected(format!("membership change refused: {e}")));
+                // Applied when the entry commits; the caller watches the voters.
+                let _ = reply.send(result);
+            }
+            Event::Unreachable(peer) => self.node.report_unreachable(peer),
+        }
+    }
+
+    fn expire_waiters(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .machine
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.machine.waiters.remove(&id);
+        }
+        if !self.node.is_leader() && !self.machine.waiters.is_empty() {
+            // Leadership was lost: these proposals may never commit.
+            let leader = self.node.leader_id().and_then(|id| self.transport.address_of(id));
+            for (_, w) in self.machine.waiters.drain() {
+                let _ = w.reply.send(Err(MetaError::NotLeader { leader: leader.clone() }));
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let mut s = self.status.write().unwrap_or_else(|p| p.into_inner());
+        s.role = self.node.role().to_string();
+        s.term = self.node.term();
+        s.leader_id = self.node.leader_id();
+        s.commit = self.node.commit_index();
+        s.applied = self.node.applied_index();
+        s.voters = self.node.conf_state().voters.clone();
+        s.last_contact = self.last_contact.clone();
+    }
+}

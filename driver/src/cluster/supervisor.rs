@@ -1,0 +1,148 @@
+//! On the leader, one job driver thread per running job; none elsewhere.
+//! Leadership changes, stops and failures are reconciled every 200 ms.
+
+use super::metadata::RaftMetadata;
+use super::replica::ReplicaHandle;
+use crate::metadata::MetadataStore;
+use crate::runner::TaskRunner;
+use crate::scheduler::{DriverError, DriverOptions, JobDriver, Outcome};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tracing::{info, warn};
+use weir_proto::pb;
+
+struct Running {
+    shutdown: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// Runs the jobs of the metadata checkpoint while this replica leads.
+pub struct Supervisor {
+    replica: ReplicaHandle,
+    runner: Arc<dyn TaskRunner>,
+    running: Mutex<HashMap<String, Running>>,
+    stopped: AtomicBool,
+}
+
+impl Supervisor {
+    /// A supervisor running tasks through `runner`.
+    pub fn new(replica: ReplicaHandle, runner: Arc<dyn TaskRunner>) -> Arc<Self> {
+        Arc::new(Supervisor {
+            replica,
+            runner,
+            running: Mutex::new(HashMap::new()),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the reconcile loop.
+    pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
+        let this = self.clone();
+        std::thread::Builder::new().name("supervisor".into()).spawn(move || {
+            while !this.stopped.load(Ordering::SeqCst) {
+                this.reconcile();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Names of the jobs with a driver thread here.
+    pub fn running_jobs(&self) -> Vec<String> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    /// Stops every job driver after its current batch and waits up to `wait`.
+    pub fn shutdown(&self, wait: Duration) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let running: Vec<Running> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        for r in &running {
+            r.shutdown.store(true, Ordering::SeqCst);
+        }
+        let deadline = std::time::Instant::now() + wait;
+        for r in running {
+            while !r.thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn reconcile(&self) {
+        let leader = self.replica.is_leader();
+        let jobs = if leader {
+            self.replica.metadata().jobs().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let wanted: HashMap<String, ()> = jobs
+            .iter()
+            .filter(|j| j.state == pb::JobState::Running as i32)
+            .filter_map(|j| j.spec.as_ref().map(|s| (s.name.clone(), ())))
+            .collect();
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|name, r| {
+            if r.thread.is_finished() {
+                return false;
+            }
+            if !wanted.contains_key(name) {
+                r.shutdown.store(true, Ordering::SeqCst);
+            }
+            true
+        });
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        for name in wanted.keys() {
+            if running.contains_key(name) {
+                continue;
+            }
+            let shutdown = Arc::new(AtomicBool::new(false));
+            let meta: Arc<dyn MetadataStore> = Arc::new(RaftMetadata::new(self.replica.clone()));
+            let runner = self.runner.clone();
+            let job = name.clone();
+            let flag = shutdown.clone();
+            let spawned = std::thread::Builder::new().name(format!("job-{name}")).spawn(move || {
+                run_job(meta, runner, &job, &flag);
+            });
+            match spawned {
+                Ok(thread) => {
+                    info!(job = %name, "leader starts driving the job");
+                    running.insert(name.clone(), Running { shutdown, thread });
+                }
+                Err(e) => warn!(job = %name, error = %e, "cannot start a job driver thread"),
+            }
+        }
+    }
+}
+
+fn run_job(meta: Arc<dyn MetadataStore>, runner: Arc<dyn TaskRunner>, job: &str, shutdown: &AtomicBool) {
+    let options = DriverOptions {
+        exit_when_idle: true,
+        ..Default::default()
+    };
+    let driver = match JobDriver::new(meta, runner, job, options) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(job, error = %e, "cannot drive the job");
+            return;
+        }
+    };
+    let mut report = |r: &crate::scheduler::BatchReport| {
+        tracing::info!(job, batch_id = r.commit.batch_id, records_in = r.commit.records_in, batch_ms = r.duration.as_millis() as u64, "batch committed");
+    };
+    match driver.run(shutdown, &mut report) {
+        Ok(Outcome::Finished) => info!(job, "job finished"),
+        Ok(Outcome::Stopped) => info!(job, "job driver stopped"),
+        Err(e @ DriverError::JobFailed { .. }) => warn!(job, error = %e, "job failed"),
+        Err(e) => warn!(job, error = %e, "job driver interrupted; it restarts while this replica leads"),
+    }
+}

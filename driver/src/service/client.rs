@@ -1,0 +1,235 @@
+//! The client service (`weir` CLI): submit, status, list, batches, stop,
+//! cluster and membership.
+
+use super::status::{meta_status, not_leader};
+use crate::cluster::{RaftMetadata, ReplicaHandle};
+use crate::metadata::{command, MetadataStore};
+use crate::raft::{ConfChange, ConfChangeType};
+use crate::scheduler::{submit, DriverError};
+use std::time::{Duration, Instant};
+use tonic::{Request, Response, Status};
+use weir_proto::pb::weir_client_server::WeirClient;
+use weir_proto::pb;
+use weir_proto::spec;
+
+/// Executors as the leader knows them, for `weir cluster`.
+pub trait ExecutorView: Send + Sync {
+    /// Every executor the leader knows.
+    fn executors(&self) -> Vec<pb::ExecutorInfo>;
+}
+
+/// The `WeirClient` service of one replica.
+pub struct ClientService {
+    replica: ReplicaHandle,
+    executors: Option<std::sync::Arc<dyn ExecutorView>>,
+}
+
+impl ClientService {
+    /// The service of `replica`, listing `executors` in `cluster`.
+    pub fn new(replica: ReplicaHandle, executors: Option<std::sync::Arc<dyn ExecutorView>>) -> Self {
+        ClientService { replica, executors }
+    }
+
+    fn require_leader(&self) -> Result<(), Status> {
+        if self.replica.is_leader() {
+            Ok(())
+        } else {
+            Err(not_leader(self.replica.leader_address().as_deref()))
+        }
+    }
+
+    fn job_status(&self, record: &pb::JobRecord) -> Result<pb::JobStatus, Status> {
+        let name = record.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        let progress = self.replica.metadata().progress(&name).map_err(meta_status)?;
+        let state = match pb::JobState::try_from(record.state) {
+            Ok(pb::JobState::Stopped) => "stopped",
+            Ok(pb::JobState::Failed) => "failed",
+            Ok(pb::JobState::Finished) => "finished",
+            _ => "running",
+        };
+        Ok(pb::JobStatus {
+            job: name,
+            state: state.into(),
+            last_committed_batch: progress.last_committed(),
+            totals: progress.last_commit.as_ref().and_then(|c| c.totals),
+            pending_batch: progress.pending.as_ref().map(|p| p.plan.batch_id),
+            pending_committing: progress.pending.as_ref().is_some_and(|p| p.committing.is_some()),
+            fingerprint: record.fingerprint.clone(),
+            error: record.error.clone(),
+            watermark_ms: progress.last_plan.as_ref().map_or(i64::MIN, |p| p.watermark_ms),
+        })
+    }
+
+    fn record(&self, job: &str) -> Result<pb::JobRecord, Status> {
+        self.replica
+            .metadata()
+            .job(job)
+            .map_err(meta_status)?
+            .ok_or_else(|| Status::not_found(format!("job {job} does not exist; `weir list` shows the jobs")))
+    }
+
+    fn cluster_info(&self) -> pb::ClusterInfo {
+        let status = self.replica.status();
+        let now = Instant::now();
+        let mut drivers = Vec::new();
+        for (id, address) in self.replica.addresses() {
+            if !status.voters.contains(&id) && id != status.id {
+                continue;
+            }
+            let is_self = id == status.id;
+            drivers.push(pb::DriverInfo {
+                id,
+                address,
+                role: if is_self {
+                    status.role.clone()
+                } else if status.leader_id == Some(id) {
+                    "leader".into()
+                } else {
+                    "follower".into()
+                },
+                term: if is_self { status.term } else { 0 },
+                commit_index: if is_self { status.commit } else { 0 },
+                applied_index: if is_self { status.applied } else { 0 },
+                last_contact_ms: if is_self {
+                    0
+                } else {
+                    status
+                        .last_contact
+                        .get(&id)
+                        .map_or(u64::MAX, |t| now.duration_since(*t).as_millis() as u64)
+                },
+            });
+        }
+        pb::ClusterInfo {
+            cluster_id: self.replica.cluster_id().to_string(),
+            leader_id: status.leader_id.unwrap_or(0),
+            drivers,
+            executors: self.executors.as_ref().map(|e| e.executors()).unwrap_or_default(),
+        }
+    }
+
+    async fn wait_for_voters(&self, done: impl Fn(&[u64]) -> bool) -> Result<(), Status> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if done(&self.replica.status().voters) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(Status::deadline_exceeded(
+            "the membership change was proposed but not applied within 10 s; check `weir cluster`",
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl WeirClient for ClientService {
+    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+        self.require_leader()?;
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec: missing"))?;
+        spec::validate(&spec).map_err(|e| Status::invalid_argument(format!("invalid job spec:\n{e}")))?;
+        let meta = RaftMetadata::new(self.replica.clone());
+        let result = tokio::task::spawn_blocking(move || submit(&meta, spec))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        match result {
+            Ok((record, resumed)) => Ok(Response::new(pb::SubmitResponse {
+                job: record.spec.map(|s| s.name).unwrap_or_default(),
+                resumed,
+                fingerprint: record.fingerprint,
+            })),
+            Err(DriverError::Meta(e)) => Err(meta_status(e)),
+            Err(e @ DriverError::SpecChanged { .. }) => Err(Status::failed_precondition(e.to_string())),
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
+    }
+
+    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::JobStatus>, Status> {
+        self.require_leader()?;
+        let record = self.record(&request.into_inner().job)?;
+        Ok(Response::new(self.job_status(&record)?))
+    }
+
+    async fn list(&self, _: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+        self.require_leader()?;
+        let jobs = self
+            .replica
+            .metadata()
+            .jobs()
+            .map_err(meta_status)?
+            .iter()
+            .map(|r| self.job_status(r))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListResponse { jobs }))
+    }
+
+    async fn batches(&self, request: Request<pb::BatchesRequest>) -> Result<Response<pb::BatchesResponse>, Status> {
+        self.require_leader()?;
+        let r = request.into_inner();
+        self.record(&r.job)?;
+        let limit = if r.limit == 0 { 20 } else { r.limit as usize };
+        let batches = self.replica.metadata().batches(&r.job, limit).map_err(meta_status)?;
+        Ok(Response::new(pb::BatchesResponse { batches }))
+    }
+
+    async fn stop(&self, request: Request<pb::StopRequest>) -> Result<Response<pb::StopResponse>, Status> {
+        self.require_leader()?;
+        let job = request.into_inner().job;
+        self.record(&job)?;
+        self.replica
+            .propose(command::job_state(&job, pb::JobState::Stopped, ""))
+            .await
+            .map_err(meta_status)?;
+        Ok(Response::new(pb::StopResponse {}))
+    }
+
+    async fn cluster(&self, _: Request<pb::ClusterRequest>) -> Result<Response<pb::ClusterInfo>, Status> {
+        // Any replica answers with its own view: `weir cluster` asks them all.
+        Ok(Response::new(self.cluster_info()))
+    }
+
+    async fn add_driver(&self, request: Request<pb::AddDriverRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.require_leader()?;
+        let r = request.into_inner();
+        if r.id == 0 || r.address.is_empty() {
+            return Err(Status::invalid_argument("add-driver needs a positive id and host:port"));
+        }
+        if self.replica.status().voters.contains(&r.id) {
+            return Err(Status::already_exists(format!("driver {} is already a member", r.id)));
+        }
+        self.replica
+            .propose(command::peer_address(r.id, &r.address))
+            .await
+            .map_err(meta_status)?;
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::AddNode);
+        cc.node_id = r.id;
+        self.replica.change_membership(cc).await.map_err(meta_status)?;
+        self.wait_for_voters(|v| v.contains(&r.id)).await?;
+        Ok(Response::new(pb::MembershipResponse {
+            cluster: Some(self.cluster_info()),
+        }))
+    }
+
+    async fn remove_driver(
+        &self,
+        request: Request<pb::RemoveDriverRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.require_leader()?;
+        let id = request.into_inner().id;
+        if !self.replica.status().voters.contains(&id) {
+            return Err(Status::not_found(format!("driver {id} is not a member")));
+        }
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::RemoveNode);
+        cc.node_id = id;
+        self.replica.change_membership(cc).await.map_err(meta_status)?;
+        self.wait_for_voters(|v| !v.contains(&id)).await?;
+        Ok(Response::new(pb::MembershipResponse {
+            cluster: Some(self.cluster_info()),
+        }))
+    }
+}

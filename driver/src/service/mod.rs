@@ -1,0 +1,11 @@
+//! The driver's gRPC services: Raft transport between replicas and the
+//! client service of the `weir` CLI. Handlers stay thin: check leadership,
+//! validate, then hand to the replica or the metadata store.
+
+mod client;
+mod raft;
+mod status;
+
+pub use client::ClientService;
+pub use raft::RaftService;
+pub use status::{meta_status, LEADER_METADATA_KEY};
