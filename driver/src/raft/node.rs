@@ -301,21 +301,30 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Saves a state-machine snapshot at the applied index when raft asked
+    /// for one the storage could not serve, or when the applied log exceeds
+    /// the threshold; in the latter case also compacts the log up to it.
     fn maybe_compact(&mut self, sm: &mut impl StateMachine) -> Result<()> {
         let applied = self.applied_index();
         let store = self.raw.store();
         let first = store.first_index()?;
-        if applied < first || applied - first < self.config.snapshot_threshold {
+        let compact = applied >= first && applied - first >= self.config.snapshot_threshold;
+        let requested = store.take_snapshot_request();
+        if !compact && !requested {
             return Ok(());
         }
         let conf_state = store.conf_state()?;
         store.save_snapshot(applied, conf_state, sm.snapshot())?;
-        store.compact(applied + 1)?;
+        if compact {
+            store.compact(applied + 1)?;
+        }
         store.flush()?;
         tracing::info!(
             raft_id = self.id(),
             index = applied,
-            "saved snapshot, compacted raft log"
+            compacted = compact,
+            requested,
+            "saved state machine snapshot"
         );
         Ok(())
     }
