@@ -124,8 +124,8 @@ impl RaftNode {
         config: &RaftConfig,
         applied: u64,
     ) -> Result<Self> {
-        let logger = tracing_logger().new(slog::o!("raft_id" => id));
-        let raw = RawNode::new(&config.to_raft(id, applied), storage, &logger)?;
+        // raft-rs adds `raft_id` to the logger's key-values itself.
+        let raw = RawNode::new(&config.to_raft(id, applied), storage, &tracing_logger())?;
         Ok(Self {
             raw,
             config: config.clone(),

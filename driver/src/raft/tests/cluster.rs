@@ -175,6 +175,8 @@ fn wiped_node_is_removed_readded_and_catches_up_from_a_snapshot() {
     assert!(first_index > 10, "leader log was compacted: {first_index}");
 
     net.start_joiner(victim);
+    // The first snapshot is lost: the leader hears `Failure` and sends another.
+    net.lose_snapshots = 1;
     let mut add = ConfChange::default();
     add.node_id = victim;
     add.set_change_type(ConfChangeType::AddNode);
@@ -184,6 +186,7 @@ fn wiped_node_is_removed_readded_and_catches_up_from_a_snapshot() {
         .unwrap();
     net.process();
     assert!(net.tick_until(50, |n| n.applied(victim) == expected.as_slice()));
+    assert_eq!(net.lose_snapshots, 0, "a snapshot was sent and lost");
 
     let snap = net.peer(victim).node.storage().latest_snapshot().unwrap();
     assert!(
@@ -200,4 +203,33 @@ fn wiped_node_is_removed_readded_and_catches_up_from_a_snapshot() {
     for id in ALL {
         assert_eq!(net.applied(id), expected.as_slice(), "node {id}");
     }
+}
+
+#[test]
+fn restart_after_compaction_restores_the_snapshot_and_replays_the_rest() {
+    let config = RaftConfig {
+        snapshot_threshold: 5,
+        ..RaftConfig::default()
+    };
+    let mut net = Network::new(3, config);
+    let leader = net.elect(&ALL);
+    let expected = payloads("c", 13);
+    for data in &expected {
+        net.propose(leader, data);
+    }
+    let follower = others(leader)[0];
+    let snap_index = {
+        let store = net.peer(follower).node.storage();
+        let snap = store.latest_snapshot().unwrap().expect("snapshot");
+        snap.get_metadata().index
+    };
+    assert!(snap_index < net.peer(follower).node.applied_index());
+
+    net.stop(follower);
+    net.restart(follower);
+    // Right after restart: the snapshot is restored, the tail not yet applied.
+    assert_eq!(net.peer(follower).node.applied_index(), snap_index);
+    net.process();
+    assert_eq!(net.applied(follower), expected.as_slice());
+    assert!(net.tick_until(20, |n| n.agreed_leader(&ALL) == Some(leader)));
 }

@@ -65,6 +65,8 @@ pub struct Network {
     queue: VecDeque<Message>,
     base: TempDir,
     pub config: RaftConfig,
+    /// How many upcoming snapshot messages to lose in transit.
+    pub lose_snapshots: usize,
 }
 
 impl Network {
@@ -82,6 +84,7 @@ impl Network {
             queue: VecDeque::new(),
             base,
             config,
+            lose_snapshots: 0,
         };
         let ids: Vec<u64> = (1..=n).collect();
         for &id in &ids {
@@ -138,8 +141,12 @@ impl Network {
     fn deliver(&mut self, msg: Message) {
         let (from, to) = (msg.from, msg.to);
         let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
-        let reachable =
+        let mut reachable =
             !self.cut.contains(&(from, to)) && matches!(self.peers.get(&to), Some(Some(_)));
+        if reachable && is_snapshot && self.lose_snapshots > 0 {
+            self.lose_snapshots -= 1;
+            reachable = false;
+        }
         if !reachable {
             // The transport would notice the failure; without the report a
             // leader waits for a lost snapshot forever.
