@@ -89,8 +89,10 @@ impl RaftNode {
     }
 
     /// Reopens node `id` on a storage it used before: restores `sm` from
-    /// the latest stored snapshot (if any) and resumes; the committed entries
-    /// after the snapshot come out of the next [`Self::on_ready`] calls.
+    /// the latest stored snapshot (if any), resets the stored conf state to
+    /// the snapshot's, and resumes; the committed entries after the snapshot,
+    /// conf changes included, are applied again by the next
+    /// [`Self::on_ready`] calls.
     pub fn restart(
         id: u64,
         storage: SledRaftStorage,
@@ -112,8 +114,11 @@ impl RaftNode {
             if hs.commit < applied {
                 hs.commit = applied;
                 storage.set_hard_state(&hs)?;
-                storage.flush()?;
             }
+            // raft-rs expects the conf state as of `applied`: the conf
+            // changes after the snapshot are applied again with the entries.
+            storage.set_conf_state(snap.get_metadata().get_conf_state())?;
+            storage.flush()?;
         }
         Self::with_storage(id, storage, config, applied)
     }

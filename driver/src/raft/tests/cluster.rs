@@ -203,6 +203,17 @@ fn wiped_node_is_removed_readded_and_catches_up_from_a_snapshot() {
     for id in ALL {
         assert_eq!(net.applied(id), expected.as_slice(), "node {id}");
     }
+
+    // The third node's snapshot predates the re-add: on restart it replays
+    // the conf change and ends with the full membership again.
+    let bystander = others(leader)[1];
+    net.stop(bystander);
+    net.restart(bystander);
+    net.process();
+    let mut voters = net.peer(bystander).node.conf_state().voters;
+    voters.sort_unstable();
+    assert_eq!(voters, ALL.to_vec());
+    assert_eq!(net.applied(bystander), expected.as_slice());
 }
 
 #[test]
