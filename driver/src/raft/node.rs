@@ -89,8 +89,10 @@ impl RaftNode {
     }
 
     /// Reopens node `id` on a storage it used before: restores `sm` from
-    /// the latest stored snapshot (if any) and resumes; the committed entries
-    /// after the snapshot come out of the next [`Self::on_ready`] calls.
+    /// the latest stored snapshot (if any), resets the stored conf state to
+    /// the snapshot's, and resumes; the committed entries after the snapshot,
+    /// conf changes included, are applied again by the next
+    /// [`Self::on_ready`] calls.
     pub fn restart(
         id: u64,
         storage: SledRaftStorage,
@@ -112,8 +114,11 @@ impl RaftNode {
             if hs.commit < applied {
                 hs.commit = applied;
                 storage.set_hard_state(&hs)?;
-                storage.flush()?;
             }
+            // raft-rs expects the conf state as of `applied`: the conf
+            // changes after the snapshot are applied again with the entries.
+            storage.set_conf_state(snap.get_metadata().get_conf_state())?;
+            storage.flush()?;
         }
         Self::with_storage(id, storage, config, applied)
     }
@@ -124,8 +129,8 @@ impl RaftNode {
         config: &RaftConfig,
         applied: u64,
     ) -> Result<Self> {
-        let logger = tracing_logger().new(slog::o!("raft_id" => id));
-        let raw = RawNode::new(&config.to_raft(id, applied), storage, &logger)?;
+        // raft-rs adds `raft_id` to the logger's key-values itself.
+        let raw = RawNode::new(&config.to_raft(id, applied), storage, &tracing_logger())?;
         Ok(Self {
             raw,
             config: config.clone(),
@@ -301,21 +306,30 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Saves a state-machine snapshot at the applied index when raft asked
+    /// for one the storage could not serve, or when the applied log exceeds
+    /// the threshold; in the latter case also compacts the log up to it.
     fn maybe_compact(&mut self, sm: &mut impl StateMachine) -> Result<()> {
         let applied = self.applied_index();
         let store = self.raw.store();
         let first = store.first_index()?;
-        if applied < first || applied - first < self.config.snapshot_threshold {
+        let compact = applied >= first && applied - first >= self.config.snapshot_threshold;
+        let requested = store.take_snapshot_request();
+        if !compact && !requested {
             return Ok(());
         }
         let conf_state = store.conf_state()?;
         store.save_snapshot(applied, conf_state, sm.snapshot())?;
-        store.compact(applied + 1)?;
+        if compact {
+            store.compact(applied + 1)?;
+        }
         store.flush()?;
         tracing::info!(
             raft_id = self.id(),
             index = applied,
-            "saved snapshot, compacted raft log"
+            compacted = compact,
+            requested,
+            "saved state machine snapshot"
         );
         Ok(())
     }

@@ -20,6 +20,8 @@
 //! decides when durability is required and calls [`SledRaftStorage::flush`].
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
@@ -46,6 +48,9 @@ type Result<T> = std::result::Result<T, RaftStoreError>;
 #[derive(Clone, Debug)]
 pub struct SledRaftStorage {
     tree: sled::Tree,
+    /// Set when raft asked for a snapshot that the stored one cannot serve
+    /// (none yet, too old, or from before the requesting peer was added).
+    snapshot_wanted: Arc<AtomicBool>,
 }
 
 fn log_key(index: u64) -> [u8; 9] {
@@ -143,7 +148,15 @@ impl SledRaftStorage {
     pub fn from_db(db: &sled::Db) -> Result<Self> {
         Ok(Self {
             tree: db.open_tree(TREE_NAME)?,
+            snapshot_wanted: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Whether raft asked for a snapshot the stored one could not serve
+    /// since the last call; the owner should then save a fresh one with
+    /// [`Self::save_snapshot`] (raft retries on the follower's next response).
+    pub fn take_snapshot_request(&self) -> bool {
+        self.snapshot_wanted.swap(false, Ordering::AcqRel)
     }
 
     /// Flushes every write so far to disk; returns once they are durable.
@@ -428,17 +441,30 @@ impl raft::Storage for SledRaftStorage {
         Ok(self.last()?)
     }
 
-    /// The latest stored snapshot; `SnapshotTemporarilyUnavailable` when none
-    /// is stored yet or it is older than `request_index` (the node takes a
-    /// newer one at its next compaction).
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        match self.latest_snapshot()? {
-            Some(snap) if !snap.is_empty() && snap.get_metadata().index >= request_index => {
-                Ok(snap)
+    /// The latest stored snapshot. `SnapshotTemporarilyUnavailable`, with a
+    /// request flagged for [`SledRaftStorage::take_snapshot_request`], when
+    /// none is stored yet, it is older than `request_index`, or its conf
+    /// state does not contain `to` (a peer added after it was taken would
+    /// refuse it).
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        if let Some(snap) = self.latest_snapshot()? {
+            let meta = snap.get_metadata();
+            let cs = meta.get_conf_state();
+            let has_peer = [
+                &cs.voters,
+                &cs.learners,
+                &cs.voters_outgoing,
+                &cs.learners_next,
+            ]
+            .iter()
+            .any(|ids| ids.contains(&to));
+            if !snap.is_empty() && meta.index >= request_index && has_peer {
+                return Ok(snap);
             }
-            _ => Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            )),
         }
+        self.snapshot_wanted.store(true, Ordering::Release);
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
     }
 }
