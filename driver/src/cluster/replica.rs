@@ -44,6 +44,8 @@ pub(super) enum Event {
     Propose { command: pb::MetaCommand, reply: oneshot::Sender<Result<(), MetaError>> },
     ConfChange { change: ConfChange, reply: oneshot::Sender<Result<(), MetaError>> },
     Unreachable(u64),
+    /// Whether a snapshot sent to a peer arrived (the leader waits for it).
+    Snapshot { to: u64, delivered: bool },
 }
 
 /// Talks to the replica thread.
@@ -401,6 +403,14 @@ impl Loop {
                 let _ = reply.send(result);
             }
             Event::Unreachable(peer) => self.node.report_unreachable(peer),
+            Event::Snapshot { to, delivered } => {
+                let status = if delivered {
+                    crate::raft::SnapshotStatus::Finish
+                } else {
+                    crate::raft::SnapshotStatus::Failure
+                };
+                self.node.report_snapshot(to, status);
+            }
         }
     }
 

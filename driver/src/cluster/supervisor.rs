@@ -76,8 +76,27 @@ impl Supervisor {
         }
     }
 
+    /// Records the address of every voter in the replicated metadata, so
+    /// that a replica joining later (which knows no bootstrap peers) can
+    /// reach them.
+    fn record_peer_addresses(&self) {
+        let recorded = self.replica.metadata().peer_addresses().unwrap_or_default();
+        let voters = self.replica.status().voters;
+        for (id, address) in self.replica.addresses() {
+            if voters.contains(&id) && recorded.get(&id) != Some(&address) {
+                if let Err(e) = self.replica.propose_blocking(crate::metadata::command::peer_address(id, &address)) {
+                    warn!(peer = id, error = %e, "cannot record a driver address");
+                    return;
+                }
+            }
+        }
+    }
+
     fn reconcile(&self) {
         let leader = self.replica.is_leader();
+        if leader {
+            self.record_peer_addresses();
+        }
         let jobs = if leader {
             self.replica.metadata().jobs().unwrap_or_default()
         } else {

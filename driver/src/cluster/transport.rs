@@ -2,7 +2,7 @@
 //! so an unreachable peer never blocks the replica thread.
 
 use super::replica::Event;
-use crate::raft::{encode_message, Message};
+use crate::raft::{encode_message, Message, MessageType};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{mpsc as std_mpsc, Arc, RwLock};
 use std::time::Duration;
@@ -110,6 +110,10 @@ impl Peer {
                 client = self.connect(&address).map(|c| (address.clone(), c));
             }
             let Some((_, c)) = client.as_mut() else { continue };
+            let snapshots = batch
+                .iter()
+                .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+                .count();
             let messages: Vec<Vec<u8>> = batch.iter().filter_map(|m| encode_message(m).ok()).collect();
             let request = RaftBatch {
                 cluster_id: self.cluster_id.clone(),
@@ -117,8 +121,16 @@ impl Peer {
                 messages,
             };
             match c.send(request).await {
-                Ok(_) => backoff = Duration::from_millis(50),
+                Ok(_) => {
+                    backoff = Duration::from_millis(50);
+                    for _ in 0..snapshots {
+                        let _ = self.events.send(Event::Snapshot { to: self.to, delivered: true });
+                    }
+                }
                 Err(status) => {
+                    for _ in 0..snapshots {
+                        let _ = self.events.send(Event::Snapshot { to: self.to, delivered: false });
+                    }
                     debug!(to = self.to, address = %address, error = %status.message(), "raft peer unreachable");
                     let _ = self.events.send(Event::Unreachable(self.to));
                     // Drop what queued up meanwhile: Raft resends what matters.

@@ -1,0 +1,230 @@
+//! A local Weir cluster of real processes for tests: driver replicas and
+//! executors on loopback ports, each with its own log file.
+
+use crate::{binary, Proc};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One driver replica.
+pub struct Driver {
+    /// Replica id.
+    pub id: u64,
+    /// host:port.
+    pub address: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// The running process, if any.
+    pub proc: Option<Proc>,
+    log: PathBuf,
+}
+
+/// One executor.
+pub struct Executor {
+    /// Executor id.
+    pub id: String,
+    /// host:port.
+    pub address: String,
+    /// The running process, if any.
+    pub proc: Option<Proc>,
+    log: PathBuf,
+}
+
+/// Driver replicas and executors started from this workspace's binaries.
+pub struct LocalCluster {
+    /// Root of every directory of the cluster.
+    pub root: PathBuf,
+    /// The replicas.
+    pub drivers: Vec<Driver>,
+    /// The executors.
+    pub executors: Vec<Executor>,
+    /// Where executors keep state.
+    pub state_root: PathBuf,
+}
+
+impl LocalCluster {
+    /// Lays out `drivers` replicas and `executors` executors under `root`
+    /// (nothing is started yet).
+    pub fn new(root: &Path, drivers: u64, executors: usize) -> LocalCluster {
+        let drivers = (1..=drivers)
+            .map(|id| Driver {
+                id,
+                address: format!("127.0.0.1:{}", free_port()),
+                data_dir: root.join(format!("driver-{id}")),
+                proc: None,
+                log: root.join(format!("driver-{id}.log")),
+            })
+            .collect();
+        let executors = (1..=executors)
+            .map(|i| Executor {
+                id: format!("exec-{i}"),
+                address: format!("127.0.0.1:{}", free_port()),
+                proc: None,
+                log: root.join(format!("exec-{i}.log")),
+            })
+            .collect();
+        LocalCluster {
+            root: root.to_path_buf(),
+            drivers,
+            executors,
+            state_root: root.join("state"),
+        }
+    }
+
+    /// `host:port,...` of every replica.
+    pub fn driver_list(&self) -> String {
+        self.drivers.iter().map(|d| d.address.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    fn peers(&self) -> String {
+        self.drivers
+            .iter()
+            .map(|d| format!("{}={}", d.id, d.address))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts replica `id` (1-based) with the bootstrap peers.
+    pub fn start_driver(&mut self, id: u64) {
+        let peers = self.peers();
+        let d = &mut self.drivers[(id - 1) as usize];
+        let data = d.data_dir.to_string_lossy().into_owned();
+        let id_s = id.to_string();
+        let args = [
+            "--id",
+            &id_s,
+            "--listen",
+            &d.address,
+            "--peers",
+            &peers,
+            "--data-dir",
+            &data,
+            "--cluster-id",
+            "test",
+        ];
+        d.proc = Some(Proc::start(&format!("driver {id}"), &binary("weir-driver"), &args, &[], &d.log).unwrap());
+    }
+
+    /// Starts replica `id` to join an existing cluster (after
+    /// `weir cluster add-driver`), with an empty data directory.
+    pub fn start_driver_joining(&mut self, id: u64) {
+        let d = &mut self.drivers[(id - 1) as usize];
+        let data = d.data_dir.to_string_lossy().into_owned();
+        let id_s = id.to_string();
+        let args = ["--id", &id_s, "--listen", &d.address, "--data-dir", &data, "--cluster-id", "test", "--join"];
+        d.proc = Some(Proc::start(&format!("driver {id}"), &binary("weir-driver"), &args, &[], &d.log).unwrap());
+    }
+
+    /// Starts executor `i` (1-based).
+    pub fn start_executor(&mut self, i: usize) {
+        let drivers = self.driver_list();
+        let state = self.state_root.to_string_lossy().into_owned();
+        let e = &mut self.executors[i - 1];
+        let args = [
+            "--id",
+            &e.id,
+            "--listen",
+            &e.address,
+            "--drivers",
+            &drivers,
+            "--state-root",
+            &state,
+            "--slots",
+            "2",
+        ];
+        e.proc = Some(Proc::start(&e.id.clone(), &binary("weir-executor"), &args, &[], &e.log).unwrap());
+    }
+
+    /// Starts every replica and executor.
+    pub fn start_all(&mut self) {
+        for id in 1..=self.drivers.len() as u64 {
+            self.start_driver(id);
+        }
+        for i in 1..=self.executors.len() {
+            self.start_executor(i);
+        }
+    }
+
+    /// Sends SIGKILL to replica `id` and waits for it to exit.
+    pub fn kill_driver(&mut self, id: u64) {
+        if let Some(mut p) = self.drivers[(id - 1) as usize].proc.take() {
+            p.kill().unwrap();
+        }
+    }
+
+    /// Sends SIGKILL to executor `i`.
+    pub fn kill_executor(&mut self, i: usize) {
+        if let Some(mut p) = self.executors[i - 1].proc.take() {
+            p.kill().unwrap();
+        }
+    }
+
+    /// Sends `signal` (e.g. "STOP", "CONT") to replica `id`.
+    pub fn signal_driver(&self, id: u64, signal: &str) {
+        let pid = self.drivers[(id - 1) as usize].proc.as_ref().expect("running").pid();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Runs the `weir` CLI against the cluster with `--json`, returning the
+    /// parsed output, or the error text.
+    pub fn weir_json(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let out = Command::new(binary("weir"))
+            .args(args)
+            .args(["--json", "--drivers", &self.driver_list()])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// The id of the replica that says it leads, waiting up to `timeout`.
+    pub fn wait_leader(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(v) = self.weir_json(&["cluster"]) {
+                let leaders: Vec<u64> = v["drivers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|d| d["role"] == "leader")
+                    .filter_map(|d| d["id"].as_u64())
+                    .collect();
+                if leaders.len() == 1 {
+                    return leaders[0];
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {timeout:?}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The tail of every process log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for d in &self.drivers {
+            out.push_str(&crate::log_tail(&d.log, 25));
+            out.push('\n');
+        }
+        for e in &self.executors {
+            out.push_str(&crate::log_tail(&e.log, 15));
+            out.push('\n');
+        }
+        out
+    }
+}
