@@ -1,7 +1,7 @@
 //! The cluster commands of the CLI: submit, status, list, batches, stop,
 //! cluster. Each prints a human table, or with `--json` the same as JSON.
 
-use crate::remote::{connect, Cluster, ClientError};
+use crate::remote::{connect, ClientError, Cluster};
 use serde_json::{json, Value};
 use weir_proto::pb;
 
@@ -40,14 +40,25 @@ fn status_line(s: &pb::JobStatus) -> String {
     };
     format!(
         "{:<24} {:<9} {:>8} {:<20} {:>14} {:>14} {:>9} {:>9}",
-        s.job, s.state, s.last_committed_batch, pending, t.records_in, t.records_out, t.records_skipped, t.records_late
+        s.job,
+        s.state,
+        s.last_committed_batch,
+        pending,
+        t.records_in,
+        t.records_out,
+        t.records_skipped,
+        t.records_late
     )
 }
 
 const STATUS_HEADER: &str = "JOB                      STATE     COMMITTED IN FLIGHT           RECORDS IN    RECORDS OUT   SKIPPED      LATE";
 
 /// `weir submit`.
-pub async fn submit(cluster: &Cluster, spec: pb::JobSpec, as_json: bool) -> Result<(), ClientError> {
+pub async fn submit(
+    cluster: &Cluster,
+    spec: pb::JobSpec,
+    as_json: bool,
+) -> Result<(), ClientError> {
     let r = cluster
         .call(|mut c| {
             let spec = spec.clone();
@@ -55,9 +66,15 @@ pub async fn submit(cluster: &Cluster, spec: pb::JobSpec, as_json: bool) -> Resu
         })
         .await?;
     if as_json {
-        println!("{}", json!({"job": r.job, "resumed": r.resumed, "fingerprint": r.fingerprint}));
+        println!(
+            "{}",
+            json!({"job": r.job, "resumed": r.resumed, "fingerprint": r.fingerprint})
+        );
     } else if r.resumed {
-        println!("job {} resumed from its checkpoint (fingerprint {})", r.job, r.fingerprint);
+        println!(
+            "job {} resumed from its checkpoint (fingerprint {})",
+            r.job, r.fingerprint
+        );
     } else {
         println!("job {} submitted (fingerprint {})", r.job, r.fingerprint);
     }
@@ -67,7 +84,12 @@ pub async fn submit(cluster: &Cluster, spec: pb::JobSpec, as_json: bool) -> Resu
 /// `weir status JOB`.
 pub async fn status(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
     let s = cluster
-        .call(|mut c| async move { c.status(pb::StatusRequest { job: job.to_string() }).await })
+        .call(|mut c| async move {
+            c.status(pb::StatusRequest {
+                job: job.to_string(),
+            })
+            .await
+        })
         .await?;
     if as_json {
         println!("{}", status_json(&s));
@@ -83,7 +105,9 @@ pub async fn status(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), C
 
 /// `weir list`.
 pub async fn list(cluster: &Cluster, as_json: bool) -> Result<(), ClientError> {
-    let r = cluster.call(|mut c| async move { c.list(pb::ListRequest {}).await }).await?;
+    let r = cluster
+        .call(|mut c| async move { c.list(pb::ListRequest {}).await })
+        .await?;
     if as_json {
         println!("{}", Value::Array(r.jobs.iter().map(status_json).collect()));
     } else {
@@ -96,7 +120,12 @@ pub async fn list(cluster: &Cluster, as_json: bool) -> Result<(), ClientError> {
 }
 
 /// `weir batches JOB`.
-pub async fn batches(cluster: &Cluster, job: &str, limit: u32, as_json: bool) -> Result<(), ClientError> {
+pub async fn batches(
+    cluster: &Cluster,
+    job: &str,
+    limit: u32,
+    as_json: bool,
+) -> Result<(), ClientError> {
     let r = cluster
         .call(|mut c| async move {
             c.batches(pb::BatchesRequest {
@@ -124,11 +153,19 @@ pub async fn batches(cluster: &Cluster, job: &str, limit: u32, as_json: bool) ->
             .collect();
         println!("{}", Value::Array(rows));
     } else {
-        println!("{:>8} {:>12} {:>12} {:>9} {:>9} {:>10}", "BATCH", "IN", "OUT", "SKIPPED", "LATE", "DURATION");
+        println!(
+            "{:>8} {:>12} {:>12} {:>9} {:>9} {:>10}",
+            "BATCH", "IN", "OUT", "SKIPPED", "LATE", "DURATION"
+        );
         for b in &r.batches {
             println!(
                 "{:>8} {:>12} {:>12} {:>9} {:>9} {:>8}ms",
-                b.batch_id, b.records_in, b.records_out, b.records_skipped, b.records_late, b.duration_ms
+                b.batch_id,
+                b.records_in,
+                b.records_out,
+                b.records_skipped,
+                b.records_late,
+                b.duration_ms
             );
         }
     }
@@ -138,7 +175,12 @@ pub async fn batches(cluster: &Cluster, job: &str, limit: u32, as_json: bool) ->
 /// `weir stop JOB`.
 pub async fn stop(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
     cluster
-        .call(|mut c| async move { c.stop(pb::StopRequest { job: job.to_string() }).await })
+        .call(|mut c| async move {
+            c.stop(pb::StopRequest {
+                job: job.to_string(),
+            })
+            .await
+        })
         .await?;
     if as_json {
         println!("{}", json!({"job": job, "state": "stopped"}));
@@ -171,7 +213,11 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
         let address = addresses[i].clone();
         i += 1;
         let info = match connect(&address) {
-            Ok(mut c) => c.cluster(pb::ClusterRequest {}).await.map(|r| r.into_inner()).ok(),
+            Ok(mut c) => c
+                .cluster(pb::ClusterRequest {})
+                .await
+                .map(|r| r.into_inner())
+                .ok(),
             Err(_) => None,
         };
         match info {
@@ -182,7 +228,11 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
                         addresses.push(d.address.clone());
                     }
                 }
-                let me = info.drivers.iter().find(|d| d.address == address && d.term > 0).cloned();
+                let me = info
+                    .drivers
+                    .iter()
+                    .find(|d| d.address == address && d.term > 0)
+                    .cloned();
                 let me = me.or_else(|| info.drivers.iter().find(|d| d.term > 0).cloned());
                 if let Some(me) = me {
                     if me.role == "leader" {
@@ -202,7 +252,11 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
     // Contact times are the leader's view of the others.
     if let Some(view) = &leader_view {
         for d in drivers.iter_mut() {
-            if let Some(v) = view.drivers.iter().find(|v| v.id == d.id && d.role != "leader") {
+            if let Some(v) = view
+                .drivers
+                .iter()
+                .find(|v| v.id == d.id && d.role != "leader")
+            {
                 d.last_contact_ms = v.last_contact_ms;
             }
             if d.id == 0 {
@@ -213,7 +267,10 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
         }
     }
     drivers.sort_by_key(|d| (d.id, d.address.clone()));
-    let executors = leader_view.as_ref().map(|v| v.executors.clone()).unwrap_or_default();
+    let executors = leader_view
+        .as_ref()
+        .map(|v| v.executors.clone())
+        .unwrap_or_default();
     if as_json {
         let out = json!({
             "cluster_id": leader_view.as_ref().map(|v| v.cluster_id.clone()),
@@ -227,7 +284,10 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
         });
         println!("{out}");
     } else {
-        println!("{:>4} {:<22} {:<13} {:>6} {:>8} {:>8} {:>12}", "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LAST CONTACT");
+        println!(
+            "{:>4} {:<22} {:<13} {:>6} {:>8} {:>8} {:>12}",
+            "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LAST CONTACT"
+        );
         for d in &drivers {
             let contact = match (d.role.as_str(), d.last_contact_ms) {
                 ("leader", _) => "-".to_string(),
@@ -241,7 +301,10 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
         }
         if !executors.is_empty() {
             println!();
-            println!("{:<16} {:<22} {:>6} {:>6} {:<8} PARTITIONS", "EXECUTOR", "ADDRESS", "EPOCH", "SLOTS", "HEALTH");
+            println!(
+                "{:<16} {:<22} {:>6} {:>6} {:<8} PARTITIONS",
+                "EXECUTOR", "ADDRESS", "EPOCH", "SLOTS", "HEALTH"
+            );
             for e in &executors {
                 println!(
                     "{:<16} {:<22} {:>6} {:>6} {:<8} {}",
@@ -259,7 +322,11 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
 }
 
 /// `weir cluster add-driver` / `remove-driver`.
-pub async fn membership(cluster: &Cluster, add: Option<(u64, String)>, remove: Option<u64>) -> Result<(), ClientError> {
+pub async fn membership(
+    cluster: &Cluster,
+    add: Option<(u64, String)>,
+    remove: Option<u64>,
+) -> Result<(), ClientError> {
     if let Some((id, address)) = add {
         cluster
             .call(|mut c| {

@@ -2,7 +2,7 @@
 //! process) and the progress reporting of the CLI.
 #![warn(missing_docs)]
 
-pub mod local;
 pub mod commands;
+pub mod local;
 pub mod remote;
 pub mod status;

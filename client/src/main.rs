@@ -21,7 +21,12 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "WEIR_LOG_FORMAT")]
     log_format: LogFormat,
     /// Drivers of the cluster (host:port,...); the leader is found from any of them.
-    #[arg(long, global = true, env = "WEIR_DRIVERS", default_value = "127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_DRIVERS",
+        default_value = "127.0.0.1:7070"
+    )]
     drivers: String,
     /// Print JSON instead of tables (for scripts).
     #[arg(long, global = true)]
@@ -147,7 +152,9 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
 
 /// Runs a cluster command on a small runtime.
 fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let cluster = remote::Cluster::new(drivers)?;
     let result = runtime.block_on(async {
         match command {
@@ -158,7 +165,9 @@ fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<Exi
             }
             Command::Status { job } => commands::status(&cluster, &job, json).await?,
             Command::List => commands::list(&cluster, json).await?,
-            Command::Batches { job, limit } => commands::batches(&cluster, &job, limit, json).await?,
+            Command::Batches { job, limit } => {
+                commands::batches(&cluster, &job, limit, json).await?
+            }
             Command::Stop { job } => commands::stop(&cluster, &job, json).await?,
             Command::Cluster { change: None } => commands::cluster(&cluster, json).await?,
             Command::Cluster {
@@ -167,7 +176,9 @@ fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<Exi
             Command::Cluster {
                 change: Some(ClusterChange::RemoveDriver { id }),
             } => commands::membership(&cluster, None, Some(id)).await?,
-            Command::Local { .. } | Command::Validate { .. } => anyhow::bail!("not a cluster command"),
+            Command::Local { .. } | Command::Validate { .. } => {
+                anyhow::bail!("not a cluster command")
+            }
         }
         anyhow::Ok(())
     });

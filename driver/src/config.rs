@@ -130,10 +130,12 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
         let (id, addr) = item
             .split_once('=')
             .ok_or_else(|| err("--peers", format!("expected id=host:port, got {item:?}")))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .map_err(|_| err("--peers", format!("replica id must be a positive integer, got {id:?}")))?;
+        let id: u64 = id.trim().parse().map_err(|_| {
+            err(
+                "--peers",
+                format!("replica id must be a positive integer, got {id:?}"),
+            )
+        })?;
         if peers.insert(id, addr.trim().to_string()).is_some() {
             return Err(err("--peers", format!("replica id {id} appears twice")));
         }
@@ -149,7 +151,8 @@ impl DriverConfig {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| err("--config", format!("cannot read {}: {e}", path.display())))?;
-                serde_yaml::from_str(&text).map_err(|e| err("--config", format!("{}: {e}", path.display())))?
+                serde_yaml::from_str(&text)
+                    .map_err(|e| err("--config", format!("{}: {e}", path.display())))?
             }
             None => DriverFile::default(),
         };
@@ -157,24 +160,48 @@ impl DriverConfig {
             Some(text) => parse_peers(text)?,
             None => file.peers.unwrap_or_default(),
         };
-        let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7070".to_string());
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7070".to_string());
         let config = DriverConfig {
-            id: args.id.or(file.id).ok_or_else(|| err("--id", "required: this replica's id"))?,
-            advertise: args.advertise.or(file.advertise).unwrap_or_else(|| listen.clone()),
+            id: args
+                .id
+                .or(file.id)
+                .ok_or_else(|| err("--id", "required: this replica's id"))?,
+            advertise: args
+                .advertise
+                .or(file.advertise)
+                .unwrap_or_else(|| listen.clone()),
             listen,
             peers,
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .ok_or_else(|| err("--data-dir", "required: where the Raft log and metadata live"))?,
-            cluster_id: args.cluster_id.or(file.cluster_id).unwrap_or_else(|| "weir".to_string()),
+            data_dir: args.data_dir.or(file.data_dir).ok_or_else(|| {
+                err(
+                    "--data-dir",
+                    "required: where the Raft log and metadata live",
+                )
+            })?,
+            cluster_id: args
+                .cluster_id
+                .or(file.cluster_id)
+                .unwrap_or_else(|| "weir".to_string()),
             join: args.join || file.join.unwrap_or(false),
             tick: Duration::from_millis(args.tick_ms.or(file.tick_ms).unwrap_or(100)),
             election_ticks: args.election_ticks.or(file.election_ticks).unwrap_or(10),
             heartbeat_ticks: args.heartbeat_ticks.or(file.heartbeat_ticks).unwrap_or(2),
-            snapshot_threshold: args.snapshot_threshold.or(file.snapshot_threshold).unwrap_or(1_000),
-            proposal_timeout: Duration::from_millis(args.proposal_timeout_ms.or(file.proposal_timeout_ms).unwrap_or(5_000)),
-            log_format: args.log_format.or(file.log_format).unwrap_or_else(|| "human".to_string()),
+            snapshot_threshold: args
+                .snapshot_threshold
+                .or(file.snapshot_threshold)
+                .unwrap_or(1_000),
+            proposal_timeout: Duration::from_millis(
+                args.proposal_timeout_ms
+                    .or(file.proposal_timeout_ms)
+                    .unwrap_or(5_000),
+            ),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or_else(|| "human".to_string()),
         };
         config.validate()?;
         Ok(config)
@@ -183,7 +210,10 @@ impl DriverConfig {
     /// Checks the settings against each other (like raft's `Config::validate`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id == 0 {
-            return Err(err("--id", "must be a positive integer (0 is reserved by Raft)"));
+            return Err(err(
+                "--id",
+                "must be a positive integer (0 is reserved by Raft)",
+            ));
         }
         if !self.join {
             match self.peers.get(&self.id) {
@@ -216,7 +246,10 @@ impl DriverConfig {
             return Err(err("--snapshot-threshold", "must be positive"));
         }
         if !matches!(self.log_format.as_str(), "human" | "json") {
-            return Err(err("--log-format", format!("human or json, got {:?}", self.log_format)));
+            return Err(err(
+                "--log-format",
+                format!("human or json, got {:?}", self.log_format),
+            ));
         }
         Ok(())
     }
@@ -225,7 +258,9 @@ impl DriverConfig {
     /// (a single-replica cluster).
     pub fn bootstrap_peers(&self) -> BTreeMap<u64, String> {
         let mut peers = self.peers.clone();
-        peers.entry(self.id).or_insert_with(|| self.advertise.clone());
+        peers
+            .entry(self.id)
+            .or_insert_with(|| self.advertise.clone());
         peers
     }
 }
@@ -246,7 +281,11 @@ mod tests {
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("driver.yaml");
-        std::fs::write(&file, "id: 3\nlisten: 127.0.0.1:9000\npeers: { 1: 'a:1', 3: 'c:3' }\ntick_ms: 50\n").unwrap();
+        std::fs::write(
+            &file,
+            "id: 3\nlisten: 127.0.0.1:9000\npeers: { 1: 'a:1', 3: 'c:3' }\ntick_ms: 50\n",
+        )
+        .unwrap();
         let config = DriverConfig::load(DriverArgs {
             config: Some(file.clone()),
             id: Some(1),
@@ -283,7 +322,15 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.setting, "--election-ticks");
         assert!(parse_peers("1=a:1,x=b").is_err());
-        assert!(parse_peers("1=a:1,1=b:2").unwrap_err().message.contains("twice"));
-        assert_eq!(DriverConfig::load(DriverArgs { id: None, ..args() }).unwrap_err().setting, "--id");
+        assert!(parse_peers("1=a:1,1=b:2")
+            .unwrap_err()
+            .message
+            .contains("twice"));
+        assert_eq!(
+            DriverConfig::load(DriverArgs { id: None, ..args() })
+                .unwrap_err()
+                .setting,
+            "--id"
+        );
     }
 }

@@ -82,7 +82,11 @@ impl LocalCluster {
 
     /// `host:port,...` of every replica.
     pub fn driver_list(&self) -> String {
-        self.drivers.iter().map(|d| d.address.clone()).collect::<Vec<_>>().join(",")
+        self.drivers
+            .iter()
+            .map(|d| d.address.clone())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn peers(&self) -> String {
@@ -111,7 +115,16 @@ impl LocalCluster {
             "--cluster-id",
             "test",
         ];
-        d.proc = Some(Proc::start(&format!("driver {id}"), &binary("weir-driver"), &args, &[], &d.log).unwrap());
+        d.proc = Some(
+            Proc::start(
+                &format!("driver {id}"),
+                &binary("weir-driver"),
+                &args,
+                &[],
+                &d.log,
+            )
+            .unwrap(),
+        );
     }
 
     /// Starts replica `id` to join an existing cluster (after
@@ -120,8 +133,27 @@ impl LocalCluster {
         let d = &mut self.drivers[(id - 1) as usize];
         let data = d.data_dir.to_string_lossy().into_owned();
         let id_s = id.to_string();
-        let args = ["--id", &id_s, "--listen", &d.address, "--data-dir", &data, "--cluster-id", "test", "--join"];
-        d.proc = Some(Proc::start(&format!("driver {id}"), &binary("weir-driver"), &args, &[], &d.log).unwrap());
+        let args = [
+            "--id",
+            &id_s,
+            "--listen",
+            &d.address,
+            "--data-dir",
+            &data,
+            "--cluster-id",
+            "test",
+            "--join",
+        ];
+        d.proc = Some(
+            Proc::start(
+                &format!("driver {id}"),
+                &binary("weir-driver"),
+                &args,
+                &[],
+                &d.log,
+            )
+            .unwrap(),
+        );
     }
 
     /// Starts executor `i` (1-based).
@@ -141,7 +173,8 @@ impl LocalCluster {
             "--slots",
             "2",
         ];
-        e.proc = Some(Proc::start(&e.id.clone(), &binary("weir-executor"), &args, &[], &e.log).unwrap());
+        e.proc =
+            Some(Proc::start(&e.id.clone(), &binary("weir-executor"), &args, &[], &e.log).unwrap());
     }
 
     /// Starts every replica and executor.
@@ -170,7 +203,11 @@ impl LocalCluster {
 
     /// Sends `signal` (e.g. "STOP", "CONT") to replica `id`.
     pub fn signal_driver(&self, id: u64, signal: &str) {
-        let pid = self.drivers[(id - 1) as usize].proc.as_ref().expect("running").pid();
+        let pid = self.drivers[(id - 1) as usize]
+            .proc
+            .as_ref()
+            .expect("running")
+            .pid();
         let ok = Command::new("kill")
             .args([&format!("-{signal}"), &pid.to_string()])
             .status()
@@ -190,7 +227,8 @@ impl LocalCluster {
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
     /// The id of the replica that says it leads, waiting up to `timeout`.
@@ -209,7 +247,11 @@ impl LocalCluster {
                     return leaders[0];
                 }
             }
-            assert!(Instant::now() < deadline, "no leader within {timeout:?}\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "no leader within {timeout:?}\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -16,12 +16,16 @@ struct Identity {
 /// stored yet). Refuses, saying why, a directory of another cluster or
 /// replica, or one holding files that are not Weir's.
 pub fn check_data_dir(dir: &Path, cluster_id: &str, id: u64) -> Result<bool, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
     let marker = dir.join(MARKER);
     match std::fs::read_to_string(&marker) {
         Ok(text) => {
             let found: Identity = serde_json_like(&text).ok_or_else(|| {
-                format!("{} is not a Weir driver marker; remove it only if the directory is unused", marker.display())
+                format!(
+                    "{} is not a Weir driver marker; remove it only if the directory is unused",
+                    marker.display()
+                )
             })?;
             if found.cluster_id != cluster_id {
                 return Err(format!(
@@ -52,7 +56,8 @@ pub fn check_data_dir(dir: &Path, cluster_id: &str, id: u64) -> Result<bool, Str
                 ));
             }
             let text = format!("{{\"cluster_id\":{:?},\"id\":{id}}}\n", cluster_id);
-            std::fs::write(&marker, text).map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
+            std::fs::write(&marker, text)
+                .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
             Ok(true)
         }
         Err(e) => Err(format!("cannot read {}: {e}", marker.display())),
@@ -74,9 +79,15 @@ mod tests {
         let d = dir.path().join("d1");
         assert_eq!(check_data_dir(&d, "c", 1), Ok(true));
         assert_eq!(check_data_dir(&d, "c", 1), Ok(false));
-        assert!(check_data_dir(&d, "other", 1).unwrap_err().contains("belongs to cluster \"c\""));
-        assert!(check_data_dir(&d, "c", 2).unwrap_err().contains("belongs to driver 1"));
+        assert!(check_data_dir(&d, "other", 1)
+            .unwrap_err()
+            .contains("belongs to cluster \"c\""));
+        assert!(check_data_dir(&d, "c", 2)
+            .unwrap_err()
+            .contains("belongs to driver 1"));
         std::fs::write(dir.path().join("stray"), "x").unwrap();
-        assert!(check_data_dir(dir.path(), "c", 1).unwrap_err().contains("is not empty"));
+        assert!(check_data_dir(dir.path(), "c", 1)
+            .unwrap_err()
+            .contains("is not empty"));
     }
 }

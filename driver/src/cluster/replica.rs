@@ -8,7 +8,9 @@
 use super::transport::Transport;
 use crate::config::DriverConfig;
 use crate::metadata::{MetaError, SledMetadata};
-use crate::raft::{ConfChange, Entry, Message, RaftConfig, RaftNode, SledRaftStorage, StateMachine};
+use crate::raft::{
+    ConfChange, Entry, Message, RaftConfig, RaftNode, SledRaftStorage, StateMachine,
+};
 use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -40,12 +42,24 @@ pub struct ReplicaStatus {
 }
 
 pub(super) enum Event {
-    Messages { from: u64, messages: Vec<Message> },
-    Propose { command: pb::MetaCommand, reply: oneshot::Sender<Result<(), MetaError>> },
-    ConfChange { change: ConfChange, reply: oneshot::Sender<Result<(), MetaError>> },
+    Messages {
+        from: u64,
+        messages: Vec<Message>,
+    },
+    Propose {
+        command: pb::MetaCommand,
+        reply: oneshot::Sender<Result<(), MetaError>>,
+    },
+    ConfChange {
+        change: ConfChange,
+        reply: oneshot::Sender<Result<(), MetaError>>,
+    },
     Unreachable(u64),
     /// Whether a snapshot sent to a peer arrived (the leader waits for it).
-    Snapshot { to: u64, delivered: bool },
+    Snapshot {
+        to: u64,
+        delivered: bool,
+    },
 }
 
 /// Talks to the replica thread.
@@ -62,7 +76,10 @@ pub struct ReplicaHandle {
 impl ReplicaHandle {
     /// A copy of the replica's current status.
     pub fn status(&self) -> ReplicaStatus {
-        self.status.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether this replica is the leader.
@@ -77,12 +94,19 @@ impl ReplicaHandle {
 
     /// Address of replica `id`, if known.
     pub fn address_of(&self, id: u64) -> Option<String> {
-        self.addresses.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+        self.addresses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// Every known replica address.
     pub fn addresses(&self) -> BTreeMap<u64, String> {
-        self.addresses.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.addresses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The leader's address, if a leader is known.
@@ -146,8 +170,12 @@ impl ReplicaHandle {
             match rx.try_recv() {
                 Ok(result) => return result,
                 Err(oneshot::error::TryRecvError::Closed) => return Err(self.not_leader()),
-                Err(oneshot::error::TryRecvError::Empty) if Instant::now() >= deadline => return Err(self.no_quorum()),
-                Err(oneshot::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+                Err(oneshot::error::TryRecvError::Empty) if Instant::now() >= deadline => {
+                    return Err(self.no_quorum())
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
             }
         }
     }
@@ -246,14 +274,20 @@ impl Replica {
     /// Opens the replica's storage under `config.data_dir`, bootstraps or
     /// restarts its Raft node, and starts its thread. Peer messages go out
     /// through tasks on `runtime`.
-    pub fn start(config: &DriverConfig, is_new: bool, runtime: tokio::runtime::Handle) -> Result<ReplicaHandle, String> {
+    pub fn start(
+        config: &DriverConfig,
+        is_new: bool,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<ReplicaHandle, String> {
         let raft_dir = config.data_dir.join("raft");
         let path = raft_dir.display().to_string();
         let db = sled::Config::new()
             .path(&raft_dir)
             .cache_capacity(32 * 1024 * 1024)
             .open()
-            .map_err(|e| format!("cannot open {path}: {e}; is another driver using this data directory?"))?;
+            .map_err(|e| {
+                format!("cannot open {path}: {e}; is another driver using this data directory?")
+            })?;
         let storage = SledRaftStorage::from_db(&db).map_err(|e| format!("{path}: {e}"))?;
         let meta = Arc::new(SledMetadata::in_db(&db, &path, false).map_err(|e| e.to_string())?);
         let addresses = Arc::new(RwLock::new(config.bootstrap_peers()));
@@ -275,7 +309,12 @@ impl Replica {
             } else {
                 config.bootstrap_peers().keys().copied().collect()
             };
-            info!(id = config.id, ?peers, join = config.join, "bootstrapping a new replica");
+            info!(
+                id = config.id,
+                ?peers,
+                join = config.join,
+                "bootstrapping a new replica"
+            );
             RaftNode::new(config.id, &peers, storage, &raft_config)
         } else {
             info!(id = config.id, "restarting replica from its data directory");
@@ -296,7 +335,8 @@ impl Replica {
             proposal_timeout: config.proposal_timeout,
             cluster_id: config.cluster_id.clone(),
         };
-        let transport = Transport::new(runtime, config.cluster_id.clone(), config.id, addresses, tx);
+        let transport =
+            Transport::new(runtime, config.cluster_id.clone(), config.id, addresses, tx);
         let mut run = Loop {
             node,
             machine,
@@ -368,7 +408,10 @@ impl Loop {
             }
             Event::Propose { command, reply } => {
                 if !self.node.is_leader() {
-                    let leader = self.node.leader_id().and_then(|id| self.transport.address_of(id));
+                    let leader = self
+                        .node
+                        .leader_id()
+                        .and_then(|id| self.transport.address_of(id));
                     let _ = reply.send(Err(MetaError::NotLeader { leader }));
                     return;
                 }
@@ -385,13 +428,17 @@ impl Loop {
                         );
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(MetaError::Rejected(format!("proposal dropped: {e}"))));
+                        let _ =
+                            reply.send(Err(MetaError::Rejected(format!("proposal dropped: {e}"))));
                     }
                 }
             }
             Event::ConfChange { change, reply } => {
                 if !self.node.is_leader() {
-                    let leader = self.node.leader_id().and_then(|id| self.transport.address_of(id));
+                    let leader = self
+                        .node
+                        .leader_id()
+                        .and_then(|id| self.transport.address_of(id));
                     let _ = reply.send(Err(MetaError::NotLeader { leader }));
                     return;
                 }
@@ -428,9 +475,14 @@ impl Loop {
         }
         if !self.node.is_leader() && !self.machine.waiters.is_empty() {
             // Leadership was lost: these proposals may never commit.
-            let leader = self.node.leader_id().and_then(|id| self.transport.address_of(id));
+            let leader = self
+                .node
+                .leader_id()
+                .and_then(|id| self.transport.address_of(id));
             for (_, w) in self.machine.waiters.drain() {
-                let _ = w.reply.send(Err(MetaError::NotLeader { leader: leader.clone() }));
+                let _ = w.reply.send(Err(MetaError::NotLeader {
+                    leader: leader.clone(),
+                }));
             }
         }
     }

@@ -41,18 +41,25 @@ impl Supervisor {
     /// Starts the reconcile loop.
     pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
         let this = self.clone();
-        std::thread::Builder::new().name("supervisor".into()).spawn(move || {
-            while !this.stopped.load(Ordering::SeqCst) {
-                this.reconcile();
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || {
+                while !this.stopped.load(Ordering::SeqCst) {
+                    this.reconcile();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })?;
         Ok(())
     }
 
     /// Names of the jobs with a driver thread here.
     pub fn running_jobs(&self) -> Vec<String> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Stops every job driver after its current batch and waits up to `wait`.
@@ -84,7 +91,10 @@ impl Supervisor {
         let voters = self.replica.status().voters;
         for (id, address) in self.replica.addresses() {
             if voters.contains(&id) && recorded.get(&id) != Some(&address) {
-                if let Err(e) = self.replica.propose_blocking(crate::metadata::command::peer_address(id, &address)) {
+                if let Err(e) = self
+                    .replica
+                    .propose_blocking(crate::metadata::command::peer_address(id, &address))
+                {
                     warn!(peer = id, error = %e, "cannot record a driver address");
                     return;
                 }
@@ -129,9 +139,11 @@ impl Supervisor {
             let runner = self.runner.clone();
             let job = name.clone();
             let flag = shutdown.clone();
-            let spawned = std::thread::Builder::new().name(format!("job-{name}")).spawn(move || {
-                run_job(meta, runner, &job, &flag);
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("job-{name}"))
+                .spawn(move || {
+                    run_job(meta, runner, &job, &flag);
+                });
             match spawned {
                 Ok(thread) => {
                     info!(job = %name, "leader starts driving the job");
@@ -143,7 +155,12 @@ impl Supervisor {
     }
 }
 
-fn run_job(meta: Arc<dyn MetadataStore>, runner: Arc<dyn TaskRunner>, job: &str, shutdown: &AtomicBool) {
+fn run_job(
+    meta: Arc<dyn MetadataStore>,
+    runner: Arc<dyn TaskRunner>,
+    job: &str,
+    shutdown: &AtomicBool,
+) {
     let options = DriverOptions {
         exit_when_idle: true,
         ..Default::default()
@@ -156,12 +173,20 @@ fn run_job(meta: Arc<dyn MetadataStore>, runner: Arc<dyn TaskRunner>, job: &str,
         }
     };
     let mut report = |r: &crate::scheduler::BatchReport| {
-        tracing::info!(job, batch_id = r.commit.batch_id, records_in = r.commit.records_in, batch_ms = r.duration.as_millis() as u64, "batch committed");
+        tracing::info!(
+            job,
+            batch_id = r.commit.batch_id,
+            records_in = r.commit.records_in,
+            batch_ms = r.duration.as_millis() as u64,
+            "batch committed"
+        );
     };
     match driver.run(shutdown, &mut report) {
         Ok(Outcome::Finished) => info!(job, "job finished"),
         Ok(Outcome::Stopped) => info!(job, "job driver stopped"),
         Err(e @ DriverError::JobFailed { .. }) => warn!(job, error = %e, "job failed"),
-        Err(e) => warn!(job, error = %e, "job driver interrupted; it restarts while this replica leads"),
+        Err(e) => {
+            warn!(job, error = %e, "job driver interrupted; it restarts while this replica leads")
+        }
     }
 }

@@ -45,7 +45,11 @@ impl Transport {
     }
 
     pub(super) fn address_of(&self, id: u64) -> Option<String> {
-        self.addresses.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+        self.addresses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// Queues a message; drops it if the peer's queue is full.
@@ -79,7 +83,11 @@ struct Peer {
 
 impl Peer {
     fn address(&self) -> Option<String> {
-        self.addresses.read().unwrap_or_else(|p| p.into_inner()).get(&self.to).cloned()
+        self.addresses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.to)
+            .cloned()
     }
 
     fn connect(&self, address: &str) -> Option<RaftTransportClient<Channel>> {
@@ -109,12 +117,17 @@ impl Peer {
             if client.as_ref().is_none_or(|(a, _)| *a != address) {
                 client = self.connect(&address).map(|c| (address.clone(), c));
             }
-            let Some((_, c)) = client.as_mut() else { continue };
+            let Some((_, c)) = client.as_mut() else {
+                continue;
+            };
             let snapshots = batch
                 .iter()
                 .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
                 .count();
-            let messages: Vec<Vec<u8>> = batch.iter().filter_map(|m| encode_message(m).ok()).collect();
+            let messages: Vec<Vec<u8>> = batch
+                .iter()
+                .filter_map(|m| encode_message(m).ok())
+                .collect();
             let request = RaftBatch {
                 cluster_id: self.cluster_id.clone(),
                 from: self.from,
@@ -124,12 +137,18 @@ impl Peer {
                 Ok(_) => {
                     backoff = Duration::from_millis(50);
                     for _ in 0..snapshots {
-                        let _ = self.events.send(Event::Snapshot { to: self.to, delivered: true });
+                        let _ = self.events.send(Event::Snapshot {
+                            to: self.to,
+                            delivered: true,
+                        });
                     }
                 }
                 Err(status) => {
                     for _ in 0..snapshots {
-                        let _ = self.events.send(Event::Snapshot { to: self.to, delivered: false });
+                        let _ = self.events.send(Event::Snapshot {
+                            to: self.to,
+                            delivered: false,
+                        });
                     }
                     debug!(to = self.to, address = %address, error = %status.message(), "raft peer unreachable");
                     let _ = self.events.send(Event::Unreachable(self.to));

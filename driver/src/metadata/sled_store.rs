@@ -219,7 +219,9 @@ impl SledMetadata {
         let mut out = std::collections::BTreeMap::new();
         for item in self.db.scan_prefix(b"peer/") {
             let (k, v) = item.map_err(|e| self.storage(e))?;
-            let id = std::str::from_utf8(&k[5..]).ok().and_then(|s| s.parse().ok());
+            let id = std::str::from_utf8(&k[5..])
+                .ok()
+                .and_then(|s| s.parse().ok());
             if let Some(id) = id {
                 out.insert(id, String::from_utf8_lossy(&v).into_owned());
             }

@@ -8,8 +8,8 @@ use crate::raft::{ConfChange, ConfChangeType};
 use crate::scheduler::{submit, DriverError};
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
-use weir_proto::pb::weir_client_server::WeirClient;
 use weir_proto::pb;
+use weir_proto::pb::weir_client_server::WeirClient;
 use weir_proto::spec;
 
 /// Executors as the leader knows them, for `weir cluster`.
@@ -26,7 +26,10 @@ pub struct ClientService {
 
 impl ClientService {
     /// The service of `replica`, listing `executors` in `cluster`.
-    pub fn new(replica: ReplicaHandle, executors: Option<std::sync::Arc<dyn ExecutorView>>) -> Self {
+    pub fn new(
+        replica: ReplicaHandle,
+        executors: Option<std::sync::Arc<dyn ExecutorView>>,
+    ) -> Self {
         ClientService { replica, executors }
     }
 
@@ -39,8 +42,16 @@ impl ClientService {
     }
 
     fn job_status(&self, record: &pb::JobRecord) -> Result<pb::JobStatus, Status> {
-        let name = record.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-        let progress = self.replica.metadata().progress(&name).map_err(meta_status)?;
+        let name = record
+            .spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let progress = self
+            .replica
+            .metadata()
+            .progress(&name)
+            .map_err(meta_status)?;
         let state = match pb::JobState::try_from(record.state) {
             Ok(pb::JobState::Stopped) => "stopped",
             Ok(pb::JobState::Failed) => "failed",
@@ -53,10 +64,16 @@ impl ClientService {
             last_committed_batch: progress.last_committed(),
             totals: progress.last_commit.as_ref().and_then(|c| c.totals),
             pending_batch: progress.pending.as_ref().map(|p| p.plan.batch_id),
-            pending_committing: progress.pending.as_ref().is_some_and(|p| p.committing.is_some()),
+            pending_committing: progress
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.committing.is_some()),
             fingerprint: record.fingerprint.clone(),
             error: record.error.clone(),
-            watermark_ms: progress.last_plan.as_ref().map_or(i64::MIN, |p| p.watermark_ms),
+            watermark_ms: progress
+                .last_plan
+                .as_ref()
+                .map_or(i64::MIN, |p| p.watermark_ms),
         })
     }
 
@@ -65,7 +82,11 @@ impl ClientService {
             .metadata()
             .job(job)
             .map_err(meta_status)?
-            .ok_or_else(|| Status::not_found(format!("job {job} does not exist; `weir list` shows the jobs")))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "job {job} does not exist; `weir list` shows the jobs"
+                ))
+            })
     }
 
     fn cluster_info(&self) -> pb::ClusterInfo {
@@ -104,7 +125,11 @@ impl ClientService {
             cluster_id: self.replica.cluster_id().to_string(),
             leader_id: status.leader_id.unwrap_or(0),
             drivers,
-            executors: self.executors.as_ref().map(|e| e.executors()).unwrap_or_default(),
+            executors: self
+                .executors
+                .as_ref()
+                .map(|e| e.executors())
+                .unwrap_or_default(),
         }
     }
 
@@ -124,13 +149,17 @@ impl ClientService {
 
 #[tonic::async_trait]
 impl WeirClient for ClientService {
-    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         self.require_leader()?;
         let spec = request
             .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("spec: missing"))?;
-        spec::validate(&spec).map_err(|e| Status::invalid_argument(format!("invalid job spec:\n{e}")))?;
+        spec::validate(&spec)
+            .map_err(|e| Status::invalid_argument(format!("invalid job spec:\n{e}")))?;
         let meta = RaftMetadata::new(self.replica.clone());
         let result = tokio::task::spawn_blocking(move || submit(&meta, spec))
             .await
@@ -142,18 +171,26 @@ impl WeirClient for ClientService {
                 fingerprint: record.fingerprint,
             })),
             Err(DriverError::Meta(e)) => Err(meta_status(e)),
-            Err(e @ DriverError::SpecChanged { .. }) => Err(Status::failed_precondition(e.to_string())),
+            Err(e @ DriverError::SpecChanged { .. }) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
             Err(e) => Err(Status::internal(e.to_string())),
         }
     }
 
-    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::JobStatus>, Status> {
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::JobStatus>, Status> {
         self.require_leader()?;
         let record = self.record(&request.into_inner().job)?;
         Ok(Response::new(self.job_status(&record)?))
     }
 
-    async fn list(&self, _: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(
+        &self,
+        _: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         self.require_leader()?;
         let jobs = self
             .replica
@@ -166,16 +203,26 @@ impl WeirClient for ClientService {
         Ok(Response::new(pb::ListResponse { jobs }))
     }
 
-    async fn batches(&self, request: Request<pb::BatchesRequest>) -> Result<Response<pb::BatchesResponse>, Status> {
+    async fn batches(
+        &self,
+        request: Request<pb::BatchesRequest>,
+    ) -> Result<Response<pb::BatchesResponse>, Status> {
         self.require_leader()?;
         let r = request.into_inner();
         self.record(&r.job)?;
         let limit = if r.limit == 0 { 20 } else { r.limit as usize };
-        let batches = self.replica.metadata().batches(&r.job, limit).map_err(meta_status)?;
+        let batches = self
+            .replica
+            .metadata()
+            .batches(&r.job, limit)
+            .map_err(meta_status)?;
         Ok(Response::new(pb::BatchesResponse { batches }))
     }
 
-    async fn stop(&self, request: Request<pb::StopRequest>) -> Result<Response<pb::StopResponse>, Status> {
+    async fn stop(
+        &self,
+        request: Request<pb::StopRequest>,
+    ) -> Result<Response<pb::StopResponse>, Status> {
         self.require_leader()?;
         let job = request.into_inner().job;
         self.record(&job)?;
@@ -186,19 +233,30 @@ impl WeirClient for ClientService {
         Ok(Response::new(pb::StopResponse {}))
     }
 
-    async fn cluster(&self, _: Request<pb::ClusterRequest>) -> Result<Response<pb::ClusterInfo>, Status> {
+    async fn cluster(
+        &self,
+        _: Request<pb::ClusterRequest>,
+    ) -> Result<Response<pb::ClusterInfo>, Status> {
         // Any replica answers with its own view: `weir cluster` asks them all.
         Ok(Response::new(self.cluster_info()))
     }
 
-    async fn add_driver(&self, request: Request<pb::AddDriverRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+    async fn add_driver(
+        &self,
+        request: Request<pb::AddDriverRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
         self.require_leader()?;
         let r = request.into_inner();
         if r.id == 0 || r.address.is_empty() {
-            return Err(Status::invalid_argument("add-driver needs a positive id and host:port"));
+            return Err(Status::invalid_argument(
+                "add-driver needs a positive id and host:port",
+            ));
         }
         if self.replica.status().voters.contains(&r.id) {
-            return Err(Status::already_exists(format!("driver {} is already a member", r.id)));
+            return Err(Status::already_exists(format!(
+                "driver {} is already a member",
+                r.id
+            )));
         }
         self.replica
             .propose(command::peer_address(r.id, &r.address))
@@ -207,7 +265,10 @@ impl WeirClient for ClientService {
         let mut cc = ConfChange::default();
         cc.set_change_type(ConfChangeType::AddNode);
         cc.node_id = r.id;
-        self.replica.change_membership(cc).await.map_err(meta_status)?;
+        self.replica
+            .change_membership(cc)
+            .await
+            .map_err(meta_status)?;
         self.wait_for_voters(|v| v.contains(&r.id)).await?;
         Ok(Response::new(pb::MembershipResponse {
             cluster: Some(self.cluster_info()),
@@ -226,7 +287,10 @@ impl WeirClient for ClientService {
         let mut cc = ConfChange::default();
         cc.set_change_type(ConfChangeType::RemoveNode);
         cc.node_id = id;
-        self.replica.change_membership(cc).await.map_err(meta_status)?;
+        self.replica
+            .change_membership(cc)
+            .await
+            .map_err(meta_status)?;
         self.wait_for_voters(|v| !v.contains(&id)).await?;
         Ok(Response::new(pb::MembershipResponse {
             cluster: Some(self.cluster_info()),

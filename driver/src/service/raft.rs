@@ -31,7 +31,10 @@ impl RaftTransport for RaftService {
         }
         let mut messages = Vec::with_capacity(batch.messages.len());
         for bytes in &batch.messages {
-            messages.push(decode_message(bytes).map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?);
+            messages.push(
+                decode_message(bytes)
+                    .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?,
+            );
         }
         self.replica.deliver(batch.from, messages);
         Ok(Response::new(RaftAck {}))

@@ -10,7 +10,10 @@ pub const LEADER_METADATA_KEY: &str = "weir-leader";
 pub fn not_leader(leader: Option<&str>) -> Status {
     let message = match leader {
         Some(a) => format!("this driver is not the leader; the leader is at {a}"),
-        None => "this driver is not the leader and no leader is known yet (election in progress); retry".into(),
+        None => {
+            "this driver is not the leader and no leader is known yet (election in progress); retry"
+                .into()
+        }
     };
     let mut status = Status::unavailable(message);
     if let Some(a) = leader {
@@ -41,8 +44,17 @@ mod tests {
             leader: Some("127.0.0.1:7071".into()),
         });
         assert_eq!(s.code(), Code::Unavailable);
-        assert_eq!(s.metadata().get(LEADER_METADATA_KEY).unwrap(), "127.0.0.1:7071");
-        assert_eq!(meta_status(MetaError::NoQuorum("x".into())).code(), Code::Unavailable);
-        assert_eq!(meta_status(MetaError::Rejected("x".into())).code(), Code::FailedPrecondition);
+        assert_eq!(
+            s.metadata().get(LEADER_METADATA_KEY).unwrap(),
+            "127.0.0.1:7071"
+        );
+        assert_eq!(
+            meta_status(MetaError::NoQuorum("x".into())).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            meta_status(MetaError::Rejected("x".into())).code(),
+            Code::FailedPrecondition
+        );
     }
 }
