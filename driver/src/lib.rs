@@ -2,6 +2,7 @@
 //! commit protocol that makes a job's output exactly-once.
 #![warn(missing_docs)]
 
+pub mod executors;
 pub mod metadata;
 pub mod planner;
 pub mod runner;
