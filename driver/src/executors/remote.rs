@@ -270,6 +270,30 @@ enum Placement {
 /// Stage-A outputs of one batch: source partition → (task, where it ran).
 type Outputs = HashMap<u32, (pb::StageATask, Target)>;
 
+/// Counts a task in flight on an executor while it lives.
+struct LoadGuard<'a> {
+    inner: &'a Inner,
+    id: String,
+}
+
+impl<'a> LoadGuard<'a> {
+    fn new(inner: &'a Inner, t: &Target) -> Self {
+        *inner.lock().load.entry(t.id.clone()).or_insert(0) += 1;
+        LoadGuard {
+            inner,
+            id: t.id.clone(),
+        }
+    }
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.inner.lock().load.get_mut(&self.id) {
+            *l = l.saturating_sub(1);
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     channels: HashMap<String, Channel>,
@@ -436,12 +460,6 @@ impl Inner {
             .clone()
     }
 
-    fn add_load(&self, t: &Target, delta: isize) {
-        let mut state = self.lock();
-        let l = state.load.entry(t.id.clone()).or_insert(0);
-        *l = l.saturating_add_signed(delta);
-    }
-
     /// Completes when `t` is no longer alive in its epoch.
     async fn gone(&self, t: &Target) {
         while self.is_current(t) {
@@ -524,10 +542,13 @@ impl Inner {
                 );
             }
             let permits = self.slot_limit(&t);
-            let _permit = permits.acquire_owned().await;
-            self.add_load(&t, 1);
-            let result = self.attempt(&t, call.clone()).await;
-            self.add_load(&t, -1);
+            let result = {
+                let _permit = permits.acquire_owned().await;
+                // Undone on drop: the future may be dropped mid-call when a
+                // sibling task fails.
+                let _load = LoadGuard::new(self, &t);
+                self.attempt(&t, call.clone()).await
+            };
             attempts += 1;
             match result {
                 Ok(reply) => return Ok((reply, t)),
