@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/weir/v1/meta.proto",
         "proto/weir/v1/client.proto",
         "proto/weir/v1/tasks.proto",
+        "proto/weir/v1/executor.proto",
     ];
     tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
     for p in protos {

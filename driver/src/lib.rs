@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod executors;
 pub mod metadata;
 pub mod planner;
 pub mod raft;

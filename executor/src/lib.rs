@@ -2,6 +2,7 @@
 //! owns state partitions and persists them to a state store.
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod error;
 pub mod expr;
 pub mod json;
@@ -9,6 +10,7 @@ pub mod keys;
 pub mod operators;
 pub mod plan;
 pub mod runtime;
+pub mod service;
 pub mod shuffle;
 pub mod sinks;
 pub mod sources;

@@ -3,7 +3,7 @@
 //! entry points serve in-process use (`weir local`) and remote calls.
 
 use crate::error::ExecError;
-use crate::operators::aggregate::{CheckpointData, PartitionState, PreAggregator};
+use crate::operators::aggregate::{CheckpointData, PartitionState, PreAggregator, ShuffleBlock};
 use crate::operators::stateless::StatelessOp;
 use crate::plan::JobPlan;
 use crate::shuffle::{MemoryShuffle, Shuffle};
@@ -232,14 +232,52 @@ impl Executor {
     /// Runs a stage-B task. On failure the partition is dropped from memory
     /// and must be restored before its next batch.
     pub fn stage_b(&self, task: &pb::StageBTask) -> Result<pb::StageBResult, ExecError> {
+        self.stage_b_with_blocks(task, &HashMap::new())
+    }
+
+    /// Runs a stage-B task with shuffle blocks fetched from other executors
+    /// (by source partition); the other sources' blocks come from this
+    /// executor's own stage-A output. Same failure semantics as
+    /// [`Executor::stage_b`].
+    pub fn stage_b_with_blocks(
+        &self,
+        task: &pb::StageBTask,
+        fetched: &HashMap<u32, Arc<ShuffleBlock>>,
+    ) -> Result<pb::StageBResult, ExecError> {
         let job = self.job(&task.job)?;
         let slot = job.slot(task.partition)?;
         let mut guard = lock(slot);
-        let outcome = job.stage_b(task, &mut guard);
+        let outcome = job.stage_b(task, fetched, &mut guard);
         if outcome.is_err() {
             *guard = None;
         }
         outcome
+    }
+
+    /// The block of state partition `partition` produced here by the
+    /// stage-A task of `source_partition` in `batch_id`, if this executor
+    /// still holds it.
+    pub fn shuffle_block(
+        &self,
+        job: &str,
+        batch_id: u64,
+        source_partition: u32,
+        partition: u32,
+    ) -> Result<Option<Arc<ShuffleBlock>>, ExecError> {
+        Ok(self
+            .job(job)?
+            .shuffle
+            .fetch(batch_id, source_partition, partition))
+    }
+
+    /// Slots per key in the shuffle blocks of a job (0 without state).
+    pub fn shuffle_stride(&self, job: &str) -> Result<usize, ExecError> {
+        Ok(self
+            .job(job)?
+            .plan
+            .aggregate
+            .as_ref()
+            .map_or(0, |a| a.stride))
     }
 
     /// Publishes a batch's pre-committed output of one partition.
@@ -331,6 +369,7 @@ impl JobRuntime {
     fn stage_b(
         &self,
         task: &pb::StageBTask,
+        fetched: &HashMap<u32, Arc<ShuffleBlock>>,
         slot: &mut Option<Partition>,
     ) -> Result<pb::StageBResult, ExecError> {
         let name = &task.job;
@@ -368,9 +407,10 @@ impl JobRuntime {
         }
         let mut blocks = Vec::with_capacity(task.sources.len());
         for source in &task.sources {
-            let block = self
-                .shuffle
-                .fetch(task.batch_id, *source, task.partition)
+            let block = fetched
+                .get(source)
+                .cloned()
+                .or_else(|| self.shuffle.fetch(task.batch_id, *source, task.partition))
                 .ok_or(ExecError::MissingShuffle {
                     job: name.clone(),
                     batch: task.batch_id,

@@ -14,3 +14,4 @@ pub mod failpoint;
 pub mod generator;
 pub mod json;
 pub mod spec;
+pub mod wire;

@@ -2,6 +2,8 @@
 //! state partition, stage-B tasks fetch their partition's blocks from every
 //! stage-A task of the batch.
 
+pub mod ipc;
+
 use crate::operators::aggregate::ShuffleBlock;
 use crate::sinks::lock;
 use std::collections::HashMap;

@@ -1,0 +1,864 @@
+//! [`RemoteRunner`]: the scheduler's tasks on `weir-executor` processes
+//! over gRPC.
+//!
+//! Placement: stage-A tasks go to the least loaded live executor (load per
+//! slot, at most `slots` at once on each); state partitions are assigned
+//! to live executors by [`assign`] when the scheduler restores state, and
+//! their stage-B tasks go to those owners with the locations of this
+//! batch's stage-A outputs. An assignment changes only at a restore (which
+//! the scheduler runs after any lost executor): moving a partition needs
+//! its state restored where it lands.
+//!
+//! Failures: a transport error is retried with backoff while the executor
+//! is alive in the registry; a task on an executor that is declared dead,
+//! whose epoch changed, or that refuses the epoch, fails as `Internal` so
+//! the scheduler restores state on the new owners and re-runs the batch,
+//! except stage-A tasks, which simply move to another executor, and
+//! commits, which are retried as `External` (a decided commit must finish;
+//! sinks commit idempotently from any executor). A stage-B task that could
+//! not fetch a block re-runs just that stage-A task and tries again.
+//!
+//! A call to an executor that is declared dead is abandoned but not
+//! cancelled: if the executor was only paused it wakes up to a request of
+//! its old epoch and refuses it, and a result it still returns is
+//! discarded (logged as a late result).
+
+use super::assignment::assign;
+use super::registry::ExecutorRegistry;
+use crate::runner::{FailureKind, TaskFailure, TaskRunner};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tracing::{debug, info, warn};
+use weir_proto::pb::executor_service_client::ExecutorServiceClient;
+use weir_proto::pb::{self, step::Kind};
+use weir_proto::wire::{self, Domain};
+
+/// Settings of a [`RemoteRunner`].
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// Longest time one task call may take.
+    pub task_timeout: Duration,
+    /// First backoff after a transport error (doubles up to 1 s).
+    pub retry_backoff: Duration,
+    /// Attempts of one task on transport errors while its executor lives.
+    pub max_attempts: u32,
+    /// How long a call waits for a first live executor.
+    pub wait_for_executors: Duration,
+    /// How often an in-flight call checks that its executor still lives.
+    pub liveness_poll: Duration,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            task_timeout: Duration::from_secs(600),
+            retry_backoff: Duration::from_millis(100),
+            max_attempts: 8,
+            wait_for_executors: Duration::from_secs(10),
+            liveness_poll: Duration::from_millis(100),
+        }
+    }
+}
+
+/// One incarnation of an executor, as a task destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    id: String,
+    epoch: u64,
+    address: String,
+    slots: u32,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "executor {} (epoch {}, {})",
+            self.id, self.epoch, self.address
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Call {
+    Deploy(pb::JobRecord),
+    StageA(pb::StageATask),
+    StageB(pb::StageBTask, Vec<pb::ShuffleLocation>),
+    Restore(pb::RestoreTask),
+    Commit(pb::CommitTask),
+}
+
+impl Call {
+    fn job(&self) -> &str {
+        match self {
+            Call::Deploy(r) => r.spec.as_ref().map_or("", |s| s.name.as_str()),
+            Call::StageA(t) => &t.job,
+            Call::StageB(t, _) => &t.job,
+            Call::Restore(t) => &t.job,
+            Call::Commit(t) => &t.job,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Call::Deploy(_) => format!("deploy of job {}", self.job()),
+            Call::StageA(t) => format!(
+                "stage A of job {}, batch {}, source partition {}",
+                t.job,
+                t.batch_id,
+                t.range.map_or(0, |r| r.partition)
+            ),
+            Call::StageB(t, _) => format!(
+                "stage B of job {}, batch {}, state partition {}",
+                t.job, t.batch_id, t.partition
+            ),
+            Call::Restore(t) => format!(
+                "restore of job {}, state partition {} to version {}",
+                t.job, t.partition, t.target_version
+            ),
+            Call::Commit(t) => format!(
+                "commit of job {}, batch {}, partition {}",
+                t.job, t.batch_id, t.partition
+            ),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Reply {
+    Done,
+    StageA(pb::StageAResult),
+    StageB(pb::StageBResult),
+    Restored(pb::RestoreResult),
+}
+
+async fn send(
+    mut client: ExecutorServiceClient<Channel>,
+    epoch: u64,
+    call: Call,
+) -> Result<Reply, Status> {
+    Ok(match call {
+        Call::Deploy(job) => {
+            client
+                .deploy(pb::DeployRequest {
+                    epoch,
+                    job: Some(job),
+                })
+                .await?;
+            Reply::Done
+        }
+        Call::StageA(task) => Reply::StageA(
+            client
+                .stage_a(pb::StageARequest {
+                    epoch,
+                    task: Some(task),
+                })
+                .await?
+                .into_inner(),
+        ),
+        Call::StageB(task, locations) => Reply::StageB(
+            client
+                .stage_b(pb::StageBRequest {
+                    epoch,
+                    task: Some(task),
+                    locations,
+                })
+                .await?
+                .into_inner(),
+        ),
+        Call::Restore(task) => Reply::Restored(
+            client
+                .restore(pb::RestoreRequest {
+                    epoch,
+                    task: Some(task),
+                })
+                .await?
+                .into_inner(),
+        ),
+        Call::Commit(task) => {
+            client
+                .commit(pb::CommitRequest {
+                    epoch,
+                    task: Some(task),
+                })
+                .await?;
+            Reply::Done
+        }
+    })
+}
+
+/// How one attempt of a call ended badly.
+#[derive(Debug)]
+enum AttemptError {
+    /// The executor is gone or its epoch changed: the task's effects there
+    /// are lost.
+    Lost(String),
+    /// The call did not get through (connection, timeout): may be retried.
+    Transient(String),
+    /// The task itself failed on the executor.
+    Task(TaskFailure, Option<u32>),
+}
+
+fn classify(status: Status, target: &Target, what: &str) -> AttemptError {
+    if let Some(domain) = wire::domain(&status) {
+        let kind = match domain {
+            Domain::User => FailureKind::User,
+            Domain::External => FailureKind::External,
+            Domain::Internal => FailureKind::Internal,
+        };
+        return AttemptError::Task(
+            TaskFailure {
+                kind,
+                message: status.message().to_string(),
+            },
+            wire::missing_shuffle(&status),
+        );
+    }
+    match status.code() {
+        Code::FailedPrecondition => {
+            AttemptError::Lost(format!("{target} refused {what}: {}", status.message()))
+        }
+        code => AttemptError::Transient(format!(
+            "{what} on {target} did not get through ({code:?}): {}",
+            status.message()
+        )),
+    }
+}
+
+/// A failed task, with the source partition whose shuffle output was
+/// missing when that was the cause.
+#[derive(Debug)]
+struct Failed {
+    failure: TaskFailure,
+    missing_source: Option<u32>,
+}
+
+impl From<TaskFailure> for Failed {
+    fn from(failure: TaskFailure) -> Self {
+        Failed {
+            failure,
+            missing_source: None,
+        }
+    }
+}
+
+fn internal(message: String) -> TaskFailure {
+    TaskFailure {
+        kind: FailureKind::Internal,
+        message,
+    }
+}
+
+fn external(message: String) -> TaskFailure {
+    TaskFailure {
+        kind: FailureKind::External,
+        message,
+    }
+}
+
+enum Placement {
+    On(Target),
+    Anywhere,
+}
+
+/// Stage-A outputs of one batch: source partition → (task, where it ran).
+type Outputs = HashMap<u32, (pb::StageATask, Target)>;
+
+/// Counts a task in flight on an executor while it lives.
+struct LoadGuard<'a> {
+    inner: &'a Inner,
+    id: String,
+}
+
+impl<'a> LoadGuard<'a> {
+    fn new(inner: &'a Inner, t: &Target) -> Self {
+        *inner.lock().load.entry(t.id.clone()).or_insert(0) += 1;
+        LoadGuard {
+            inner,
+            id: t.id.clone(),
+        }
+    }
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.inner.lock().load.get_mut(&self.id) {
+            *l = l.saturating_sub(1);
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    channels: HashMap<String, Channel>,
+    jobs: HashMap<String, pb::JobRecord>,
+    /// (executor id, epoch, job) that have the job deployed.
+    deployed: HashSet<(String, u64, String)>,
+    /// Per job: the owner of each state partition since the last restore.
+    owners: HashMap<String, Vec<Target>>,
+    /// Per job and batch: where the stage-A outputs are.
+    outputs: HashMap<String, BTreeMap<u64, Outputs>>,
+    /// Tasks in flight per executor id.
+    load: HashMap<String, usize>,
+    /// Slot limits per (executor id, epoch).
+    slots: HashMap<(String, u64), Arc<Semaphore>>,
+}
+
+struct Inner {
+    registry: Arc<ExecutorRegistry>,
+    options: RemoteOptions,
+    state: Mutex<State>,
+}
+
+/// Runs the scheduler's tasks on remote executors.
+///
+/// The [`TaskRunner`] methods block the calling thread on `handle`: call
+/// them from a plain thread (as the scheduler's loop is), never from a
+/// thread of that runtime.
+pub struct RemoteRunner {
+    inner: Arc<Inner>,
+    handle: Handle,
+}
+
+impl RemoteRunner {
+    /// A runner placing tasks on the live executors of `registry`, doing
+    /// its network work on `handle`.
+    pub fn new(registry: Arc<ExecutorRegistry>, handle: Handle, options: RemoteOptions) -> Self {
+        RemoteRunner {
+            inner: Arc::new(Inner {
+                registry,
+                options,
+                state: Mutex::new(State::default()),
+            }),
+            handle,
+        }
+    }
+
+    /// The executor id owning each state partition of `job` since the
+    /// last restore (empty for a job without state or not yet restored).
+    pub fn owners(&self, job: &str) -> Vec<String> {
+        self.inner
+            .lock()
+            .owners
+            .get(job)
+            .map(|o| o.iter().map(|t| t.id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Runs one future per item concurrently; results in item order, or the
+    /// first failure.
+    fn all<T, R, F>(
+        &self,
+        items: Vec<T>,
+        f: impl Fn(Arc<Inner>, T) -> F,
+    ) -> Result<Vec<R>, TaskFailure>
+    where
+        F: std::future::Future<Output = Result<R, TaskFailure>> + Send + 'static,
+        R: Send + 'static,
+    {
+        let futures: Vec<F> = items
+            .into_iter()
+            .map(|item| f(self.inner.clone(), item))
+            .collect();
+        self.handle.block_on(async move {
+            let n = futures.len();
+            let mut set = JoinSet::new();
+            for (i, fut) in futures.into_iter().enumerate() {
+                set.spawn(async move { (i, fut.await) });
+            }
+            let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
+            while let Some(joined) = set.join_next().await {
+                let (i, r) = joined.map_err(|e| internal(format!("task call panicked: {e}")))?;
+                out[i] = Some(r?);
+            }
+            Ok(out
+                .into_iter()
+                .map(|r| r.expect("every task joined"))
+                .collect())
+        })
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn client(&self, address: &str) -> Result<ExecutorServiceClient<Channel>, String> {
+        let mut state = self.lock();
+        if let Some(c) = state.channels.get(address) {
+            return Ok(ExecutorServiceClient::new(c.clone()));
+        }
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("bad executor address {address}: {e}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(self.options.task_timeout)
+            .connect_lazy();
+        state.channels.insert(address.to_string(), channel.clone());
+        Ok(ExecutorServiceClient::new(channel))
+    }
+
+    fn is_current(&self, t: &Target) -> bool {
+        self.registry.is_current(&t.id, t.epoch, Instant::now())
+    }
+
+    fn live(&self) -> Vec<Target> {
+        self.registry
+            .live(Instant::now())
+            .into_iter()
+            .map(|e| Target {
+                id: e.id,
+                epoch: e.epoch,
+                address: e.address,
+                slots: e.slots,
+            })
+            .collect()
+    }
+
+    /// The live executors, waiting a while for a first one.
+    async fn wait_live(&self) -> Result<Vec<Target>, TaskFailure> {
+        let deadline = Instant::now() + self.options.wait_for_executors;
+        loop {
+            let live = self.live();
+            if !live.is_empty() {
+                return Ok(live);
+            }
+            if Instant::now() >= deadline {
+                return Err(external(format!(
+                    "no live executor has registered within {:?}",
+                    self.options.wait_for_executors
+                )));
+            }
+            tokio::time::sleep(self.options.liveness_poll).await;
+        }
+    }
+
+    /// The live executor with the least load per slot (lowest id on ties).
+    async fn pick(&self) -> Result<Target, TaskFailure> {
+        let live = self.wait_live().await?;
+        let state = self.lock();
+        let load = |t: &Target| {
+            state.load.get(&t.id).copied().unwrap_or(0) as f64 / f64::from(t.slots.max(1))
+        };
+        Ok(live
+            .into_iter()
+            .min_by(|a, b| load(a).total_cmp(&load(b)).then_with(|| a.id.cmp(&b.id)))
+            .expect("wait_live returns at least one"))
+    }
+
+    fn slot_limit(&self, t: &Target) -> Arc<Semaphore> {
+        self.lock()
+            .slots
+            .entry((t.id.clone(), t.epoch))
+            .or_insert_with(|| Arc::new(Semaphore::new(t.slots.max(1) as usize)))
+            .clone()
+    }
+
+    /// Completes when `t` is no longer alive in its epoch.
+    async fn gone(&self, t: &Target) {
+        while self.is_current(t) {
+            tokio::time::sleep(self.options.liveness_poll).await;
+        }
+    }
+
+    /// One call on one executor, after deploying the job there if needed.
+    async fn attempt(&self, t: &Target, call: Call) -> Result<Reply, AttemptError> {
+        if !matches!(call, Call::Deploy(_)) {
+            let job = call.job().to_string();
+            let record = {
+                let state = self.lock();
+                match state.jobs.get(&job) {
+                    Some(r)
+                        if !state
+                            .deployed
+                            .contains(&(t.id.clone(), t.epoch, job.clone())) =>
+                    {
+                        Some(r.clone())
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(record) = record {
+                self.attempt_once(t, Call::Deploy(record)).await?;
+                self.lock().deployed.insert((t.id.clone(), t.epoch, job));
+            }
+        }
+        self.attempt_once(t, call).await
+    }
+
+    async fn attempt_once(&self, t: &Target, call: Call) -> Result<Reply, AttemptError> {
+        let what = call.describe();
+        let client = self.client(&t.address).map_err(AttemptError::Lost)?;
+        let mut rpc = tokio::spawn(send(client, t.epoch, call));
+        tokio::select! {
+            joined = &mut rpc => {
+                let answer = joined.map_err(|e| AttemptError::Transient(e.to_string()))?;
+                match answer {
+                    Ok(reply) if self.is_current(t) => Ok(reply),
+                    Ok(_) => {
+                        warn!(executor_id = %t.id, epoch = t.epoch, task = %what, "discarded a result from an executor that lost its epoch");
+                        Err(AttemptError::Lost(format!("{t} lost its epoch while running {what}")))
+                    }
+                    Err(status) => Err(classify(status, t, &what)),
+                }
+            }
+            () = self.gone(t) => {
+                // Not cancelled: a paused executor wakes up to a request of
+                // its old epoch, refuses it, and that is logged here.
+                let (id, epoch, late_what) = (t.id.clone(), t.epoch, what.clone());
+                tokio::spawn(async move {
+                    match rpc.await {
+                        Ok(Ok(_)) => warn!(executor_id = %id, epoch, task = %late_what, "discarded a late result of a lost executor"),
+                        Ok(Err(s)) => info!(executor_id = %id, epoch, task = %late_what, answer = s.message(), "late answer of a lost executor"),
+                        Err(_) => {}
+                    }
+                });
+                Err(AttemptError::Lost(format!("{t} was declared dead while running {what}")))
+            }
+        }
+    }
+
+    /// Runs a call to completion: retries transport errors while the
+    /// executor lives, moves a call placed anywhere to another executor
+    /// when its executor is lost.
+    async fn run(&self, call: Call, placement: Placement) -> Result<(Reply, Target), Failed> {
+        let what = call.describe();
+        let mut backoff = self.options.retry_backoff;
+        let mut attempts = 0;
+        loop {
+            let t = match &placement {
+                Placement::On(t) => t.clone(),
+                Placement::Anywhere => self.pick().await?,
+            };
+            if !self.is_current(&t) {
+                return Err(
+                    internal(format!("{t} is no longer live: {what} must run elsewhere")).into(),
+                );
+            }
+            let permits = self.slot_limit(&t);
+            let result = {
+                let _permit = permits.acquire_owned().await;
+                // Undone on drop: the future may be dropped mid-call when a
+                // sibling task fails.
+                let _load = LoadGuard::new(self, &t);
+                self.attempt(&t, call.clone()).await
+            };
+            attempts += 1;
+            match result {
+                Ok(reply) => return Ok((reply, t)),
+                Err(AttemptError::Task(failure, missing_source)) => {
+                    return Err(Failed {
+                        failure,
+                        missing_source,
+                    })
+                }
+                Err(AttemptError::Lost(message)) => {
+                    warn!(executor_id = %t.id, epoch = t.epoch, task = %what, error = %message, "executor lost");
+                    if matches!(placement, Placement::On(_))
+                        || attempts >= self.options.max_attempts
+                    {
+                        return Err(internal(message).into());
+                    }
+                }
+                Err(AttemptError::Transient(message)) => {
+                    debug!(executor_id = %t.id, task = %what, error = %message, "call failed; retrying");
+                    if attempts >= self.options.max_attempts {
+                        let failure = if self.is_current(&t) {
+                            external(message)
+                        } else {
+                            internal(message)
+                        };
+                        return Err(failure.into());
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn record_output(&self, task: &pb::StageATask, t: Target) {
+        let partition = task.range.map_or(0, |r| r.partition);
+        let mut state = self.lock();
+        let batches = state.outputs.entry(task.job.clone()).or_default();
+        // Stage B of a batch follows its stage A; older outputs are only
+        // kept for a late re-run of the previous batch.
+        let keep_from = task.batch_id.saturating_sub(1);
+        batches.retain(|b, _| *b >= keep_from);
+        batches
+            .entry(task.batch_id)
+            .or_default()
+            .insert(partition, (task.clone(), t));
+    }
+
+    async fn stage_a(&self, task: pb::StageATask) -> Result<pb::StageAResult, TaskFailure> {
+        match self
+            .run(Call::StageA(task.clone()), Placement::Anywhere)
+            .await
+        {
+            Ok((Reply::StageA(r), t)) => {
+                self.record_output(&task, t);
+                Ok(r)
+            }
+            Ok((other, _)) => Err(internal(format!("unexpected reply {other:?} to stage A"))),
+            Err(f) => Err(f.failure),
+        }
+    }
+
+    fn locations(&self, task: &pb::StageBTask) -> Result<Vec<pb::ShuffleLocation>, TaskFailure> {
+        let state = self.lock();
+        let outputs = state
+            .outputs
+            .get(&task.job)
+            .and_then(|b| b.get(&task.batch_id));
+        task.sources
+            .iter()
+            .map(|s| {
+                outputs
+                    .and_then(|o| o.get(s))
+                    .map(|(_, t)| pb::ShuffleLocation {
+                        source_partition: *s,
+                        executor_address: t.address.clone(),
+                    })
+                    .ok_or_else(|| {
+                        internal(format!(
+                            "job {}, batch {}: no stage-A output of source partition {s} is known; re-run the batch",
+                            task.job, task.batch_id
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    async fn stage_b(&self, task: pb::StageBTask) -> Result<pb::StageBResult, TaskFailure> {
+        let owner = self
+            .lock()
+            .owners
+            .get(&task.job)
+            .and_then(|o| o.get(task.partition as usize).cloned());
+        let Some(owner) = owner.filter(|o| self.is_current(o)) else {
+            return Err(internal(format!(
+                "job {}, state partition {}: its owner is not live; restore it on a live executor",
+                task.job, task.partition
+            )));
+        };
+        let mut reruns = 0;
+        loop {
+            let locations = self.locations(&task)?;
+            let used = |source: u32| {
+                locations
+                    .iter()
+                    .find(|l| l.source_partition == source)
+                    .map(|l| l.executor_address.clone())
+                    .unwrap_or_default()
+            };
+            let used: HashMap<u32, String> = task.sources.iter().map(|s| (*s, used(*s))).collect();
+            match self
+                .run(
+                    Call::StageB(task.clone(), locations),
+                    Placement::On(owner.clone()),
+                )
+                .await
+            {
+                Ok((Reply::StageB(r), _)) => return Ok(r),
+                Ok((other, _)) => {
+                    return Err(internal(format!("unexpected reply {other:?} to stage B")))
+                }
+                Err(Failed {
+                    missing_source: Some(source),
+                    failure,
+                }) if reruns < 2 => {
+                    reruns += 1;
+                    info!(job = %task.job, batch_id = task.batch_id, partition = task.partition, source, error = %failure.message, "re-running the stage-A task whose output is missing");
+                    let address = used.get(&source).cloned().unwrap_or_default();
+                    self.rerun_stage_a(&task, source, &address).await?;
+                }
+                Err(f) => return Err(f.failure),
+            }
+        }
+    }
+
+    /// Re-runs the stage-A task of `source` unless another stage-B task
+    /// already moved it to a live executor.
+    async fn rerun_stage_a(
+        &self,
+        task: &pb::StageBTask,
+        source: u32,
+        used_address: &str,
+    ) -> Result<(), TaskFailure> {
+        let known = self
+            .lock()
+            .outputs
+            .get(&task.job)
+            .and_then(|b| b.get(&task.batch_id))
+            .and_then(|o| o.get(&source).cloned());
+        let Some((a_task, ran_on)) = known else {
+            return Err(internal(format!(
+                "job {}, batch {}: stage-A task of source partition {source} is unknown",
+                task.job, task.batch_id
+            )));
+        };
+        if ran_on.address != used_address && self.is_current(&ran_on) {
+            // Another stage-B task of this batch already re-ran it.
+            return Ok(());
+        }
+        self.stage_a(a_task).await.map(|_| ())
+    }
+
+    async fn restore(
+        &self,
+        task: pb::RestoreTask,
+        owner: Target,
+    ) -> Result<pb::RestoreResult, TaskFailure> {
+        match self.run(Call::Restore(task), Placement::On(owner)).await {
+            Ok((Reply::Restored(r), _)) => Ok(r),
+            Ok((other, _)) => Err(internal(format!("unexpected reply {other:?} to restore"))),
+            Err(f) => Err(f.failure),
+        }
+    }
+
+    async fn commit(&self, task: pb::CommitTask) -> Result<(), TaskFailure> {
+        let placement = {
+            let state = self.lock();
+            let owner = state
+                .owners
+                .get(&task.job)
+                .and_then(|o| o.get(task.partition as usize))
+                .or_else(|| {
+                    state
+                        .outputs
+                        .get(&task.job)
+                        .and_then(|b| b.get(&task.batch_id))
+                        .and_then(|o| o.get(&task.partition))
+                        .map(|(_, t)| t)
+                })
+                .cloned();
+            drop(state);
+            match owner.filter(|t| self.is_current(t)) {
+                Some(t) => Placement::On(t),
+                // Sinks commit idempotently per (job, batch, partition)
+                // from any executor: the pre-committed output is in the
+                // sink's target, not in the executor that wrote it.
+                None => Placement::Anywhere,
+            }
+        };
+        match self.run(Call::Commit(task), placement).await {
+            Ok(_) => Ok(()),
+            // A decided commit must finish: anything but the job's own
+            // fault is retried by the scheduler.
+            Err(f) if f.failure.kind == FailureKind::User => Err(f.failure),
+            Err(f) => Err(external(f.failure.message)),
+        }
+    }
+}
+
+fn state_partitions(record: &pb::JobRecord) -> Option<u32> {
+    let spec = record.spec.as_ref()?;
+    spec.pipeline
+        .iter()
+        .any(|s| matches!(s.kind, Some(Kind::Aggregate(_))))
+        .then_some(spec.state_partitions)
+}
+
+impl TaskRunner for RemoteRunner {
+    fn deploy(&self, job: &pb::JobRecord) -> Result<(), TaskFailure> {
+        let name = job
+            .spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        self.inner.lock().jobs.insert(name.clone(), job.clone());
+        let live = self.handle.block_on(self.inner.wait_live())?;
+        let record = job.clone();
+        let results = self.all(live, move |inner, t| {
+            let record = record.clone();
+            async move {
+                match inner.run(Call::Deploy(record.clone()), Placement::On(t.clone())).await {
+                    Ok(_) => {
+                        let name = record.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                        inner.lock().deployed.insert((t.id.clone(), t.epoch, name));
+                        Ok(true)
+                    }
+                    Err(f) if f.failure.kind == FailureKind::User => Err(f.failure),
+                    // Deployed again before its first task there.
+                    Err(f) => {
+                        warn!(executor_id = %t.id, error = %f.failure.message, "deploy failed; retried before the executor's first task");
+                        Ok(false)
+                    }
+                }
+            }
+        })?;
+        if results.iter().any(|ok| *ok) {
+            info!(job = %name, executors = results.iter().filter(|ok| **ok).count(), "job deployed");
+            Ok(())
+        } else {
+            Err(external(format!(
+                "job {name} could not be deployed on any executor"
+            )))
+        }
+    }
+
+    fn stage_a(&self, tasks: Vec<pb::StageATask>) -> Result<Vec<pb::StageAResult>, TaskFailure> {
+        self.all(
+            tasks,
+            |inner, task| async move { inner.stage_a(task).await },
+        )
+    }
+
+    fn restore(&self, tasks: Vec<pb::RestoreTask>) -> Result<Vec<pb::RestoreResult>, TaskFailure> {
+        let Some(job) = tasks.first().map(|t| t.job.clone()) else {
+            return Ok(Vec::new());
+        };
+        let live = self.handle.block_on(self.inner.wait_live())?;
+        let owners = {
+            let mut state = self.inner.lock();
+            let partitions = state
+                .jobs
+                .get(&job)
+                .and_then(state_partitions)
+                .unwrap_or(0)
+                .max(tasks.iter().map(|t| t.partition + 1).max().unwrap_or(0));
+            let previous: Vec<Option<String>> = state
+                .owners
+                .get(&job)
+                .map(|o| o.iter().map(|t| Some(t.id.clone())).collect())
+                .unwrap_or_default();
+            let ids: Vec<String> = live.iter().map(|t| t.id.clone()).collect();
+            let assigned = assign(&previous, partitions, &ids).expect("live is not empty");
+            let owners: Vec<Target> = assigned
+                .iter()
+                .map(|id| {
+                    live.iter()
+                        .find(|t| t.id == *id)
+                        .cloned()
+                        .expect("assigned to a live executor")
+                })
+                .collect();
+            info!(job = %job, owners = ?assigned, "state partitions assigned");
+            state.owners.insert(job.clone(), owners.clone());
+            owners
+        };
+        self.all(tasks, move |inner, task| {
+            let owner = owners[task.partition as usize].clone();
+            async move { inner.restore(task, owner).await }
+        })
+    }
+
+    fn stage_b(&self, tasks: Vec<pb::StageBTask>) -> Result<Vec<pb::StageBResult>, TaskFailure> {
+        self.all(
+            tasks,
+            |inner, task| async move { inner.stage_b(task).await },
+        )
+    }
+
+    fn commit(&self, tasks: Vec<pb::CommitTask>) -> Result<(), TaskFailure> {
+        self.all(tasks, |inner, task| async move { inner.commit(task).await })
+            .map(|_| ())
+    }
+}

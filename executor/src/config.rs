@@ -1,0 +1,368 @@
+//! Settings of a `weir-executor` process, layered: defaults, then a YAML
+//! file (`--config`), then `WEIR_*` environment variables, then flags.
+//! Unknown keys in the file are errors; [`Config::validate`] checks the
+//! result before anything starts.
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A valid executor configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Stable identity of this executor (a restart with the same id is a new
+    /// incarnation of the same executor).
+    pub id: String,
+    /// Address to listen on for the executor service (`host:port`).
+    pub listen: String,
+    /// Address drivers and other executors reach this one at; default: the
+    /// listener's local address.
+    pub advertise: Option<String>,
+    /// Driver addresses (`host:port`); any of them, the leader is found.
+    pub drivers: Vec<String>,
+    /// Root of the state store: a local directory (an HDFS URL later).
+    pub state_root: String,
+    /// Tasks this executor runs at once.
+    pub slots: u32,
+    /// Time between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Log format of the binary.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: String::new(),
+            listen: "0.0.0.0:7100".into(),
+            advertise: None,
+            drivers: Vec::new(),
+            state_root: String::new(),
+            slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+            heartbeat_interval: Duration::from_secs(1),
+            log_format: LogFormat::Human,
+        }
+    }
+}
+
+/// A configuration error, naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for this configuration.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (names an unknown field).
+        message: String,
+    },
+    /// A setting has an invalid value.
+    #[error("invalid setting {field}: {message}")]
+    Invalid {
+        /// The setting's name in the file (and, as `--flag`, on the command line).
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The config file: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Config::id`].
+    pub id: Option<String>,
+    /// See [`Config::listen`].
+    pub listen: Option<String>,
+    /// See [`Config::advertise`].
+    pub advertise: Option<String>,
+    /// See [`Config::drivers`].
+    pub drivers: Option<Vec<String>>,
+    /// See [`Config::state_root`].
+    pub state_root: Option<String>,
+    /// See [`Config::slots`].
+    pub slots: Option<u32>,
+    /// See [`Config::heartbeat_interval`], in milliseconds.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// See [`Config::log_format`].
+    pub log_format: Option<LogFormat>,
+}
+
+/// Command line of `weir-executor`; every flag also reads a `WEIR_*`
+/// variable (a flag wins over the variable, the variable over the file).
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "weir-executor",
+    version,
+    about = "Weir executor: runs tasks, owns state partitions, serves shuffle blocks"
+)]
+pub struct Args {
+    /// YAML config file.
+    #[arg(long, env = "WEIR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Executor id (stable across restarts).
+    #[arg(long, env = "WEIR_EXECUTOR_ID")]
+    pub id: Option<String>,
+    /// Listen address (host:port; port 0 picks a free one).
+    #[arg(long, env = "WEIR_LISTEN")]
+    pub listen: Option<String>,
+    /// Address others reach this executor at (default: the listen address).
+    #[arg(long, env = "WEIR_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Driver addresses, comma-separated.
+    #[arg(long, env = "WEIR_DRIVERS", value_delimiter = ',')]
+    pub drivers: Option<Vec<String>>,
+    /// State store root (a local directory).
+    #[arg(long, env = "WEIR_STATE_ROOT")]
+    pub state_root: Option<String>,
+    /// Tasks run at once.
+    #[arg(long, env = "WEIR_SLOTS")]
+    pub slots: Option<u32>,
+    /// Milliseconds between heartbeats.
+    #[arg(long, env = "WEIR_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, env = "WEIR_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        FileConfig::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses config YAML (an empty document is an empty config).
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+impl Config {
+    /// Defaults, then the file named by `args.config`, then `args` (flags
+    /// and environment), validated.
+    pub fn load(args: Args) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        let config = Config::layered(file, args);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies the layers over the defaults, without validating.
+    pub fn layered(file: FileConfig, args: Args) -> Config {
+        let mut c = Config::default();
+        macro_rules! layer {
+            ($src:expr) => {
+                let src = $src;
+                if let Some(v) = src.id {
+                    c.id = v;
+                }
+                if let Some(v) = src.listen {
+                    c.listen = v;
+                }
+                if let Some(v) = src.advertise {
+                    c.advertise = Some(v);
+                }
+                if let Some(v) = src.drivers {
+                    c.drivers = v;
+                }
+                if let Some(v) = src.state_root {
+                    c.state_root = v;
+                }
+                if let Some(v) = src.slots {
+                    c.slots = v;
+                }
+                if let Some(v) = src.heartbeat_interval_ms {
+                    c.heartbeat_interval = Duration::from_millis(v);
+                }
+                if let Some(v) = src.log_format {
+                    c.log_format = v;
+                }
+            };
+        }
+        layer!(file);
+        layer!(args);
+        c
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_string(),
+            })
+        };
+        if self.id.trim().is_empty() {
+            return invalid("id", "required (a stable name for this executor)");
+        }
+        if !is_host_port(&self.listen) {
+            return invalid("listen", "must be host:port");
+        }
+        if let Some(a) = &self.advertise {
+            if !is_host_port(a) || a.ends_with(":0") {
+                return invalid("advertise", "must be host:port with a fixed port");
+            }
+        }
+        if self.drivers.is_empty() {
+            return invalid("drivers", "at least one driver address is required");
+        }
+        if let Some(d) = self.drivers.iter().find(|d| !is_host_port(d)) {
+            return Err(ConfigError::Invalid {
+                field: "drivers",
+                message: format!("{d:?} is not host:port"),
+            });
+        }
+        if self.state_root.trim().is_empty() {
+            return invalid("state_root", "required (a local directory)");
+        }
+        if self.state_root.contains("://") {
+            return invalid(
+                "state_root",
+                "only a local directory is supported by this build (no URL scheme)",
+            );
+        }
+        if self.slots == 0 {
+            return invalid("slots", "must be at least 1");
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval > Duration::from_secs(60) {
+            return invalid("heartbeat_interval_ms", "must be between 1 and 60000");
+        }
+        Ok(())
+    }
+}
+
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_fail() {
+        let file = FileConfig::parse(
+            "id: from-file\nlisten: 127.0.0.1:1\ndrivers: [d1:1, d2:2]\nstate_root: /s\nslots: 3\n",
+        )
+        .unwrap();
+        let args = Args {
+            listen: Some("127.0.0.1:2".into()),
+            slots: Some(5),
+            ..Default::default()
+        };
+        let c = Config::layered(file, args);
+        assert_eq!(c.id, "from-file");
+        assert_eq!(c.listen, "127.0.0.1:2");
+        assert_eq!(c.drivers, vec!["d1:1", "d2:2"]);
+        assert_eq!(c.slots, 5);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(1));
+        c.validate().unwrap();
+
+        let e = FileConfig::parse("id: x\nslot: 3\n").unwrap_err();
+        assert!(e.contains("unknown field `slot`"), "{e}");
+    }
+
+    #[test]
+    fn flags_and_env_parse() {
+        let args = Args::try_parse_from([
+            "weir-executor",
+            "--id",
+            "e1",
+            "--drivers",
+            "a:1,b:2",
+            "--state-root",
+            "/tmp/s",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        let c = Config::layered(FileConfig::default(), args);
+        assert_eq!(c.drivers, vec!["a:1", "b:2"]);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        let ok = Config {
+            id: "e".into(),
+            drivers: vec!["d:1".into()],
+            state_root: "/s".into(),
+            ..Default::default()
+        };
+        ok.validate().unwrap();
+        let field = |c: Config| match c.validate() {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(Config {
+                id: "".into(),
+                ..ok.clone()
+            }),
+            "id"
+        );
+        assert_eq!(
+            field(Config {
+                slots: 0,
+                ..ok.clone()
+            }),
+            "slots"
+        );
+        assert_eq!(
+            field(Config {
+                drivers: vec!["nope".into()],
+                ..ok.clone()
+            }),
+            "drivers"
+        );
+        assert_eq!(
+            field(Config {
+                state_root: "hdfs://nn/x".into(),
+                ..ok.clone()
+            }),
+            "state_root"
+        );
+        assert_eq!(
+            field(Config {
+                listen: "x".into(),
+                ..ok
+            }),
+            "listen"
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! The executor as a network service: registers with the leader driver,
+//! heartbeats, runs the leader's tasks over gRPC and serves its shuffle
+//! blocks to other executors.
+//!
+//! [`run`] takes a bound listener and a shutdown future so tests can start
+//! executors inside the test process on port 0 (the binary calls it too).
+
+pub mod fence;
+pub mod registration;
+pub mod status;
+pub mod tasks;
+
+use crate::config::Config;
+use crate::runtime::{Executor, ExecutorConfig};
+use crate::state::LocalBackend;
+use fence::Fence;
+use registration::Identity;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+use weir_proto::pb::executor_service_server::ExecutorServiceServer;
+
+/// Why the executor service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The listener's address could not be read.
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+    /// The state root could not be created.
+    #[error("cannot create state root {path}: {source}")]
+    StateRoot {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs an executor on `listener` until `shutdown` completes: registers
+/// with the leader among `config.drivers`, heartbeats, and serves
+/// `ExecutorService`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let local = listener.local_addr()?;
+    let address = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local.to_string());
+    let root = PathBuf::from(&config.state_root);
+    std::fs::create_dir_all(&root).map_err(|source| ServiceError::StateRoot {
+        path: root.clone(),
+        source,
+    })?;
+    let executor = Arc::new(Executor::new(
+        ExecutorConfig::default(),
+        Arc::new(LocalBackend::new(root)),
+    ));
+    let fence = Arc::new(Fence::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let identity = Identity {
+        id: config.id.clone(),
+        address: address.clone(),
+        slots: config.slots,
+        operators: Vec::new(),
+    };
+    info!(executor_id = %config.id, listen = %local, address = %address, slots = config.slots, "executor starting");
+    let heartbeats = tokio::spawn(registration::run(
+        identity,
+        config.drivers.clone(),
+        config.heartbeat_interval,
+        fence.clone(),
+        stop_rx,
+    ));
+    let service = tasks::TaskService::new(executor, fence);
+    let served = tonic::transport::Server::builder()
+        .add_service(ExecutorServiceServer::new(service))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            info!("executor shutting down");
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = heartbeats.await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Conventions of Weir's gRPC calls that are not in the message types:
+//! metadata keys carried on `tonic::Status` and requests. Both the driver
+//! and the executor read and write them through this module, so the keys
+//! and their values are spelled in one place.
+
+use tonic::metadata::MetadataValue;
+use tonic::Status;
+
+/// Metadata key of a follower's answer naming the leader's address
+/// (`host:port`), on an `UNAVAILABLE` status.
+pub const LEADER_KEY: &str = "weir-leader";
+
+/// Metadata key carrying a failed task's error domain
+/// (`user`, `external` or `internal`).
+pub const ERROR_DOMAIN_KEY: &str = "weir-error-domain";
+
+/// Metadata key naming the source partition whose shuffle output a stage-B
+/// task could not get, so the driver can re-run just that stage-A task.
+pub const MISSING_SHUFFLE_KEY: &str = "weir-missing-shuffle";
+
+/// Who is at fault for a failed task, as carried on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// The job's spec or data.
+    User,
+    /// An outside system (state store, sink target).
+    External,
+    /// Lost executor state or shuffle output, or a bug.
+    Internal,
+}
+
+impl Domain {
+    /// The metadata value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Domain::User => "user",
+            Domain::External => "external",
+            Domain::Internal => "internal",
+        }
+    }
+
+    /// Parses a metadata value.
+    pub fn parse(s: &str) -> Option<Domain> {
+        match s {
+            "user" => Some(Domain::User),
+            "external" => Some(Domain::External),
+            "internal" => Some(Domain::Internal),
+            _ => None,
+        }
+    }
+}
+
+/// Marks `status` with a task error domain.
+pub fn with_domain(mut status: Status, domain: Domain) -> Status {
+    status.metadata_mut().insert(
+        ERROR_DOMAIN_KEY,
+        MetadataValue::from_static(domain.as_str()),
+    );
+    status
+}
+
+/// The task error domain a status carries, if any.
+pub fn domain(status: &Status) -> Option<Domain> {
+    status
+        .metadata()
+        .get(ERROR_DOMAIN_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Domain::parse)
+}
+
+/// Marks `status` with the source partition whose shuffle output is missing.
+pub fn with_missing_shuffle(mut status: Status, source_partition: u32) -> Status {
+    status
+        .metadata_mut()
+        .insert(MISSING_SHUFFLE_KEY, MetadataValue::from(source_partition));
+    status
+}
+
+/// The source partition whose shuffle output a status reports missing.
+pub fn missing_shuffle(status: &Status) -> Option<u32> {
+    status
+        .metadata()
+        .get(MISSING_SHUFFLE_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// An `UNAVAILABLE` answer of a driver that is not the leader, with the
+/// leader's address when it knows it.
+pub fn not_leader(leader: Option<&str>) -> Status {
+    let mut status = Status::unavailable(match leader {
+        Some(l) => format!("not the leader; the leader is {l}"),
+        None => "not the leader; no leader is known yet".to_string(),
+    });
+    if let Some(value) = leader.and_then(|l| MetadataValue::try_from(l).ok()) {
+        status.metadata_mut().insert(LEADER_KEY, value);
+    }
+    status
+}
+
+/// The leader address an `UNAVAILABLE` answer names, if any.
+pub fn leader_hint(status: &Status) -> Option<String> {
+    status
+        .metadata()
+        .get(LEADER_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trips() {
+        for d in [Domain::User, Domain::External, Domain::Internal] {
+            let s = with_domain(Status::internal("x"), d);
+            assert_eq!(domain(&s), Some(d));
+        }
+        assert_eq!(domain(&Status::internal("x")), None);
+        let s = with_missing_shuffle(Status::not_found("gone"), 7);
+        assert_eq!(missing_shuffle(&s), Some(7));
+        let s = not_leader(Some("10.0.0.2:7000"));
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert_eq!(leader_hint(&s).as_deref(), Some("10.0.0.2:7000"));
+        assert_eq!(leader_hint(&not_leader(None)), None);
+    }
+}

@@ -1,0 +1,382 @@
+//! Executors as processes: the driver's pieces run in this test process
+//! (an `ExecutorControl` server that always leads, the metadata checkpoint
+//! on sled, `RemoteRunner`, `JobDriver`), with three real `weir-executor`
+//! processes on loopback sharing a local state root. A running count must
+//! be exact per key after a clean run, after an executor is SIGKILLed
+//! mid-job (and restarted as a new incarnation), and after one is paused
+//! long enough to be replaced (SIGSTOP/SIGCONT): its late work is refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_driver::executors::{
+    always_leader, control, ControlService, ExecutorRegistry, RegistryOptions, RemoteOptions,
+    RemoteRunner,
+};
+use weir_driver::{submit, DriverOptions, JobDriver, Outcome, SledMetadata};
+use weir_tests::{binary, latest_by_key, log_tail, read_file_sink, Proc};
+
+const KEYS: u64 = 41;
+const PARTITIONS: u64 = 3;
+
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    registry: Arc<ExecutorRegistry>,
+    control: String,
+    dir: tempfile::TempDir,
+    executors: BTreeMap<String, Proc>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        // The driver's logs, shown for failing tests (or with --nocapture).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                    .unwrap_or_else(|_| "info,sled=warn,h2=warn,tower=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let registry = Arc::new(ExecutorRegistry::new(RegistryOptions::default()));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let control = listener.local_addr().unwrap().to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = ControlService::new(registry.clone(), always_leader());
+        rt.spawn(control::serve(service, listener, async move {
+            let _ = stopped.await;
+        }));
+        Cluster {
+            rt,
+            registry,
+            control,
+            dir: tempfile::tempdir().unwrap(),
+            executors: BTreeMap::new(),
+            stop: Some(stop),
+        }
+    }
+
+    fn log(&self, id: &str) -> PathBuf {
+        self.dir.path().join(format!("{id}.log"))
+    }
+
+    fn start_executor(&mut self, id: &str) {
+        let state = self.dir.path().join("state");
+        let state = state.to_string_lossy().into_owned();
+        let p = Proc::start(
+            &format!("executor {id}"),
+            &binary("weir-executor"),
+            &[
+                "--id",
+                id,
+                "--listen",
+                "127.0.0.1:0",
+                "--drivers",
+                &self.control,
+                "--state-root",
+                &state,
+                "--slots",
+                "2",
+            ],
+            &[(
+                "WEIR_LOG",
+                "info,weir_executor::service=debug,h2=warn,tower=warn",
+            )],
+            &self.log(id),
+        )
+        .unwrap();
+        self.executors.insert(id.to_string(), p);
+    }
+
+    fn logs(&self) -> String {
+        self.executors
+            .keys()
+            .map(|id| log_tail(&self.log(id), 30))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits until exactly the executors `ids` are live.
+    fn wait_live(&self, ids: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let live: Vec<String> = self
+                .registry
+                .live(Instant::now())
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            if live == ids {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "live executors {live:?}, want {ids:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn epoch(&self, id: &str) -> u64 {
+        self.registry
+            .all()
+            .into_iter()
+            .find(|e| e.id == id)
+            .map(|e| e.epoch)
+            .unwrap()
+    }
+
+    fn signal(&self, id: &str, signal: &str) {
+        let pid = self.executors[id].pid().to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in self.executors.keys() {
+            // a stopped process cannot die of SIGKILL's cleanup otherwise
+            let pid = self.executors[id].pid().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &pid])
+                .status();
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A running job: its driver loop on a thread, the committed batch count.
+struct RunningJob {
+    name: String,
+    out: PathBuf,
+    total: u64,
+    batches: Arc<AtomicU64>,
+    runner: Arc<RemoteRunner>,
+    thread: std::thread::JoinHandle<Result<Outcome, String>>,
+}
+
+fn run_job(cluster: &Cluster, name: &str, total: u64, per_batch: u64) -> RunningJob {
+    let out = cluster.dir.path().join("out");
+    let yaml = format!(
+        "name: {name}\nbatch_interval: 50ms\ncheckpoint_every: 2\nstate_partitions: 4\n\
+         source:\n  generator: {{ partitions: {PARTITIONS}, keys: {KEYS}, rate: 0, total: {total}, \
+         max_records_per_partition: {per_batch} }}\n\
+         pipeline:\n  - key_by: key\n  - aggregate: {{ count: {{}}, total: {{ sum: value }} }}\n\
+         sink:\n  file: {{ path: {} }}\n",
+        out.display()
+    );
+    let spec = weir_proto::spec::parse_spec(&yaml).unwrap();
+    let meta = Arc::new(SledMetadata::open(&cluster.dir.path().join("meta")).unwrap());
+    submit(meta.as_ref(), spec).unwrap();
+    let runner = Arc::new(RemoteRunner::new(
+        cluster.registry.clone(),
+        cluster.rt.handle().clone(),
+        RemoteOptions::default(),
+    ));
+    let options = DriverOptions {
+        exit_when_idle: true,
+        retry_backoff: Duration::from_millis(100),
+        max_state_recoveries: 20,
+    };
+    let driver = JobDriver::new(meta, runner.clone(), name, options).unwrap();
+    let batches = Arc::new(AtomicU64::new(0));
+    let counted = batches.clone();
+    let thread = std::thread::spawn(move || {
+        let shutdown = AtomicBool::new(false);
+        driver
+            .run(&shutdown, &mut |r| {
+                counted.store(r.commit.batch_id, Ordering::SeqCst);
+            })
+            .map_err(|e| e.to_string())
+    });
+    RunningJob {
+        name: name.to_string(),
+        out,
+        total,
+        batches,
+        runner,
+        thread,
+    }
+}
+
+impl RunningJob {
+    fn wait_batch(&self, cluster: &Cluster, batch: u64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.batches.load(Ordering::SeqCst) < batch {
+            assert!(
+                !self.thread.is_finished(),
+                "job {} ended before batch {batch}",
+                self.name
+            );
+            assert!(
+                Instant::now() < deadline,
+                "batch {batch} not committed\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish(self, cluster: &Cluster) -> Arc<RemoteRunner> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !self.thread.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "job {} did not finish\n{}",
+                self.name,
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let outcome = self.thread.join().unwrap();
+        assert_eq!(
+            outcome,
+            Ok(Outcome::Finished),
+            "job {}\n{}",
+            self.name,
+            cluster.logs()
+        );
+        check_running_counts(&self.out, self.total, cluster);
+        self.runner
+    }
+}
+
+/// count and sum of `value` per key, from the generator's definition.
+fn expected(total: u64) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for g in 0..total {
+        let e = out.entry(format!("\"k{}\"", g % KEYS)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += g;
+    }
+    out
+}
+
+fn check_running_counts(out: &Path, total: u64, cluster: &Cluster) {
+    let rows = read_file_sink(out).unwrap();
+    assert!(!rows.is_empty(), "no output\n{}", cluster.logs());
+    // Counts only grow from batch to batch within a key: a batch counted
+    // twice or state that went backwards shows up here.
+    let mut seen: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in &rows {
+        let key = r.value["key"].to_string();
+        let count = r.value["count"].as_u64().unwrap();
+        if let Some((batch, last)) = seen.get(&key) {
+            assert!(
+                count > *last && r.batch > *batch,
+                "key {key}: count {count} in batch {} after {last} in batch {batch}",
+                r.batch
+            );
+        }
+        seen.insert(key, (r.batch, count));
+    }
+    let latest = latest_by_key(&rows);
+    let want = expected(total);
+    assert_eq!(latest.len(), want.len(), "keys in output");
+    for (key, (count, sum)) in &want {
+        let got = &latest[key];
+        assert_eq!(got["count"].as_u64(), Some(*count), "count of {key}");
+        assert_eq!(got["total"].as_u64(), Some(*sum), "sum of {key}");
+    }
+}
+
+fn three_executors() -> Cluster {
+    let mut cluster = Cluster::start();
+    for id in ["e1", "e2", "e3"] {
+        cluster.start_executor(id);
+    }
+    cluster.wait_live(&["e1", "e2", "e3"]);
+    cluster
+}
+
+#[test]
+fn three_executors_count_exactly() {
+    let cluster = three_executors();
+    let job = run_job(&cluster, "clean", 90_000, 5_000);
+    let runner = job.finish(&cluster);
+    let mut owners = runner.owners("clean");
+    assert_eq!(owners.len(), 4);
+    owners.sort();
+    owners.dedup();
+    assert_eq!(
+        owners.len(),
+        3,
+        "state partitions spread over all executors"
+    );
+    // shuffle blocks crossed the network
+    let fetched = (1..=3)
+        .map(|i| std::fs::read_to_string(cluster.log(&format!("e{i}"))).unwrap())
+        .filter(|log| {
+            log.lines()
+                .any(|l| l.contains("shuffle blocks fetched") && !l.contains("fetched=0"))
+        })
+        .count();
+    assert!(fetched > 0, "no remote shuffle fetch\n{}", cluster.logs());
+}
+
+#[test]
+fn a_killed_executor_is_replaced_and_counts_stay_exact() {
+    let mut cluster = three_executors();
+    let job = run_job(&cluster, "killed", 180_000, 5_000);
+    job.wait_batch(&cluster, 3);
+    let old_epoch = cluster.epoch("e2");
+    cluster.executors.get_mut("e2").unwrap().kill().unwrap();
+    // It is declared dead after the heartbeat timeout; the job goes on
+    // with two executors.
+    cluster.wait_live(&["e1", "e3"]);
+    let at = job.batches.load(Ordering::SeqCst);
+    job.wait_batch(&cluster, at + 2);
+    // A restart with the same id is a new incarnation with a higher epoch.
+    cluster.start_executor("e2");
+    cluster.wait_live(&["e1", "e2", "e3"]);
+    assert!(cluster.epoch("e2") > old_epoch + 1);
+    job.finish(&cluster);
+    if std::env::var("WEIR_TEST_SHOW_LOGS").is_ok() {
+        eprintln!("{}", cluster.logs());
+    }
+}
+
+#[test]
+fn a_paused_executor_is_fenced_and_counts_stay_exact() {
+    let cluster = three_executors();
+    let job = run_job(&cluster, "paused", 180_000, 5_000);
+    job.wait_batch(&cluster, 3);
+    let old_epoch = cluster.epoch("e3");
+    cluster.signal("e3", "-STOP");
+    cluster.wait_live(&["e1", "e2"]);
+    // Let the job go on without it, then wake it up: it finds its epoch
+    // replaced, refuses the requests queued while it slept and registers
+    // again.
+    let at = job.batches.load(Ordering::SeqCst);
+    job.wait_batch(&cluster, at + 2);
+    cluster.signal("e3", "-CONT");
+    cluster.wait_live(&["e1", "e2", "e3"]);
+    assert!(cluster.epoch("e3") > old_epoch + 1);
+    job.finish(&cluster);
+    let log = std::fs::read_to_string(cluster.log("e3")).unwrap();
+    assert!(
+        log.contains("rejected a task of a stale epoch"),
+        "the paused executor did not refuse its late work\n{}",
+        log_tail(&cluster.log("e3"), 60)
+    );
+    assert!(log.contains(&format!("stale epoch {old_epoch}")));
+    if std::env::var("WEIR_TEST_SHOW_LOGS").is_ok() {
+        eprintln!("{}", cluster.logs());
+    }
+}
