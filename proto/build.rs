@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/weir/v1/client.proto",
         "proto/weir/v1/tasks.proto",
         "proto/weir/v1/executor.proto",
+        "proto/weir/v1/cluster.proto",
     ];
     tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
     for p in protos {

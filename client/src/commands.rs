@@ -1,7 +1,7 @@
 //! The cluster commands of the CLI: submit, status, list, batches, stop,
 //! cluster. Each prints a human table, or with `--json` the same as JSON.
 
-use crate::remote::{connect, ClientError, Cluster};
+use crate::remote::{connect, ClientError, Cluster, READ_TIMEOUT, WRITE_TIMEOUT};
 use serde_json::{json, Value};
 use weir_proto::pb;
 
@@ -60,7 +60,7 @@ pub async fn submit(
     as_json: bool,
 ) -> Result<(), ClientError> {
     let r = cluster
-        .call(|mut c| {
+        .call(WRITE_TIMEOUT, |mut c| {
             let spec = spec.clone();
             async move { c.submit(pb::SubmitRequest { spec: Some(spec) }).await }
         })
@@ -84,7 +84,7 @@ pub async fn submit(
 /// `weir status JOB`.
 pub async fn status(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
     let s = cluster
-        .call(|mut c| async move {
+        .call(READ_TIMEOUT, |mut c| async move {
             c.status(pb::StatusRequest {
                 job: job.to_string(),
             })
@@ -106,7 +106,9 @@ pub async fn status(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), C
 /// `weir list`.
 pub async fn list(cluster: &Cluster, as_json: bool) -> Result<(), ClientError> {
     let r = cluster
-        .call(|mut c| async move { c.list(pb::ListRequest {}).await })
+        .call(READ_TIMEOUT, |mut c| async move {
+            c.list(pb::ListRequest {}).await
+        })
         .await?;
     if as_json {
         println!("{}", Value::Array(r.jobs.iter().map(status_json).collect()));
@@ -127,7 +129,7 @@ pub async fn batches(
     as_json: bool,
 ) -> Result<(), ClientError> {
     let r = cluster
-        .call(|mut c| async move {
+        .call(READ_TIMEOUT, |mut c| async move {
             c.batches(pb::BatchesRequest {
                 job: job.to_string(),
                 limit,
@@ -175,7 +177,7 @@ pub async fn batches(
 /// `weir stop JOB`.
 pub async fn stop(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
     cluster
-        .call(|mut c| async move {
+        .call(WRITE_TIMEOUT, |mut c| async move {
             c.stop(pb::StopRequest {
                 job: job.to_string(),
             })
@@ -212,7 +214,7 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
     while i < addresses.len() {
         let address = addresses[i].clone();
         i += 1;
-        let info = match connect(&address) {
+        let info = match connect(&address, READ_TIMEOUT) {
             Ok(mut c) => c
                 .cluster(pb::ClusterRequest {})
                 .await
@@ -326,21 +328,32 @@ pub async fn membership(
     cluster: &Cluster,
     add: Option<(u64, String)>,
     remove: Option<u64>,
+    as_json: bool,
 ) -> Result<(), ClientError> {
     if let Some((id, address)) = add {
         cluster
-            .call(|mut c| {
+            .call(WRITE_TIMEOUT, |mut c| {
                 let address = address.clone();
                 async move { c.add_driver(pb::AddDriverRequest { id, address }).await }
             })
             .await?;
-        println!("driver {id} added; start it with --join and the same --cluster-id");
+        if as_json {
+            println!("{}", json!({"added": id, "address": address}));
+        } else {
+            println!("driver {id} added; start it with --join and the same --cluster-id");
+        }
     }
     if let Some(id) = remove {
         cluster
-            .call(|mut c| async move { c.remove_driver(pb::RemoveDriverRequest { id }).await })
+            .call(WRITE_TIMEOUT, |mut c| async move {
+                c.remove_driver(pb::RemoveDriverRequest { id }).await
+            })
             .await?;
-        println!("driver {id} removed");
+        if as_json {
+            println!("{}", json!({"removed": id}));
+        } else {
+            println!("driver {id} removed");
+        }
     }
     Ok(())
 }

@@ -172,10 +172,10 @@ fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<Exi
             Command::Cluster { change: None } => commands::cluster(&cluster, json).await?,
             Command::Cluster {
                 change: Some(ClusterChange::AddDriver { id, address }),
-            } => commands::membership(&cluster, Some((id, address)), None).await?,
+            } => commands::membership(&cluster, Some((id, address)), None, json).await?,
             Command::Cluster {
                 change: Some(ClusterChange::RemoveDriver { id }),
-            } => commands::membership(&cluster, None, Some(id)).await?,
+            } => commands::membership(&cluster, None, Some(id), json).await?,
             Command::Local { .. } | Command::Validate { .. } => {
                 anyhow::bail!("not a cluster command")
             }

@@ -8,9 +8,6 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use weir_proto::pb::weir_client_client::WeirClientClient;
 
-/// gRPC metadata key in which followers name the leader.
-const LEADER_KEY: &str = "weir-leader";
-
 /// A connection to a Weir cluster through its drivers.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -50,12 +47,20 @@ impl ClientError {
     }
 }
 
-/// A client for one driver address.
-pub fn connect(address: &str) -> Result<WeirClientClient<Channel>, Status> {
+/// Longest wait for a read (status, list, cluster) from one driver: a
+/// paused driver accepts connections but never answers.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest wait for a change (submit, stop, membership) on the leader: a
+/// little over the drivers' proposal timeout, so their "no quorum" answer
+/// arrives first.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// A client for one driver address whose calls give up after `timeout`.
+pub fn connect(address: &str, timeout: Duration) -> Result<WeirClientClient<Channel>, Status> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| Status::invalid_argument(format!("bad driver address {address:?}: {e}")))?
         .connect_timeout(Duration::from_millis(700))
-        .timeout(Duration::from_secs(30));
+        .timeout(timeout);
     Ok(WeirClientClient::new(endpoint.connect_lazy()))
 }
 
@@ -84,7 +89,7 @@ impl Cluster {
 
     /// Calls the leader: tries the drivers in turn, jumps to a leader hint
     /// when a follower gives one, and retries while none answers as leader.
-    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    pub async fn call<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T, ClientError>
     where
         F: Fn(WeirClientClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -99,17 +104,17 @@ impl Cluster {
                 i += 1;
                 a
             });
-            let client = connect(&address).map_err(ClientError::Status)?;
+            let client = connect(&address, timeout).map_err(ClientError::Status)?;
             match f(client).await {
                 Ok(r) => return Ok(r.into_inner()),
-                Err(s) if s.code() == Code::Unavailable => {
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded
+                    ) =>
+                {
                     last = format!("{address}: {}", s.message());
-                    next = s
-                        .metadata()
-                        .get(LEADER_KEY)
-                        .and_then(|v| v.to_str().ok())
-                        .filter(|a| *a != address)
-                        .map(String::from);
+                    next = weir_proto::wire::leader_hint(&s).filter(|a| *a != address);
                 }
                 Err(s) => return Err(ClientError::Status(s)),
             }

@@ -189,6 +189,30 @@ impl JobDriver {
         shutdown: &AtomicBool,
         report: &mut dyn FnMut(&BatchReport),
     ) -> Result<Outcome, DriverError> {
+        let outcome = self.run_batches(shutdown, report);
+        // Record how the job ended, so that no driver restarts it by itself;
+        // failing to record is only logged (the outcome matters more).
+        let change = match &outcome {
+            Ok(Outcome::Finished) => Some((pb::JobState::Finished, String::new())),
+            Err(e @ DriverError::JobFailed { .. }) => Some((pb::JobState::Failed, e.to_string())),
+            _ => None,
+        };
+        if let Some((state, error)) = change {
+            if let Err(e) = self
+                .meta
+                .apply(command::job_state(self.name(), state, &error))
+            {
+                warn!(job = %self.name(), error = %e, "could not record the job's end state");
+            }
+        }
+        outcome
+    }
+
+    fn run_batches(
+        &self,
+        shutdown: &AtomicBool,
+        report: &mut dyn FnMut(&BatchReport),
+    ) -> Result<Outcome, DriverError> {
         self.recover(shutdown, report)?;
         let interval = Duration::from_millis(self.spec().batch_interval_ms.max(1));
         let started = Instant::now();

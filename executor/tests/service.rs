@@ -119,6 +119,7 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
             fingerprint: weir_proto::spec::fingerprint(&spec),
             spec: Some(spec),
             created_at_ms: 0,
+            ..Default::default()
         }
     };
     let job = record(

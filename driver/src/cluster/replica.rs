@@ -119,8 +119,13 @@ impl ReplicaHandle {
         &self.meta
     }
 
-    /// Delivers messages from peer `from`.
-    pub fn deliver(&self, from: u64, messages: Vec<Message>) {
+    /// Delivers messages from peer `from`, learning its address when this
+    /// replica does not know it yet (it joined after the others).
+    pub fn deliver(&self, from: u64, from_address: &str, messages: Vec<Message>) {
+        if !from_address.is_empty() {
+            let mut a = self.addresses.write().unwrap_or_else(|p| p.into_inner());
+            a.entry(from).or_insert_with(|| from_address.to_string());
+        }
         let _ = self.events.send(Event::Messages { from, messages });
     }
 

@@ -90,6 +90,15 @@ impl Peer {
             .cloned()
     }
 
+    fn own_address(&self) -> String {
+        self.addresses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.from)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn connect(&self, address: &str) -> Option<RaftTransportClient<Channel>> {
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .ok()?
@@ -132,6 +141,7 @@ impl Peer {
                 cluster_id: self.cluster_id.clone(),
                 from: self.from,
                 messages,
+                from_address: self.own_address(),
             };
             match c.send(request).await {
                 Ok(_) => {

@@ -18,6 +18,26 @@ pub trait ExecutorView: Send + Sync {
     fn executors(&self) -> Vec<pb::ExecutorInfo>;
 }
 
+impl ExecutorView for crate::executors::ExecutorRegistry {
+    fn executors(&self) -> Vec<pb::ExecutorInfo> {
+        let now = Instant::now();
+        self.all()
+            .into_iter()
+            .map(|e| pb::ExecutorInfo {
+                health: if e.alive { "alive" } else { "dead" }.into(),
+                last_heartbeat_ms: now.saturating_duration_since(e.last_heartbeat).as_millis()
+                    as u64,
+                id: e.id,
+                address: e.address,
+                epoch: e.epoch,
+                slots: e.slots,
+                build_version: String::new(),
+                partitions: Vec::new(),
+            })
+            .collect()
+    }
+}
+
 /// The `WeirClient` service of one replica.
 pub struct ClientService {
     replica: ReplicaHandle,

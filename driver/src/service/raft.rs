@@ -36,7 +36,8 @@ impl RaftTransport for RaftService {
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?,
             );
         }
-        self.replica.deliver(batch.from, messages);
+        self.replica
+            .deliver(batch.from, &batch.from_address, messages);
         Ok(Response::new(RaftAck {}))
     }
 }

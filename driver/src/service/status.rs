@@ -3,26 +3,7 @@
 use crate::metadata::MetaError;
 use tonic::{Code, Status};
 
-/// gRPC metadata key carrying the leader's address on `UNAVAILABLE`.
-pub const LEADER_METADATA_KEY: &str = "weir-leader";
-
-/// `UNAVAILABLE` with the leader's address when known.
-pub fn not_leader(leader: Option<&str>) -> Status {
-    let message = match leader {
-        Some(a) => format!("this driver is not the leader; the leader is at {a}"),
-        None => {
-            "this driver is not the leader and no leader is known yet (election in progress); retry"
-                .into()
-        }
-    };
-    let mut status = Status::unavailable(message);
-    if let Some(a) = leader {
-        if let Ok(v) = a.parse() {
-            status.metadata_mut().insert(LEADER_METADATA_KEY, v);
-        }
-    }
-    status
-}
+pub use weir_proto::wire::{not_leader, LEADER_KEY as LEADER_METADATA_KEY};
 
 /// Maps a metadata error to a status.
 pub fn meta_status(e: MetaError) -> Status {

@@ -1,0 +1,254 @@
+//! Three `weir-driver` replicas and executors as real processes on
+//! loopback: leader kills, follower kills, quorum loss, a paused leader, and
+//! a wiped replica rejoining — with the job's output exact per key.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use weir_tests::cluster::LocalCluster;
+use weir_tests::{latest_by_key, read_file_sink};
+
+const KEYS: u64 = 23;
+const PARTITIONS: u64 = 2;
+
+fn write_spec(dir: &Path, name: &str, total: u64, rate: u64) -> String {
+    let spec = dir.join(format!("{name}.yaml"));
+    fs::write(
+        &spec,
+        format!(
+            "name: {name}\nbatch_interval: 200ms\ncheckpoint_every: 2\nstate_partitions: 4\n\
+             source:\n  generator: {{ partitions: {PARTITIONS}, keys: {KEYS}, rate: {rate}, total: {total}, max_records_per_partition: 5000 }}\n\
+             pipeline:\n  - key_by: key\n  - aggregate: {{ count: {{}} }}\nsink:\n  file: {{ path: {} }}\n",
+            dir.join(format!("{name}-out")).display()
+        ),
+    )
+    .unwrap();
+    spec.to_string_lossy().into_owned()
+}
+
+fn status(c: &LocalCluster, job: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.weir_json(&["status", job]) {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("status of {job}: {e}\n{}", c.logs()),
+        }
+    }
+}
+
+fn wait_state(c: &LocalCluster, job: &str, state: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = status(c, job);
+        if s["state"] == state {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} not {state} within {timeout:?}: {s}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn committed(c: &LocalCluster, job: &str) -> u64 {
+    status(c, job)["last_committed_batch"].as_u64().unwrap_or(0)
+}
+
+fn wait_committed_beyond(c: &LocalCluster, job: &str, batch: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while committed(c, job) <= batch {
+        assert!(
+            Instant::now() < deadline,
+            "job {job} stuck at batch {batch}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn check_counts(dir: &Path, job: &str, total: u64) {
+    let rows = read_file_sink(&dir.join(format!("{job}-out"))).unwrap();
+    let latest = latest_by_key(&rows);
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for g in 0..total {
+        *want.entry(format!("\"k{}\"", g % KEYS)).or_default() += 1;
+    }
+    assert_eq!(latest.len(), want.len(), "keys of {job}");
+    for (k, n) in want {
+        assert_eq!(
+            latest[&k]["count"].as_u64(),
+            Some(n),
+            "count of {k} in {job}"
+        );
+    }
+}
+
+#[test]
+fn leader_and_follower_kills_keep_the_job_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 3, 1);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let total = 120_000;
+    let spec = write_spec(dir.path(), "ha", total, 20_000);
+    c.weir_json(&["submit", &spec]).unwrap();
+    wait_committed_beyond(&c, "ha", 3, Duration::from_secs(30));
+
+    // The leader dies mid-run: another replica takes over.
+    let before = committed(&c, "ha");
+    let killed = Instant::now();
+    c.kill_driver(leader);
+    let new_leader = c.wait_leader(Duration::from_secs(20));
+    assert_ne!(new_leader, leader);
+    wait_committed_beyond(&c, "ha", before, Duration::from_secs(30));
+    eprintln!(
+        "failover to driver {new_leader}: next commit after {:?}",
+        killed.elapsed()
+    );
+    // The killed replica restarts and catches up.
+    c.start_driver(leader);
+
+    // A follower dies: nothing changes for the job.
+    let follower = (1..=3)
+        .find(|id| *id != new_leader && *id != leader)
+        .unwrap();
+    c.kill_driver(follower);
+    let before = committed(&c, "ha");
+    wait_committed_beyond(&c, "ha", before, Duration::from_secs(30));
+    c.start_driver(follower);
+
+    wait_state(&c, "ha", "finished", Duration::from_secs(90));
+    check_counts(dir.path(), "ha", total);
+    // Every replica applied the same log: each reports an applied index.
+    let cluster = c.weir_json(&["cluster"]).unwrap();
+    let drivers = cluster["drivers"].as_array().unwrap();
+    assert_eq!(drivers.len(), 3, "{cluster}");
+    assert!(
+        drivers.iter().all(|d| d["role"] != "unreachable"),
+        "{cluster}"
+    );
+}
+
+#[test]
+fn without_quorum_nothing_commits_and_progress_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 3, 1);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let total = 60_000;
+    let spec = write_spec(dir.path(), "quorum", total, 10_000);
+    c.weir_json(&["submit", &spec]).unwrap();
+    wait_committed_beyond(&c, "quorum", 2, Duration::from_secs(30));
+
+    // Two of three down: the survivor cannot commit anything.
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    c.kill_driver(others[0]);
+    c.kill_driver(others[1]);
+    std::thread::sleep(Duration::from_secs(4));
+    let err = c.weir_json(&["stop", "quorum"]).unwrap_err();
+    assert!(
+        err.contains("no quorum") || err.contains("no leader"),
+        "{err}"
+    );
+    let files_before = fs::read_dir(dir.path().join("quorum-out")).unwrap().count();
+    std::thread::sleep(Duration::from_secs(2));
+    let files_after = fs::read_dir(dir.path().join("quorum-out")).unwrap().count();
+    assert_eq!(
+        files_before, files_after,
+        "output was published without a quorum"
+    );
+
+    // One comes back: a quorum again, and the job finishes exactly.
+    c.start_driver(others[0]);
+    c.wait_leader(Duration::from_secs(20));
+    wait_state(&c, "quorum", "finished", Duration::from_secs(90));
+    check_counts(dir.path(), "quorum", total);
+}
+
+#[test]
+fn a_paused_leader_steps_down_and_cannot_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 3, 1);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let total = 80_000;
+    let spec = write_spec(dir.path(), "pause", total, 16_000);
+    c.weir_json(&["submit", &spec]).unwrap();
+    wait_committed_beyond(&c, "pause", 2, Duration::from_secs(30));
+
+    c.signal_driver(leader, "STOP");
+    // The others elect a new leader while the old one is frozen.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let new_leader = loop {
+        let l = c.wait_leader(Duration::from_secs(20));
+        if l != leader {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no new leader\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let before = committed(&c, "pause");
+    wait_committed_beyond(&c, "pause", before, Duration::from_secs(30));
+    c.signal_driver(leader, "CONT");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        c.wait_leader(Duration::from_secs(10)),
+        new_leader,
+        "the woken replica must not lead"
+    );
+    wait_state(&c, "pause", "finished", Duration::from_secs(90));
+    check_counts(dir.path(), "pause", total);
+}
+
+#[test]
+fn a_wiped_replica_rejoins_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 3, 1);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let spec = write_spec(dir.path(), "wipe", 40_000, 20_000);
+    c.weir_json(&["submit", &spec]).unwrap();
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    c.kill_driver(victim);
+    c.weir_json(&["cluster", "remove-driver", &victim.to_string()])
+        .unwrap();
+    fs::remove_dir_all(&c.drivers[(victim - 1) as usize].data_dir).unwrap();
+    wait_state(&c, "wipe", "finished", Duration::from_secs(60));
+    let address = c.drivers[(victim - 1) as usize].address.clone();
+    c.weir_json(&["cluster", "add-driver", &victim.to_string(), &address])
+        .unwrap();
+    c.start_driver_joining(victim);
+    // The rejoined replica holds the job: it answers as leader after the
+    // others are gone... or simply reports the same applied index.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c.weir_json(&["cluster"]).unwrap();
+        let drivers = v["drivers"].as_array().unwrap().clone();
+        let applied: Vec<u64> = drivers
+            .iter()
+            .filter_map(|d| d["applied_index"].as_u64())
+            .collect();
+        let rejoined = drivers.iter().find(|d| d["id"] == victim).cloned();
+        if let Some(r) = rejoined {
+            if r["role"] == "follower"
+                && r["applied_index"].as_u64() == applied.iter().max().copied()
+            {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica {victim} did not catch up: {v}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check_counts(dir.path(), "wipe", 40_000);
+}
