@@ -71,6 +71,18 @@ pub const OPT_HSYNC: &str = "weir.hdfs.hsync";
 /// the principal of the credentials.
 pub const OPT_USER: &str = "weir.hdfs.user";
 
+/// Option: the Kerberos principal to authenticate as (e.g.
+/// `weir/host@REALM`). Without it, the default principal of the ticket cache.
+pub const OPT_KERBEROS_PRINCIPAL: &str = "weir.hdfs.kerberos.principal";
+/// Option: a keytab to obtain tickets from (needs
+/// [`OPT_KERBEROS_PRINCIPAL`]); the tickets go to a private in-memory cache
+/// unless [`OPT_KERBEROS_CACHE`] is set.
+pub const OPT_KERBEROS_KEYTAB: &str = "weir.hdfs.kerberos.keytab";
+/// Option: the Kerberos credential cache to use (e.g.
+/// `FILE:/run/weir/krb5cc`; needs [`OPT_KERBEROS_PRINCIPAL`]). Without it,
+/// the default cache (`KRB5CCNAME`).
+pub const OPT_KERBEROS_CACHE: &str = "weir.hdfs.kerberos.cache";
+
 /// The prefix of the options the backend consumes itself; all other options
 /// are Hadoop configuration handed to the client.
 const WEIR_OPTION_PREFIX: &str = "weir.hdfs.";
@@ -87,6 +99,7 @@ const FILE_NOT_FOUND_EXCEPTION: &str = "java.io.FileNotFoundException";
 const PARENT_NOT_DIRECTORY_EXCEPTION: &str = "org.apache.hadoop.fs.ParentNotDirectoryException";
 const STANDBY_EXCEPTION: &str = "org.apache.hadoop.ipc.StandbyException";
 const RETRIABLE_EXCEPTION: &str = "org.apache.hadoop.ipc.RetriableException";
+const IO_EXCEPTION: &str = "java.io.IOException";
 
 /// Distinguishes temporary files of concurrent writes within one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -156,7 +169,7 @@ impl HdfsBackend {
     /// overriding the files found through `HADOOP_CONF_DIR`/`HADOOP_HOME`,
     /// plus the backend's own `weir.hdfs.*` options ([`OPT_ATTEMPTS`],
     /// [`OPT_BACKOFF_MS`], [`OPT_CALL_TIMEOUT_MS`], [`OPT_HSYNC`],
-    /// [`OPT_USER`]). [`FAST_FAILURE_DEFAULTS`] apply to keys not given.
+    /// [`OPT_USER`] and the `weir.hdfs.kerberos.*` options). [`FAST_FAILURE_DEFAULTS`] apply to keys not given.
     ///
     /// Does not contact the namenode: an unreachable namenode surfaces in
     /// the first operation.
@@ -168,6 +181,7 @@ impl HdfsBackend {
         let (client_url, root) = parse_root_url(url).map_err(invalid)?;
         let mut policy = Policy::default();
         let mut user = None;
+        let (mut principal, mut keytab, mut cache) = (None, None, None);
         let mut hadoop: HashMap<String, String> = FAST_FAILURE_DEFAULTS
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -206,21 +220,37 @@ impl HdfsBackend {
                     })?;
                 }
                 OPT_USER => user = Some(value),
+                OPT_KERBEROS_PRINCIPAL => principal = Some(value),
+                OPT_KERBEROS_KEYTAB => keytab = Some(value),
+                OPT_KERBEROS_CACHE => cache = Some(value),
                 _ => {
                     return Err(invalid(format!(
                         "unknown option `{key}`; the backend's own options are {OPT_ATTEMPTS}, \
-                         {OPT_BACKOFF_MS}, {OPT_CALL_TIMEOUT_MS}, {OPT_HSYNC} and {OPT_USER}"
+                         {OPT_BACKOFF_MS}, {OPT_CALL_TIMEOUT_MS}, {OPT_HSYNC}, {OPT_USER}, \
+                         {OPT_KERBEROS_PRINCIPAL}, {OPT_KERBEROS_KEYTAB} and {OPT_KERBEROS_CACHE}"
                     )))
                 }
             }
         }
+        if principal.is_none() && (keytab.is_some() || cache.is_some()) {
+            let key = if keytab.is_some() {
+                OPT_KERBEROS_KEYTAB
+            } else {
+                OPT_KERBEROS_CACHE
+            };
+            return Err(invalid(format!(
+                "option `{key}` needs `{OPT_KERBEROS_PRINCIPAL}` too (the principal to take \
+                 from the keytab or cache)"
+            )));
+        }
         let kerberos = hadoop
             .get(SECURITY_AUTHENTICATION)
             .is_some_and(|v| v != "simple");
-        let effective_user = match &user {
-            Some(user) => user.clone(),
-            None if kerberos => "the Kerberos principal of the ticket cache".to_owned(),
-            None => std::env::var("HADOOP_USER_NAME")
+        let effective_user = match (&user, &principal) {
+            (Some(user), _) => user.clone(),
+            (None, Some(principal)) if kerberos => principal.clone(),
+            (None, _) if kerberos => "the Kerberos principal of the ticket cache".to_owned(),
+            (None, _) => std::env::var("HADOOP_USER_NAME")
                 .or_else(|_| std::env::var("USER"))
                 .unwrap_or_else(|_| "the OS user".to_owned()),
         };
@@ -238,6 +268,15 @@ impl HdfsBackend {
             .with_io_runtime(runtime.handle().clone());
         if let Some(user) = user {
             builder = builder.with_user(user);
+        }
+        if let Some(principal) = principal {
+            builder = builder.with_kerberos_principal(principal);
+        }
+        if let Some(keytab) = keytab {
+            builder = builder.with_kerberos_keytab(keytab);
+        }
+        if let Some(cache) = cache {
+            builder = builder.with_kerberos_cache(cache);
         }
         let client = {
             let _entered = runtime.enter();
@@ -603,9 +642,12 @@ fn is_transient(failure: &Failure) -> bool {
             | HdfsError::ChecksumError
             | HdfsError::BlocksNotFound(_)
             | HdfsError::OperationFailed(_) => true,
+            // A plain IOException is how the namenode reports, among others,
+            // "could only be written to 0 of the 1 minReplication nodes"
+            // while datanodes (re)register after a restart.
             HdfsError::RPCError(class, _) | HdfsError::FatalRPCError(class, _) => matches!(
                 class.as_str(),
-                SAFE_MODE_EXCEPTION | STANDBY_EXCEPTION | RETRIABLE_EXCEPTION
+                SAFE_MODE_EXCEPTION | STANDBY_EXCEPTION | RETRIABLE_EXCEPTION | IO_EXCEPTION
             ),
             _ => false,
         },

@@ -446,6 +446,8 @@ fn options_are_validated() {
         (OPT_CALL_TIMEOUT_MS, "0"),
         (OPT_HSYNC, "yes"),
         ("weir.hdfs.unknown", "1"),
+        // hdfs-native refuses a keytab without a principal.
+        (OPT_KERBEROS_KEYTAB, "/nonexistent.keytab"),
     ] {
         let err = HdfsBackend::new(url, options(&[(key, value)])).unwrap_err();
         assert!(
@@ -521,4 +523,39 @@ fn usable_and_droppable_inside_an_async_runtime() {
         assert!(b.list("a").is_err());
         drop(b);
     });
+}
+
+/// Not run by default: writes and reads a file every second for
+/// `WEIR_HDFS_OUTAGE_SECS` (default 60) seconds against `WEIR_HDFS_URL`,
+/// printing each outcome, while someone stops and restarts HDFS: the same
+/// backend instance must report `Unavailable` during the outage and work
+/// again afterwards.
+#[test]
+#[ignore = "manual check across a namenode restart"]
+fn manual_outage_loop() {
+    let url = std::env::var("WEIR_HDFS_URL").expect("set WEIR_HDFS_URL");
+    let secs: u64 = std::env::var("WEIR_HDFS_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let hsync = std::env::var("WEIR_HDFS_HSYNC").unwrap_or_else(|_| "true".to_owned());
+    let b = HdfsBackend::new(
+        &format!("{url}/weir-test/outage"),
+        options(&[(OPT_HSYNC, &hsync)]),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut i = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        i += 1;
+        let t = Instant::now();
+        let result = b
+            .put_atomic("f", &i.to_le_bytes())
+            .and_then(|()| b.get("f"));
+        match result {
+            Ok(got) => eprintln!("{i}: ok in {:?}: {:?}", t.elapsed(), got.map(|g| g.len())),
+            Err(e) => eprintln!("{i}: failed in {:?}: {e:?}", t.elapsed()),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
