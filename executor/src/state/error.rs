@@ -103,41 +103,37 @@ pub enum StateError {
     /// The remote state store (the HDFS namenode) could not be reached, or
     /// did not answer in time, after the backend's retries.
     #[error(
-        "state store {url} is unavailable during {op} of `{path}`: {detail}; check the \
+        "state store {url} is unavailable (`{path}`): {detail}; check the \
          namenode address (host:port) in the state root URL and that HDFS is up and \
          reachable from this host; Weir retries the batch once it is back"
     )]
     Unavailable {
         /// The state root URL.
         url: String,
-        /// The backend operation that failed.
-        op: &'static str,
         /// The path the operation was working on.
         path: String,
-        /// What the client reported.
+        /// The failed operation and what the client reported.
         detail: String,
     },
 
     /// The store refused the operation for lack of permissions.
     #[error(
-        "permission denied on `{path}` under {url} for user `{user}`: {detail}; \
+        "permission denied on `{path}` for user `{user}`: {detail}; \
          give that user read/write/execute access to the state root (hdfs dfs -chown or \
          -chmod), or run Weir as a user that has it (HADOOP_USER_NAME, or a Kerberos principal)"
     )]
     PermissionDenied {
-        /// The state root URL.
-        url: String,
         /// The path the operation was working on.
         path: String,
         /// The user the store saw (as far as the client knows it).
         user: String,
-        /// What the store reported.
+        /// The failed operation and what the store reported.
         detail: String,
     },
 
     /// The store is read-only for now (the HDFS namenode is in safe mode).
     #[error(
-        "state store {url} is in safe mode, {op} of `{path}` refused: {detail}; wait for the \
+        "state store {url} is in safe mode (`{path}`): {detail}; wait for the \
          namenode to leave safe mode (it does once enough datanodes report their blocks; \
          `hdfs dfsadmin -safemode get`), or, if the datanodes are healthy, leave it with \
          `hdfs dfsadmin -safemode leave`"
@@ -145,28 +141,24 @@ pub enum StateError {
     SafeMode {
         /// The state root URL.
         url: String,
-        /// The backend operation that failed.
-        op: &'static str,
         /// The path the operation was working on.
         path: String,
-        /// What the store reported.
+        /// The failed operation and what the store reported.
         detail: String,
     },
 
     /// A directory on the path does not exist (any more) or is a file.
     #[error(
-        "the parent directory of `{path}` under {url} is missing or not a directory during \
-         {op}: {detail}; something else deleted or replaced a directory under the state root \
+        "the parent directory of `{path}` under {url} is missing or not a directory: \
+         {detail}; something else deleted or replaced a directory under the state root \
          (only Weir may write there): remove the offending file and retry"
     )]
     ParentMissing {
         /// The state root URL.
         url: String,
-        /// The backend operation that failed.
-        op: &'static str,
         /// The path the operation was working on.
         path: String,
-        /// What the store reported.
+        /// The failed operation and what the store reported.
         detail: String,
     },
 

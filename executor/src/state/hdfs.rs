@@ -404,9 +404,8 @@ impl HdfsBackend {
             Failure::TimedOut(limit) => {
                 return StateError::Unavailable {
                     url,
-                    op,
                     path,
-                    detail: format!("no answer within {limit:?}{note}"),
+                    detail: format!("{op}: no answer within {limit:?}{note}"),
                 }
             }
             Failure::Hdfs(err) => err,
@@ -414,41 +413,36 @@ impl HdfsBackend {
         match err {
             HdfsError::IOError(e) => StateError::Unavailable {
                 url,
-                op,
                 path,
-                detail: format!("{e}{note}"),
+                detail: format!("{op}: {e}{note}"),
             },
             HdfsError::RPCError(class, msg) | HdfsError::FatalRPCError(class, msg) => {
                 match class.as_str() {
                     ACCESS_CONTROL_EXCEPTION | AUTHORIZATION_EXCEPTION => {
                         StateError::PermissionDenied {
-                            url,
                             path,
                             user: self.user.clone(),
-                            detail: first_line(&msg),
+                            detail: format!("{op} under {url}: {}", first_line(&msg)),
                         }
                     }
                     SAFE_MODE_EXCEPTION => StateError::SafeMode {
                         url,
-                        op,
                         path,
-                        detail: format!("{}{note}", first_line(&msg)),
+                        detail: format!("{op}: {}{note}", first_line(&msg)),
                     },
                     STANDBY_EXCEPTION | RETRIABLE_EXCEPTION => StateError::Unavailable {
                         url,
-                        op,
                         path,
                         detail: format!(
-                            "no active namenode answered ({class}: {}){note}",
+                            "{op}: no active namenode answered ({class}: {}){note}",
                             first_line(&msg)
                         ),
                     },
                     FILE_NOT_FOUND_EXCEPTION | PARENT_NOT_DIRECTORY_EXCEPTION => {
                         StateError::ParentMissing {
                             url,
-                            op,
                             path,
-                            detail: format!("{class}: {}", first_line(&msg)),
+                            detail: format!("{op}: {class}: {}", first_line(&msg)),
                         }
                     }
                     _ => io_error(op, path, HdfsError::RPCError(class, msg)),
@@ -456,19 +450,17 @@ impl HdfsBackend {
             }
             HdfsError::FileNotFound(msg) => StateError::ParentMissing {
                 url,
-                op,
                 path,
-                detail: msg,
+                detail: format!("{op}: file not found: {msg}"),
             },
             err @ (HdfsError::SASLError(_)
             | HdfsError::GSSAPIError(..)
             | HdfsError::NoSASLMechanism) => StateError::PermissionDenied {
-                url,
                 path,
                 user: self.user.clone(),
                 detail: format!(
-                    "authentication failed: {err}; with Kerberos, check that the ticket cache \
-                     (KRB5CCNAME, `klist`) holds a valid ticket and that \
+                    "{op} under {url}: authentication failed: {err}; with Kerberos, check that \
+                     the ticket cache (KRB5CCNAME, `klist`) holds a valid ticket and that \
                      hadoop.security.authentication matches the cluster"
                 ),
             },
