@@ -100,6 +100,77 @@ pub enum StateError {
         detail: String,
     },
 
+    /// The remote state store (the HDFS namenode) could not be reached, or
+    /// did not answer in time, after the backend's retries.
+    #[error(
+        "state store {url} is unavailable (`{path}`): {detail}; check the \
+         namenode address (host:port) in the state root URL and that HDFS is up and \
+         reachable from this host; Weir retries the batch once it is back"
+    )]
+    Unavailable {
+        /// The state root URL.
+        url: String,
+        /// The path the operation was working on.
+        path: String,
+        /// The failed operation and what the client reported.
+        detail: String,
+    },
+
+    /// The store refused the operation for lack of permissions.
+    #[error(
+        "permission denied on `{path}` for user `{user}`: {detail}; \
+         give that user read/write/execute access to the state root (hdfs dfs -chown or \
+         -chmod), or run Weir as a user that has it (HADOOP_USER_NAME, or a Kerberos principal)"
+    )]
+    PermissionDenied {
+        /// The path the operation was working on.
+        path: String,
+        /// The user the store saw (as far as the client knows it).
+        user: String,
+        /// The failed operation and what the store reported.
+        detail: String,
+    },
+
+    /// The store is read-only for now (the HDFS namenode is in safe mode).
+    #[error(
+        "state store {url} is in safe mode (`{path}`): {detail}; wait for the \
+         namenode to leave safe mode (it does once enough datanodes report their blocks; \
+         `hdfs dfsadmin -safemode get`), or, if the datanodes are healthy, leave it with \
+         `hdfs dfsadmin -safemode leave`"
+    )]
+    SafeMode {
+        /// The state root URL.
+        url: String,
+        /// The path the operation was working on.
+        path: String,
+        /// The failed operation and what the store reported.
+        detail: String,
+    },
+
+    /// A directory on the path does not exist (any more) or is a file.
+    #[error(
+        "the parent directory of `{path}` under {url} is missing or not a directory: \
+         {detail}; something else deleted or replaced a directory under the state root \
+         (only Weir may write there): remove the offending file and retry"
+    )]
+    ParentMissing {
+        /// The state root URL.
+        url: String,
+        /// The path the operation was working on.
+        path: String,
+        /// The failed operation and what the store reported.
+        detail: String,
+    },
+
+    /// A state store could not be set up from its URL and options.
+    #[error("invalid state store configuration `{url}`: {detail}")]
+    InvalidConfig {
+        /// The state root URL as given.
+        url: String,
+        /// What is wrong and how to fix it.
+        detail: String,
+    },
+
     /// A caller asked for something the checkpoint format cannot represent or
     /// that breaks the checkpoint chain (a bug in the caller).
     #[error("cannot write `{path}`: {detail}; this is a bug in the caller of the state module")]
@@ -112,7 +183,8 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// The path (relative to the backend root) this error concerns.
+    /// The path (relative to the backend root) this error concerns; empty for
+    /// [`StateError::InvalidConfig`].
     pub fn path(&self) -> &str {
         match self {
             StateError::Io { path, .. }
@@ -122,8 +194,22 @@ impl StateError {
             | StateError::Truncated { path, .. }
             | StateError::ChecksumMismatch { path, .. }
             | StateError::Malformed { path, .. }
-            | StateError::InvalidRequest { path, .. } => path,
+            | StateError::InvalidRequest { path, .. }
+            | StateError::Unavailable { path, .. }
+            | StateError::PermissionDenied { path, .. }
+            | StateError::SafeMode { path, .. }
+            | StateError::ParentMissing { path, .. } => path,
+            StateError::InvalidConfig { .. } => "",
         }
+    }
+
+    /// Whether the store is temporarily unable to serve requests (unreachable
+    /// or in safe mode): retrying later, with backoff, may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StateError::Unavailable { .. } | StateError::SafeMode { .. }
+        )
     }
 
     /// Whether this error means the file's contents are unusable (as opposed to
