@@ -247,13 +247,18 @@ impl Config {
             });
         }
         if self.state_root.trim().is_empty() {
-            return invalid("state_root", "required (a local directory)");
-        }
-        if self.state_root.contains("://") {
             return invalid(
                 "state_root",
-                "only a local directory is supported by this build (no URL scheme)",
+                "required (a local directory or hdfs://namenode:port/path)",
             );
+        }
+        if let Some((scheme, _)) = self.state_root.split_once("://") {
+            if !matches!(scheme, "hdfs" | "viewfs") {
+                return invalid(
+                    "state_root",
+                    "unsupported scheme: use a local directory, hdfs:// or viewfs://",
+                );
+            }
         }
         if self.slots == 0 {
             return invalid("slots", "must be at least 1");
@@ -352,7 +357,7 @@ mod tests {
         );
         assert_eq!(
             field(Config {
-                state_root: "hdfs://nn/x".into(),
+                state_root: "s3://bucket/x".into(),
                 ..ok.clone()
             }),
             "state_root"

@@ -47,8 +47,8 @@ pub struct LocalCluster {
     pub drivers: Vec<Driver>,
     /// The executors.
     pub executors: Vec<Executor>,
-    /// Where executors keep state.
-    pub state_root: PathBuf,
+    /// Where executors keep state: a local directory or an HDFS URL.
+    pub state_root: String,
 }
 
 impl LocalCluster {
@@ -76,7 +76,7 @@ impl LocalCluster {
             root: root.to_path_buf(),
             drivers,
             executors,
-            state_root: root.join("state"),
+            state_root: root.join("state").to_string_lossy().into_owned(),
         }
     }
 
@@ -159,7 +159,7 @@ impl LocalCluster {
     /// Starts executor `i` (1-based).
     pub fn start_executor(&mut self, i: usize) {
         let drivers = self.driver_list();
-        let state = self.state_root.to_string_lossy().into_owned();
+        let state = self.state_root.clone();
         let e = &mut self.executors[i - 1];
         let args = [
             "--id",

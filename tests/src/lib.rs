@@ -196,3 +196,19 @@ impl Rng {
         lo + self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % (hi - lo).max(1)
     }
 }
+
+/// The URL of the test HDFS (`WEIR_HDFS_URL`, set by `deploy/dev/hdfs.sh`
+/// through scripts/test.sh). `None` means skip — but under `CI=true` a
+/// missing HDFS fails the test instead, so CI never passes without it.
+pub fn hdfs_url(test: &str) -> Option<String> {
+    match std::env::var("WEIR_HDFS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: WEIR_HDFS_URL is not set under CI=true; start HDFS with deploy/dev/hdfs.sh start (scripts/test.sh does)")
+        }
+        _ => {
+            eprintln!("SKIPPED {test}: WEIR_HDFS_URL is not set; start HDFS with deploy/dev/hdfs.sh start");
+            None
+        }
+    }
+}

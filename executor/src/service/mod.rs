@@ -12,7 +12,7 @@ pub mod tasks;
 
 use crate::config::Config;
 use crate::runtime::{Executor, ExecutorConfig};
-use crate::state::LocalBackend;
+use crate::state::{HdfsBackend, LocalBackend, StateBackend};
 use fence::Fence;
 use registration::Identity;
 use std::future::Future;
@@ -38,6 +38,9 @@ pub enum ServiceError {
         /// Why.
         source: std::io::Error,
     },
+    /// The HDFS state root is not usable.
+    #[error("state root: {0}")]
+    StateStore(#[from] crate::state::StateError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -56,15 +59,18 @@ pub async fn run(
         .advertise
         .clone()
         .unwrap_or_else(|| local.to_string());
-    let root = PathBuf::from(&config.state_root);
-    std::fs::create_dir_all(&root).map_err(|source| ServiceError::StateRoot {
-        path: root.clone(),
-        source,
-    })?;
-    let executor = Arc::new(Executor::new(
-        ExecutorConfig::default(),
-        Arc::new(LocalBackend::new(root)),
-    ));
+    let backend: Arc<dyn StateBackend> = if config.state_root.contains("://") {
+        Arc::new(HdfsBackend::new(&config.state_root, Default::default())?)
+    } else {
+        let root = PathBuf::from(&config.state_root);
+        std::fs::create_dir_all(&root).map_err(|source| ServiceError::StateRoot {
+            path: root.clone(),
+            source,
+        })?;
+        Arc::new(LocalBackend::new(root))
+    };
+    tracing::info!(state = %backend.describe(), "state store");
+    let executor = Arc::new(Executor::new(ExecutorConfig::default(), backend));
     let fence = Arc::new(Fence::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let identity = Identity {
