@@ -2,12 +2,15 @@
 //! the same task interface a cluster uses, with the metadata checkpoint and
 //! the state store in a local directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
+use weir_driver::cluster::{check_data_dir, RaftMetadata, Replica};
+use weir_driver::config::DriverConfig;
 use weir_driver::{
-    submit, BatchReport, DriverOptions, FailureKind, JobDriver, Outcome, SledMetadata, TaskFailure,
-    TaskRunner,
+    submit, BatchReport, DriverOptions, FailureKind, JobDriver, Outcome, TaskFailure, TaskRunner,
 };
 use weir_executor::state::LocalBackend;
 use weir_executor::{ErrorDomain, ExecError, Executor, ExecutorConfig};
@@ -15,6 +18,9 @@ use weir_proto::pb;
 
 /// Runs (or resumes) a job with its metadata and state under `root` until
 /// `shutdown` is set or, with `exit_when_idle`, its finite source is done.
+///
+/// The metadata checkpoint is a single-replica Raft group: the same
+/// replicated state machine a cluster runs, with a quorum of one.
 pub fn run_job(
     spec: pb::JobSpec,
     root: &Path,
@@ -29,7 +35,34 @@ pub fn run_job(
             dirs.state.display()
         )
     })?;
-    let meta = Arc::new(SledMetadata::open(&dirs.meta)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let config = DriverConfig {
+        id: 1,
+        listen: String::new(),
+        advertise: "local".to_string(),
+        peers: BTreeMap::new(),
+        data_dir: dirs.meta.clone(),
+        cluster_id: LOCAL_CLUSTER.to_string(),
+        join: false,
+        tick: Duration::from_millis(100),
+        election_ticks: 10,
+        heartbeat_ticks: 2,
+        snapshot_threshold: 1_000,
+        proposal_timeout: Duration::from_secs(10),
+        log_format: String::new(),
+    };
+    let is_new = check_data_dir(&dirs.meta, LOCAL_CLUSTER, 1).map_err(anyhow::Error::msg)?;
+    let replica =
+        Replica::start(&config, is_new, runtime.handle().clone()).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        replica.wait_for_leadership(Duration::from_secs(10)),
+        "the local metadata replica did not become leader; is another weir process using {}?",
+        dirs.meta.display()
+    );
+    let meta = Arc::new(RaftMetadata::new(replica));
     let name = spec.name.clone();
     let (record, resumed) = submit(meta.as_ref(), spec)?;
     if resumed {
@@ -43,6 +76,9 @@ pub fn run_job(
     let driver = JobDriver::new(meta, runner, &name, options)?;
     Ok(driver.run(shutdown, report)?)
 }
+
+/// Cluster id of `weir local` metadata directories.
+const LOCAL_CLUSTER: &str = "weir-local";
 
 /// Runs tasks on an in-process executor, spreading independent tasks over
 /// the machine's cores.
@@ -120,7 +156,7 @@ impl TaskRunner for LocalRunner {
 
 /// Where `weir local` keeps a job's metadata and state.
 pub struct LocalDirs {
-    /// The metadata checkpoint (sled).
+    /// The metadata checkpoint (a single-replica Raft group on sled).
     pub meta: PathBuf,
     /// State checkpoints.
     pub state: PathBuf,

@@ -41,6 +41,25 @@ pub struct ReplicaStatus {
     pub last_contact: BTreeMap<u64, Instant>,
 }
 
+/// Where a proposal's outcome goes: an async task or a plain thread.
+pub(super) enum Reply {
+    Async(oneshot::Sender<Result<(), MetaError>>),
+    Blocking(mpsc::Sender<Result<(), MetaError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), MetaError>) {
+        match self {
+            Reply::Async(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
 pub(super) enum Event {
     Messages {
         from: u64,
@@ -48,11 +67,11 @@ pub(super) enum Event {
     },
     Propose {
         command: pb::MetaCommand,
-        reply: oneshot::Sender<Result<(), MetaError>>,
+        reply: Reply,
     },
     ConfChange {
         change: ConfChange,
-        reply: oneshot::Sender<Result<(), MetaError>>,
+        reply: Reply,
     },
     Unreachable(u64),
     /// Whether a snapshot sent to a peer arrived (the leader waits for it).
@@ -158,38 +177,51 @@ impl ReplicaHandle {
     pub async fn propose(&self, command: pb::MetaCommand) -> Result<(), MetaError> {
         let (reply, rx) = oneshot::channel();
         self.events
-            .send(Event::Propose { command, reply })
+            .send(Event::Propose {
+                command,
+                reply: Reply::Async(reply),
+            })
             .map_err(|_| self.not_leader())?;
         self.wait(rx).await
     }
 
     /// [`propose`](Self::propose) for plain threads.
     pub fn propose_blocking(&self, command: pb::MetaCommand) -> Result<(), MetaError> {
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = mpsc::channel();
         self.events
-            .send(Event::Propose { command, reply })
+            .send(Event::Propose {
+                command,
+                reply: Reply::Blocking(reply),
+            })
             .map_err(|_| self.not_leader())?;
-        let deadline = Instant::now() + self.proposal_timeout;
-        let mut rx = rx;
-        loop {
-            match rx.try_recv() {
-                Ok(result) => return result,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(self.not_leader()),
-                Err(oneshot::error::TryRecvError::Empty) if Instant::now() >= deadline => {
-                    return Err(self.no_quorum())
-                }
-                Err(oneshot::error::TryRecvError::Empty) => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-            }
+        match rx.recv_timeout(self.proposal_timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(self.no_quorum()),
+            Err(RecvTimeoutError::Disconnected) => Err(self.not_leader()),
         }
+    }
+
+    /// Waits until this replica leads (a single-replica group elects itself
+    /// at once); false after `timeout`.
+    pub fn wait_for_leadership(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.is_leader() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
     }
 
     /// Proposes a membership change and waits until this replica applied it.
     pub async fn change_membership(&self, change: ConfChange) -> Result<(), MetaError> {
         let (reply, rx) = oneshot::channel();
         self.events
-            .send(Event::ConfChange { change, reply })
+            .send(Event::ConfChange {
+                change,
+                reply: Reply::Async(reply),
+            })
             .map_err(|_| self.not_leader())?;
         self.wait(rx).await
     }
@@ -197,7 +229,7 @@ impl ReplicaHandle {
 
 /// A proposal waiting for its entry to be applied.
 struct Waiter {
-    reply: oneshot::Sender<Result<(), MetaError>>,
+    reply: Reply,
     deadline: Instant,
 }
 
@@ -250,7 +282,7 @@ impl StateMachine for MetaMachine {
             }
         };
         if let Some(w) = self.waiter_of(entry) {
-            let _ = w.reply.send(result);
+            w.reply.send(result);
         }
     }
 
@@ -373,6 +405,12 @@ struct Loop {
 
 impl Loop {
     fn run(&mut self, rx: mpsc::Receiver<Event>) {
+        // A group of one needs no election timeout: it leads at once.
+        if self.node.conf_state().voters == [self.machine.id] {
+            if let Err(e) = self.node.campaign() {
+                warn!(error = %e, "single replica could not campaign");
+            }
+        }
         let mut next_tick = Instant::now() + self.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -417,7 +455,7 @@ impl Loop {
                         .node
                         .leader_id()
                         .and_then(|id| self.transport.address_of(id));
-                    let _ = reply.send(Err(MetaError::NotLeader { leader }));
+                    reply.send(Err(MetaError::NotLeader { leader }));
                     return;
                 }
                 self.next_proposal += 1;
@@ -444,7 +482,7 @@ impl Loop {
                         .node
                         .leader_id()
                         .and_then(|id| self.transport.address_of(id));
-                    let _ = reply.send(Err(MetaError::NotLeader { leader }));
+                    reply.send(Err(MetaError::NotLeader { leader }));
                     return;
                 }
                 let result = self
@@ -452,7 +490,7 @@ impl Loop {
                     .propose_conf_change(change, Vec::new())
                     .map_err(|e| MetaError::Rejected(format!("membership change refused: {e}")));
                 // Applied when the entry commits; the caller watches the voters.
-                let _ = reply.send(result);
+                reply.send(result);
             }
             Event::Unreachable(peer) => self.node.report_unreachable(peer),
             Event::Snapshot { to, delivered } => {
@@ -485,7 +523,7 @@ impl Loop {
                 .leader_id()
                 .and_then(|id| self.transport.address_of(id));
             for (_, w) in self.machine.waiters.drain() {
-                let _ = w.reply.send(Err(MetaError::NotLeader {
+                w.reply.send(Err(MetaError::NotLeader {
                     leader: leader.clone(),
                 }));
             }
