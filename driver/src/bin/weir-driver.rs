@@ -6,7 +6,7 @@ use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
-use weir_driver::cluster::{check_data_dir, Replica, Supervisor};
+use weir_driver::cluster::{check_data_dir, Replica, Supervisor, TermEpochs};
 use weir_driver::config::{DriverArgs, DriverConfig};
 use weir_driver::executors::{
     ControlService, ExecutorRegistry, LeaderState, RegistryOptions, RemoteOptions, RemoteRunner,
@@ -28,7 +28,11 @@ fn main() -> anyhow::Result<()> {
         Replica::start(&config, is_new, runtime.handle().clone()).map_err(anyhow::Error::msg)?;
     info!(id = config.id, listen = %config.listen, cluster_id = %config.cluster_id, "driver replica started");
 
-    let registry = Arc::new(ExecutorRegistry::new(RegistryOptions::default()));
+    let epochs = Arc::new(TermEpochs::new(replica.clone()));
+    let registry = Arc::new(ExecutorRegistry::with_epochs(
+        RegistryOptions::default(),
+        epochs,
+    ));
     let leader = {
         let replica = replica.clone();
         Arc::new(move || {
