@@ -471,8 +471,7 @@ impl Loop {
                         );
                     }
                     Err(e) => {
-                        let _ =
-                            reply.send(Err(MetaError::Rejected(format!("proposal dropped: {e}"))));
+                        reply.send(Err(MetaError::Rejected(format!("proposal dropped: {e}"))));
                     }
                 }
             }
