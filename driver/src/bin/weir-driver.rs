@@ -11,7 +11,7 @@ use weir_driver::config::{DriverArgs, DriverConfig};
 use weir_driver::executors::{
     ControlService, ExecutorRegistry, LeaderState, RegistryOptions, RemoteOptions, RemoteRunner,
 };
-use weir_driver::service::{ClientService, RaftService};
+use weir_driver::service::{ClientService, LeaderExecutors, RaftService};
 use weir_proto::pb::raft_transport_server::RaftTransportServer;
 use weir_proto::pb::weir_client_server::WeirClientServer;
 
@@ -50,7 +50,7 @@ fn main() -> anyhow::Result<()> {
         runtime.handle().clone(),
         RemoteOptions::default(),
     ));
-    let supervisor = Supervisor::new(replica.clone(), runner);
+    let supervisor = Supervisor::new(replica.clone(), runner.clone());
     supervisor
         .start()
         .context("cannot start the job supervisor")?;
@@ -58,7 +58,12 @@ fn main() -> anyhow::Result<()> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(&config.listen))
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let client = ClientService::new(replica.clone(), Some(registry.clone()));
+    let view = Arc::new(LeaderExecutors {
+        registry: registry.clone(),
+        runner,
+        replica: replica.clone(),
+    });
+    let client = ClientService::new(replica.clone(), Some(view));
     let control = ControlService::new(registry, leader);
     let (health, health_service) =
         runtime.block_on(async { tonic_health::server::health_reporter() });

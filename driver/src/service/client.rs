@@ -18,21 +18,50 @@ pub trait ExecutorView: Send + Sync {
     fn executors(&self) -> Vec<pb::ExecutorInfo>;
 }
 
-impl ExecutorView for crate::executors::ExecutorRegistry {
+/// Executors as the leader sees them: registry health and the state
+/// partitions the runner assigned them (`job/partition`).
+pub struct LeaderExecutors {
+    /// Registered executors.
+    pub registry: std::sync::Arc<crate::executors::ExecutorRegistry>,
+    /// Partition ownership.
+    pub runner: std::sync::Arc<crate::executors::RemoteRunner>,
+    /// For the job names.
+    pub replica: ReplicaHandle,
+}
+
+impl ExecutorView for LeaderExecutors {
     fn executors(&self) -> Vec<pb::ExecutorInfo> {
         let now = Instant::now();
-        self.all()
+        let jobs: Vec<String> = self
+            .replica
+            .metadata()
+            .jobs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.spec.map(|s| s.name))
+            .collect();
+        let mut partitions: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for job in &jobs {
+            for (p, owner) in self.runner.owners(job).into_iter().enumerate() {
+                partitions
+                    .entry(owner)
+                    .or_default()
+                    .push(format!("{job}/{p}"));
+            }
+        }
+        self.registry
+            .all()
             .into_iter()
             .map(|e| pb::ExecutorInfo {
                 health: if e.alive { "alive" } else { "dead" }.into(),
                 last_heartbeat_ms: now.saturating_duration_since(e.last_heartbeat).as_millis()
                     as u64,
+                partitions: partitions.remove(&e.id).unwrap_or_default(),
                 id: e.id,
                 address: e.address,
                 epoch: e.epoch,
                 slots: e.slots,
                 build_version: String::new(),
-                partitions: Vec::new(),
             })
             .collect()
     }

@@ -6,6 +6,6 @@ mod client;
 mod raft;
 mod status;
 
-pub use client::ClientService;
+pub use client::{ClientService, ExecutorView, LeaderExecutors};
 pub use raft::RaftService;
 pub use status::{meta_status, LEADER_METADATA_KEY};
