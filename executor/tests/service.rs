@@ -126,10 +126,27 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
         "name: j\nstate_partitions: 1\nsource:\n  generator: { partitions: 1, keys: 3, rate: 0, total: 10 }\n\
          pipeline:\n  - key_by: key\n  - aggregate: { n: {} }\nsink:\n  noop: {}\n",
     );
+    // The driver counted the registration before the executor read its
+    // answer: wait until the executor holds epoch 7.
+    let mut accepted = false;
+    for _ in 0..250 {
+        let r = client
+            .deploy(pb::DeployRequest {
+                epoch: 7,
+                job: Some(job.clone()),
+            })
+            .await;
+        if r.is_ok() {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(accepted, "the executor never accepted its epoch 7");
     let stale = client
         .deploy(pb::DeployRequest {
             epoch: 6,
-            job: Some(job.clone()),
+            job: Some(job),
         })
         .await
         .unwrap_err();
@@ -148,13 +165,6 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
         "an epoch rejection is no task error"
     );
 
-    client
-        .deploy(pb::DeployRequest {
-            epoch: 7,
-            job: Some(job),
-        })
-        .await
-        .unwrap();
     // A task error arrives with its domain.
     let missing = client
         .stage_a(pb::StageARequest {
