@@ -43,7 +43,7 @@ HELM=$TOOLS/bin/helm
 helm_ok() { [ -x "$HELM" ] && [ "$(cat "$TOOLS/bin/helm.version" 2>/dev/null)" = "$HELM_VERSION" ]; }
 if ! helm_ok; then
     command -v go >/dev/null 2>&1 || { [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"; }
-    command -v go >/dev/null 2>&1 || die "helm $HELM_VERSION is not in $TOOLS/bin and Go is not installed to build it (apt-get install golang-go, or install Go 1.22+)"
+    command -v go >/dev/null 2>&1 || die "helm $HELM_VERSION is not in $TOOLS/bin and Go is not installed to build it (helm $HELM_VERSION needs Go 1.22+; Debian 12's golang-go is 1.19, use bookworm-backports' golang-1.22 or the Go toolchain)"
     say "building helm $HELM_VERSION with go install (a few minutes on 2 cores, once)"
     t=$(now)
     # The version string is set the way helm's Makefile sets it.
@@ -62,7 +62,15 @@ if ! "$PY" -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
     say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $VENV"
     t=$(now)
     rm -rf "$VENV"
-    python3 -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            say "installing python3-venv"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+                || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+        fi
+        rm -rf "$VENV"
+        python3 -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
+    fi
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
         "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
         || die "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION failed"
