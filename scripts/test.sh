@@ -50,6 +50,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo build (binaries used by the integration tests)"
 cargo build --workspace --bins --locked
 
+step "Helm chart and Dockerfile checks (deploy/helm/check.sh)"
+deploy/helm/check.sh
+
 step "cargo test"
 cargo test --workspace --locked
 

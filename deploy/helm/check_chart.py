@@ -1,0 +1,537 @@
+#!/usr/bin/env python3
+"""Checks of our own on the Weir chart and image, run by deploy/helm/check.sh.
+
+    check_chart.py dockerfile REPO VALUES_YAML
+    check_chart.py rendered REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION
+    check_chart.py selftest REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION
+
+`dockerfile` checks deploy/Dockerfile against the Cargo manifests.
+`rendered` validates every manifest of one `helm template` output with
+kubernetes-validate (the ServiceMonitor CRD is skipped explicitly) and checks
+what a schema cannot: the Raft peer list, ports, probes, the PDB quorum, and
+that every flag and settings-file key the chart uses exists in the Rust
+sources. `selftest` breaks a good rendering in known ways and fails unless
+every breakage is caught. Prints every failure and exits 1 if there was any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+FAILURES: list[str] = []
+
+
+def fail(msg: str) -> None:
+    FAILURES.append(msg)
+    print(f"FAIL {msg}", file=sys.stderr)
+
+
+def check(cond: bool, msg: str) -> bool:
+    if not cond:
+        fail(msg)
+    return cond
+
+
+# ---------------------------------------------------------------------------
+# What the Rust sources define
+
+
+def clap_flags(source: Path, struct: str) -> set[str]:
+    """`--long-names` of the fields marked #[arg(long ...)] in a clap struct."""
+    body = struct_body(source, struct)
+    flags = set()
+    pending = None
+    for line in body.splitlines():
+        line = line.strip()
+        m = re.match(r"#\[arg\((.*)\)\]", line)
+        if m:
+            attrs = m.group(1)
+            if re.search(r"\blong\b", attrs):
+                named = re.search(r'\blong\s*=\s*"([^"]+)"', attrs)
+                pending = named.group(1) if named else ""
+            continue
+        m = re.match(r"pub\s+(\w+)\s*:", line)
+        if m and pending is not None:
+            flags.add("--" + (pending or m.group(1).replace("_", "-")))
+            pending = None
+    if not flags:
+        fail(f"no #[arg(long ...)] fields found in {struct} in {source}")
+    return flags
+
+
+def serde_fields(source: Path, struct: str) -> set[str]:
+    """Field names of a serde struct (the keys its YAML file accepts)."""
+    body = struct_body(source, struct)
+    text = source.read_text()
+    if not re.search(r"#\[serde\(deny_unknown_fields\)\]\s*pub struct " + struct, text):
+        fail(f"{source}: {struct} no longer denies unknown fields; the key check assumes it does")
+    fields = set(re.findall(r"^\s*(?:pub\s+)?(\w+)\s*:", body, re.M))
+    if not fields:
+        fail(f"no fields found in {struct} in {source}")
+    return fields
+
+
+def struct_body(source: Path, struct: str) -> str:
+    text = source.read_text()
+    m = re.search(r"pub struct " + struct + r"\s*\{(.*?)\n\}", text, re.S)
+    if not m:
+        fail(f"struct {struct} not found in {source}")
+        return ""
+    return m.group(1)
+
+
+def cargo_packages(repo: Path) -> dict[str, set[str]]:
+    """Workspace package name -> its binary names."""
+    root = tomllib.loads((repo / "Cargo.toml").read_text())
+    packages = {}
+    for member in root["workspace"]["members"]:
+        manifest = tomllib.loads((repo / member / "Cargo.toml").read_text())
+        name = manifest["package"]["name"]
+        bins = {b["name"] for b in manifest.get("bin", [])}
+        if not bins and (repo / member / "src" / "main.rs").exists():
+            bins = {name}
+        packages[name] = bins
+    return packages
+
+
+# ---------------------------------------------------------------------------
+# Dockerfile
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    lines, current = [], ""
+    for raw in path.read_text().splitlines():
+        stripped = raw.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue  # comment inside a continued instruction
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        current += stripped
+        lines.append(current)
+        current = ""
+    out = []
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def check_dockerfile(repo: Path, values_path: Path) -> None:
+    path = repo / "deploy" / "Dockerfile"
+    values = yaml.safe_load(values_path.read_text())
+    instructions = dockerfile_instructions(path)
+    args: dict[str, str] = {}
+    stages: list[dict] = []
+    for word, rest in instructions:
+        if word == "ARG" and not stages:
+            name, _, default = rest.partition("=")
+            args[name] = default
+        elif word == "FROM":
+            m = re.match(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$", rest, re.I)
+            image = re.sub(r"\$\{?(\w+)\}?", lambda v: args.get(v.group(1), v.group(0)), m.group(1))
+            stages.append({"image": image, "name": m.group(2), "ins": []})
+        elif stages:
+            stages[-1]["ins"].append((word, rest))
+    if not check(len(stages) >= 2, f"{path}: expected a multi-stage build, found {len(stages)} stage(s)"):
+        return
+    builder, final = stages[0], stages[-1]
+    check(builder["image"] == "rust:1-bookworm",
+          f"{path}: builder stage should use rust:1-bookworm, uses {builder['image']}")
+    check(final["image"] in ("debian:bookworm-slim", "gcr.io/distroless/cc-debian12",
+                             "gcr.io/distroless/cc-debian12:nonroot"),
+          f"{path}: final stage should be debian:bookworm-slim or distroless cc, is {final['image']}")
+
+    packages = cargo_packages(repo)
+    wanted = {"weir", "weir-driver", "weir-executor"}
+    builds = [rest for word, rest in builder["ins"] if word == "RUN" and "cargo build" in rest]
+    if check(len(builds) == 1, f"{path}: expected one `cargo build` in the builder stage, found {len(builds)}"):
+        cmd = builds[0][builds[0].index("cargo build"):].split("&&")[0].split()
+        for flag in ("--release", "--locked", "--bins"):
+            check(flag in cmd, f"{path}: cargo build lacks {flag}")
+        selected = {cmd[i + 1] for i, a in enumerate(cmd) if a == "-p"}
+        check(selected == wanted, f"{path}: cargo build -p selects {sorted(selected)}, expected {sorted(wanted)}")
+        for p in selected:
+            check(p in packages, f"{path}: package {p} is not a workspace member ({sorted(packages)})")
+    for word, rest in builder["ins"]:
+        if word == "RUN" and "apt-get install" in rest:
+            for dep in ("cmake", "libcurl4-openssl-dev", "pkg-config"):
+                check(re.search(r"(?<![\w-])" + re.escape(dep) + r"(?![\w-])", rest) is not None,
+                      f"{path}: builder stage does not install {dep}")
+
+    bins = set().union(*(packages.get(p, set()) for p in wanted))
+    copies = [rest for word, rest in final["ins"] if word in ("COPY", "ADD")]
+    check(len(copies) == 1, f"{path}: final stage should have exactly one COPY (the binaries), has {copies}")
+    for rest in copies:
+        parts = rest.split()
+        opts = [p for p in parts if p.startswith("--")]
+        files = [p for p in parts if not p.startswith("--")]
+        check(f"--from={builder['name']}" in opts, f"{path}: final COPY is not from the builder stage: {rest}")
+        copied = {Path(f).name for f in files[:-1]}
+        check(copied == bins, f"{path}: final stage copies {sorted(copied)}, the Cargo [[bin]]s are {sorted(bins)}")
+    build_tools = {"cmake", "gcc", "g++", "make", "build-essential", "pkg-config", "cargo", "rustc", "clang"}
+    for word, rest in final["ins"]:
+        if word == "RUN" and "apt-get install" in rest:
+            pkgs = set(rest.split("apt-get install", 1)[1].split("&&")[0].split()) - {"-y", "--no-install-recommends"}
+            bad = {p for p in pkgs if p in build_tools or p.endswith("-dev")}
+            check(not bad, f"{path}: final stage installs build tools {sorted(bad)}")
+    users = [rest for word, rest in final["ins"] if word == "USER"]
+    check(bool(users) and users[-1].split(":")[0] == "10001",
+          f"{path}: final stage must run as uid 10001 (USER 10001), has {users}")
+    check(not any(word == "ENTRYPOINT" for word, _ in final["ins"]),
+          f"{path}: final stage must not set an ENTRYPOINT (the chart runs the binaries as commands)")
+    exposed = {int(p.split("/")[0]) for word, rest in final["ins"] if word == "EXPOSE" for p in rest.split()}
+    for what in ("driver", "executor"):
+        port = values[what]["port"]
+        check(port in exposed, f"{path}: EXPOSE lacks the chart's default {what} port {port} (has {sorted(exposed)})")
+
+
+# ---------------------------------------------------------------------------
+# Rendered manifests
+
+
+def containers_of(pod_spec: dict) -> list[dict]:
+    return list(pod_spec.get("initContainers", [])) + list(pod_spec.get("containers", []))
+
+
+def port_ok(port, container: dict) -> bool:
+    declared = container.get("ports", [])
+    if isinstance(port, int):
+        return any(p["containerPort"] == port for p in declared)
+    return any(p.get("name") == port for p in declared)
+
+
+def flags_in(tokens: list[str]) -> list[str]:
+    return [t.split("=", 1)[0] for t in tokens if t.startswith("--")]
+
+
+def flag_value(tokens: list[str], flag: str) -> str | None:
+    for i, t in enumerate(tokens):
+        if t == flag and i + 1 < len(tokens):
+            return tokens[i + 1]
+        if t.startswith(flag + "="):
+            return t.split("=", 1)[1]
+    return None
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def validate_schemas(docs: list[dict], source: str, k8s_version: str) -> None:
+    import kubernetes_validate
+
+    for doc in docs:
+        name = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+        if doc.get("apiVersion", "").startswith("monitoring.coreos.com/"):
+            print(f"  skip {name}: a Prometheus Operator CRD, not in the Kubernetes schemas", flush=True)
+            continue
+        try:
+            kubernetes_validate.validate(doc, k8s_version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(str(p) for p in e.path)
+            fail(f"{source}: {name} does not validate against Kubernetes {k8s_version}: {path}: {e.message}")
+        except kubernetes_validate.utils.SchemaNotFoundError as e:
+            fail(f"{source}: {name}: {e.message}")
+
+
+def load_docs(manifests: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(manifests.read_text()) if d]
+
+
+def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_executors: int, k8s_version: str) -> None:
+    validate_schemas(docs, src, k8s_version)
+
+    driver_flags = clap_flags(repo / "driver/src/config.rs", "DriverArgs")
+    driver_keys = serde_fields(repo / "driver/src/config.rs", "DriverFile")
+    executor_flags = clap_flags(repo / "executor/src/config.rs", "Args")
+    executor_keys = serde_fields(repo / "executor/src/config.rs", "FileConfig")
+
+    for d in docs:
+        labels = d["metadata"].get("labels", {})
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+                    "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart"):
+            check(key in labels, f"{src}: {d['kind']}/{d['metadata']['name']} lacks label {key}")
+
+    def component(kind: str, comp: str) -> list[dict]:
+        return [d for d in docs if d["kind"] == kind
+                and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == comp]
+
+    stss = {c: component("StatefulSet", c) for c in ("driver", "executor")}
+    for c, found in stss.items():
+        if not check(len(found) == 1, f"{src}: expected one {c} StatefulSet, found {len(found)}"):
+            return
+    dsts, ests = stss["driver"][0], stss["executor"][0]
+    services = [d for d in docs if d["kind"] == "Service"]
+    svc_by_name = {s["metadata"]["name"]: s for s in services}
+    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    ns = dsts["metadata"].get("namespace", "default")
+    check(dsts["spec"]["replicas"] == n_drivers,
+          f"{src}: driver StatefulSet has {dsts['spec']['replicas']} replicas, expected {n_drivers}")
+    check(ests["spec"]["replicas"] == n_executors,
+          f"{src}: executor StatefulSet has {ests['spec']['replicas']} replicas, expected {n_executors}")
+
+    # Every workload: selector, ports, probes, mounts, security.
+    for sts in (dsts, ests):
+        name = sts["metadata"]["name"]
+        tpl = sts["spec"]["template"]
+        pod = tpl["spec"]
+        check(selects(sts["spec"]["selector"]["matchLabels"], tpl["metadata"]["labels"]),
+              f"{src}: {name}: selector does not match its pod labels")
+        check(pod.get("securityContext", {}).get("runAsNonRoot") is True, f"{src}: {name}: pod runAsNonRoot is not true")
+        check(pod.get("securityContext", {}).get("seccompProfile", {}).get("type") == "RuntimeDefault",
+              f"{src}: {name}: pod seccompProfile is not RuntimeDefault")
+        volumes = {v["name"] for v in pod.get("volumes", [])}
+        volumes |= {c["metadata"]["name"] for c in sts["spec"].get("volumeClaimTemplates", [])}
+        for c in containers_of(pod):
+            where = f"{src}: {name}/{c['name']}"
+            sc = c.get("securityContext", {})
+            check(sc.get("readOnlyRootFilesystem") is True, f"{where}: readOnlyRootFilesystem is not true")
+            check(sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation is not false")
+            check(sc.get("runAsNonRoot") is True, f"{where}: runAsNonRoot is not true")
+            check("ALL" in sc.get("capabilities", {}).get("drop", []), f"{where}: capabilities do not drop ALL")
+            for m in c.get("volumeMounts", []):
+                check(m["name"] in volumes, f"{where}: mounts undeclared volume {m['name']}")
+            for probe_name in ("readinessProbe", "livenessProbe", "startupProbe"):
+                probe = c.get(probe_name)
+                if not probe:
+                    continue
+                kinds = [k for k in ("grpc", "tcpSocket", "httpGet", "exec") if k in probe]
+                check(len(kinds) == 1, f"{where}: {probe_name} has handlers {kinds}")
+                for k in kinds:
+                    if k != "exec":
+                        check(port_ok(probe[k]["port"], c),
+                              f"{where}: {probe_name} {k} port {probe[k]['port']} is not a declared container port")
+
+    # Services route to declared container ports of the pods they select.
+    for svc in services:
+        sel = svc["spec"].get("selector", {})
+        targets = [s for s in (dsts, ests) if selects(sel, s["spec"]["template"]["metadata"]["labels"])]
+        if not check(bool(targets), f"{src}: Service {svc['metadata']['name']} selects no workload"):
+            continue
+        for p in svc["spec"]["ports"]:
+            tp = p.get("targetPort", p["port"])
+            for s in targets:
+                check(any(port_ok(tp, c) for c in s["spec"]["template"]["spec"]["containers"]),
+                      f"{src}: Service {svc['metadata']['name']} port {p.get('name')} targets {tp}, "
+                      f"not a container port of {s['metadata']['name']}")
+
+    # --- Drivers --------------------------------------------------------------
+    dpod = dsts["spec"]["template"]["spec"]
+    dc = next((c for c in dpod["containers"] if c["name"] == "driver"), None)
+    if not check(dc is not None, f"{src}: driver StatefulSet has no container named driver"):
+        return
+    grpc_port = next((p["containerPort"] for p in dc.get("ports", []) if p.get("name") == "grpc"), None)
+    check(grpc_port is not None, f"{src}: driver container declares no port named grpc")
+    # command: /bin/sh -c SCRIPT weir-driver EXTRA_ARGS... (weir-driver is the script's $0).
+    cmd = dc["command"]
+    script = cmd[2] if cmd[:2] == ["/bin/sh", "-c"] and len(cmd) >= 4 and cmd[3] == "weir-driver" else None
+    if check(script is not None, f"{src}: driver command is not the /bin/sh -c id wrapper: {dc['command']}"):
+        exec_line = re.search(r"exec (weir-driver\b.*?)(?:\n\S|\Z)", script.replace("\\\n", " "), re.S)
+        tokens = shlex.split(exec_line.group(1)) if exec_line else []
+        check(tokens[:1] == ["weir-driver"], f"{src}: the wrapper does not exec weir-driver")
+        check('"$@"' in script, f"{src}: the wrapper drops driver.extraArgs (no \"$@\")")
+        tokens = tokens[1:] + cmd[4:] + list(dc.get("args", []))
+        for f in flags_in(tokens):
+            check(f in driver_flags, f"{src}: driver flag {f} does not exist in DriverArgs (driver/src/config.rs)")
+        listen = flag_value(tokens, "--listen")
+        if check(listen is not None, f"{src}: the driver gets no --listen"):
+            check(listen.rsplit(":", 1)[1] == str(grpc_port),
+                  f"{src}: driver --listen {listen} is not the container port {grpc_port}")
+        check("$(( ${POD_NAME##*-} + 1 ))" in script, f"{src}: driver id is not derived from the pod ordinal + 1")
+        data_dir = flag_value(tokens, "--data-dir")
+        claims = {c["metadata"]["name"] for c in dsts["spec"].get("volumeClaimTemplates", [])}
+        mounts = [m for m in dc.get("volumeMounts", []) if m["name"] in claims]
+        check(data_dir is not None and any(data_dir.startswith(m["mountPath"].rstrip("/") + "/") for m in mounts),
+              f"{src}: driver --data-dir {data_dir} is not a subdirectory of a volumeClaimTemplate mount "
+              f"(a fresh volume's lost+found would make the driver refuse the mount root)")
+        advertise = flag_value(tokens, "--advertise")
+        headless_name = dsts["spec"]["serviceName"]
+        check(advertise is not None and advertise.endswith(f".{headless_name}.{ns}.svc.cluster.local:{grpc_port}")
+              and advertise.startswith("${POD_NAME}."),
+              f"{src}: driver --advertise {advertise} is not the pod's stable DNS name")
+
+    headless = svc_by_name.get(dsts["spec"]["serviceName"])
+    if check(headless is not None, f"{src}: driver serviceName {dsts['spec']['serviceName']} has no Service"):
+        check(headless["spec"].get("clusterIP") == "None", f"{src}: driver peer Service is not headless")
+        check(headless["spec"].get("publishNotReadyAddresses") is True,
+              f"{src}: driver headless Service must publish not-ready addresses (peers resolve each other while forming)")
+    client = [s for s in component("Service", "driver") if s["spec"].get("clusterIP") != "None"]
+    check(len(client) == 1, f"{src}: expected one client Service for the drivers, found {len(client)}")
+
+    for k in ("readinessProbe", "livenessProbe"):
+        check("grpc" in dc.get(k, {}) and dc[k]["grpc"]["port"] == grpc_port,
+              f"{src}: driver {k} is not a gRPC probe on port {grpc_port}")
+
+    config_volume = next((v for v in dpod.get("volumes", []) if "configMap" in v), None)
+    cm = configmaps.get(config_volume["configMap"]["name"]) if config_volume else None
+    if check(cm is not None and "driver.yaml" in cm["data"], f"{src}: no ConfigMap with driver.yaml mounted in drivers"):
+        check(flag_value(tokens, "--config") == "/etc/weir/driver.yaml"
+              and any(m.get("subPath") == "driver.yaml" and m["mountPath"] == "/etc/weir/driver.yaml"
+                      for m in dc["volumeMounts"]),
+              f"{src}: driver.yaml is not mounted where --config points")
+        dfile = yaml.safe_load(cm["data"]["driver.yaml"])
+        unknown = set(dfile) - driver_keys
+        check(not unknown, f"{src}: driver.yaml keys {sorted(unknown)} are not DriverFile fields {sorted(driver_keys)}")
+        peers = dfile.get("peers", {})
+        check(sorted(peers) == list(range(1, n_drivers + 1)),
+              f"{src}: peer ids {sorted(peers)} are not 1..{n_drivers}")
+        for i in range(n_drivers):
+            want = f"{dsts['metadata']['name']}-{i}.{dsts['spec']['serviceName']}.{ns}.svc.cluster.local:{grpc_port}"
+            check(peers.get(i + 1) == want, f"{src}: peer {i + 1} is {peers.get(i + 1)!r}, expected {want!r}")
+        check(dfile.get("election_ticks", 10) > dfile.get("heartbeat_ticks", 2),
+              f"{src}: election_ticks must exceed heartbeat_ticks")
+
+        # --- Executors ----------------------------------------------------------
+        epod = ests["spec"]["template"]["spec"]
+        ec = next((c for c in epod["containers"] if c["name"] == "executor"), None)
+        if check(ec is not None and "executor.yaml" in cm["data"], f"{src}: no executor container or executor.yaml"):
+            efile = yaml.safe_load(cm["data"]["executor.yaml"])
+            unknown = set(efile) - executor_keys
+            check(not unknown, f"{src}: executor.yaml keys {sorted(unknown)} are not FileConfig fields {sorted(executor_keys)}")
+            check(efile.get("drivers") == [peers[i] for i in sorted(peers)],
+                  f"{src}: executor drivers {efile.get('drivers')} are not the driver peer addresses")
+            check(ec["command"] == ["weir-executor"], f"{src}: executor command is {ec['command']}")
+            eargs = ec.get("args", [])
+            for f in flags_in(eargs):
+                check(f in executor_flags, f"{src}: executor flag {f} does not exist in Args (executor/src/config.rs)")
+            eport = next((p["containerPort"] for p in ec.get("ports", []) if p.get("name") == "grpc"), None)
+            elisten = flag_value(eargs, "--listen")
+            check(elisten is not None and eport is not None and elisten.rsplit(":", 1)[1] == str(eport),
+                  f"{src}: executor --listen {elisten} is not the container port {eport}")
+            check(flag_value(eargs, "--id") == "$(POD_NAME)"
+                  and any(e["name"] == "POD_NAME" and e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"
+                          for e in ec.get("env", [])),
+                  f"{src}: executor --id is not the pod name")
+            eadv = flag_value(eargs, "--advertise") or ""
+            check(eadv == f"$(POD_NAME).{ests['spec']['serviceName']}.{ns}.svc.cluster.local:{eport}"
+                  and ests["spec"]["serviceName"] in svc_by_name,
+                  f"{src}: executor --advertise {eadv!r} is not its stable DNS name under a headless Service")
+            root = efile.get("state_root", "")
+            if "://" in root:
+                check(root.split("://")[0] in ("hdfs", "viewfs"), f"{src}: state_root scheme of {root} is unsupported")
+            else:
+                check(any(root.startswith(m["mountPath"].rstrip("/") + "/") and not m.get("readOnly")
+                          for m in ec.get("volumeMounts", [])),
+                      f"{src}: local state_root {root} is not on a writable volume")
+
+    # --- PodDisruptionBudget keeps a Raft quorum -------------------------------
+    pdbs = [p for p in docs if p["kind"] == "PodDisruptionBudget"
+            and selects(p["spec"]["selector"]["matchLabels"], dsts["spec"]["template"]["metadata"]["labels"])]
+    quorum = n_drivers // 2 + 1
+    if check(len(pdbs) == 1, f"{src}: expected one PodDisruptionBudget over the drivers, found {len(pdbs)}"):
+        spec = pdbs[0]["spec"]
+        if "minAvailable" in spec:
+            check(spec["minAvailable"] == quorum,
+                  f"{src}: driver PDB minAvailable {spec['minAvailable']} is not the quorum {quorum} of {n_drivers}")
+        else:
+            check(spec.get("maxUnavailable", n_drivers) <= n_drivers - quorum,
+                  f"{src}: driver PDB maxUnavailable {spec.get('maxUnavailable')} can break the quorum {quorum}")
+
+    # --- ServiceMonitor points at a Service port named like its endpoint -------
+    for sm in (d for d in docs if d["kind"] == "ServiceMonitor"):
+        sel = sm["spec"]["selector"]["matchLabels"]
+        ports = {p.get("name") for s in services if selects(sel, s["metadata"].get("labels", {})) for p in s["spec"]["ports"]}
+        for ep in sm["spec"]["endpoints"]:
+            check(ep["port"] in ports, f"{src}: ServiceMonitor endpoint port {ep['port']} is on no selected Service")
+
+
+def find(docs: list[dict], kind: str, component: str) -> dict:
+    return next(d for d in docs if d["kind"] == kind
+                and d["metadata"]["labels"].get("app.kubernetes.io/component") == component)
+
+
+def driver_config(docs: list[dict]) -> dict:
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and "driver.yaml" in d.get("data", {}))
+    return cm
+
+
+def selftest(repo: Path, manifests: Path, n_drivers: int, n_executors: int, k8s_version: str) -> None:
+    """Breaks a good rendering in known ways; each must be caught."""
+    global FAILURES
+
+    def peers_minus_one(docs):
+        cm = driver_config(docs)
+        cfg = yaml.safe_load(cm["data"]["driver.yaml"])
+        cfg["peers"].pop(max(cfg["peers"]))
+        cm["data"]["driver.yaml"] = yaml.safe_dump(cfg)
+
+    def unknown_file_key(docs):
+        cm = driver_config(docs)
+        cm["data"]["driver.yaml"] += "listen_on: 0.0.0.0:1\n"
+
+    def port_mismatch(docs):
+        find(docs, "StatefulSet", "driver")["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] += 1
+
+    def executor_bad_flag(docs):
+        find(docs, "StatefulSet", "executor")["spec"]["template"]["spec"]["containers"][0]["args"] += ["--no-such-flag", "x"]
+
+    def driver_bad_flag(docs):
+        find(docs, "StatefulSet", "driver")["spec"]["template"]["spec"]["containers"][0]["command"].append("--data_dir=/x")
+
+    def weak_pdb(docs):
+        pdb = find(docs, "PodDisruptionBudget", "driver")
+        pdb["spec"]["minAvailable"] = n_drivers // 2
+
+    def probe_on_other_port(docs):
+        c = find(docs, "StatefulSet", "executor")["spec"]["template"]["spec"]["containers"][0]
+        c["livenessProbe"] = {"grpc": {"port": 9999}}
+
+    def schema_violation(docs):
+        find(docs, "StatefulSet", "driver")["spec"]["template"]["spec"]["containers"][0]["bogusField"] = 1
+
+    def data_dir_on_mount_root(docs):
+        c = find(docs, "StatefulSet", "driver")["spec"]["template"]["spec"]["containers"][0]
+        c["command"][2] = c["command"][2].replace("/var/lib/weir/driver", "/var/lib/weir")
+
+    def writable_root(docs):
+        c = find(docs, "StatefulSet", "executor")["spec"]["template"]["spec"]["containers"][0]
+        c["securityContext"]["readOnlyRootFilesystem"] = False
+
+    cases = [peers_minus_one, unknown_file_key, port_mismatch, executor_bad_flag, driver_bad_flag,
+             weak_pdb, probe_on_other_port, schema_violation, data_dir_on_mount_root, writable_root]
+    missed = []
+    for case in cases:
+        docs = load_docs(manifests)
+        case(docs)
+        saved, FAILURES = FAILURES, []
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            check_rendered(repo, docs, f"selftest:{case.__name__}", n_drivers, n_executors, k8s_version)
+        caught, FAILURES = FAILURES, saved
+        print(f"  selftest {case.__name__}: {'caught: ' + caught[0] if caught else 'NOT CAUGHT'}")
+        if not caught:
+            missed.append(case.__name__)
+    for name in missed:
+        fail(f"selftest: the checks did not catch the broken manifest {name}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 4 and argv[1] == "dockerfile":
+        check_dockerfile(Path(argv[2]), Path(argv[3]))
+    elif len(argv) == 7 and argv[1] in ("rendered", "selftest"):
+        repo, manifests, drivers, executors, k8s = Path(argv[2]), Path(argv[3]), int(argv[4]), int(argv[5]), argv[6]
+        if argv[1] == "rendered":
+            check_rendered(repo, load_docs(manifests), str(manifests), drivers, executors, k8s)
+        else:
+            selftest(repo, manifests, drivers, executors, k8s)
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    if FAILURES:
+        print(f"{len(FAILURES)} check(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
