@@ -91,7 +91,7 @@ cases=(
     "default||3|2"
     "dev|-f $CHART/ci/dev-values.yaml|1|1"
     "ha-tls|-f $CHART/ci/ha-tls-values.yaml|5|10"
-    "grpc-executor-probes|--set executor.probeType=grpc --set executor.replicas=4|3|4"
+    "tcp-executor-probes|--set executor.probeType=tcp --set executor.replicas=4|3|4"
 )
 for case in "${cases[@]}"; do
     IFS='|' read -r name args drivers executors <<<"$case"

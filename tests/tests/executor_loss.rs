@@ -43,7 +43,10 @@ fn all_executors_lost_and_replaced() {
     }
     let stalled = committed(&c);
     std::thread::sleep(Duration::from_secs(2));
-    assert!(committed(&c) <= stalled + 1, "batches committed without executors");
+    assert!(
+        committed(&c) <= stalled + 1,
+        "batches committed without executors"
+    );
     for i in 1..=3 {
         c.start_executor(i);
     }
@@ -53,7 +56,11 @@ fn all_executors_lost_and_replaced() {
         if s["state"] == "finished" {
             break;
         }
-        assert!(Instant::now() < deadline, "job did not finish: {s}\n{}", c.logs());
+        assert!(
+            Instant::now() < deadline,
+            "job did not finish: {s}\n{}",
+            c.logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let latest = latest_by_key(&read_file_sink(&out).unwrap());
@@ -73,7 +80,10 @@ fn all_executors_lost_and_replaced() {
                 .count()
         })
         .sum();
-    assert!(restored >= 6, "the new executors restored every partition ({restored} restores)");
+    assert!(
+        restored >= 6,
+        "the new executors restored every partition ({restored} restores)"
+    );
     let cluster = c.weir_json(&["cluster"]).unwrap();
     let alive = cluster["executors"]
         .as_array()

@@ -88,7 +88,13 @@ pub async fn run(
         stop_rx,
     ));
     let service = tasks::TaskService::new(executor, fence);
+    // The standard gRPC health check, for Kubernetes probes.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ExecutorServiceServer<tasks::TaskService>>()
+        .await;
     let served = tonic::transport::Server::builder()
+        .add_service(health_service)
         .add_service(ExecutorServiceServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
