@@ -1,0 +1,155 @@
+//! Distributed execution figures on real processes on loopback (one driver):
+//! running-count throughput with 1, 2 and 3 executors; per-batch protocol
+//! overhead at a 100 ms interval (batches whose task work is negligible:
+//! planning, launch, shuffle round trips and the three Raft commits); and the
+//! time from an executor's SIGKILL to the next committed batch.
+//!
+//!     cargo bench -p weir-tests --bench executors
+//!
+//! `WEIR_BENCH_RECORDS` (default 20 million), `WEIR_BENCH_KILLS` (default
+//! 20), `WEIR_BENCH_KEYS` (state size for the kill test, default 1 million).
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use weir_tests::cluster::LocalCluster;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len().max(1) as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+fn spec(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    fs::write(&path, format!("name: {name}\n{body}sink:\n  noop: {{}}\n")).expect("write spec");
+    path.to_string_lossy().into_owned()
+}
+
+fn status(c: &LocalCluster, job: &str) -> serde_json::Value {
+    c.weir_json(&["status", job]).unwrap_or_default()
+}
+
+fn wait_finished(c: &LocalCluster, job: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while status(c, job)["state"] != "finished" {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{job} did not finish\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let records = env("WEIR_BENCH_RECORDS", 20_000_000);
+    let kills = env("WEIR_BENCH_KILLS", 20) as usize;
+    let keys = env("WEIR_BENCH_KEYS", 1_000_000);
+    println!("| measure | value |");
+    println!("|---|---|");
+    for executors in 1..=3 {
+        let dir = tempfile::tempdir()?;
+        let mut c = LocalCluster::new(dir.path(), 1, executors);
+        c.start_all();
+        c.wait_leader(Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(2));
+        let s = spec(
+            dir.path(),
+            "throughput",
+            &format!(
+                "batch_interval: 10ms\nstate_partitions: 6\ncheckpoint_every: 1\nsource:\n  generator: {{ partitions: 6, rate: 0, total: {records}, max_records_per_partition: 500000 }}\n\
+                 pipeline:\n  - key_by: \"value % 100000\"\n  - aggregate: {{ count: {{}} }}\n"
+            ),
+        );
+        let t = Instant::now();
+        c.weir_json(&["submit", &s]).map_err(anyhow::Error::msg)?;
+        wait_finished(&c, "throughput")?;
+        let secs = t.elapsed().as_secs_f64();
+        println!("| running count, {executors} executor(s), {records} records | {:.0} records/s ({secs:.1} s) |", records as f64 / secs);
+    }
+
+    let dir = tempfile::tempdir()?;
+    let mut c = LocalCluster::new(dir.path(), 1, 3);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let s = spec(
+        dir.path(),
+        "overhead",
+        "batch_interval: 100ms\nstate_partitions: 6\nsource:\n  generator: { partitions: 3, keys: 100, rate: 300, total: 30000 }\n\
+         pipeline:\n  - key_by: key\n  - aggregate: { count: {} }\n",
+    );
+    c.weir_json(&["submit", &s]).map_err(anyhow::Error::msg)?;
+    std::thread::sleep(Duration::from_secs(25));
+    let batches = c
+        .weir_json(&["batches", "overhead", "--limit", "100"])
+        .map_err(anyhow::Error::msg)?;
+    let mut d: Vec<Duration> = batches
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["duration_ms"].as_u64())
+        .map(Duration::from_millis)
+        .collect();
+    d.sort();
+    println!(
+        "| per-batch overhead at 100 ms interval, 3 executors ({} batches) | p50 {} ms, p99 {} ms |",
+        d.len(),
+        percentile(&d, 0.5).as_millis(),
+        percentile(&d, 0.99).as_millis()
+    );
+
+    let s = spec(
+        dir.path(),
+        "kills",
+        &format!(
+            "batch_interval: 200ms\nstate_partitions: 6\ncheckpoint_every: 5\nsource:\n  generator: {{ partitions: 3, keys: {keys}, rate: 200000 }}\n\
+             pipeline:\n  - key_by: key\n  - aggregate: {{ count: {{}} }}\n"
+        ),
+    );
+    c.weir_json(&["submit", &s]).map_err(anyhow::Error::msg)?;
+    let committed = |c: &LocalCluster| {
+        status(c, "kills")["last_committed_batch"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // Let every key exist in state before the first kill.
+    let warm = Instant::now();
+    while committed(&c) < 30 && warm.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut recovery = Vec::new();
+    for round in 0..kills {
+        let victim = round % 3 + 1;
+        let at = committed(&c);
+        let t = Instant::now();
+        c.kill_executor(victim);
+        while committed(&c) <= at + 1 {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(120),
+                "no recovery\n{}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        recovery.push(t.elapsed());
+        c.start_executor(victim);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    recovery.sort();
+    println!(
+        "| executor SIGKILL → next committed batch, {keys} keys, {kills} kills | p50 {:.2} s, p99 {:.2} s, max {:.2} s |",
+        percentile(&recovery, 0.5).as_secs_f64(),
+        percentile(&recovery, 0.99).as_secs_f64(),
+        recovery.last().copied().unwrap_or_default().as_secs_f64()
+    );
+    Ok(())
+}
