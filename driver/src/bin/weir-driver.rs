@@ -45,6 +45,18 @@ fn main() -> anyhow::Result<()> {
             }
         })
     };
+    // Declare silent executors dead even while no batch asks about them,
+    // so that their epochs are bumped and `weir cluster` tells the truth.
+    {
+        let registry = registry.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                registry.reap(std::time::Instant::now());
+            }
+        });
+    }
     let runner = Arc::new(RemoteRunner::new(
         registry.clone(),
         runtime.handle().clone(),
