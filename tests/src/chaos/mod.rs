@@ -22,4 +22,4 @@ pub mod schedule;
 pub mod verify;
 pub mod workload;
 
-pub use runner::{run, ChaosOptions};
+pub use runner::{run, verify_job, ChaosOptions};

@@ -108,6 +108,21 @@ impl ChaosJob {
         }
     }
 
+    /// The same job writing its file sink to `dir` (a path every executor
+    /// sees, e.g. a shared volume in Kubernetes), under `name`.
+    pub fn with_output(mut self, name: &str, dir: &Path) -> ChaosJob {
+        self.name = name.to_string();
+        self.output = Box::new(FileSinkOutput {
+            dir: dir.to_path_buf(),
+        });
+        self
+    }
+
+    /// The workload named `name` (`count` or `window`).
+    pub fn workload(name: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == name)
+    }
+
     /// The job spec (YAML).
     pub fn spec_yaml(&self) -> String {
         format!(
