@@ -1,6 +1,7 @@
 //! Helpers for Weir's integration tests: start real `weir` processes with
 //! a log file each, kill them, and read what they wrote.
 
+pub mod chaos;
 pub mod cluster;
 
 use anyhow::{bail, Context};
