@@ -56,7 +56,9 @@ pub async fn run(
                 executor_id: identity.id.clone(),
                 epoch,
             };
-            let answer = tokio::time::timeout(interval * 2, client.heartbeat(request)).await;
+            // A paused leader accepts connections but never answers: give up
+            // after one interval and look for the new leader.
+            let answer = tokio::time::timeout(interval, client.heartbeat(request)).await;
             match answer {
                 Ok(Ok(_)) => fence.renewed(epoch, sent),
                 Ok(Err(status)) => {
