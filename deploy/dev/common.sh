@@ -113,8 +113,13 @@ wait_ready() {
     local log deadline
     log="$(log_file "$name")"
     deadline=$((SECONDS + timeout_s))
+    local pid
+    pid="$(cat "$(pid_file "$name")" 2>/dev/null || true)"
     while true; do
-        if ! is_running "$name"; then
+        # Only liveness here: right after the fork the child's command line
+        # is still this script's, so the -Dweir.dev.service check of
+        # is_running could mistake a starting service for a dead one.
+        if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
             log_tail "$log"
             rm -f "$(pid_file "$name")"
             die "$name exited during startup (see $log)"
