@@ -11,6 +11,7 @@ pub mod raft;
 pub mod runner;
 pub mod scheduler;
 pub mod service;
+pub mod upgrade;
 
 pub use metadata::{MetadataStore, SledMetadata};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
