@@ -15,4 +15,7 @@ pub mod upgrade;
 
 pub use metadata::{MetadataStore, SledMetadata};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
-pub use scheduler::{submit, BatchReport, DriverError, DriverOptions, JobDriver, Outcome};
+pub use scheduler::{
+    submit, submit_with, BatchReport, DriverError, DriverOptions, FromOffsets, JobDriver, Outcome,
+    SubmitOptions, Submitted,
+};

@@ -40,6 +40,17 @@ impl ChangeClass {
         }
     }
 
+    /// The class named by [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ChangeClass::Compatible,
+            ChangeClass::NeedsStateDecision,
+            ChangeClass::NeedsOffsetDecision,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
     /// The submit option that would allow a change of this class.
     pub fn allowed_by(self) -> &'static str {
         match self {

@@ -96,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         client
             .submit(pb::SubmitRequest {
                 spec: Some(spec.clone()),
+                ..Default::default()
             })
             .await
             .expect("submit");

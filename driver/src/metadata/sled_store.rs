@@ -45,6 +45,10 @@ fn commit_key(job: &str, batch_id: u64) -> Vec<u8> {
     format!("commit/{job}/{batch_id:020}").into_bytes()
 }
 
+fn history_key(job: &str, version: u32) -> Vec<u8> {
+    format!("history/{job}/{version:010}").into_bytes()
+}
+
 fn peer_key(id: u64) -> Vec<u8> {
     format!("peer/{id:020}").into_bytes()
 }
@@ -155,7 +159,15 @@ impl SledMetadata {
         batch: &mut sled::Batch,
     ) -> Result<(), MetaError> {
         match command.kind {
-            Some(Kind::PutJob(record)) => batch.insert(key("job", job), record.encode_to_vec()),
+            Some(Kind::PutJob(record)) => {
+                // An upgrade keeps the replaced version as history.
+                if let Some(old) = self.get::<pb::JobRecord>(&key("job", job))? {
+                    if old.version != record.version {
+                        batch.insert(history_key(job, old.version), old.encode_to_vec());
+                    }
+                }
+                batch.insert(key("job", job), record.encode_to_vec())
+            }
             Some(Kind::PeerAddress(p)) => batch.insert(peer_key(p.id), p.address.into_bytes()),
             Some(Kind::JobState(change)) => {
                 let mut record: pb::JobRecord = self
@@ -302,6 +314,18 @@ impl MetadataStore for SledMetadata {
 
     fn plan(&self, name: &str, batch_id: u64) -> Result<Option<pb::BatchPlan>, MetaError> {
         self.get(&plan_key(name, batch_id))
+    }
+
+    fn history(&self, name: &str) -> Result<Vec<pb::JobRecord>, MetaError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .range(history_key(name, 0)..=history_key(name, u32::MAX))
+        {
+            let (k, _) = item.map_err(|e| self.storage(e))?;
+            out.extend(self.get::<pb::JobRecord>(&k)?);
+        }
+        Ok(out)
     }
 
     fn batches(&self, name: &str, limit: usize) -> Result<Vec<pb::BatchCommit>, MetaError> {
