@@ -263,17 +263,41 @@ pub async fn batches(
 }
 
 /// `weir stop JOB`.
-pub async fn stop(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
-    cluster
-        .call(WRITE_TIMEOUT, |mut c| async move {
+pub async fn stop(
+    cluster: &Cluster,
+    job: &str,
+    purge: bool,
+    as_json: bool,
+) -> Result<(), ClientError> {
+    // A purge waits for the job's batch in flight.
+    let timeout = if purge {
+        std::time::Duration::from_secs(90)
+    } else {
+        WRITE_TIMEOUT
+    };
+    let r = cluster
+        .call(timeout, |mut c| async move {
             c.stop(pb::StopRequest {
                 job: job.to_string(),
+                purge,
             })
             .await
         })
         .await?;
     if as_json {
-        println!("{}", json!({"job": job, "state": "stopped"}));
+        if purge {
+            println!(
+                "{}",
+                json!({"job": job, "purged": true, "remains": r.remains})
+            );
+        } else {
+            println!("{}", json!({"job": job, "state": "stopped"}));
+        }
+    } else if purge {
+        println!(
+            "job {job} stopped and its metadata deleted; kept: {}",
+            r.remains
+        );
     } else {
         println!("job {job} stops after its current batch; `weir submit` resumes it");
     }

@@ -104,10 +104,21 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Stop a job after its current batch, keeping its checkpoint.
+    /// Stop a job after its current batch, keeping its checkpoint (or with
+    /// --purge, deleting it).
     Stop {
         /// Job name.
         job: String,
+        /// Also delete the job's metadata (spec, history, progress); with
+        /// --state-dir also its state. Asks for confirmation unless --yes.
+        #[arg(long)]
+        purge: bool,
+        /// Confirm --purge without a prompt.
+        #[arg(long)]
+        yes: bool,
+        /// A `weir local` state directory instead of the cluster.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Show the driver replicas and executors, or change membership.
     Cluster {
@@ -216,6 +227,41 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stop {
+            job,
+            purge,
+            yes,
+            state_dir: Some(dir),
+        } => {
+            anyhow::ensure!(
+                purge,
+                "a `weir local` job stops with Ctrl-C; `weir stop --state-dir` only purges (--purge)"
+            );
+            confirm_purge(&job, yes)?;
+            local::with_local_meta(&dir, |meta| {
+                anyhow::ensure!(
+                    meta.job(&job)?.is_some(),
+                    "job {job} does not exist in {}",
+                    dir.display()
+                );
+                meta.apply(weir_driver::metadata::command::delete_job(&job))?;
+                Ok(())
+            })?;
+            let state = local::LocalDirs::under(&dir).state.join(&job);
+            if state.exists() {
+                std::fs::remove_dir_all(&state)
+                    .with_context(|| format!("cannot delete {}", state.display()))?;
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"job": job, "purged": true, "remains": "sink output"})
+                );
+            } else {
+                println!("job {job} purged: metadata and state deleted from {}; the sink's output is kept", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::History {
             job,
             state_dir: Some(dir),
@@ -261,7 +307,14 @@ fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<Exi
             Command::Batches { job, limit } => {
                 commands::batches(&cluster, &job, limit, json).await?
             }
-            Command::Stop { job } => commands::stop(&cluster, &job, json).await?,
+            Command::Stop {
+                job, purge, yes, ..
+            } => {
+                if purge {
+                    confirm_purge(&job, yes)?;
+                }
+                commands::stop(&cluster, &job, purge, json).await?
+            }
             Command::Cluster { change: None } => commands::cluster(&cluster, json).await?,
             Command::Cluster {
                 change: Some(ClusterChange::AddDriver { id, address }),
@@ -276,6 +329,25 @@ fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<Exi
         anyhow::Ok(())
     });
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// `--purge` deletes what cannot be rebuilt: it needs `--yes`, or the job
+/// name typed at a prompt on a terminal.
+fn confirm_purge(job: &str, yes: bool) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "--purge deletes job {job}'s spec, history and progress (a resubmit starts from scratch); pass --yes to confirm"
+    );
+    eprint!("This deletes job {job}'s spec, history and progress; type the job name to confirm: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    anyhow::ensure!(line.trim() == job, "not confirmed: nothing deleted");
+    Ok(())
 }
 
 fn load_spec(path: &Path) -> anyhow::Result<pb::JobSpec> {

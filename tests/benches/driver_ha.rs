@@ -107,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             client
                 .stop(pb::StopRequest {
                     job: "latency".into(),
+                    purge: false,
                 })
                 .await
                 .expect("stop");

@@ -283,3 +283,34 @@ fn from_earliest_reprocesses_everything_with_fresh_state() {
     assert!(!ok);
     assert!(log.contains("--from 7:..."), "{log}");
 }
+
+#[test]
+fn purge_needs_confirmation_then_deletes_metadata_and_state() {
+    let mut job = Job::new();
+    let spec = job.spec("100ms", PER_BATCH, "key");
+    job.run_three_batches(&spec);
+    let state = job.state();
+    let (ok, _, err) = job.weir(&["stop", "upgrade", "--purge", "--state-dir", &state]);
+    assert!(!ok);
+    assert!(err.contains("pass --yes to confirm"), "{err}");
+    assert!(PathBuf::from(&state).join("state/upgrade").is_dir());
+
+    let (ok, out, err) = job.weir(&["stop", "upgrade", "--purge", "--yes", "--state-dir", &state]);
+    assert!(ok, "{err}");
+    assert!(out.contains("purged"), "{out}");
+    assert!(!PathBuf::from(&state).join("state/upgrade").exists());
+    let (ok, _, err) = job.weir(&["history", "upgrade", "--state-dir", &state]);
+    assert!(!ok);
+    assert!(err.contains("does not exist"), "{err}");
+
+    // A changed spec now starts a new job: counts cover every record.
+    let spec = job.spec("100ms", PER_BATCH, "value % 7");
+    let (ok, log) = job.run(&spec, &[], &[]);
+    assert!(ok, "{log}");
+    assert!(log.contains("starting a new job"), "{log}");
+    check(
+        &latest(&job),
+        &expected(0..TOTAL, |g| (g % 7).to_string()),
+        &log,
+    );
+}

@@ -123,6 +123,13 @@ pub mod command {
         }))
     }
 
+    /// Delete a job's metadata.
+    pub fn delete_job(job: &str) -> pb::MetaCommand {
+        wrap(Kind::DeleteJob(pb::JobRef {
+            job: job.to_string(),
+        }))
+    }
+
     /// A batch's sinks are committed.
     pub fn committed(job: &str, batch_id: u64) -> pb::MetaCommand {
         wrap(Kind::BatchCommitted(pb::BatchRef {

@@ -131,6 +131,7 @@ impl SledMetadata {
             Some(Kind::BatchCommitting(c)) => c.job.clone(),
             Some(Kind::BatchCommitted(r)) => r.job.clone(),
             Some(Kind::JobState(c)) => c.job.clone(),
+            Some(Kind::DeleteJob(r)) => r.job.clone(),
             Some(Kind::PeerAddress(_)) | None => String::new(),
         };
         let exists = self
@@ -169,6 +170,16 @@ impl SledMetadata {
                 batch.insert(key("job", job), record.encode_to_vec())
             }
             Some(Kind::PeerAddress(p)) => batch.insert(peer_key(p.id), p.address.into_bytes()),
+            Some(Kind::DeleteJob(_)) => {
+                for kind in ["job", "pending", "committing", "last_plan", "last_commit"] {
+                    batch.remove(key(kind, job));
+                }
+                for prefix in ["plan", "commit", "history"] {
+                    for k in self.db.scan_prefix(format!("{prefix}/{job}/")).keys() {
+                        batch.remove(k.map_err(|e| self.storage(e))?);
+                    }
+                }
+            }
             Some(Kind::JobState(change)) => {
                 let mut record: pb::JobRecord = self
                     .get(&key("job", job))?
@@ -466,5 +477,34 @@ mod tests {
         );
         assert_eq!(copy.progress("j").unwrap().last_committed(), 3);
         assert_eq!(copy.applied_index().unwrap(), 7);
+    }
+
+    #[test]
+    fn upgrades_keep_history_and_delete_removes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SledMetadata::open(dir.path()).unwrap();
+        let mut r = record();
+        r.version = 1;
+        m.apply(command::put_job(r.clone())).unwrap();
+        let name = r.spec.as_ref().unwrap().name.clone();
+        let mut v2 = r.clone();
+        v2.version = 2;
+        v2.fingerprint = "changed".into();
+        m.apply(command::put_job(v2)).unwrap();
+        let history = m.history(&name).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].version, 1);
+        m.apply(command::planned(pb::BatchPlan {
+            job: name.clone(),
+            batch_id: 1,
+            ..Default::default()
+        }))
+        .unwrap();
+        m.apply(command::delete_job(&name)).unwrap();
+        assert!(m.job(&name).unwrap().is_none());
+        assert!(m.history(&name).unwrap().is_empty());
+        assert!(m.plan(&name, 1).unwrap().is_none());
+        assert_eq!(m.progress(&name).unwrap(), JobProgress::default());
+        assert!(m.apply(command::delete_job(&name)).is_err());
     }
 }

@@ -319,13 +319,48 @@ impl WeirClient for ClientService {
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
         self.require_leader()?;
-        let job = request.into_inner().job;
+        let request = request.into_inner();
+        let job = request.job;
         self.record(&job)?;
         self.replica
             .propose(command::job_state(&job, pb::JobState::Stopped, ""))
             .await
             .map_err(meta_status)?;
-        Ok(Response::new(pb::StopResponse {}))
+        if !request.purge {
+            return Ok(Response::new(pb::StopResponse::default()));
+        }
+        // The job thread stops after its current batch: wait until no batch
+        // is in flight twice in a row (the supervisor reconciles every
+        // 200 ms), then delete the metadata.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut idle = 0;
+        while idle < 2 {
+            if Instant::now() > deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "job {job} still has a batch in flight after 60 s; it is stopped, retry the purge"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let progress = self
+                .replica
+                .metadata()
+                .progress(&job)
+                .map_err(meta_status)?;
+            idle = if progress.pending.is_none() {
+                idle + 1
+            } else {
+                0
+            };
+        }
+        self.replica
+            .propose(command::delete_job(&job))
+            .await
+            .map_err(meta_status)?;
+        Ok(Response::new(pb::StopResponse {
+            remains: format!(
+                "the state checkpoints of job {job} in the executors' state store (directory {job}/) and the sink's output"
+            ),
+        }))
     }
 
     async fn cluster(
