@@ -314,3 +314,88 @@ fn purge_needs_confirmation_then_deletes_metadata_and_state() {
         &log,
     );
 }
+
+/// A cluster (one driver, one executor as processes): a compatible change
+/// submitted while the job runs is picked up at a batch boundary by the
+/// running driver; a key change is refused with the diff.
+#[test]
+fn running_cluster_job_takes_a_compatible_change_between_batches() {
+    use std::time::Instant;
+    use weir_tests::cluster::LocalCluster;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 1, 1);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(20));
+    let total = 120_000u64;
+    let write = |interval: &str, per_batch: u64, key_by: &str| {
+        let spec = dir.path().join("live.yaml");
+        fs::write(
+            &spec,
+            format!(
+                "name: live\nbatch_interval: {interval}\ncheckpoint_every: 2\nstate_partitions: 4\n\
+                 source:\n  generator: {{ partitions: 2, keys: {KEYS}, rate: 15000, total: {total}, max_records_per_partition: {per_batch} }}\n\
+                 pipeline:\n  - key_by: \"{key_by}\"\n  - aggregate: {{ count: {{}}, total: {{ sum: value }} }}\nsink:\n  file: {{ path: {} }}\n",
+                dir.path().join("out").display()
+            ),
+        )
+        .unwrap();
+        spec.to_string_lossy().into_owned()
+    };
+    let committed = |c: &LocalCluster| -> (u64, String) {
+        match c.weir_json(&["status", "live"]) {
+            Ok(s) => (
+                s["last_committed_batch"].as_u64().unwrap_or(0),
+                s["state"].as_str().unwrap_or("").to_string(),
+            ),
+            Err(_) => (0, String::new()),
+        }
+    };
+    let spec = write("200ms", 5_000, "key");
+    let r = c.weir_json(&["submit", &spec]).unwrap();
+    assert_eq!(r["verdict"], "new", "{r}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while committed(&c).0 < 2 {
+        assert!(Instant::now() < deadline, "no progress\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let spec = write("100ms", 3_000, "key");
+    let d = c.weir_json(&["diff", &spec]).unwrap();
+    assert_eq!(d["verdict"], "compatible", "{d}");
+    let r = c.weir_json(&["submit", &spec]).unwrap();
+    assert_eq!(r["verdict"], "compatible", "{r}");
+    assert_eq!(r["version"], 2, "{r}");
+
+    let refused = write("100ms", 3_000, "value % 7");
+    let e = c.weir_json(&["submit", &refused]).unwrap_err();
+    assert!(
+        e.contains("pipeline[0].key_by: key -> value % 7 (needs-state-decision"),
+        "{e}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed(&c).1 != "finished" {
+        assert!(Instant::now() < deadline, "not finished\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let driver_log = fs::read_to_string(dir.path().join("driver-1.log")).unwrap();
+    assert!(
+        driver_log.contains("the job's spec changed"),
+        "the running driver did not pick the change up\n{}",
+        c.logs()
+    );
+    let rows = read_file_sink(&dir.path().join("out")).unwrap();
+    let got: BTreeMap<String, serde_json::Value> = latest_by_key(&rows)
+        .into_iter()
+        .map(|(k, v)| (k.trim_matches('"').to_string(), v))
+        .collect();
+    check(
+        &got,
+        &expected(0..total, |g| format!("k{}", g % KEYS)),
+        &c.logs(),
+    );
+    let h = c.weir_json(&["history", "live"]).unwrap();
+    let versions = h["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{h}");
+    assert_eq!(versions[1]["changes"][0]["path"], "batch_interval", "{h}");
+}
