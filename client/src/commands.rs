@@ -3,6 +3,7 @@
 
 use crate::remote::{connect, ClientError, Cluster, READ_TIMEOUT, WRITE_TIMEOUT};
 use serde_json::{json, Value};
+use weir_driver::upgrade::{Change, ChangeClass, PlanDiff};
 use weir_proto::pb;
 
 fn totals_json(t: Option<pb::JobTotals>) -> Value {
@@ -53,31 +54,118 @@ fn status_line(s: &pb::JobStatus) -> String {
 
 const STATUS_HEADER: &str = "JOB                      STATE     COMMITTED IN FLIGHT           RECORDS IN    RECORDS OUT   SKIPPED      LATE";
 
+/// Upgrade options of `weir submit` and `weir local`.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeFlags {
+    /// `--reset-state`.
+    pub reset_state: bool,
+    /// `--from`.
+    pub from: Option<String>,
+}
+
+/// The diff carried in a submit response, as the driver's type.
+pub fn response_diff(changes: &[pb::SpecChange]) -> PlanDiff {
+    PlanDiff {
+        changes: changes
+            .iter()
+            .map(|c| Change {
+                path: c.path.clone(),
+                before: c.before.clone(),
+                after: c.after.clone(),
+                class: ChangeClass::parse(&c.class).unwrap_or(ChangeClass::NeedsOffsetDecision),
+            })
+            .collect(),
+    }
+}
+
+/// A diff as JSON.
+pub fn diff_json(job: &str, diff: &PlanDiff, verdict: &str) -> Value {
+    json!({
+        "job": job,
+        "verdict": verdict,
+        "changes": diff.changes.iter().map(|c| json!({
+            "path": c.path,
+            "before": c.before,
+            "after": c.after,
+            "class": c.class.as_str(),
+            "allowed_by": c.class.allowed_by(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints a diff as a table with its verdict, or as JSON.
+pub fn print_diff(job: &str, diff: &PlanDiff, verdict: &str, as_json: bool) {
+    if as_json {
+        println!("{}", diff_json(job, diff, verdict));
+    } else if verdict == "new" {
+        println!("job {job} does not exist: it would be created\nverdict: new");
+    } else {
+        print!("{}", diff.table());
+    }
+}
+
+fn request(spec: &pb::JobSpec, flags: &UpgradeFlags, dry_run: bool) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        spec: Some(spec.clone()),
+        reset_state: flags.reset_state,
+        from: flags.from.clone().unwrap_or_default(),
+        dry_run,
+    }
+}
+
 /// `weir submit`.
 pub async fn submit(
     cluster: &Cluster,
     spec: pb::JobSpec,
+    flags: &UpgradeFlags,
     as_json: bool,
 ) -> Result<(), ClientError> {
     let r = cluster
         .call(WRITE_TIMEOUT, |mut c| {
-            let spec = spec.clone();
-            async move { c.submit(pb::SubmitRequest { spec: Some(spec) }).await }
+            let req = request(&spec, flags, false);
+            async move { c.submit(req).await }
         })
         .await?;
+    let diff = response_diff(&r.changes);
     if as_json {
         println!(
             "{}",
-            json!({"job": r.job, "resumed": r.resumed, "fingerprint": r.fingerprint})
+            json!({"job": r.job, "resumed": r.resumed, "fingerprint": r.fingerprint,
+                   "verdict": r.verdict, "version": r.version,
+                   "state_generation": r.state_generation,
+                   "changes": diff_json(&r.job, &diff, &r.verdict)["changes"]})
         );
-    } else if r.resumed {
+    } else if !r.resumed {
+        println!("job {} submitted (fingerprint {})", r.job, r.fingerprint);
+    } else if diff.changes.is_empty() && !flags.reset_state && flags.from.is_none() {
         println!(
             "job {} resumed from its checkpoint (fingerprint {})",
             r.job, r.fingerprint
         );
     } else {
-        println!("job {} submitted (fingerprint {})", r.job, r.fingerprint);
+        print!("{}", diff.table());
+        println!(
+            "job {} upgraded to version {} (fingerprint {}, state generation {}); applied at the next batch boundary",
+            r.job, r.version, r.fingerprint, r.state_generation
+        );
     }
+    Ok(())
+}
+
+/// `weir diff SPEC`: what a submit would change, without changing anything.
+pub async fn diff(
+    cluster: &Cluster,
+    spec: pb::JobSpec,
+    flags: &UpgradeFlags,
+    as_json: bool,
+) -> Result<(), ClientError> {
+    let r = cluster
+        .call(READ_TIMEOUT, |mut c| {
+            let req = request(&spec, flags, true);
+            async move { c.submit(req).await }
+        })
+        .await?;
+    print_diff(&spec.name, &response_diff(&r.changes), &r.verdict, as_json);
     Ok(())
 }
 
@@ -175,17 +263,41 @@ pub async fn batches(
 }
 
 /// `weir stop JOB`.
-pub async fn stop(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
-    cluster
-        .call(WRITE_TIMEOUT, |mut c| async move {
+pub async fn stop(
+    cluster: &Cluster,
+    job: &str,
+    purge: bool,
+    as_json: bool,
+) -> Result<(), ClientError> {
+    // A purge waits for the job's batch in flight.
+    let timeout = if purge {
+        std::time::Duration::from_secs(90)
+    } else {
+        WRITE_TIMEOUT
+    };
+    let r = cluster
+        .call(timeout, |mut c| async move {
             c.stop(pb::StopRequest {
                 job: job.to_string(),
+                purge,
             })
             .await
         })
         .await?;
     if as_json {
-        println!("{}", json!({"job": job, "state": "stopped"}));
+        if purge {
+            println!(
+                "{}",
+                json!({"job": job, "purged": true, "remains": r.remains})
+            );
+        } else {
+            println!("{}", json!({"job": job, "state": "stopped"}));
+        }
+    } else if purge {
+        println!(
+            "job {job} stopped and its metadata deleted; kept: {}",
+            r.remains
+        );
     } else {
         println!("job {job} stops after its current batch; `weir submit` resumes it");
     }
@@ -355,5 +467,101 @@ pub async fn membership(
             println!("driver {id} removed");
         }
     }
+    Ok(())
+}
+
+/// Prints a job's spec versions (oldest first) with the diff of each
+/// against the one before.
+pub fn print_history(job: &str, versions: &[pb::JobRecord], as_json: bool) {
+    let mut entries = Vec::new();
+    for (i, r) in versions.iter().enumerate() {
+        let diff = match (i.checked_sub(1).map(|p| &versions[p]), &r.spec) {
+            (Some(prev), Some(spec)) => weir_driver::upgrade::diff(
+                prev.spec.as_ref().unwrap_or(&pb::JobSpec::default()),
+                spec,
+            ),
+            _ => PlanDiff::default(),
+        };
+        let at = if r.updated_at_ms != 0 {
+            r.updated_at_ms
+        } else {
+            r.created_at_ms
+        };
+        entries.push((r, at, diff));
+    }
+    if as_json {
+        let list: Vec<Value> = entries
+            .iter()
+            .map(|(r, at, d)| {
+                json!({
+                    "version": r.version.max(1),
+                    "updated_at_ms": at,
+                    "fingerprint": r.fingerprint,
+                    "state_generation": r.state_generation,
+                    "state_base_batch": r.state_base_batch,
+                    "changes": diff_json(job, d, d.verdict().as_str())["changes"],
+                })
+            })
+            .collect();
+        println!("{}", json!({"job": job, "versions": list}));
+        return;
+    }
+    for (i, (r, at, d)) in entries.iter().enumerate() {
+        println!(
+            "version {} at {} fingerprint {} state generation {}{}",
+            r.version.max(1),
+            format_time(*at),
+            r.fingerprint,
+            r.state_generation,
+            if i + 1 == entries.len() {
+                " (current)"
+            } else {
+                ""
+            }
+        );
+        if i == 0 {
+            println!("  created");
+        } else if d.changes.is_empty() {
+            println!("  same spec (state or offsets reset)");
+        } else {
+            for line in d.table().lines() {
+                println!("  {line}");
+            }
+        }
+    }
+}
+
+fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `weir history JOB`.
+pub async fn history(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
+    let r = cluster
+        .call(READ_TIMEOUT, |mut c| async move {
+            c.history(pb::HistoryRequest {
+                job: job.to_string(),
+            })
+            .await
+        })
+        .await?;
+    print_history(job, &r.versions, as_json);
     Ok(())
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use weir_driver::cluster::{check_data_dir, RaftMetadata, Replica};
 use weir_driver::config::DriverConfig;
 use weir_driver::{
-    submit, BatchReport, DriverOptions, FailureKind, JobDriver, Outcome, TaskFailure, TaskRunner,
+    submit_with, BatchReport, DriverOptions, FailureKind, JobDriver, Outcome, SubmitOptions,
+    TaskFailure, TaskRunner,
 };
 use weir_executor::state::LocalBackend;
 use weir_executor::{ErrorDomain, ExecError, Executor, ExecutorConfig};
@@ -28,6 +29,26 @@ pub fn run_job(
     shutdown: &AtomicBool,
     report: &mut dyn FnMut(&BatchReport),
 ) -> anyhow::Result<Outcome> {
+    run_job_with(
+        spec,
+        root,
+        &SubmitOptions::default(),
+        options,
+        shutdown,
+        report,
+    )
+}
+
+/// [`run_job`] with upgrade options (`--reset-state`, `--from`) for an
+/// existing job whose spec changed.
+pub fn run_job_with(
+    spec: pb::JobSpec,
+    root: &Path,
+    submit_options: &SubmitOptions,
+    options: DriverOptions,
+    shutdown: &AtomicBool,
+    report: &mut dyn FnMut(&BatchReport),
+) -> anyhow::Result<Outcome> {
     let dirs = LocalDirs::under(root);
     std::fs::create_dir_all(&dirs.state).map_err(|e| {
         anyhow::anyhow!(
@@ -35,6 +56,32 @@ pub fn run_job(
             dirs.state.display()
         )
     })?;
+    with_local_meta(root, |meta| {
+        let name = spec.name.clone();
+        let submitted = submit_with(meta.as_ref(), spec, submit_options)?;
+        let record = &submitted.record;
+        if !submitted.resumed {
+            tracing::info!(job = %name, state_dir = %root.display(), fingerprint = %record.fingerprint, "starting a new job");
+        } else if submitted.diff.changes.is_empty() && record.state_generation == 0 {
+            tracing::info!(job = %name, state_dir = %root.display(), "resuming from the checkpoint");
+        } else {
+            tracing::info!(job = %name, state_dir = %root.display(), version = record.version, state_generation = record.state_generation, verdict = submitted.verdict(), "resuming with an upgraded spec");
+        }
+        let backend = Arc::new(LocalBackend::new(dirs.state.clone()));
+        let executor = Executor::new(ExecutorConfig::default(), backend);
+        let runner = Arc::new(LocalRunner::new(executor));
+        let driver = JobDriver::new(meta, runner, &name, options)?;
+        Ok(driver.run(shutdown, report)?)
+    })
+}
+
+/// Opens the metadata checkpoint of a `weir local` directory and runs `f`
+/// on it (for `weir diff` / `weir history` / `weir stop --purge` there).
+pub fn with_local_meta<T>(
+    root: &Path,
+    f: impl FnOnce(Arc<RaftMetadata>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let dirs = LocalDirs::under(root);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -62,19 +109,7 @@ pub fn run_job(
         "the local metadata replica did not become leader; is another weir process using {}?",
         dirs.meta.display()
     );
-    let meta = Arc::new(RaftMetadata::new(replica));
-    let name = spec.name.clone();
-    let (record, resumed) = submit(meta.as_ref(), spec)?;
-    if resumed {
-        tracing::info!(job = %name, state_dir = %root.display(), "resuming from the checkpoint");
-    } else {
-        tracing::info!(job = %name, state_dir = %root.display(), fingerprint = %record.fingerprint, "starting a new job");
-    }
-    let backend = Arc::new(LocalBackend::new(dirs.state.clone()));
-    let executor = Executor::new(ExecutorConfig::default(), backend);
-    let runner = Arc::new(LocalRunner::new(executor));
-    let driver = JobDriver::new(meta, runner, &name, options)?;
-    Ok(driver.run(shutdown, report)?)
+    f(Arc::new(RaftMetadata::new(replica)))
 }
 
 /// Cluster id of `weir local` metadata directories.

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use weir_driver::{DriverOptions, Outcome};
+use weir_driver::{submit_with, DriverOptions, FromOffsets, MetadataStore, Outcome, SubmitOptions};
 use weir_executor::plan::JobPlan;
 use weir_proto::{pb, spec};
 
@@ -54,16 +54,40 @@ enum Command {
         /// Exit 0 once a finite source is exhausted and every batch committed.
         #[arg(long)]
         exit_when_idle: bool,
+        #[command(flatten)]
+        upgrade: UpgradeArgs,
     },
     /// Check a job spec without running it.
     Validate {
         /// The job spec (YAML).
         spec: PathBuf,
     },
-    /// Submit a job to the cluster (an existing job of the same spec resumes).
+    /// Submit a job to the cluster (an existing job of the same spec resumes;
+    /// compatible changes are applied at the next batch boundary).
     Submit {
         /// The job spec (YAML).
         spec: PathBuf,
+        #[command(flatten)]
+        upgrade: UpgradeArgs,
+    },
+    /// Show what submitting a spec would change for the existing job, and
+    /// whether it would be applied or refused.
+    Diff {
+        /// The job spec (YAML).
+        spec: PathBuf,
+        /// A `weir local` state directory instead of the cluster.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        upgrade: UpgradeArgs,
+    },
+    /// Show a job's spec versions with the time and diff of each.
+    History {
+        /// Job name.
+        job: String,
+        /// A `weir local` state directory instead of the cluster.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Show a job's status.
     Status {
@@ -80,16 +104,57 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Stop a job after its current batch, keeping its checkpoint.
+    /// Stop a job after its current batch, keeping its checkpoint (or with
+    /// --purge, deleting it).
     Stop {
         /// Job name.
         job: String,
+        /// Also delete the job's metadata (spec, history, progress); with
+        /// --state-dir also its state. Asks for confirmation unless --yes.
+        #[arg(long)]
+        purge: bool,
+        /// Confirm --purge without a prompt.
+        #[arg(long)]
+        yes: bool,
+        /// A `weir local` state directory instead of the cluster.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Show the driver replicas and executors, or change membership.
     Cluster {
         #[command(subcommand)]
         change: Option<ClusterChange>,
     },
+}
+
+/// Options for a changed spec of an existing job.
+#[derive(clap::Args, Clone, Default)]
+struct UpgradeArgs {
+    /// Allow changes to keys, aggregates, windows or state partitions:
+    /// start with empty state while the offsets continue.
+    #[arg(long)]
+    reset_state: bool,
+    /// Restart from offsets (earliest, latest or partition:offset,...) with
+    /// empty state: allows changing the source.
+    #[arg(long, value_name = "earliest|latest|P:O,...")]
+    from: Option<String>,
+}
+
+impl UpgradeArgs {
+    fn flags(&self) -> commands::UpgradeFlags {
+        commands::UpgradeFlags {
+            reset_state: self.reset_state,
+            from: self.from.clone(),
+        }
+    }
+
+    fn options(&self, dry_run: bool) -> anyhow::Result<SubmitOptions> {
+        Ok(SubmitOptions {
+            reset_state: self.reset_state,
+            from: self.from.as_deref().map(FromOffsets::parse).transpose()?,
+            dry_run,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -145,7 +210,73 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
             spec,
             state_dir,
             exit_when_idle,
-        } => run_local(&spec, state_dir, exit_when_idle),
+            upgrade,
+        } => run_local(&spec, state_dir, exit_when_idle, &upgrade),
+        Command::Diff {
+            spec,
+            state_dir: Some(dir),
+            upgrade,
+        } => {
+            let spec = load_spec(&spec)?;
+            check_plan(&spec)?;
+            let options = upgrade.options(true)?;
+            local::with_local_meta(&dir, |meta| {
+                let s = submit_with(meta.as_ref(), spec.clone(), &options)?;
+                commands::print_diff(&spec.name, &s.diff, s.verdict(), json);
+                Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop {
+            job,
+            purge,
+            yes,
+            state_dir: Some(dir),
+        } => {
+            anyhow::ensure!(
+                purge,
+                "a `weir local` job stops with Ctrl-C; `weir stop --state-dir` only purges (--purge)"
+            );
+            confirm_purge(&job, yes)?;
+            local::with_local_meta(&dir, |meta| {
+                anyhow::ensure!(
+                    meta.job(&job)?.is_some(),
+                    "job {job} does not exist in {}",
+                    dir.display()
+                );
+                meta.apply(weir_driver::metadata::command::delete_job(&job))?;
+                Ok(())
+            })?;
+            let state = local::LocalDirs::under(&dir).state.join(&job);
+            if state.exists() {
+                std::fs::remove_dir_all(&state)
+                    .with_context(|| format!("cannot delete {}", state.display()))?;
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"job": job, "purged": true, "remains": "sink output"})
+                );
+            } else {
+                println!("job {job} purged: metadata and state deleted from {}; the sink's output is kept", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History {
+            job,
+            state_dir: Some(dir),
+        } => {
+            local::with_local_meta(&dir, |meta| {
+                let current = meta.job(&job)?.ok_or_else(|| {
+                    anyhow::anyhow!("job {job} does not exist in {}", dir.display())
+                })?;
+                let mut versions = meta.history(&job)?;
+                versions.push(current);
+                commands::print_history(&job, &versions, json);
+                Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         remote => run_remote(remote, drivers, json),
     }
 }
@@ -158,17 +289,32 @@ fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<Exi
     let cluster = remote::Cluster::new(drivers)?;
     let result = runtime.block_on(async {
         match command {
-            Command::Submit { spec } => {
+            Command::Submit { spec, upgrade } => {
                 let spec = load_spec(&spec)?;
                 check_plan(&spec)?;
-                commands::submit(&cluster, spec, json).await?
+                upgrade.options(false)?;
+                commands::submit(&cluster, spec, &upgrade.flags(), json).await?
             }
+            Command::Diff { spec, upgrade, .. } => {
+                let spec = load_spec(&spec)?;
+                check_plan(&spec)?;
+                upgrade.options(true)?;
+                commands::diff(&cluster, spec, &upgrade.flags(), json).await?
+            }
+            Command::History { job, .. } => commands::history(&cluster, &job, json).await?,
             Command::Status { job } => commands::status(&cluster, &job, json).await?,
             Command::List => commands::list(&cluster, json).await?,
             Command::Batches { job, limit } => {
                 commands::batches(&cluster, &job, limit, json).await?
             }
-            Command::Stop { job } => commands::stop(&cluster, &job, json).await?,
+            Command::Stop {
+                job, purge, yes, ..
+            } => {
+                if purge {
+                    confirm_purge(&job, yes)?;
+                }
+                commands::stop(&cluster, &job, purge, json).await?
+            }
             Command::Cluster { change: None } => commands::cluster(&cluster, json).await?,
             Command::Cluster {
                 change: Some(ClusterChange::AddDriver { id, address }),
@@ -183,6 +329,25 @@ fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<Exi
         anyhow::Ok(())
     });
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// `--purge` deletes what cannot be rebuilt: it needs `--yes`, or the job
+/// name typed at a prompt on a terminal.
+fn confirm_purge(job: &str, yes: bool) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "--purge deletes job {job}'s spec, history and progress (a resubmit starts from scratch); pass --yes to confirm"
+    );
+    eprint!("This deletes job {job}'s spec, history and progress; type the job name to confirm: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    anyhow::ensure!(line.trim() == job, "not confirmed: nothing deleted");
+    Ok(())
 }
 
 fn load_spec(path: &Path) -> anyhow::Result<pb::JobSpec> {
@@ -209,7 +374,9 @@ fn run_local(
     spec_path: &Path,
     state_dir: Option<PathBuf>,
     exit_when_idle: bool,
+    upgrade: &UpgradeArgs,
 ) -> anyhow::Result<ExitCode> {
+    let submit_options = upgrade.options(false)?;
     let spec = load_spec(spec_path)?;
     check_plan(&spec)?;
     let root = state_dir.unwrap_or_else(|| PathBuf::from(".weir").join(&spec.name));
@@ -220,7 +387,9 @@ fn run_local(
     };
     let shutdown = local::shutdown_on_signals()?;
     let mut line = status::StatusLine::new();
-    let outcome = local::run_job(spec, &root, options, &shutdown, &mut |r| line.batch(r));
+    let outcome = local::run_job_with(spec, &root, &submit_options, options, &shutdown, &mut |r| {
+        line.batch(r)
+    });
     line.finish();
     match outcome? {
         Outcome::Finished => {

@@ -11,7 +11,11 @@ pub mod raft;
 pub mod runner;
 pub mod scheduler;
 pub mod service;
+pub mod upgrade;
 
 pub use metadata::{MetadataStore, SledMetadata};
 pub use runner::{FailureKind, TaskFailure, TaskRunner};
-pub use scheduler::{submit, BatchReport, DriverError, DriverOptions, JobDriver, Outcome};
+pub use scheduler::{
+    submit, submit_with, BatchReport, DriverError, DriverOptions, FromOffsets, JobDriver, Outcome,
+    SubmitOptions, Submitted,
+};

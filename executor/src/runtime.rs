@@ -86,7 +86,9 @@ impl Executor {
             .unwrap_or_else(|p| p.into_inner())
             .get(&name)
         {
-            if existing.plan.record.fingerprint == record.fingerprint {
+            if existing.plan.record.fingerprint == record.fingerprint
+                && existing.plan.record.state_generation == record.state_generation
+            {
                 return Ok(());
             }
         }
@@ -195,10 +197,17 @@ impl Executor {
             source,
         };
         let slot = job.slot(task.partition)?;
+        // Each state generation lives in its own directory: a reset never
+        // reads the state of an earlier generation.
+        let record = &job.plan.record;
+        let operator = match record.state_generation {
+            0 => agg.operator_name().to_string(),
+            g => format!("{}-g{g}", agg.operator_name()),
+        };
         let mut checkpoints = PartitionCheckpoints::new(
             self.backend.clone(),
             &task.job,
-            agg.operator_name(),
+            &operator,
             task.partition,
             self.config.checkpoints,
         )
@@ -212,12 +221,17 @@ impl Executor {
         checkpoints
             .discard_after(restored.version)
             .map_err(state_err)?;
-        let state = PartitionState::restore(restored.version, restored.entries, agg.stride)
-            .map_err(|m| ExecError::Plan {
-                job: task.job.clone(),
-                message: format!("state partition {}: {m}", task.partition),
+        // A generation starts empty after its base batch: nothing restored
+        // means the (empty) state as of that batch.
+        let version = restored.version.max(record.state_base_batch);
+        let state =
+            PartitionState::restore(version, restored.entries, agg.stride).map_err(|m| {
+                ExecError::Plan {
+                    job: task.job.clone(),
+                    message: format!("state partition {}: {m}", task.partition),
+                }
             })?;
-        info!(job = %task.job, partition = task.partition, version = restored.version, keys = state.len(), "state partition restored");
+        info!(job = %task.job, partition = task.partition, version, generation = record.state_generation, keys = state.len(), "state partition restored");
         *lock(slot) = Some(Partition {
             state,
             checkpoints,
@@ -225,7 +239,7 @@ impl Executor {
         });
         Ok(pb::RestoreResult {
             partition: task.partition,
-            restored_version: restored.version,
+            restored_version: version,
         })
     }
 

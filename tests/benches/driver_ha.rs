@@ -96,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         client
             .submit(pb::SubmitRequest {
                 spec: Some(spec.clone()),
+                ..Default::default()
             })
             .await
             .expect("submit");
@@ -106,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             client
                 .stop(pb::StopRequest {
                     job: "latency".into(),
+                    purge: false,
                 })
                 .await
                 .expect("stop");

@@ -44,4 +44,8 @@ impl MetadataStore for RaftMetadata {
     fn batches(&self, name: &str, limit: usize) -> Result<Vec<pb::BatchCommit>, MetaError> {
         self.replica.metadata().batches(name, limit)
     }
+
+    fn history(&self, name: &str) -> Result<Vec<pb::JobRecord>, MetaError> {
+        self.replica.metadata().history(name)
+    }
 }

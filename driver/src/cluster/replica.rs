@@ -66,7 +66,7 @@ pub(super) enum Event {
         messages: Vec<Message>,
     },
     Propose {
-        command: pb::MetaCommand,
+        command: Box<pb::MetaCommand>,
         reply: Reply,
     },
     ConfChange {
@@ -178,7 +178,7 @@ impl ReplicaHandle {
         let (reply, rx) = oneshot::channel();
         self.events
             .send(Event::Propose {
-                command,
+                command: Box::new(command),
                 reply: Reply::Async(reply),
             })
             .map_err(|_| self.not_leader())?;
@@ -190,7 +190,7 @@ impl ReplicaHandle {
         let (reply, rx) = mpsc::channel();
         self.events
             .send(Event::Propose {
-                command,
+                command: Box::new(command),
                 reply: Reply::Blocking(reply),
             })
             .map_err(|_| self.not_leader())?;

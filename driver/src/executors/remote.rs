@@ -87,7 +87,7 @@ impl std::fmt::Display for Target {
 
 #[derive(Debug, Clone)]
 enum Call {
-    Deploy(pb::JobRecord),
+    Deploy(Box<pb::JobRecord>),
     StageA(pb::StageATask),
     StageB(pb::StageBTask, Vec<pb::ShuffleLocation>),
     Restore(pb::RestoreTask),
@@ -148,7 +148,7 @@ async fn send(
             client
                 .deploy(pb::DeployRequest {
                     epoch,
-                    job: Some(job),
+                    job: Some(*job),
                 })
                 .await?;
             Reply::Done
@@ -485,7 +485,7 @@ impl Inner {
                 }
             };
             if let Some(record) = record {
-                self.attempt_once(t, Call::Deploy(record)).await?;
+                self.attempt_once(t, Call::Deploy(Box::new(record))).await?;
                 self.lock().deployed.insert((t.id.clone(), t.epoch, job));
             }
         }
@@ -779,7 +779,7 @@ impl TaskRunner for RemoteRunner {
         let results = self.all(live, move |inner, t| {
             let record = record.clone();
             async move {
-                match inner.run(Call::Deploy(record.clone()), Placement::On(t.clone())).await {
+                match inner.run(Call::Deploy(Box::new(record.clone())), Placement::On(t.clone())).await {
                     Ok(_) => {
                         let name = record.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
                         inner.lock().deployed.insert((t.id.clone(), t.epoch, name));

@@ -53,6 +53,10 @@ pub fn check_command(
             reject("a peer address needs a positive id and an address".into())
         }
         Some(Kind::PeerAddress(_)) => Ok(()),
+        Some(Kind::DeleteJob(r)) if !job_exists => {
+            reject(format!("cannot delete unknown job {}", r.job))
+        }
+        Some(Kind::DeleteJob(_)) => Ok(()),
         Some(Kind::BatchPlanned(plan)) => {
             if !job_exists {
                 return reject(format!(

@@ -77,6 +77,10 @@ pub trait MetadataStore: Send + Sync {
 
     /// The most recent committed batches, newest first, at most `limit`.
     fn batches(&self, name: &str, limit: usize) -> Result<Vec<pb::BatchCommit>, MetaError>;
+
+    /// The replaced versions of a job's record, oldest first (the current
+    /// one is [`job`](Self::job)).
+    fn history(&self, name: &str) -> Result<Vec<pb::JobRecord>, MetaError>;
 }
 
 /// Shorthand constructors for commands.
@@ -116,6 +120,13 @@ pub mod command {
         wrap(Kind::PeerAddress(pb::PeerAddress {
             id,
             address: address.to_string(),
+        }))
+    }
+
+    /// Delete a job's metadata.
+    pub fn delete_job(job: &str) -> pb::MetaCommand {
+        wrap(Kind::DeleteJob(pb::JobRef {
+            job: job.to_string(),
         }))
     }
 

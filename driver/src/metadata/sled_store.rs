@@ -45,6 +45,10 @@ fn commit_key(job: &str, batch_id: u64) -> Vec<u8> {
     format!("commit/{job}/{batch_id:020}").into_bytes()
 }
 
+fn history_key(job: &str, version: u32) -> Vec<u8> {
+    format!("history/{job}/{version:010}").into_bytes()
+}
+
 fn peer_key(id: u64) -> Vec<u8> {
     format!("peer/{id:020}").into_bytes()
 }
@@ -127,6 +131,7 @@ impl SledMetadata {
             Some(Kind::BatchCommitting(c)) => c.job.clone(),
             Some(Kind::BatchCommitted(r)) => r.job.clone(),
             Some(Kind::JobState(c)) => c.job.clone(),
+            Some(Kind::DeleteJob(r)) => r.job.clone(),
             Some(Kind::PeerAddress(_)) | None => String::new(),
         };
         let exists = self
@@ -155,8 +160,26 @@ impl SledMetadata {
         batch: &mut sled::Batch,
     ) -> Result<(), MetaError> {
         match command.kind {
-            Some(Kind::PutJob(record)) => batch.insert(key("job", job), record.encode_to_vec()),
+            Some(Kind::PutJob(record)) => {
+                // An upgrade keeps the replaced version as history.
+                if let Some(old) = self.get::<pb::JobRecord>(&key("job", job))? {
+                    if old.version != record.version {
+                        batch.insert(history_key(job, old.version), old.encode_to_vec());
+                    }
+                }
+                batch.insert(key("job", job), record.encode_to_vec())
+            }
             Some(Kind::PeerAddress(p)) => batch.insert(peer_key(p.id), p.address.into_bytes()),
+            Some(Kind::DeleteJob(_)) => {
+                for kind in ["job", "pending", "committing", "last_plan", "last_commit"] {
+                    batch.remove(key(kind, job));
+                }
+                for prefix in ["plan", "commit", "history"] {
+                    for k in self.db.scan_prefix(format!("{prefix}/{job}/")).keys() {
+                        batch.remove(k.map_err(|e| self.storage(e))?);
+                    }
+                }
+            }
             Some(Kind::JobState(change)) => {
                 let mut record: pb::JobRecord = self
                     .get(&key("job", job))?
@@ -304,6 +327,18 @@ impl MetadataStore for SledMetadata {
         self.get(&plan_key(name, batch_id))
     }
 
+    fn history(&self, name: &str) -> Result<Vec<pb::JobRecord>, MetaError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .range(history_key(name, 0)..=history_key(name, u32::MAX))
+        {
+            let (k, _) = item.map_err(|e| self.storage(e))?;
+            out.extend(self.get::<pb::JobRecord>(&k)?);
+        }
+        Ok(out)
+    }
+
     fn batches(&self, name: &str, limit: usize) -> Result<Vec<pb::BatchCommit>, MetaError> {
         let mut out = Vec::new();
         for item in self
@@ -442,5 +477,34 @@ mod tests {
         );
         assert_eq!(copy.progress("j").unwrap().last_committed(), 3);
         assert_eq!(copy.applied_index().unwrap(), 7);
+    }
+
+    #[test]
+    fn upgrades_keep_history_and_delete_removes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SledMetadata::open(dir.path()).unwrap();
+        let mut r = record();
+        r.version = 1;
+        m.apply(command::put_job(r.clone())).unwrap();
+        let name = r.spec.as_ref().unwrap().name.clone();
+        let mut v2 = r.clone();
+        v2.version = 2;
+        v2.fingerprint = "changed".into();
+        m.apply(command::put_job(v2)).unwrap();
+        let history = m.history(&name).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].version, 1);
+        m.apply(command::planned(pb::BatchPlan {
+            job: name.clone(),
+            batch_id: 1,
+            ..Default::default()
+        }))
+        .unwrap();
+        m.apply(command::delete_job(&name)).unwrap();
+        assert!(m.job(&name).unwrap().is_none());
+        assert!(m.history(&name).unwrap().is_empty());
+        assert!(m.plan(&name, 1).unwrap().is_none());
+        assert_eq!(m.progress(&name).unwrap(), JobProgress::default());
+        assert!(m.apply(command::delete_job(&name)).is_err());
     }
 }

@@ -5,7 +5,7 @@ use super::status::{meta_status, not_leader};
 use crate::cluster::{RaftMetadata, ReplicaHandle};
 use crate::metadata::{command, MetadataStore};
 use crate::raft::{ConfChange, ConfChangeType};
-use crate::scheduler::{submit, DriverError};
+use crate::scheduler::{submit_with, DriverError, FromOffsets, SubmitOptions};
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 use weir_proto::pb;
@@ -203,26 +203,60 @@ impl WeirClient for ClientService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         self.require_leader()?;
+        let request = request.into_inner();
         let spec = request
-            .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("spec: missing"))?;
+        if spec.format_version > spec::SPEC_FORMAT_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "job {}: the submitted spec has format_version {}, this driver reads up to {}; upgrade the drivers first",
+                spec.name,
+                spec.format_version,
+                spec::SPEC_FORMAT_VERSION
+            )));
+        }
         spec::validate(&spec)
             .map_err(|e| Status::invalid_argument(format!("invalid job spec:\n{e}")))?;
+        let from = match request.from.as_str() {
+            "" => None,
+            f => Some(FromOffsets::parse(f).map_err(|e| Status::invalid_argument(e.to_string()))?),
+        };
+        let options = SubmitOptions {
+            reset_state: request.reset_state,
+            from,
+            dry_run: request.dry_run,
+        };
         let meta = RaftMetadata::new(self.replica.clone());
-        let result = tokio::task::spawn_blocking(move || submit(&meta, spec))
+        let result = tokio::task::spawn_blocking(move || submit_with(&meta, spec, &options))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         match result {
-            Ok((record, resumed)) => Ok(Response::new(pb::SubmitResponse {
-                job: record.spec.map(|s| s.name).unwrap_or_default(),
-                resumed,
-                fingerprint: record.fingerprint,
+            Ok(s) => Ok(Response::new(pb::SubmitResponse {
+                verdict: s.verdict().to_string(),
+                changes: s
+                    .diff
+                    .changes
+                    .iter()
+                    .map(|c| pb::SpecChange {
+                        path: c.path.clone(),
+                        before: c.before.clone(),
+                        after: c.after.clone(),
+                        class: c.class.as_str().to_string(),
+                    })
+                    .collect(),
+                job: s.record.spec.map(|s| s.name).unwrap_or_default(),
+                resumed: s.resumed,
+                fingerprint: s.record.fingerprint,
+                version: s.record.version,
+                state_generation: s.record.state_generation,
             })),
             Err(DriverError::Meta(e)) => Err(meta_status(e)),
-            Err(e @ DriverError::SpecChanged { .. }) => {
-                Err(Status::failed_precondition(e.to_string()))
-            }
+            Err(
+                e @ (DriverError::SpecChanged { .. }
+                | DriverError::UpgradeRefused(_)
+                | DriverError::UnsupportedFormat { .. }),
+            ) => Err(Status::failed_precondition(e.to_string())),
+            Err(e @ DriverError::BadFrom { .. }) => Err(Status::invalid_argument(e.to_string())),
             Err(e) => Err(Status::internal(e.to_string())),
         }
     }
@@ -268,18 +302,65 @@ impl WeirClient for ClientService {
         Ok(Response::new(pb::BatchesResponse { batches }))
     }
 
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        self.require_leader()?;
+        let job = request.into_inner().job;
+        let current = self.record(&job)?;
+        let mut versions = self.replica.metadata().history(&job).map_err(meta_status)?;
+        versions.push(current);
+        Ok(Response::new(pb::HistoryResponse { versions }))
+    }
+
     async fn stop(
         &self,
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
         self.require_leader()?;
-        let job = request.into_inner().job;
+        let request = request.into_inner();
+        let job = request.job;
         self.record(&job)?;
         self.replica
             .propose(command::job_state(&job, pb::JobState::Stopped, ""))
             .await
             .map_err(meta_status)?;
-        Ok(Response::new(pb::StopResponse {}))
+        if !request.purge {
+            return Ok(Response::new(pb::StopResponse::default()));
+        }
+        // The job thread stops after its current batch: wait until no batch
+        // is in flight twice in a row (the supervisor reconciles every
+        // 200 ms), then delete the metadata.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut idle = 0;
+        while idle < 2 {
+            if Instant::now() > deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "job {job} still has a batch in flight after 60 s; it is stopped, retry the purge"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let progress = self
+                .replica
+                .metadata()
+                .progress(&job)
+                .map_err(meta_status)?;
+            idle = if progress.pending.is_none() {
+                idle + 1
+            } else {
+                0
+            };
+        }
+        self.replica
+            .propose(command::delete_job(&job))
+            .await
+            .map_err(meta_status)?;
+        Ok(Response::new(pb::StopResponse {
+            remains: format!(
+                "the state checkpoints of job {job} in the executors' state store (directory {job}/) and the sink's output"
+            ),
+        }))
     }
 
     async fn cluster(
