@@ -57,14 +57,15 @@ pub fn plan_next(
         let end = generator::available(g, p, elapsed_ms)
             .map_or(cap, |a| a.min(cap))
             .max(start);
-        if end > start {
-            ranges.push(pb::OffsetRange {
-                partition: p,
-                start,
-                end,
-            });
-        }
+        // Every partition is recorded, empty ranges included: the next
+        // batch starts each partition where this one ended.
+        ranges.push(pb::OffsetRange {
+            partition: p,
+            start,
+            end,
+        });
     }
+    let has_input = ranges.iter().any(|r| r.end > r.start);
     let delay = watermark_delay(spec);
     let previous_watermark = last_plan.map_or(i64::MIN, |p| p.watermark_ms);
     let watermark = match (delay, last_commit) {
@@ -83,12 +84,12 @@ pub fn plan_next(
         checkpoint: checkpoint || is_final,
         planned_at_ms: now_ms,
     };
-    if !ranges.is_empty() {
+    if has_input {
         return NextBatch::Run(plan(ranges, watermark, false));
     }
     if generator::exhausted(g, start_of) {
         if delay.is_some() {
-            return NextBatch::Run(plan(Vec::new(), i64::MAX, true));
+            return NextBatch::Run(plan(ranges, i64::MAX, true));
         }
         return NextBatch::Finished;
     }
@@ -198,7 +199,11 @@ mod tests {
             ..Default::default()
         };
         let flush = run(plan_next(&s, Some(&first), Some(&commit), 60_000, 0));
-        assert!(flush.r#final && flush.checkpoint && flush.ranges.is_empty());
+        assert!(flush.r#final && flush.checkpoint);
+        assert!(
+            flush.ranges.iter().all(|r| r.start == r.end),
+            "a flush reads nothing"
+        );
         assert_eq!(flush.watermark_ms, i64::MAX);
         let c2 = pb::BatchCommit {
             batch_id: 2,
@@ -227,5 +232,47 @@ mod tests {
         };
         let second = run(plan_next(&s, Some(&first), Some(&commit), 2_000, 0));
         assert_eq!(second.watermark_ms, 7_000);
+    }
+
+    #[test]
+    fn a_partition_without_new_records_keeps_its_position() {
+        // 3 partitions at 1000 records/s: after 4 ms only partition 0 has
+        // a new record; the others must not restart at 0 afterwards.
+        let mut s = spec(None, false);
+        let Some(pb::source::Kind::Generator(g)) = s.source.as_mut().and_then(|x| x.kind.as_mut())
+        else {
+            panic!("generator")
+        };
+        g.partitions = 3;
+        let first = run(plan_next(&s, None, None, 3, 0));
+        let ends: Vec<u64> = first.ranges.iter().map(|r| r.end).collect();
+        assert_eq!(ends, vec![1, 1, 1]);
+        let c1 = pb::BatchCommit {
+            batch_id: 1,
+            ..Default::default()
+        };
+        let second = run(plan_next(&s, Some(&first), Some(&c1), 4, 0));
+        assert_eq!(second.ranges.len(), 3, "every partition is recorded");
+        assert_eq!(
+            second.ranges[1],
+            pb::OffsetRange {
+                partition: 1,
+                start: 1,
+                end: 1
+            }
+        );
+        let c2 = pb::BatchCommit {
+            batch_id: 2,
+            ..Default::default()
+        };
+        let third = run(plan_next(&s, Some(&second), Some(&c2), 9, 0));
+        for r in &third.ranges {
+            assert!(
+                r.start >= 1,
+                "partition {} restarted at {}",
+                r.partition,
+                r.start
+            );
+        }
     }
 }

@@ -633,6 +633,7 @@ impl JobDriver {
         let a_tasks = plan
             .ranges
             .iter()
+            .filter(|r| r.end > r.start)
             .map(|r| pb::StageATask {
                 job: job.clone(),
                 batch_id: plan.batch_id,
@@ -656,7 +657,12 @@ impl JobDriver {
             commit.max_event_time_ms = commit.max_event_time_ms.max(r.max_event_time_ms);
         }
         if self.stateful() {
-            let sources: Vec<u32> = plan.ranges.iter().map(|r| r.partition).collect();
+            let sources: Vec<u32> = plan
+                .ranges
+                .iter()
+                .filter(|r| r.end > r.start)
+                .map(|r| r.partition)
+                .collect();
             let b_tasks = (0..self.spec().state_partitions)
                 .map(|partition| pb::StageBTask {
                     job: job.clone(),
@@ -753,7 +759,11 @@ impl JobDriver {
                     job: self.name().to_string(),
                     batch_id: commit.batch_id,
                 })?;
-            plan.ranges.iter().map(|r| r.partition).collect()
+            plan.ranges
+                .iter()
+                .filter(|r| r.end > r.start)
+                .map(|r| r.partition)
+                .collect()
         };
         let tasks: Vec<pb::CommitTask> = partitions
             .into_iter()

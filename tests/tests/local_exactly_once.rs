@@ -269,3 +269,58 @@ fn windows_are_emitted_exactly_once_across_crashes() {
         assert_eq!(per_key[key], 2 * count, "window counts of {key}");
     }
 }
+
+/// A slow source over three partitions: most batches advance only some
+/// partitions. Every partition must continue where it was, across a crash.
+#[test]
+fn partitions_without_new_records_keep_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("slow.yaml");
+    let out = dir.path().join("out");
+    let (keys, total) = (5u64, 240u64);
+    fs::write(
+        &spec,
+        format!(
+            "name: slow\nbatch_interval: 50ms\nstate_partitions: 2\n\
+             source:\n  generator: {{ partitions: 3, keys: {keys}, rate: 60, total: {total} }}\n\
+             pipeline:\n  - key_by: key\n  - aggregate: {{ count: {{}} }}\nsink:\n  file: {{ path: {} }}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("weir.log");
+    let args = [
+        "local",
+        spec.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--exit-when-idle",
+    ];
+    let mut p = Proc::start(
+        "weir local",
+        &binary("weir"),
+        &args,
+        &[("WEIR_CRASH_AT", "after-committed@25")],
+        &log,
+    )
+    .unwrap();
+    let status = p.wait_timeout(Duration::from_secs(60)).unwrap();
+    assert!(
+        !status.success(),
+        "the crash point was not reached\n{}",
+        p.log_tail(20)
+    );
+    let mut p = Proc::start("weir local", &binary("weir"), &args, &[], &log).unwrap();
+    let status = p.wait_timeout(Duration::from_secs(60)).unwrap();
+    assert!(status.success(), "{}", p.log_tail(20));
+    let latest = latest_by_key(&read_file_sink(&out).unwrap());
+    for k in 0..keys {
+        let want = (0..total).filter(|g| g % keys == k).count() as u64;
+        assert_eq!(
+            latest[&format!("\"k{k}\"")]["count"].as_u64(),
+            Some(want),
+            "count of k{k}"
+        );
+    }
+}
