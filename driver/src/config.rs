@@ -187,7 +187,7 @@ impl DriverConfig {
                 .unwrap_or_else(|| "weir".to_string()),
             join: args.join || file.join.unwrap_or(false),
             tick: Duration::from_millis(args.tick_ms.or(file.tick_ms).unwrap_or(100)),
-            election_ticks: args.election_ticks.or(file.election_ticks).unwrap_or(10),
+            election_ticks: args.election_ticks.or(file.election_ticks).unwrap_or(6),
             heartbeat_ticks: args.heartbeat_ticks.or(file.heartbeat_ticks).unwrap_or(2),
             snapshot_threshold: args
                 .snapshot_threshold
