@@ -47,7 +47,7 @@ pub(super) enum Event {
         messages: Vec<Message>,
     },
     Propose {
-        command: pb::MetaCommand,
+        command: Box<pb::MetaCommand>,
         reply: oneshot::Sender<Result<(), MetaError>>,
     },
     ConfChange {
@@ -158,7 +158,10 @@ impl ReplicaHandle {
     pub async fn propose(&self, command: pb::MetaCommand) -> Result<(), MetaError> {
         let (reply, rx) = oneshot::channel();
         self.events
-            .send(Event::Propose { command, reply })
+            .send(Event::Propose {
+                command: Box::new(command),
+                reply,
+            })
             .map_err(|_| self.not_leader())?;
         self.wait(rx).await
     }
@@ -167,7 +170,10 @@ impl ReplicaHandle {
     pub fn propose_blocking(&self, command: pb::MetaCommand) -> Result<(), MetaError> {
         let (reply, rx) = oneshot::channel();
         self.events
-            .send(Event::Propose { command, reply })
+            .send(Event::Propose {
+                command: Box::new(command),
+                reply,
+            })
             .map_err(|_| self.not_leader())?;
         let deadline = Instant::now() + self.proposal_timeout;
         let mut rx = rx;

@@ -87,7 +87,7 @@ impl std::fmt::Display for Target {
 
 #[derive(Debug, Clone)]
 enum Call {
-    Deploy(pb::JobRecord),
+    Deploy(Box<pb::JobRecord>),
     StageA(pb::StageATask),
     StageB(pb::StageBTask, Vec<pb::ShuffleLocation>),
     Restore(pb::RestoreTask),
@@ -148,7 +148,7 @@ async fn send(
             client
                 .deploy(pb::DeployRequest {
                     epoch,
-                    job: Some(job),
+                    job: Some(*job),
                 })
                 .await?;
             Reply::Done
@@ -211,6 +211,7 @@ fn classify(status: Status, target: &Target, what: &str) -> AttemptError {
             Domain::User => FailureKind::User,
             Domain::External => FailureKind::External,
             Domain::Internal => FailureKind::Internal,
+            Domain::OutputLost => FailureKind::OutputLost,
         };
         return AttemptError::Task(
             TaskFailure {
@@ -485,7 +486,7 @@ impl Inner {
                 }
             };
             if let Some(record) = record {
-                self.attempt_once(t, Call::Deploy(record)).await?;
+                self.attempt_once(t, Call::Deploy(Box::new(record))).await?;
                 self.lock().deployed.insert((t.id.clone(), t.epoch, job));
             }
         }
@@ -752,7 +753,9 @@ impl Inner {
             Ok(_) => Ok(()),
             // A decided commit must finish: anything but the job's own
             // fault is retried by the scheduler.
-            Err(f) if f.failure.kind == FailureKind::User => Err(f.failure),
+            Err(f) if matches!(f.failure.kind, FailureKind::User | FailureKind::OutputLost) => {
+                Err(f.failure)
+            }
             Err(f) => Err(external(f.failure.message)),
         }
     }
@@ -779,7 +782,7 @@ impl TaskRunner for RemoteRunner {
         let results = self.all(live, move |inner, t| {
             let record = record.clone();
             async move {
-                match inner.run(Call::Deploy(record.clone()), Placement::On(t.clone())).await {
+                match inner.run(Call::Deploy(Box::new(record.clone())), Placement::On(t.clone())).await {
                     Ok(_) => {
                         let name = record.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
                         inner.lock().deployed.insert((t.id.clone(), t.epoch, name));
