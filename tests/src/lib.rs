@@ -2,6 +2,7 @@
 //! a log file each, kill them, and read what they wrote.
 
 pub mod cluster;
+pub mod kafka;
 
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;

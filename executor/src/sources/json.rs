@@ -46,6 +46,9 @@ enum Builder {
 pub struct JsonDecoder {
     names: Vec<String>,
     types: Vec<pb::FieldType>,
+    /// Indexes (into `names`) of the fields that become columns; the others
+    /// are only type-checked.
+    output: Vec<usize>,
     schema: SchemaRef,
     builders: Vec<Builder>,
     row: Vec<Cell>,
@@ -54,17 +57,24 @@ pub struct JsonDecoder {
 }
 
 impl JsonDecoder {
-    /// A decoder of `fields` (name and type, in column order).
+    /// A decoder of `fields` (name and type) producing every field as a column.
     pub fn new(fields: &[(String, pb::FieldType)]) -> Self {
+        Self::projected(fields, &(0..fields.len()).collect::<Vec<_>>())
+    }
+
+    /// A decoder checking every field of `fields` and producing the columns
+    /// at `output` (indexes into `fields`, in column order).
+    pub fn projected(fields: &[(String, pb::FieldType)], output: &[usize]) -> Self {
         let schema = Arc::new(Schema::new(
-            fields
+            output
                 .iter()
-                .map(|(n, t)| Field::new(n, arrow_type(*t), true))
+                .map(|i| Field::new(&fields[*i].0, arrow_type(fields[*i].1), true))
                 .collect::<Vec<_>>(),
         ));
         let mut d = JsonDecoder {
             names: fields.iter().map(|(n, _)| n.clone()).collect(),
             types: fields.iter().map(|(_, t)| *t).collect(),
+            output: output.to_vec(),
             schema,
             builders: Vec::new(),
             row: vec![Cell::Null; fields.len()],
@@ -76,9 +86,9 @@ impl JsonDecoder {
     }
 
     fn new_builders(&self) -> Vec<Builder> {
-        self.types
+        self.output
             .iter()
-            .map(|t| match t {
+            .map(|i| match self.types[*i] {
                 pb::FieldType::Bigint => Builder::Int(Int64Builder::new()),
                 pb::FieldType::Double => Builder::Float(Float64Builder::new()),
                 pb::FieldType::String => Builder::Str(StringBuilder::new()),
@@ -113,8 +123,8 @@ impl JsonDecoder {
         )
         .and_then(|()| de.end())
         .map_err(|e| e.to_string())?;
-        for (b, c) in self.builders.iter_mut().zip(&self.row) {
-            match (b, *c) {
+        for (b, i) in self.builders.iter_mut().zip(&self.output) {
+            match (b, self.row[*i]) {
                 (Builder::Int(b), Cell::Int(v)) => b.append_value(v),
                 (Builder::Float(b), Cell::Float(v)) => b.append_value(v),
                 (Builder::Float(b), Cell::Int(v)) => b.append_value(v as f64),
@@ -336,6 +346,19 @@ mod tests {
         assert_eq!(b.column(2).as_primitive::<Float64Type>().value(1), 2.0);
         assert!(b.column(3).is_null(1));
         assert_eq!(d.finish().num_rows(), 0);
+    }
+
+    #[test]
+    fn fields_not_projected_are_still_checked() {
+        let fields = [
+            ("user".to_string(), pb::FieldType::String),
+            ("n".to_string(), pb::FieldType::Bigint),
+        ];
+        let mut d = JsonDecoder::projected(&fields, &[0]);
+        assert!(d.push(br#"{"user":"a","n":"x"}"#).is_err());
+        d.push(br#"{"user":"a","n":1}"#).unwrap();
+        let b = d.finish();
+        assert_eq!((b.num_columns(), b.num_rows()), (1, 1));
     }
 
     #[test]

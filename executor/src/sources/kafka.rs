@@ -75,8 +75,10 @@ pub struct KafkaReader {
     job: String,
     source: pb::KafkaSource,
     schema: SchemaRef,
-    /// Projected JSON fields (json format).
+    /// Every JSON field of the schema (all are type-checked).
     json_fields: Vec<(String, pb::FieldType)>,
+    /// Indexes of the projected JSON fields.
+    json_output: Vec<usize>,
     bad: BadRecords,
     dead_letters: Option<DeadLetters>,
 }
@@ -105,16 +107,21 @@ impl KafkaReader {
             .filter(|f| columns.is_none_or(|c| c.iter().any(|n| n == f.name())))
             .map(|f| f.as_ref().clone())
             .collect();
-        let json_fields = source
+        let json_fields: Vec<(String, pb::FieldType)> = source
             .schema
             .iter()
-            .filter(|f| fields.iter().any(|x| x.name() == &f.name))
             .map(|f| {
                 (
                     f.name.clone(),
                     pb::FieldType::try_from(f.r#type).unwrap_or(pb::FieldType::String),
                 )
             })
+            .collect();
+        let json_output = json_fields
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| fields.iter().any(|x| x.name() == n))
+            .map(|(i, _)| i)
             .collect();
         let dead_letters = match (bad, dead_letter) {
             (BadRecords::DeadLetter, Some(d)) => Some(DeadLetters {
@@ -137,6 +144,7 @@ impl KafkaReader {
             source: source.clone(),
             schema: Arc::new(Schema::new(fields)),
             json_fields,
+            json_output,
             bad,
             dead_letters,
         })
@@ -182,7 +190,9 @@ impl KafkaReader {
 
     fn decoder(&self) -> Decoder {
         match pb::KafkaFormat::try_from(self.source.format).unwrap_or(pb::KafkaFormat::Json) {
-            pb::KafkaFormat::Json => Decoder::Json(JsonDecoder::new(&self.json_fields)),
+            pb::KafkaFormat::Json => {
+                Decoder::Json(JsonDecoder::projected(&self.json_fields, &self.json_output))
+            }
             pb::KafkaFormat::Text => Decoder::Text {
                 project: self.schema.fields().len() == 1,
                 value: StringBuilder::new(),
