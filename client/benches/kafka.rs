@@ -15,7 +15,7 @@ use weir_kafka::rdkafka::error::KafkaError;
 use weir_kafka::rdkafka::message::Message;
 use weir_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_kafka::rdkafka::{Offset, TopicPartitionList};
-use weir_kafka::{client_config, ensure_topic};
+use weir_kafka::{client_config, consumer_config, ensure_topic};
 
 const PARTITIONS: i32 = 8;
 const KEYS: u64 = 100_000;
@@ -50,7 +50,8 @@ fn produce(brokers: &str, topic: &str, records: u64) -> anyhow::Result<()> {
 
 /// Reads the whole topic with one consumer; returns records and seconds.
 fn raw_consume(brokers: &str, topic: &str) -> anyhow::Result<(u64, f64)> {
-    let consumer: BaseConsumer = client_config(brokers, [])
+    // The same consumer defaults as Weir's source.
+    let consumer: BaseConsumer = consumer_config(brokers, [])
         .set("group.id", "weir-bench-raw")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")

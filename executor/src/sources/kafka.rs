@@ -27,7 +27,7 @@ use weir_kafka::rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use weir_kafka::rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use weir_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_kafka::rdkafka::{Offset, TopicPartitionList};
-use weir_kafka::{client_config, KafkaError, TopicOffsets};
+use weir_kafka::{client_config, consumer_config, KafkaError};
 use weir_proto::pb;
 
 /// Rows per batch handed to the pipeline.
@@ -172,7 +172,7 @@ impl KafkaReader {
     }
 
     fn consumer(&self) -> Result<BaseConsumer, ExecError> {
-        client_config(&self.source.brokers, self.properties())
+        consumer_config(&self.source.brokers, self.properties())
             .set("group.id", format!("weir-{}", self.job))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
@@ -203,13 +203,21 @@ impl KafkaReader {
     }
 
     /// Where retention left the partition: its low watermark.
-    fn low_watermark(&self, partition: u32) -> Result<u64, ExecError> {
-        let lister = TopicOffsets::new(&self.source.brokers, &self.source.topic, self.properties())
-            .map_err(|e| self.kafka_error(e))?;
-        let w = lister.watermarks().map_err(|e| self.kafka_error(e))?;
-        Ok(w.iter()
-            .find(|w| w.partition == partition)
-            .map_or(0, |w| w.low))
+    fn low_watermark(&self, consumer: &BaseConsumer, partition: u32) -> Result<u64, ExecError> {
+        let (low, _) = consumer
+            .fetch_watermarks(
+                &self.source.topic,
+                partition as i32,
+                weir_kafka::REQUEST_TIMEOUT,
+            )
+            .map_err(|e| {
+                self.kafka_error(KafkaError::from_rd(
+                    &self.source.brokers,
+                    &format!("list offsets of partition {partition}"),
+                    &e,
+                ))
+            })?;
+        Ok(low.max(0) as u64)
     }
 }
 
@@ -234,7 +242,7 @@ impl SourceReader for KafkaReader {
         let mut from = start;
         let mut skipped = 0;
         // Offsets below the low watermark were deleted after planning.
-        let low = self.low_watermark(partition)?;
+        let low = self.low_watermark(&consumer, partition)?;
         if low > from {
             let lost = low.min(end) - from;
             if self.source.on_missing != pb::OnMissing::SkipToEarliest as i32 {
