@@ -17,6 +17,9 @@ missing=()
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+# librdkafka is built from source by the rdkafka crate (cmake-build feature).
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+[ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

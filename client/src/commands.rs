@@ -14,6 +14,7 @@ fn totals_json(t: Option<pb::JobTotals>) -> Value {
         "records_out": t.records_out,
         "records_skipped": t.records_skipped,
         "records_late": t.records_late,
+        "records_lost": t.records_lost,
     })
 }
 

@@ -159,6 +159,7 @@ fn failure(e: ExecError) -> TaskFailure {
         ErrorDomain::User => FailureKind::User,
         ErrorDomain::External => FailureKind::External,
         ErrorDomain::Internal => FailureKind::Internal,
+        ErrorDomain::OutputLost => FailureKind::OutputLost,
     };
     TaskFailure {
         kind,

@@ -43,7 +43,7 @@ impl StatusLine {
             let mut err = std::io::stderr().lock();
             let _ = write!(
                 err,
-                "\r\x1b[2Kbatch {:>6} | {:>12.0} records/s | batch {:>6} ms | delay {:>5} ms | in {} out {} skipped {} late {}",
+                "\r\x1b[2Kbatch {:>6} | {:>12.0} records/s | batch {:>6} ms | delay {:>5} ms | in {} out {} skipped {} late {} lost {}",
                 c.batch_id,
                 rate,
                 r.duration.as_millis(),
@@ -52,6 +52,7 @@ impl StatusLine {
                 totals.records_out,
                 totals.records_skipped,
                 totals.records_late,
+                totals.records_lost,
             );
             let _ = err.flush();
             self.drawn = true;
@@ -65,6 +66,7 @@ impl StatusLine {
                 delay_ms = r.scheduling_delay.as_millis() as u64,
                 skipped = c.records_skipped,
                 late = c.records_late,
+                lost = c.records_lost,
                 "batch committed"
             );
         }

@@ -1,8 +1,63 @@
 //! Planning the next batch: pure functions over the job's spec, its last
-//! committed batch and the source's available offsets.
+//! committed batch and the source's available offsets. A Kafka source's
+//! offsets come from an [`OffsetsLister`], which tests replace.
 
+use std::collections::BTreeMap;
+use weir_kafka::{KafkaError, Watermarks};
 use weir_proto::generator;
 use weir_proto::pb::{self, step::Kind};
+
+/// Lists a Kafka source's partitions and offsets.
+pub trait OffsetsLister {
+    /// Low and high (last stable) offsets of every partition of the topic.
+    fn watermarks(&self, source: &pb::KafkaSource) -> Result<Vec<Watermarks>, KafkaError>;
+    /// The first offset at or after `timestamp_ms` of each partition
+    /// (`None`: no such record yet).
+    fn offsets_for_timestamp(
+        &self,
+        source: &pb::KafkaSource,
+        partitions: &[u32],
+        timestamp_ms: i64,
+    ) -> Result<Vec<(u32, Option<u64>)>, KafkaError>;
+}
+
+/// Why no batch could be planned.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PlanError {
+    /// The source could not be listed: retry with backoff.
+    #[error("source.kafka: cannot list offsets: {0}; retrying")]
+    Unavailable(KafkaError),
+    /// Offsets the job had not read yet were deleted (`on_missing: fail`).
+    #[error("source.kafka: offsets [{from}, {to}) of topic {topic} partition {partition} were deleted (retention) before the job read them: {} records lost; set on_missing: skip_to_earliest to skip such gaps (they are then counted as lost)", to - from)]
+    DataLost {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// First lost offset.
+        from: u64,
+        /// The partition's low watermark.
+        to: u64,
+    },
+    /// A partition's offsets went backwards (the topic was recreated).
+    #[error("source.kafka: topic {topic} partition {partition} ends at offset {high} but the job already read up to {position}; was the topic deleted and recreated? Restart the job under a new name to read it again")]
+    OffsetsReset {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Where the job is.
+        position: u64,
+        /// The partition's high watermark.
+        high: u64,
+    },
+}
+
+/// The ranges of a plan that read something (a Kafka plan also records the
+/// position of idle partitions as empty ranges).
+pub fn active_ranges(plan: &pb::BatchPlan) -> impl Iterator<Item = &pb::OffsetRange> {
+    plan.ranges.iter().filter(|r| r.end > r.start)
+}
 
 /// What the planner decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,11 +91,171 @@ pub fn plan_next(
     last_commit: Option<&pb::BatchCommit>,
     elapsed_ms: u64,
     now_ms: i64,
-) -> NextBatch {
-    let Some(pb::source::Kind::Generator(g)) = spec.source.as_ref().and_then(|s| s.kind.as_ref())
-    else {
-        return NextBatch::Wait;
+    lister: Option<&dyn OffsetsLister>,
+) -> Result<NextBatch, PlanError> {
+    let g = match spec.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(pb::source::Kind::Generator(g)) => g,
+        Some(pb::source::Kind::Kafka(k)) => {
+            return match lister {
+                Some(l) => plan_kafka(spec, k, last_plan, last_commit, now_ms, l),
+                None => Ok(NextBatch::Wait),
+            }
+        }
+        None => return Ok(NextBatch::Wait),
     };
+    Ok(plan_generator(
+        spec,
+        g,
+        last_plan,
+        last_commit,
+        elapsed_ms,
+        now_ms,
+    ))
+}
+
+fn next_watermark(
+    spec: &pb::JobSpec,
+    last_plan: Option<&pb::BatchPlan>,
+    last_commit: Option<&pb::BatchCommit>,
+) -> i64 {
+    let delay = watermark_delay(spec);
+    let previous_watermark = last_plan.map_or(i64::MIN, |p| p.watermark_ms);
+    match (delay, last_commit) {
+        (Some(d), Some(c)) if c.max_event_time_ms != i64::MIN => {
+            previous_watermark.max(c.max_event_time_ms.saturating_sub(d))
+        }
+        _ => previous_watermark,
+    }
+}
+
+/// Plans a Kafka batch: per partition `[previous end, min(high, previous
+/// end + max_records_per_partition))`. Partitions the job has no position
+/// for start per `start` in the first batch and at their earliest offset
+/// later (they were created after the job started). Every partition's
+/// position is in every plan (empty ranges for idle ones), so the plan
+/// alone says where the next batch starts.
+fn plan_kafka(
+    spec: &pb::JobSpec,
+    k: &pb::KafkaSource,
+    last_plan: Option<&pb::BatchPlan>,
+    last_commit: Option<&pb::BatchCommit>,
+    now_ms: i64,
+    lister: &dyn OffsetsLister,
+) -> Result<NextBatch, PlanError> {
+    use pb::kafka_start::Kind as Start;
+    let watermarks = lister.watermarks(k).map_err(PlanError::Unavailable)?;
+    let previous: BTreeMap<u32, u64> = last_plan
+        .map(|p| p.ranges.iter().map(|r| (r.partition, r.end)).collect())
+        .unwrap_or_default();
+    let fresh: Vec<u32> = watermarks
+        .iter()
+        .map(|w| w.partition)
+        .filter(|p| !previous.contains_key(p))
+        .collect();
+    let mut starts: BTreeMap<u32, u64> = BTreeMap::new();
+    if last_plan.is_none() {
+        match k.start.as_ref().and_then(|s| s.kind.as_ref()) {
+            Some(Start::Latest(_)) | None => {
+                starts.extend(watermarks.iter().map(|w| (w.partition, w.high)));
+            }
+            Some(Start::Offsets(o)) => {
+                starts.extend(o.offsets.iter().map(|p| (p.partition, p.offset)));
+            }
+            Some(Start::TimestampMs(t)) => {
+                let found = lister
+                    .offsets_for_timestamp(k, &fresh, *t)
+                    .map_err(PlanError::Unavailable)?;
+                for (p, o) in found {
+                    let high = watermarks.iter().find(|w| w.partition == p).map(|w| w.high);
+                    if let Some(o) = o.or(high) {
+                        starts.insert(p, o);
+                    }
+                }
+            }
+            Some(Start::Earliest(_)) => {}
+        }
+    }
+    let skip = k.on_missing == pb::OnMissing::SkipToEarliest as i32;
+    let mut ranges = Vec::new();
+    let mut lost = Vec::new();
+    for w in &watermarks {
+        let from_plan = previous.get(&w.partition).copied();
+        let mut start = from_plan
+            .or_else(|| starts.get(&w.partition).copied())
+            .unwrap_or(w.low);
+        if start > w.high {
+            if let Some(position) = from_plan {
+                return Err(PlanError::OffsetsReset {
+                    topic: k.topic.clone(),
+                    partition: w.partition,
+                    position,
+                    high: w.high,
+                });
+            }
+            // A start offset beyond the end: wait there.
+        }
+        if start < w.low {
+            if !skip {
+                return Err(PlanError::DataLost {
+                    topic: k.topic.clone(),
+                    partition: w.partition,
+                    from: start,
+                    to: w.low,
+                });
+            }
+            lost.push(pb::OffsetRange {
+                partition: w.partition,
+                start,
+                end: w.low,
+            });
+            start = w.low;
+        }
+        let end = w
+            .high
+            .min(start.saturating_add(k.max_records_per_partition))
+            .max(start);
+        ranges.push(pb::OffsetRange {
+            partition: w.partition,
+            start,
+            end,
+        });
+    }
+    // Partitions no longer listed keep their position.
+    for (p, end) in &previous {
+        if !watermarks.iter().any(|w| w.partition == *p) {
+            ranges.push(pb::OffsetRange {
+                partition: *p,
+                start: *end,
+                end: *end,
+            });
+        }
+    }
+    ranges.sort_by_key(|r| r.partition);
+    let reads = ranges.iter().any(|r| r.end > r.start);
+    if !reads && lost.is_empty() && fresh.is_empty() {
+        return Ok(NextBatch::Wait);
+    }
+    let batch_id = last_commit.map_or(0, |c| c.batch_id) + 1;
+    Ok(NextBatch::Run(pb::BatchPlan {
+        job: spec.name.clone(),
+        batch_id,
+        ranges,
+        watermark_ms: next_watermark(spec, last_plan, last_commit),
+        r#final: false,
+        checkpoint: batch_id % u64::from(spec.checkpoint_every.max(1)) == 0,
+        planned_at_ms: now_ms,
+        lost,
+    }))
+}
+
+fn plan_generator(
+    spec: &pb::JobSpec,
+    g: &pb::GeneratorSource,
+    last_plan: Option<&pb::BatchPlan>,
+    last_commit: Option<&pb::BatchCommit>,
+    elapsed_ms: u64,
+    now_ms: i64,
+) -> NextBatch {
     if last_plan.is_some_and(|p| p.r#final) {
         return NextBatch::Finished;
     }
@@ -67,13 +282,7 @@ pub fn plan_next(
     }
     let has_input = ranges.iter().any(|r| r.end > r.start);
     let delay = watermark_delay(spec);
-    let previous_watermark = last_plan.map_or(i64::MIN, |p| p.watermark_ms);
-    let watermark = match (delay, last_commit) {
-        (Some(d), Some(c)) if c.max_event_time_ms != i64::MIN => {
-            previous_watermark.max(c.max_event_time_ms.saturating_sub(d))
-        }
-        _ => previous_watermark,
-    };
+    let watermark = next_watermark(spec, last_plan, last_commit);
     let checkpoint = batch_id % u64::from(spec.checkpoint_every.max(1)) == 0;
     let plan = |ranges, watermark_ms, is_final: bool| pb::BatchPlan {
         job: spec.name.clone(),
@@ -83,6 +292,7 @@ pub fn plan_next(
         r#final: is_final,
         checkpoint: checkpoint || is_final,
         planned_at_ms: now_ms,
+        lost: Vec::new(),
     };
     if has_input {
         return NextBatch::Run(plan(ranges, watermark, false));
@@ -141,7 +351,7 @@ mod tests {
     #[test]
     fn ranges_continue_and_are_capped() {
         let s = spec(None, false);
-        let first = run(plan_next(&s, None, None, 1_000, 0));
+        let first = run(plan_next(&s, None, None, 1_000, 0, None).unwrap());
         assert_eq!(first.batch_id, 1);
         assert!(!first.checkpoint);
         assert_eq!(
@@ -164,7 +374,7 @@ mod tests {
             max_event_time_ms: i64::MIN,
             ..Default::default()
         };
-        let second = run(plan_next(&s, Some(&first), Some(&commit), 1_000, 0));
+        let second = run(plan_next(&s, Some(&first), Some(&commit), 1_000, 0, None).unwrap());
         assert_eq!(second.batch_id, 2);
         assert!(second.checkpoint);
         assert_eq!(
@@ -180,7 +390,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            plan_next(&s, Some(&second), Some(&commit2), 1_000, 0),
+            plan_next(&s, Some(&second), Some(&commit2), 1_000, 0, None).unwrap(),
             NextBatch::Wait
         );
     }
@@ -188,7 +398,7 @@ mod tests {
     #[test]
     fn finite_sources_finish_and_windows_flush() {
         let s = spec(Some(100), true);
-        let first = run(plan_next(&s, None, None, 60_000, 0));
+        let first = run(plan_next(&s, None, None, 60_000, 0, None).unwrap());
         assert_eq!(
             first.ranges.iter().map(|r| r.end - r.start).sum::<u64>(),
             100
@@ -198,7 +408,7 @@ mod tests {
             max_event_time_ms: 50_000,
             ..Default::default()
         };
-        let flush = run(plan_next(&s, Some(&first), Some(&commit), 60_000, 0));
+        let flush = run(plan_next(&s, Some(&first), Some(&commit), 60_000, 0, None).unwrap());
         assert!(flush.r#final && flush.checkpoint);
         assert!(
             flush.ranges.iter().all(|r| r.start == r.end),
@@ -210,27 +420,212 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            plan_next(&s, Some(&flush), Some(&c2), 60_000, 0),
+            plan_next(&s, Some(&flush), Some(&c2), 60_000, 0, None).unwrap(),
             NextBatch::Finished
         );
         let plain = spec(Some(100), false);
         assert_eq!(
-            plan_next(&plain, Some(&first), Some(&commit), 60_000, 0),
+            plan_next(&plain, Some(&first), Some(&commit), 60_000, 0, None).unwrap(),
             NextBatch::Finished
         );
+    }
+
+    use std::cell::RefCell;
+
+    /// A topic whose offsets a test sets.
+    struct FakeTopic {
+        watermarks: RefCell<Result<Vec<Watermarks>, KafkaError>>,
+    }
+
+    impl FakeTopic {
+        fn new(w: &[(u64, u64)]) -> Self {
+            let t = FakeTopic {
+                watermarks: RefCell::new(Ok(Vec::new())),
+            };
+            t.set(w);
+            t
+        }
+
+        fn set(&self, w: &[(u64, u64)]) {
+            *self.watermarks.borrow_mut() = Ok(w
+                .iter()
+                .enumerate()
+                .map(|(p, (low, high))| Watermarks {
+                    partition: p as u32,
+                    low: *low,
+                    high: *high,
+                })
+                .collect());
+        }
+    }
+
+    impl OffsetsLister for FakeTopic {
+        fn watermarks(&self, _: &pb::KafkaSource) -> Result<Vec<Watermarks>, KafkaError> {
+            self.watermarks.borrow().clone()
+        }
+
+        fn offsets_for_timestamp(
+            &self,
+            _: &pb::KafkaSource,
+            partitions: &[u32],
+            timestamp_ms: i64,
+        ) -> Result<Vec<(u32, Option<u64>)>, KafkaError> {
+            // offset = timestamp / 10 on partition 0, nothing that late elsewhere
+            Ok(partitions
+                .iter()
+                .map(|p| (*p, (*p == 0).then_some(timestamp_ms as u64 / 10)))
+                .collect())
+        }
+    }
+
+    fn kafka(start: pb::kafka_start::Kind, on_missing: pb::OnMissing) -> pb::JobSpec {
+        pb::JobSpec {
+            name: "k".into(),
+            checkpoint_every: 1,
+            source: Some(pb::Source {
+                kind: Some(pb::source::Kind::Kafka(pb::KafkaSource {
+                    brokers: "b".into(),
+                    topic: "t".into(),
+                    start: Some(pb::KafkaStart { kind: Some(start) }),
+                    max_records_per_partition: 100,
+                    on_missing: on_missing as i32,
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn ranges(plan: &pb::BatchPlan) -> Vec<(u32, u64, u64)> {
+        plan.ranges
+            .iter()
+            .map(|r| (r.partition, r.start, r.end))
+            .collect()
+    }
+
+    fn commit(batch_id: u64) -> pb::BatchCommit {
+        pb::BatchCommit {
+            batch_id,
+            max_event_time_ms: i64::MIN,
+            ..Default::default()
+        }
+    }
+
+    fn kplan(
+        s: &pb::JobSpec,
+        last: Option<&pb::BatchPlan>,
+        topic: &FakeTopic,
+    ) -> Result<NextBatch, PlanError> {
+        let c = last.map(|p| commit(p.batch_id));
+        plan_next(s, last, c.as_ref(), 0, 0, Some(topic))
+    }
+
+    #[test]
+    fn kafka_ranges_are_capped_and_positions_are_kept() {
+        use pb::kafka_start::Kind as Start;
+        let s = kafka(Start::Earliest(true), pb::OnMissing::Fail);
+        let topic = FakeTopic::new(&[(0, 250), (5, 5)]);
+        let first = run(kplan(&s, None, &topic).unwrap());
+        assert_eq!(ranges(&first), [(0, 0, 100), (1, 5, 5)]);
+        let second = run(kplan(&s, Some(&first), &topic).unwrap());
+        assert_eq!(ranges(&second), [(0, 100, 200), (1, 5, 5)]);
+        assert_eq!(active_ranges(&second).count(), 1);
+        let third = run(kplan(&s, Some(&second), &topic).unwrap());
+        assert_eq!(ranges(&third), [(0, 200, 250), (1, 5, 5)]);
+        assert_eq!(kplan(&s, Some(&third), &topic).unwrap(), NextBatch::Wait);
+        // a new partition starts at its earliest offset
+        topic.set(&[(0, 250), (5, 5), (3, 10)]);
+        let fourth = run(kplan(&s, Some(&third), &topic).unwrap());
+        assert_eq!(ranges(&fourth), [(0, 250, 250), (1, 5, 5), (2, 3, 10)]);
+    }
+
+    #[test]
+    fn kafka_start_positions() {
+        use pb::kafka_start::Kind as Start;
+        let topic = FakeTopic::new(&[(0, 50), (10, 70)]);
+        let latest = kafka(Start::Latest(true), pb::OnMissing::Fail);
+        let first = run(kplan(&latest, None, &topic).unwrap());
+        assert_eq!(
+            ranges(&first),
+            [(0, 50, 50), (1, 70, 70)],
+            "positions recorded"
+        );
+        assert_eq!(
+            kplan(&latest, Some(&first), &topic).unwrap(),
+            NextBatch::Wait
+        );
+        let offsets = kafka(
+            Start::Offsets(pb::StartOffsets {
+                offsets: vec![pb::PartitionOffset {
+                    partition: 1,
+                    offset: 60,
+                }],
+            }),
+            pb::OnMissing::Fail,
+        );
+        let first = run(kplan(&offsets, None, &topic).unwrap());
+        assert_eq!(ranges(&first), [(0, 0, 50), (1, 60, 70)]);
+        let at = kafka(Start::TimestampMs(200), pb::OnMissing::Fail);
+        let first = run(kplan(&at, None, &topic).unwrap());
+        assert_eq!(ranges(&first), [(0, 20, 50), (1, 70, 70)]);
+    }
+
+    #[test]
+    fn deleted_offsets_fail_or_are_skipped_and_reported() {
+        use pb::kafka_start::Kind as Start;
+        let topic = FakeTopic::new(&[(0, 100)]);
+        let fail = kafka(Start::Earliest(true), pb::OnMissing::Fail);
+        let first = run(kplan(&fail, None, &topic).unwrap());
+        topic.set(&[(150, 300)]);
+        let e = kplan(&fail, Some(&first), &topic).unwrap_err();
+        assert!(matches!(
+            e,
+            PlanError::DataLost {
+                partition: 0,
+                from: 100,
+                to: 150,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("50 records lost"), "{e}");
+        let skip = kafka(Start::Earliest(true), pb::OnMissing::SkipToEarliest);
+        let second = run(kplan(&skip, Some(&first), &topic).unwrap());
+        assert_eq!(ranges(&second), [(0, 150, 250)]);
+        assert_eq!(
+            second.lost,
+            [pb::OffsetRange {
+                partition: 0,
+                start: 100,
+                end: 150
+            }]
+        );
+        // a recreated topic is not silently read from the start
+        topic.set(&[(0, 20)]);
+        assert!(matches!(
+            kplan(&skip, Some(&second), &topic),
+            Err(PlanError::OffsetsReset { .. })
+        ));
+        *topic.watermarks.borrow_mut() = Err(KafkaError::Unreachable {
+            brokers: "b".into(),
+            message: "down".into(),
+        });
+        assert!(matches!(
+            kplan(&skip, Some(&second), &topic),
+            Err(PlanError::Unavailable(_))
+        ));
     }
 
     #[test]
     fn watermark_trails_the_largest_event_time() {
         let s = spec(None, true);
-        let first = run(plan_next(&s, None, None, 1_000, 0));
+        let first = run(plan_next(&s, None, None, 1_000, 0, None).unwrap());
         assert_eq!(first.watermark_ms, i64::MIN);
         let commit = pb::BatchCommit {
             batch_id: 1,
             max_event_time_ms: 9_000,
             ..Default::default()
         };
-        let second = run(plan_next(&s, Some(&first), Some(&commit), 2_000, 0));
+        let second = run(plan_next(&s, Some(&first), Some(&commit), 2_000, 0, None).unwrap());
         assert_eq!(second.watermark_ms, 7_000);
     }
 
@@ -244,14 +639,14 @@ mod tests {
             panic!("generator")
         };
         g.partitions = 3;
-        let first = run(plan_next(&s, None, None, 3, 0));
+        let first = run(plan_next(&s, None, None, 3, 0, None).unwrap());
         let ends: Vec<u64> = first.ranges.iter().map(|r| r.end).collect();
         assert_eq!(ends, vec![1, 1, 1]);
         let c1 = pb::BatchCommit {
             batch_id: 1,
             ..Default::default()
         };
-        let second = run(plan_next(&s, Some(&first), Some(&c1), 4, 0));
+        let second = run(plan_next(&s, Some(&first), Some(&c1), 4, 0, None).unwrap());
         assert_eq!(second.ranges.len(), 3, "every partition is recorded");
         assert_eq!(
             second.ranges[1],
@@ -265,7 +660,7 @@ mod tests {
             batch_id: 2,
             ..Default::default()
         };
-        let third = run(plan_next(&s, Some(&second), Some(&c2), 9, 0));
+        let third = run(plan_next(&s, Some(&second), Some(&c2), 9, 0, None).unwrap());
         for r in &third.ranges {
             assert!(
                 r.start >= 1,

@@ -12,6 +12,11 @@ pub enum FailureKind {
     External,
     /// Lost executor state or shuffle output: recover state, then retry.
     Internal,
+    /// A commit found the batch's pre-committed sink output gone (a Kafka
+    /// transaction aborted when its producer's process died) and not
+    /// committed: the batch must be re-run (same ranges; sinks skip the
+    /// partitions that did commit) before its commit can finish.
+    OutputLost,
 }
 
 /// A failed task.

@@ -7,8 +7,9 @@
 //! re-run from scratch or finished, never half of each); and state is
 //! restored to the last committed batch before a new batch runs.
 
+use crate::kafka::KafkaLister;
 use crate::metadata::{command, MetaError, MetadataStore};
-use crate::planner::{plan_next, NextBatch};
+use crate::planner::{active_ranges, plan_next, NextBatch, OffsetsLister, PlanError};
 use crate::runner::{FailureKind, TaskFailure, TaskRunner};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,15 @@ pub enum DriverError {
         job: String,
         /// The batch.
         batch_id: u64,
+    },
+    /// The source cannot be read as planned (offsets deleted before the job
+    /// read them, or a recreated topic).
+    #[error("job {job} failed: {error}")]
+    Source {
+        /// Job name.
+        job: String,
+        /// What is wrong.
+        error: PlanError,
     },
     /// A resubmitted spec differs from the stored one.
     #[error("job {job} exists with a different spec (fingerprint {stored}, submitted {submitted}); stop it or use a new name")]
@@ -344,6 +354,12 @@ fn offsets_for(
 ) -> Result<Vec<pb::OffsetRange>, DriverError> {
     let partitions = match spec.source.as_ref().and_then(|s| s.kind.as_ref()) {
         Some(pb::source::Kind::Generator(g)) => g.partitions,
+        Some(pb::source::Kind::Kafka(_)) => {
+            return Err(DriverError::BadFrom {
+                value: format!("{from:?}"),
+                message: "--from is not supported for Kafka sources yet; set source.kafka.start and use a new job name".into(),
+            })
+        }
         None => 0,
     };
     let at = |partition: u32, offset: u64| pb::OffsetRange {
@@ -487,7 +503,9 @@ impl JobDriver {
         // failing to record is only logged (the outcome matters more).
         let change = match &outcome {
             Ok(Outcome::Finished) => Some((pb::JobState::Finished, String::new())),
-            Err(e @ DriverError::JobFailed { .. }) => Some((pb::JobState::Failed, e.to_string())),
+            Err(e @ (DriverError::JobFailed { .. } | DriverError::Source { .. })) => {
+                Some((pb::JobState::Failed, e.to_string()))
+            }
             _ => None,
         };
         if let Some((state, error)) = change {
@@ -510,6 +528,13 @@ impl JobDriver {
         let interval = Duration::from_millis(self.spec().batch_interval_ms.max(1));
         let started = Instant::now();
         let mut next_tick = started;
+        let kafka = matches!(
+            self.spec().source.as_ref().and_then(|s| s.kind.as_ref()),
+            Some(pb::source::Kind::Kafka(_))
+        );
+        let lister = KafkaLister::default();
+        let lister: Option<&dyn OffsetsLister> = kafka.then_some(&lister);
+        let mut backoff = self.options.retry_backoff;
         loop {
             if shutdown.load(Ordering::SeqCst) {
                 return Ok(Outcome::Stopped);
@@ -523,13 +548,45 @@ impl JobDriver {
             let now = now_ms();
             let elapsed = u64::try_from(now - self.record.created_at_ms).unwrap_or(0);
             let from = self.offsets_from(&progress);
-            match plan_next(
+            let next = match plan_next(
                 self.spec(),
                 from.as_ref().or(progress.last_plan.as_ref()),
                 progress.last_commit.as_ref(),
                 elapsed,
                 now,
+                lister,
             ) {
+                Ok(next) => {
+                    backoff = self.options.retry_backoff;
+                    next
+                }
+                Err(PlanError::Unavailable(e)) => {
+                    // Nothing is planned, so nothing advances: the next
+                    // batch starts where the last committed one ended.
+                    warn!(job = %self.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "source unavailable; job degraded, retrying");
+                    if !sleep_until(Instant::now() + backoff, shutdown) {
+                        return Ok(Outcome::Stopped);
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+                Err(error) => {
+                    return Err(DriverError::Source {
+                        job: self.name().to_string(),
+                        error,
+                    })
+                }
+            };
+            if let NextBatch::Run(plan) = &next {
+                for gap in &plan.lost {
+                    warn!(job = %self.name(), batch_id = plan.batch_id, partition = gap.partition, from = gap.start, to = gap.end, records = gap.end - gap.start, "source offsets were deleted before the job read them; skipped (on_missing: skip_to_earliest)");
+                }
+            }
+            match next {
+                // A Kafka source never ends; idle means caught up.
+                NextBatch::Wait if kafka && self.options.exit_when_idle => {
+                    return Ok(Outcome::Finished)
+                }
                 NextBatch::Run(plan) => {
                     let delay = Instant::now().saturating_duration_since(next_tick);
                     self.meta.apply(command::planned(plan.clone()))?;
@@ -630,10 +687,7 @@ impl JobDriver {
         replay: bool,
     ) -> Result<pb::BatchCommit, TaskFailure> {
         let job = self.name().to_string();
-        let a_tasks = plan
-            .ranges
-            .iter()
-            .filter(|r| r.end > r.start)
+        let a_tasks = active_ranges(plan)
             .map(|r| pb::StageATask {
                 job: job.clone(),
                 batch_id: plan.batch_id,
@@ -647,6 +701,7 @@ impl JobDriver {
             job: job.clone(),
             batch_id: plan.batch_id,
             max_event_time_ms: i64::MIN,
+            records_lost: plan.lost.iter().map(|r| r.end - r.start).sum(),
             ..Default::default()
         };
         for r in &a {
@@ -657,12 +712,7 @@ impl JobDriver {
             commit.max_event_time_ms = commit.max_event_time_ms.max(r.max_event_time_ms);
         }
         if self.stateful() {
-            let sources: Vec<u32> = plan
-                .ranges
-                .iter()
-                .filter(|r| r.end > r.start)
-                .map(|r| r.partition)
-                .collect();
+            let sources: Vec<u32> = active_ranges(plan).map(|r| r.partition).collect();
             let b_tasks = (0..self.spec().state_partitions)
                 .map(|partition| pb::StageBTask {
                     job: job.clone(),
@@ -705,7 +755,7 @@ impl JobDriver {
                         {
                             return Err(self.failed(plan.batch_id, f))
                         }
-                        FailureKind::Internal => recoveries += 1,
+                        FailureKind::Internal | FailureKind::OutputLost => recoveries += 1,
                         FailureKind::External => {}
                     }
                     if !sleep_until(Instant::now() + backoff, shutdown) {
@@ -727,6 +777,7 @@ impl JobDriver {
             records_out: before.records_out + commit.records_out,
             records_skipped: before.records_skipped + commit.records_skipped,
             records_late: before.records_late + commit.records_late,
+            records_lost: before.records_lost + commit.records_lost,
         });
         commit.committed_at_ms = now_ms();
         commit.duration_ms = started.elapsed().as_millis() as u64;
@@ -759,11 +810,7 @@ impl JobDriver {
                     job: self.name().to_string(),
                     batch_id: commit.batch_id,
                 })?;
-            plan.ranges
-                .iter()
-                .filter(|r| r.end > r.start)
-                .map(|r| r.partition)
-                .collect()
+            active_ranges(&plan).map(|r| r.partition).collect()
         };
         let tasks: Vec<pb::CommitTask> = partitions
             .into_iter()
@@ -773,13 +820,48 @@ impl JobDriver {
                 partition,
             })
             .collect();
-        self.retry(commit.batch_id, shutdown, || {
-            self.runner.commit(tasks.clone())
-        })?;
+        let mut rerun = 0;
+        loop {
+            match self.retry(commit.batch_id, shutdown, || {
+                self.runner.commit(tasks.clone())
+            }) {
+                Ok(()) => break,
+                Err(DriverError::JobFailed { failure, .. })
+                    if failure.kind == FailureKind::OutputLost
+                        && rerun < self.options.max_state_recoveries =>
+                {
+                    // The decision stands; its output must be produced
+                    // again. The batch is deterministic (same ranges, state
+                    // restored to the batch before) and sinks skip the
+                    // partitions whose output already committed.
+                    rerun += 1;
+                    warn!(job = %self.name(), batch_id = commit.batch_id, error = %failure.message, "pre-committed output was lost before its commit; re-running the batch to produce it again");
+                    self.reproduce(commit.batch_id, shutdown)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         self.meta
             .apply(command::committed(self.name(), commit.batch_id))?;
         failpoint::hit("after-committed");
         Ok(())
+    }
+
+    /// Re-runs a decided batch whose pre-committed output was lost, up to
+    /// its pre-commit: state restored to the batch before it, then stage A
+    /// and stage B with the recorded ranges.
+    fn reproduce(&self, batch_id: u64, shutdown: &AtomicBool) -> Result<(), DriverError> {
+        let plan =
+            self.meta
+                .plan(self.name(), batch_id)?
+                .ok_or_else(|| DriverError::MissingPlan {
+                    job: self.name().to_string(),
+                    batch_id,
+                })?;
+        self.retry(batch_id, shutdown, || {
+            self.rebuild_state()?;
+            self.run_stages(&plan, false).map(|_| ())
+        })
     }
 
     /// Retries an operation with backoff while its failures are not the
@@ -795,7 +877,9 @@ impl JobDriver {
         loop {
             match op() {
                 Ok(v) => return Ok(v),
-                Err(f) if f.kind == FailureKind::User => return Err(self.failed(batch_id, f)),
+                Err(f) if matches!(f.kind, FailureKind::User | FailureKind::OutputLost) => {
+                    return Err(self.failed(batch_id, f))
+                }
                 Err(f)
                     if attempts >= self.options.max_state_recoveries
                         && f.kind == FailureKind::Internal =>

@@ -315,6 +315,7 @@ fn aggregates_text(a: &pb::AggregateStep) -> String {
 fn source_text(s: Option<&pb::Source>) -> String {
     match s.and_then(|s| s.kind.as_ref()) {
         Some(pb::source::Kind::Generator(_)) => "generator".into(),
+        Some(pb::source::Kind::Kafka(k)) => format!("kafka {} @ {}", k.topic, k.brokers),
         None => "-".into(),
     }
 }
@@ -324,6 +325,7 @@ fn sink_kind(s: Option<&pb::Sink>) -> &'static str {
         Some(pb::sink::Kind::Noop(_)) => "noop",
         Some(pb::sink::Kind::Stdout(_)) => "stdout",
         Some(pb::sink::Kind::File(_)) => "file",
+        Some(pb::sink::Kind::Kafka(_)) => "kafka",
         None => "-",
     }
 }
@@ -427,6 +429,39 @@ fn diff_source(d: &mut Diff, stored: &pb::JobSpec, new: &pb::JobSpec) {
                 a.event_time_rate,
                 b.event_time_rate,
                 class,
+            );
+        }
+        (Some(pb::source::Kind::Kafka(a)), Some(pb::source::Kind::Kafka(b))) => {
+            let p = "source.kafka";
+            d.cmp(
+                &format!("{p}.topic"),
+                &a.topic,
+                &b.topic,
+                NeedsOffsetDecision,
+            );
+            d.cmp(
+                &format!("{p}.brokers"),
+                &a.brokers,
+                &b.brokers,
+                NeedsOffsetDecision,
+            );
+            d.cmp(
+                &format!("{p}.start"),
+                format!("{:?}", a.start),
+                format!("{:?}", b.start),
+                NeedsOffsetDecision,
+            );
+            d.cmp(
+                &format!("{p}.max_records_per_partition"),
+                a.max_records_per_partition,
+                b.max_records_per_partition,
+                Compatible,
+            );
+            d.cmp(
+                &format!("{p}.format"),
+                format!("{}/{:?}", a.format, a.schema),
+                format!("{}/{:?}", b.format, b.schema),
+                Compatible,
             );
         }
         _ if a == b => {}

@@ -12,6 +12,9 @@ pub enum ErrorDomain {
     External,
     /// A bug or a lost invariant in Weir.
     Internal,
+    /// A commit found the pre-committed output gone and not committed: the
+    /// batch must be produced again.
+    OutputLost,
 }
 
 /// Errors from running a task.
@@ -57,6 +60,31 @@ pub enum ExecError {
         /// What went wrong and what to check.
         message: String,
     },
+    /// A commit found no committed output of `(batch, partition)` and no
+    /// open transaction holding it (its producer's process died).
+    #[error("job {job}: sink {sink}: the output of batch {batch}, partition {partition} was pre-committed in a transaction that is gone (its process restarted) and it did not commit; the batch must be produced again")]
+    OutputLost {
+        /// Job name.
+        job: String,
+        /// Sink description.
+        sink: String,
+        /// Batch id.
+        batch: u64,
+        /// Sink partition.
+        partition: u32,
+    },
+    /// Reading the source failed.
+    #[error("job {job}: source {source_name}: {message}")]
+    Source {
+        /// Job name.
+        job: String,
+        /// Source description.
+        source_name: String,
+        /// What failed and what to check.
+        message: String,
+        /// Whether a retry may succeed (an unreachable broker).
+        transient: bool,
+    },
     /// The task refers to a job this executor does not run.
     #[error("job {0} is not deployed on this executor")]
     UnknownJob(String),
@@ -92,6 +120,14 @@ impl ExecError {
         match self {
             ExecError::Plan { .. } | ExecError::Expr { .. } => ErrorDomain::User,
             ExecError::State { .. } | ExecError::Sink { .. } => ErrorDomain::External,
+            ExecError::OutputLost { .. } => ErrorDomain::OutputLost,
+            ExecError::Source { transient, .. } => {
+                if *transient {
+                    ErrorDomain::External
+                } else {
+                    ErrorDomain::User
+                }
+            }
             ExecError::UnknownJob(_)
             | ExecError::StateGap { .. }
             | ExecError::MissingShuffle { .. } => ErrorDomain::Internal,

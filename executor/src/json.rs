@@ -45,6 +45,47 @@ pub fn write_json_lines(batch: &RecordBatch, out: &mut String) {
     }
 }
 
+/// The JSON-quoted names of a batch's columns, for [`write_json_row`].
+pub fn json_field_names(batch: &RecordBatch) -> Vec<String> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut s = String::new();
+            json_string(f.name(), &mut s);
+            s
+        })
+        .collect()
+}
+
+/// Appends row `row` of `batch` as one JSON object (no newline).
+pub fn write_json_row(batch: &RecordBatch, names: &[String], row: usize, out: &mut String) {
+    out.push('{');
+    for (i, col) in batch.columns().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&names[i]);
+        out.push(':');
+        write_value(col.as_ref(), row, out);
+    }
+    out.push('}');
+}
+
+/// A value as a record key: strings as they are, anything else as JSON.
+pub fn write_key_text(col: &dyn Array, row: usize, out: &mut String) {
+    match col.data_type() {
+        DataType::Utf8 if col.is_valid(row) => out.push_str(col.as_string::<i32>().value(row)),
+        DataType::Dictionary(_, _) if col.is_valid(row) => {
+            let dict = col.as_dictionary::<Int32Type>();
+            let idx = dict.keys().value(row) as usize;
+            write_key_text(dict.values().as_ref(), idx, out);
+        }
+        _ => write_value(col, row, out),
+    }
+}
+
 fn write_value(col: &dyn Array, row: usize, out: &mut String) {
     if col.is_null(row) {
         out.push_str("null");

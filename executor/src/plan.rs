@@ -5,7 +5,8 @@
 use crate::expr::referenced_columns;
 use crate::operators::aggregate::AggregatePlan;
 use crate::operators::stateless::StatelessOp;
-use crate::sources::{generator, GeneratorReader, SourceReader};
+use crate::sources::kafka::{self, BadRecords};
+use crate::sources::{generator, GeneratorReader, KafkaReader, SourceReader};
 use arrow_schema::SchemaRef;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -49,14 +50,33 @@ impl JobPlan {
         let stateful_at = steps.iter().position(|k| matches!(k, Kind::KeyBy(_)));
         let aggregate_at = steps.iter().position(|k| matches!(k, Kind::Aggregate(_)));
         let pre_end = stateful_at.unwrap_or(steps.len());
-        let columns = source_columns(spec, &steps, pre_end, aggregate_at)?;
-        let source: Arc<dyn SourceReader> = match spec.source.as_ref().and_then(|s| s.kind.as_ref())
-        {
+        let kind = spec.source.as_ref().and_then(|s| s.kind.as_ref());
+        let available = match kind {
+            Some(pb::source::Kind::Generator(_)) => generator::full_schema(),
+            Some(pb::source::Kind::Kafka(k)) => kafka::full_schema(k),
+            None => return Err("source: missing".into()),
+        };
+        let columns = source_columns(spec, &steps, pre_end, aggregate_at, &available)?;
+        let source: Arc<dyn SourceReader> = match kind {
             Some(pb::source::Kind::Generator(g)) => Arc::new(GeneratorReader::new(
                 *g,
                 record.created_at_ms,
                 columns.as_deref(),
             )?),
+            Some(pb::source::Kind::Kafka(k)) => {
+                let bad = match pb::ErrorPolicy::try_from(spec.on_error) {
+                    Ok(pb::ErrorPolicy::Skip) => BadRecords::Skip,
+                    Ok(pb::ErrorPolicy::DeadLetter) => BadRecords::DeadLetter,
+                    _ => BadRecords::Fail,
+                };
+                Arc::new(KafkaReader::new(
+                    &spec.name,
+                    k,
+                    columns.as_deref(),
+                    bad,
+                    spec.dead_letter.as_ref(),
+                )?)
+            }
             None => return Err("source: missing".into()),
         };
         let mut schema = source.schema();
@@ -131,6 +151,7 @@ fn source_columns(
     steps: &[&Kind],
     pre_end: usize,
     aggregate_at: Option<usize>,
+    available: &arrow_schema::Schema,
 ) -> Result<Option<Vec<String>>, String> {
     let is_noop = matches!(
         spec.sink.as_ref().and_then(|s| s.kind.as_ref()),
@@ -180,7 +201,6 @@ fn source_columns(
             _ => {}
         }
     }
-    let available = generator::full_schema();
     Ok(Some(
         needed
             .into_iter()

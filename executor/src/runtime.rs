@@ -7,7 +7,7 @@ use crate::operators::aggregate::{CheckpointData, PartitionState, PreAggregator,
 use crate::operators::stateless::StatelessOp;
 use crate::plan::JobPlan;
 use crate::shuffle::{MemoryShuffle, Shuffle};
-use crate::sinks::{lock, FileSink, NoopSink, Sink, StdoutSink};
+use crate::sinks::{lock, FileSink, KafkaSink, NoopSink, Sink, StdoutSink};
 use crate::state::{PartitionCheckpoints, PartitionOptions, StateBackend};
 use arrow_array::RecordBatch;
 use std::collections::HashMap;
@@ -100,12 +100,17 @@ impl Executor {
         let sink: Box<dyn Sink> = match spec.sink.as_ref().and_then(|s| s.kind.as_ref()) {
             Some(pb::sink::Kind::File(f)) => Box::new(FileSink::new(&name, &f.path)?),
             Some(pb::sink::Kind::Stdout(_)) => Box::new(StdoutSink::default()),
+            Some(pb::sink::Kind::Kafka(k)) => {
+                Box::new(KafkaSink::new(&name, record.created_at_ms, k))
+            }
             Some(pb::sink::Kind::Noop(_)) | None => Box::new(NoopSink),
         };
         let partitions = (0..spec.state_partitions)
             .map(|_| Mutex::new(None))
             .collect();
-        let skip_errors = spec.on_error == pb::ErrorPolicy::Skip as i32;
+        // Expression errors have no original bytes to dead-letter: they are
+        // skipped and counted under dead_letter too.
+        let skip_errors = spec.on_error != pb::ErrorPolicy::Fail as i32;
         info!(job = %name, fingerprint = %record.fingerprint, "job deployed");
         let runtime = JobRuntime {
             plan,
@@ -145,16 +150,24 @@ impl Executor {
         match &plan.aggregate {
             Some(agg) => {
                 let mut pre = PreAggregator::new(agg, task.watermark_ms);
-                plan.source
-                    .read(range.partition, range.start, range.end, &mut |chunk| {
-                        result.records_in += chunk.num_rows() as u64;
+                let mut counted = 0;
+                let skipped = plan.source.read(
+                    range.partition,
+                    range.start,
+                    range.end,
+                    task.replay,
+                    &mut |chunk| {
+                        counted += chunk.num_rows() as u64;
                         let processed = job.process(chunk)?;
                         result.records_skipped += processed.skipped;
                         for b in processed.batches {
                             result.records_skipped += job.pre_aggregate(&mut pre, &b)?;
                         }
                         Ok(())
-                    })?;
+                    },
+                )?;
+                result.records_in += counted + skipped;
+                result.records_skipped += skipped;
                 let (blocks, stats) = pre.finish(plan.spec().state_partitions);
                 result.records_late = stats.late;
                 result.max_event_time_ms = stats.max_event_time;
@@ -162,14 +175,22 @@ impl Executor {
             }
             None => {
                 let mut out = Vec::new();
-                plan.source
-                    .read(range.partition, range.start, range.end, &mut |chunk| {
-                        result.records_in += chunk.num_rows() as u64;
+                let mut counted = 0;
+                let skipped = plan.source.read(
+                    range.partition,
+                    range.start,
+                    range.end,
+                    task.replay,
+                    &mut |chunk| {
+                        counted += chunk.num_rows() as u64;
                         let processed = job.process(chunk)?;
                         result.records_skipped += processed.skipped;
                         out.extend(processed.batches);
                         Ok(())
-                    })?;
+                    },
+                )?;
+                result.records_in += counted + skipped;
+                result.records_skipped += skipped;
                 if !task.replay {
                     result.records_out =
                         job.sink.pre_commit(task.batch_id, range.partition, &out)?;

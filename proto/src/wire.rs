@@ -11,7 +11,7 @@ use tonic::Status;
 pub const LEADER_KEY: &str = "weir-leader";
 
 /// Metadata key carrying a failed task's error domain
-/// (`user`, `external` or `internal`).
+/// (`user`, `external`, `internal` or `output-lost`).
 pub const ERROR_DOMAIN_KEY: &str = "weir-error-domain";
 
 /// Metadata key naming the source partition whose shuffle output a stage-B
@@ -27,6 +27,9 @@ pub enum Domain {
     External,
     /// Lost executor state or shuffle output, or a bug.
     Internal,
+    /// A commit found the batch's pre-committed sink output lost and not
+    /// committed: the batch must be produced again.
+    OutputLost,
 }
 
 impl Domain {
@@ -36,6 +39,7 @@ impl Domain {
             Domain::User => "user",
             Domain::External => "external",
             Domain::Internal => "internal",
+            Domain::OutputLost => "output-lost",
         }
     }
 
@@ -45,6 +49,7 @@ impl Domain {
             "user" => Some(Domain::User),
             "external" => Some(Domain::External),
             "internal" => Some(Domain::Internal),
+            "output-lost" => Some(Domain::OutputLost),
             _ => None,
         }
     }

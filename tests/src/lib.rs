@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod kafka;
 
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;

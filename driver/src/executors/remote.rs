@@ -211,6 +211,7 @@ fn classify(status: Status, target: &Target, what: &str) -> AttemptError {
             Domain::User => FailureKind::User,
             Domain::External => FailureKind::External,
             Domain::Internal => FailureKind::Internal,
+            Domain::OutputLost => FailureKind::OutputLost,
         };
         return AttemptError::Task(
             TaskFailure {
@@ -752,7 +753,9 @@ impl Inner {
             Ok(_) => Ok(()),
             // A decided commit must finish: anything but the job's own
             // fault is retried by the scheduler.
-            Err(f) if f.failure.kind == FailureKind::User => Err(f.failure),
+            Err(f) if matches!(f.failure.kind, FailureKind::User | FailureKind::OutputLost) => {
+                Err(f.failure)
+            }
             Err(f) => Err(external(f.failure.message)),
         }
     }

@@ -15,6 +15,7 @@ pub fn wire_domain(domain: ErrorDomain) -> Domain {
         ErrorDomain::User => Domain::User,
         ErrorDomain::External => Domain::External,
         ErrorDomain::Internal => Domain::Internal,
+        ErrorDomain::OutputLost => Domain::OutputLost,
     }
 }
 
@@ -24,6 +25,7 @@ pub fn error_domain(status: &Status) -> Option<ErrorDomain> {
         Domain::User => ErrorDomain::User,
         Domain::External => ErrorDomain::External,
         Domain::Internal => ErrorDomain::Internal,
+        Domain::OutputLost => ErrorDomain::OutputLost,
     })
 }
 
@@ -35,6 +37,11 @@ pub fn to_status(e: &ExecError) -> Status {
         ExecError::UnknownJob(_) => Code::NotFound,
         ExecError::StateGap { .. } => Code::Aborted,
         ExecError::MissingShuffle { .. } => Code::NotFound,
+        ExecError::OutputLost { .. } => Code::DataLoss,
+        ExecError::Source {
+            transient: true, ..
+        } => Code::Unavailable,
+        ExecError::Source { .. } => Code::FailedPrecondition,
     };
     let status = wire::with_domain(Status::new(code, e.to_string()), wire_domain(e.domain()));
     match e {
@@ -115,6 +122,18 @@ mod tests {
                 job: "j".into(),
                 batch: 3,
                 source_partition: 2,
+            },
+            ExecError::OutputLost {
+                job: "j".into(),
+                sink: "kafka".into(),
+                batch: 3,
+                partition: 1,
+            },
+            ExecError::Source {
+                job: "j".into(),
+                source_name: "kafka".into(),
+                message: "m".into(),
+                transient: false,
             },
         ];
         for e in &errors {

@@ -4,8 +4,10 @@
 //! leader finishing another leader's commit are safe.
 
 mod file;
+mod kafka;
 
 pub use file::FileSink;
+pub use kafka::KafkaSink;
 
 use crate::error::ExecError;
 use crate::json::json_lines;

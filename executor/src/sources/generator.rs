@@ -173,15 +173,16 @@ impl SourceReader for GeneratorReader {
         partition: u32,
         start: u64,
         end: u64,
+        _replay: bool,
         sink: &mut dyn FnMut(RecordBatch) -> Result<(), ExecError>,
-    ) -> Result<(), ExecError> {
+    ) -> Result<u64, ExecError> {
         let mut at = start;
         while at < end {
             let to = (at + CHUNK_ROWS).min(end);
             sink(self.chunk(partition, at, to))?;
             at = to;
         }
-        Ok(())
+        Ok(0)
     }
 }
 
@@ -203,7 +204,7 @@ mod tests {
 
     fn read_all(r: &GeneratorReader, p: u32, start: u64, end: u64) -> Vec<RecordBatch> {
         let mut out = Vec::new();
-        r.read(p, start, end, &mut |b| {
+        r.read(p, start, end, false, &mut |b| {
             out.push(b);
             Ok(())
         })

@@ -3,8 +3,11 @@
 //! yields the same records.
 
 pub mod generator;
+pub mod json;
+pub mod kafka;
 
 pub use generator::GeneratorReader;
+pub use kafka::KafkaReader;
 
 use crate::error::ExecError;
 use arrow_array::RecordBatch;
@@ -16,12 +19,16 @@ pub trait SourceReader: Send + Sync {
     fn schema(&self) -> SchemaRef;
 
     /// Reads offsets `[start, end)` of `partition`, handing batches of at most
-    /// a few tens of thousands of rows to `sink` in offset order.
+    /// a few tens of thousands of rows to `sink` in offset order. Returns the
+    /// records skipped (malformed under `on_error: skip` or `dead_letter`).
+    /// `replay` is set when the range is read again only to rebuild state:
+    /// side effects such as dead letters are not repeated.
     fn read(
         &self,
         partition: u32,
         start: u64,
         end: u64,
+        replay: bool,
         sink: &mut dyn FnMut(RecordBatch) -> Result<(), ExecError>,
-    ) -> Result<(), ExecError>;
+    ) -> Result<u64, ExecError>;
 }

@@ -16,13 +16,23 @@ pub fn to_yaml(spec: &pb::JobSpec) -> String {
     );
     let _ = writeln!(y, "checkpoint_every: {}", spec.checkpoint_every);
     let _ = writeln!(y, "state_partitions: {}", spec.state_partitions);
-    let on_error = if spec.on_error == pb::ErrorPolicy::Skip as i32 {
-        "skip"
-    } else {
-        "fail"
+    let on_error = match pb::ErrorPolicy::try_from(spec.on_error) {
+        Ok(pb::ErrorPolicy::Skip) => "skip",
+        Ok(pb::ErrorPolicy::DeadLetter) => "dead_letter",
+        _ => "fail",
     };
     let _ = writeln!(y, "on_error: {on_error}");
+    if let Some(d) = &spec.dead_letter {
+        let _ = write!(y, "dead_letter: {{ topic: {}", quote(&d.topic));
+        if !d.brokers.is_empty() {
+            let _ = write!(y, ", brokers: {}", quote(&d.brokers));
+        }
+        y.push_str(" }\n");
+    }
     y.push_str("source:\n");
+    if let Some(pb::source::Kind::Kafka(k)) = spec.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        render_kafka_source(k, &mut y);
+    }
     if let Some(pb::source::Kind::Generator(g)) = spec.source.as_ref().and_then(|s| s.kind.as_ref())
     {
         let _ = write!(
@@ -106,10 +116,79 @@ pub fn to_yaml(spec: &pb::JobSpec) -> String {
                 quote(&f.format)
             );
         }
+        Some(pb::sink::Kind::Kafka(k)) => {
+            let _ = writeln!(
+                y,
+                "  kafka: {{ brokers: {}, topic: {}, properties: {} }}",
+                quote(&k.brokers),
+                quote(&k.topic),
+                properties(&k.properties)
+            );
+        }
         Some(pb::sink::Kind::Stdout(_)) => y.push_str("  stdout: {}\n"),
         Some(pb::sink::Kind::Noop(_)) | None => y.push_str("  noop: {}\n"),
     }
     y
+}
+
+fn render_kafka_source(k: &pb::KafkaSource, y: &mut String) {
+    use pb::kafka_start::Kind as Start;
+    let start = match k.start.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(Start::Earliest(_)) => "earliest".to_string(),
+        Some(Start::Offsets(o)) => {
+            let pairs: Vec<String> = o
+                .offsets
+                .iter()
+                .map(|p| format!("{}: {}", p.partition, p.offset))
+                .collect();
+            format!("{{ offsets: {{ {} }} }}", pairs.join(", "))
+        }
+        Some(Start::TimestampMs(t)) => format!("{{ timestamp_ms: {t} }}"),
+        Some(Start::Latest(_)) | None => "latest".to_string(),
+    };
+    let format = match pb::KafkaFormat::try_from(k.format) {
+        Ok(pb::KafkaFormat::Text) => "text",
+        Ok(pb::KafkaFormat::Raw) => "raw",
+        _ => "json",
+    };
+    let on_missing = if k.on_missing == pb::OnMissing::SkipToEarliest as i32 {
+        "skip_to_earliest"
+    } else {
+        "fail"
+    };
+    let _ = write!(
+        y,
+        "  kafka: {{ brokers: {}, topic: {}, start: {start}, max_records_per_partition: {}, format: {format}, on_missing: {on_missing}, properties: {}",
+        quote(&k.brokers),
+        quote(&k.topic),
+        k.max_records_per_partition,
+        properties(&k.properties)
+    );
+    if !k.schema.is_empty() {
+        let fields: Vec<String> = k
+            .schema
+            .iter()
+            .map(|f| {
+                let ty = match pb::FieldType::try_from(f.r#type) {
+                    Ok(pb::FieldType::Double) => "double",
+                    Ok(pb::FieldType::String) => "string",
+                    Ok(pb::FieldType::Boolean) => "boolean",
+                    _ => "bigint",
+                };
+                format!("{}: {ty}", quote(&f.name))
+            })
+            .collect();
+        let _ = write!(y, ", schema: {{ {} }}", fields.join(", "));
+    }
+    y.push_str(" }\n");
+}
+
+fn properties(props: &[pb::Property]) -> String {
+    let pairs: Vec<String> = props
+        .iter()
+        .map(|p| format!("{}: {}", quote(&p.key), quote(&p.value)))
+        .collect();
+    format!("{{ {} }}", pairs.join(", "))
 }
 
 /// A YAML double-quoted string (JSON string syntax is valid YAML).
@@ -136,5 +215,34 @@ mod tests {
         let spec = parse_spec(yaml).unwrap();
         let rendered = to_yaml(&spec);
         assert_eq!(parse_spec(&rendered).unwrap(), spec, "{rendered}");
+    }
+
+    #[test]
+    fn kafka_specs_round_trip() {
+        for start in [
+            "earliest",
+            "latest",
+            "{ offsets: { 0: 5, 3: 7 } }",
+            "{ timestamp_ms: 1700000000000 }",
+        ] {
+            let yaml = format!(
+                "name: k\non_error: dead_letter\ndead_letter: {{ topic: bad-clicks }}\n\
+                 source:\n  kafka: {{ brokers: \"127.0.0.1:9092\", topic: clicks, start: {start}, format: json, \
+                 schema: {{ user: string, amount: bigint, price: double, ok: boolean }}, on_missing: skip_to_earliest, \
+                 max_records_per_partition: 500, properties: {{ fetch.min.bytes: 1, \"client.id\": x }} }}\n\
+                 pipeline:\n  - key_by: user\n  - aggregate: {{ n: {{}} }}\n\
+                 sink:\n  kafka: {{ brokers: \"127.0.0.1:9092\", topic: out, properties: {{ linger.ms: 5 }} }}\n"
+            );
+            let spec = parse_spec(&yaml).unwrap();
+            let rendered = to_yaml(&spec);
+            assert_eq!(parse_spec(&rendered).unwrap(), spec, "{rendered}");
+        }
+        for format in ["text", "raw"] {
+            let yaml = format!(
+                "name: k\nsource:\n  kafka: {{ brokers: b, topic: t, format: {format} }}\nsink:\n  stdout: {{}}\n"
+            );
+            let spec = parse_spec(&yaml).unwrap();
+            assert_eq!(parse_spec(&to_yaml(&spec)).unwrap(), spec);
+        }
     }
 }

@@ -78,7 +78,7 @@ fn unknown_fields_are_errors() {
     assert!(e.contains("unknown variant `fliter`"), "{e}");
     assert!(
         errors("name: j\nsource:\n  kafka: {}\nsink:\n  stdout: {}\n")
-            .contains("unknown variant `kafka`")
+            .contains("missing field `brokers`")
     );
 }
 
@@ -167,4 +167,77 @@ fn fingerprints_follow_the_content() {
         super::fingerprint(&parse_spec(BASE).unwrap())
     );
     assert_ne!(super::fingerprint(&a), super::fingerprint(&b));
+}
+
+const KAFKA: &str = "name: j\nsource:\n  kafka: { brokers: \"b:9092\", topic: in, start: earliest, schema: { user: string, n: bigint } }\n\
+                     pipeline:\n  - key_by: user\n  - aggregate: { c: {} }\n";
+
+#[test]
+fn kafka_source_and_sink_parse() {
+    let spec = parse_spec(&format!(
+        "{KAFKA}sink:\n  kafka: {{ brokers: \"b:9092\", topic: out }}\n"
+    ))
+    .unwrap();
+    let Some(pb::source::Kind::Kafka(k)) = spec.source.unwrap().kind else {
+        panic!("kafka")
+    };
+    assert_eq!(k.format, pb::KafkaFormat::Json as i32);
+    assert_eq!(k.on_missing, pb::OnMissing::Fail as i32);
+    assert_eq!(
+        k.schema.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["user", "n"]
+    );
+    assert_eq!(
+        k.start.unwrap().kind,
+        Some(pb::kafka_start::Kind::Earliest(true))
+    );
+    let Some(pb::sink::Kind::Kafka(s)) = spec.sink.unwrap().kind else {
+        panic!("kafka sink")
+    };
+    assert_eq!(s.topic, "out");
+}
+
+#[test]
+fn kafka_errors_name_their_field() {
+    let e = errors(
+        "name: j\nsource:\n  kafka: { brokers: \"\", topic: \"bad topic\", max_records_per_partition: 0, format: text, schema: { a: string } }\n\
+         sink:\n  kafka: { brokers: b, topic: weir-commits, properties: { transactional.id: x } }\n",
+    );
+    for needle in [
+        "source.kafka.brokers: must not be empty",
+        "source.kafka.topic: must be a Kafka topic name",
+        "source.kafka.max_records_per_partition: must be at least 1",
+        "source.kafka.schema: only format json takes a schema",
+        "sink.kafka.topic: weir-commits is Weir's commit-marker topic",
+        "sink.kafka.properties.transactional.id: is set by Weir",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
+    let e = errors(
+        "name: j\nsource:\n  kafka: { brokers: b, topic: t, start: { offsets: {} } }\nsink:\n  stdout: {}\n",
+    );
+    assert!(e.contains("source.kafka.schema: format json needs"), "{e}");
+    assert!(e.contains("source.kafka.start.offsets"), "{e}");
+    let e = errors("name: j\nsource:\n  kafka: { brokers: b, topic: t, schema: { a: int } }\nsink:\n  stdout: {}\n");
+    assert!(e.contains("source.kafka.schema.a: unknown type"), "{e}");
+    let e = errors("name: j\nsource:\n  kafka: { brokers: b, topic: t, start: sometime, format: text }\nsink:\n  stdout: {}\n");
+    assert!(e.contains("sometime"), "{e}");
+    let e = errors(&format!(
+        "{KAFKA}on_error: dead_letter\nsink:\n  stdout: {{}}\n"
+    ));
+    assert!(
+        e.contains("dead_letter: on_error: dead_letter needs"),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{BASE}on_error: dead_letter\ndead_letter: {{ topic: dlq }}\n"
+    ));
+    assert!(
+        e.contains("on_error: dead_letter needs a kafka source"),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{KAFKA}sink:\n  kafka: {{ brokers: \"b:9092\", topic: in }}\n"
+    ));
+    assert!(e.contains("sink.kafka.topic: is the source topic"), "{e}");
 }

@@ -1,8 +1,8 @@
 //! YAML → protobuf conversion and the semantic checks of a job spec.
 
 use super::yaml::{
-    ErrorPolicyYaml, FlatMapYaml, GeneratorYaml, JobSpecYaml, SinkYaml, SourceYaml, StepYaml,
-    WindowYaml,
+    ErrorPolicyYaml, FlatMapYaml, GeneratorYaml, JobSpecYaml, KafkaFormatYaml, KafkaSinkYaml,
+    KafkaSourceYaml, KafkaStartYaml, OnMissingYaml, SinkYaml, SourceYaml, StepYaml, WindowYaml,
 };
 use super::{format_duration_ms, parse_duration_ms, SpecError, SpecIssue};
 use crate::pb::{self, step::Kind as StepKind, AggregateFunction};
@@ -84,6 +84,7 @@ fn convert(y: JobSpecYaml) -> Result<pb::JobSpec, SpecError> {
     };
     let source = match y.source {
         SourceYaml::Generator(g) => pb::source::Kind::Generator(convert_generator(g)),
+        SourceYaml::Kafka(k) => pb::source::Kind::Kafka(convert_kafka_source(k, &mut issues)),
     };
     let mut pipeline = Vec::with_capacity(y.pipeline.len() + 1);
     for (i, step) in y.pipeline.into_iter().enumerate() {
@@ -115,11 +116,25 @@ fn convert(y: JobSpecYaml) -> Result<pb::JobSpec, SpecError> {
             path: f.path,
             format: f.format.unwrap_or_else(|| "jsonl".into()),
         }),
+        SinkYaml::Kafka(KafkaSinkYaml {
+            brokers,
+            topic,
+            properties,
+        }) => pb::sink::Kind::Kafka(pb::KafkaSink {
+            brokers,
+            topic,
+            properties: convert_properties("sink.kafka.properties", properties, &mut issues),
+        }),
     };
     let on_error = match y.on_error.unwrap_or(ErrorPolicyYaml::Fail) {
         ErrorPolicyYaml::Fail => pb::ErrorPolicy::Fail,
         ErrorPolicyYaml::Skip => pb::ErrorPolicy::Skip,
+        ErrorPolicyYaml::DeadLetter => pb::ErrorPolicy::DeadLetter,
     };
+    let dead_letter = y.dead_letter.map(|d| pb::DeadLetter {
+        topic: d.topic,
+        brokers: d.brokers.unwrap_or_default(),
+    });
     let spec = pb::JobSpec {
         format_version: SPEC_FORMAT_VERSION,
         name: y.name,
@@ -130,6 +145,7 @@ fn convert(y: JobSpecYaml) -> Result<pb::JobSpec, SpecError> {
         pipeline,
         sink: Some(pb::Sink { kind: Some(sink) }),
         on_error: on_error as i32,
+        dead_letter,
     };
     issues.finish(spec)
 }
@@ -152,6 +168,88 @@ fn convert_generator(g: GeneratorYaml) -> pb::GeneratorSource {
             .max_records_per_partition
             .unwrap_or(DEFAULT_MAX_RECORDS_PER_PARTITION),
     }
+}
+
+fn convert_kafka_source(k: KafkaSourceYaml, issues: &mut Issues) -> pb::KafkaSource {
+    use pb::kafka_start::Kind as Start;
+    let p = "source.kafka";
+    let start = match k.start.unwrap_or(KafkaStartYaml::Latest) {
+        KafkaStartYaml::Earliest => Start::Earliest(true),
+        KafkaStartYaml::Latest => Start::Latest(true),
+        KafkaStartYaml::Offsets(m) => Start::Offsets(pb::StartOffsets {
+            offsets: m
+                .into_iter()
+                .map(|(partition, offset)| pb::PartitionOffset { partition, offset })
+                .collect(),
+        }),
+        KafkaStartYaml::TimestampMs(t) => Start::TimestampMs(t),
+    };
+    let format = match k.format.unwrap_or(KafkaFormatYaml::Json) {
+        KafkaFormatYaml::Json => pb::KafkaFormat::Json,
+        KafkaFormatYaml::Text => pb::KafkaFormat::Text,
+        KafkaFormatYaml::Raw => pb::KafkaFormat::Raw,
+    };
+    let mut schema = Vec::new();
+    for (name, ty) in k.schema.unwrap_or_default() {
+        let serde_yaml::Value::String(name) = name else {
+            issues.add(
+                format!("{p}.schema"),
+                format!("field names must be strings, got {name:?}"),
+            );
+            continue;
+        };
+        let ty = match ty.as_str() {
+            Some("bigint") => pb::FieldType::Bigint,
+            Some("double") => pb::FieldType::Double,
+            Some("string") => pb::FieldType::String,
+            Some("boolean") => pb::FieldType::Boolean,
+            _ => {
+                issues.add(
+                    format!("{p}.schema.{name}"),
+                    format!("unknown type {ty:?}; use one of bigint, double, string, boolean"),
+                );
+                continue;
+            }
+        };
+        schema.push(pb::SchemaField {
+            name,
+            r#type: ty as i32,
+        });
+    }
+    let on_missing = match k.on_missing.unwrap_or(OnMissingYaml::Fail) {
+        OnMissingYaml::Fail => pb::OnMissing::Fail,
+        OnMissingYaml::SkipToEarliest => pb::OnMissing::SkipToEarliest,
+    };
+    pb::KafkaSource {
+        brokers: k.brokers,
+        topic: k.topic,
+        start: Some(pb::KafkaStart { kind: Some(start) }),
+        max_records_per_partition: k
+            .max_records_per_partition
+            .unwrap_or(DEFAULT_MAX_RECORDS_PER_PARTITION),
+        format: format as i32,
+        schema,
+        on_missing: on_missing as i32,
+        properties: convert_properties(&format!("{p}.properties"), k.properties, issues),
+    }
+}
+
+fn convert_properties(
+    path: &str,
+    properties: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+    issues: &mut Issues,
+) -> Vec<pb::Property> {
+    let mut out = Vec::new();
+    for (key, value) in properties.unwrap_or_default() {
+        match yaml_scalar_text(&value) {
+            Some(value) => out.push(pb::Property { key, value }),
+            None => issues.add(
+                format!("{path}.{key}"),
+                "must be a string, number or boolean",
+            ),
+        }
+    }
+    out
 }
 
 fn convert_step(path: &str, step: StepYaml, issues: &mut Issues) -> StepKind {
@@ -332,6 +430,7 @@ pub fn validate(spec: &pb::JobSpec) -> Result<(), SpecError> {
     }
     match spec.source.as_ref().and_then(|s| s.kind.as_ref()) {
         Some(pb::source::Kind::Generator(g)) => validate_generator(g, &mut issues),
+        Some(pb::source::Kind::Kafka(k)) => validate_kafka_source(k, &mut issues),
         None => issues.add(
             "source",
             "missing: give exactly one source, e.g. generator: {}",
@@ -350,10 +449,205 @@ pub fn validate(spec: &pb::JobSpec) -> Result<(), SpecError> {
                 );
             }
         }
+        Some(pb::sink::Kind::Kafka(k)) => {
+            let p = "sink.kafka";
+            if k.brokers.trim().is_empty() {
+                issues.add(
+                    format!("{p}.brokers"),
+                    "must not be empty, e.g. localhost:9092",
+                );
+            }
+            check_topic(&mut issues, &format!("{p}.topic"), &k.topic);
+            check_properties(
+                &mut issues,
+                &format!("{p}.properties"),
+                &k.properties,
+                SINK_OWNED_PROPERTIES,
+            );
+            if let Some(pb::source::Kind::Kafka(s)) =
+                spec.source.as_ref().and_then(|s| s.kind.as_ref())
+            {
+                if s.topic == k.topic && s.brokers == k.brokers {
+                    issues.add(
+                        format!("{p}.topic"),
+                        "is the source topic: the job would read its own output",
+                    );
+                }
+            }
+        }
         Some(_) => {}
         None => issues.add("sink", "missing: give exactly one sink, e.g. stdout: {}"),
     }
+    validate_error_policy(spec, &mut issues);
     issues.finish(())
+}
+
+/// The topic where the Kafka sink writes its commit markers.
+pub const COMMITS_TOPIC: &str = "weir-commits";
+
+/// Client properties Weir sets itself for the Kafka source.
+const SOURCE_OWNED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "enable.auto.commit",
+    "enable.partition.eof",
+    "auto.offset.reset",
+];
+
+/// Client properties Weir sets itself for the Kafka sink.
+const SINK_OWNED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "transactional.id",
+    "enable.idempotence",
+];
+
+fn check_topic(issues: &mut Issues, path: &str, topic: &str) {
+    let legal = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
+    if topic.is_empty() || topic.len() > 249 || !legal || topic == "." || topic == ".." {
+        issues.add(
+            path,
+            format!("must be a Kafka topic name (1-249 of letters, digits, '.', '_', '-'), got {topic:?}"),
+        );
+    } else if topic == COMMITS_TOPIC {
+        issues.add(
+            path,
+            format!("{COMMITS_TOPIC} is Weir's commit-marker topic; choose another"),
+        );
+    }
+}
+
+fn check_properties(issues: &mut Issues, path: &str, properties: &[pb::Property], owned: &[&str]) {
+    let mut previous: Option<&str> = None;
+    for p in properties {
+        if owned.contains(&p.key.as_str()) {
+            issues.add(
+                format!("{path}.{}", p.key),
+                "is set by Weir and cannot be overridden",
+            );
+        }
+        if previous.is_some_and(|prev| prev >= p.key.as_str()) {
+            issues.add(
+                format!("{path}.{}", p.key),
+                "properties must be sorted by key and unique",
+            );
+        }
+        previous = Some(&p.key);
+    }
+}
+
+fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
+    let p = "source.kafka";
+    if k.brokers.trim().is_empty() {
+        issues.add(
+            format!("{p}.brokers"),
+            "must not be empty, e.g. localhost:9092",
+        );
+    }
+    check_topic(issues, &format!("{p}.topic"), &k.topic);
+    if k.max_records_per_partition == 0 {
+        issues.add(
+            format!("{p}.max_records_per_partition"),
+            "must be at least 1",
+        );
+    }
+    match k.start.as_ref().and_then(|s| s.kind.as_ref()) {
+        None => issues.add(
+            format!("{p}.start"),
+            "missing: earliest, latest, {offsets: {PARTITION: OFFSET}} or {timestamp_ms: MS}",
+        ),
+        Some(pb::kafka_start::Kind::TimestampMs(t)) if *t < 0 => issues.add(
+            format!("{p}.start.timestamp_ms"),
+            format!("must be milliseconds since the epoch (>= 0), got {t}"),
+        ),
+        Some(pb::kafka_start::Kind::Offsets(o)) if o.offsets.is_empty() => issues.add(
+            format!("{p}.start.offsets"),
+            "must give at least one PARTITION: OFFSET (other partitions start at earliest)",
+        ),
+        Some(_) => {}
+    }
+    let format = pb::KafkaFormat::try_from(k.format);
+    match format {
+        Ok(pb::KafkaFormat::Json) => {
+            if k.schema.is_empty() {
+                issues.add(
+                    format!("{p}.schema"),
+                    "format json needs the fields to decode, e.g. schema: { user: string, amount: bigint }",
+                );
+            }
+        }
+        Ok(f) => {
+            if !k.schema.is_empty() {
+                issues.add(
+                    format!("{p}.schema"),
+                    format!(
+                        "only format json takes a schema; format {} has fixed columns (see docs/kafka.md)",
+                        if f == pb::KafkaFormat::Text { "text" } else { "raw" }
+                    ),
+                );
+            }
+        }
+        Err(_) => issues.add(format!("{p}.format"), "must be json, text or raw"),
+    }
+    let mut seen = std::collections::HashSet::new();
+    for f in &k.schema {
+        if f.name.is_empty() {
+            issues.add(format!("{p}.schema"), "field names must not be empty");
+        } else if !seen.insert(f.name.as_str()) {
+            issues.add(format!("{p}.schema.{}", f.name), "duplicate field");
+        }
+        if pb::FieldType::try_from(f.r#type).is_err() {
+            issues.add(
+                format!("{p}.schema.{}", f.name),
+                "unknown type; use one of bigint, double, string, boolean",
+            );
+        }
+    }
+    if pb::OnMissing::try_from(k.on_missing).is_err() {
+        issues.add(
+            format!("{p}.on_missing"),
+            "must be fail or skip_to_earliest",
+        );
+    }
+    check_properties(
+        issues,
+        &format!("{p}.properties"),
+        &k.properties,
+        SOURCE_OWNED_PROPERTIES,
+    );
+}
+
+fn validate_error_policy(spec: &pb::JobSpec, issues: &mut Issues) {
+    let dead_letter = spec.on_error == pb::ErrorPolicy::DeadLetter as i32;
+    match (&spec.dead_letter, dead_letter) {
+        (None, true) => issues.add(
+            "dead_letter",
+            "on_error: dead_letter needs dead_letter: { topic: NAME }",
+        ),
+        (Some(_), false) => issues.add(
+            "dead_letter",
+            "is only used with on_error: dead_letter; remove it or set on_error: dead_letter",
+        ),
+        (Some(d), true) => {
+            check_topic(issues, "dead_letter.topic", &d.topic);
+            let kafka_source = matches!(
+                spec.source.as_ref().and_then(|s| s.kind.as_ref()),
+                Some(pb::source::Kind::Kafka(_))
+            );
+            if !kafka_source {
+                issues.add(
+                    "on_error",
+                    "dead_letter needs a kafka source (it forwards the records' original bytes); use fail or skip",
+                );
+            }
+        }
+        (None, false) => {}
+    }
+    if pb::ErrorPolicy::try_from(spec.on_error).is_err() {
+        issues.add("on_error", "must be fail, skip or dead_letter");
+    }
 }
 
 fn validate_generator(g: &pb::GeneratorSource, issues: &mut Issues) {

@@ -20,6 +20,8 @@ pub struct JobSpecYaml {
     pub state_partitions: Option<u32>,
     #[serde(default)]
     pub on_error: Option<ErrorPolicyYaml>,
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterYaml>,
     // Enums are written as single-key maps (`generator: {...}`), not YAML tags.
     #[serde(with = "serde_yaml::with::singleton_map")]
     pub source: SourceYaml,
@@ -35,6 +37,16 @@ pub struct JobSpecYaml {
 pub enum ErrorPolicyYaml {
     Fail,
     Skip,
+    DeadLetter,
+}
+
+/// `dead_letter: { topic, brokers }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterYaml {
+    pub topic: String,
+    #[serde(default)]
+    pub brokers: Option<String>,
 }
 
 /// `source:` — exactly one kind.
@@ -42,6 +54,55 @@ pub enum ErrorPolicyYaml {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceYaml {
     Generator(GeneratorYaml),
+    Kafka(KafkaSourceYaml),
+}
+
+/// `source.kafka`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceYaml {
+    pub brokers: String,
+    pub topic: String,
+    #[serde(default, with = "serde_yaml::with::singleton_map")]
+    pub start: Option<KafkaStartYaml>,
+    #[serde(default)]
+    pub max_records_per_partition: Option<u64>,
+    #[serde(default)]
+    pub format: Option<KafkaFormatYaml>,
+    /// `field: type`, in order (a mapping keeps the order written).
+    #[serde(default)]
+    pub schema: Option<serde_yaml::Mapping>,
+    #[serde(default)]
+    pub on_missing: Option<OnMissingYaml>,
+    #[serde(default)]
+    pub properties: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+}
+
+/// `start: earliest | latest | {offsets: {p: o}} | {timestamp_ms: t}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum KafkaStartYaml {
+    Earliest,
+    Latest,
+    Offsets(std::collections::BTreeMap<u32, u64>),
+    TimestampMs(i64),
+}
+
+/// `format: json | text | raw`.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaFormatYaml {
+    Json,
+    Text,
+    Raw,
+}
+
+/// `on_missing: fail | skip_to_earliest`.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissingYaml {
+    Fail,
+    SkipToEarliest,
 }
 
 /// `source.generator`.
@@ -106,6 +167,17 @@ pub enum SinkYaml {
     Noop(EmptyYaml),
     Stdout(EmptyYaml),
     File(FileSinkYaml),
+    Kafka(KafkaSinkYaml),
+}
+
+/// `sink.kafka`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkYaml {
+    pub brokers: String,
+    pub topic: String,
+    #[serde(default)]
+    pub properties: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
 }
 
 /// `{}` for sinks without options.

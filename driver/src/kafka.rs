@@ -1,0 +1,48 @@
+//! The driver's Kafka offsets lister: one client per source, kept for the
+//! job's life.
+
+use crate::planner::OffsetsLister;
+use std::sync::Mutex;
+use weir_kafka::{KafkaError, TopicOffsets, Watermarks};
+use weir_proto::pb;
+
+/// Lists a Kafka source's offsets through a cached client.
+#[derive(Debug, Default)]
+pub struct KafkaLister {
+    client: Mutex<Option<TopicOffsets>>,
+}
+
+impl KafkaLister {
+    fn with<T>(
+        &self,
+        source: &pb::KafkaSource,
+        f: impl FnOnce(&TopicOffsets) -> Result<T, KafkaError>,
+    ) -> Result<T, KafkaError> {
+        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let props = source
+                .properties
+                .iter()
+                .map(|p| (p.key.as_str(), p.value.as_str()));
+            *guard = Some(TopicOffsets::new(&source.brokers, &source.topic, props)?);
+        }
+        f(guard.as_ref().expect("set above"))
+    }
+}
+
+impl OffsetsLister for KafkaLister {
+    fn watermarks(&self, source: &pb::KafkaSource) -> Result<Vec<Watermarks>, KafkaError> {
+        self.with(source, |c| c.watermarks())
+    }
+
+    fn offsets_for_timestamp(
+        &self,
+        source: &pb::KafkaSource,
+        partitions: &[u32],
+        timestamp_ms: i64,
+    ) -> Result<Vec<(u32, Option<u64>)>, KafkaError> {
+        self.with(source, |c| {
+            c.offsets_for_timestamp(partitions, timestamp_ms)
+        })
+    }
+}

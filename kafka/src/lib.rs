@@ -1,0 +1,354 @@
+//! Kafka access shared by the Weir driver and executor.
+//!
+//! The driver lists partitions and their offsets to plan batches
+//! ([`TopicOffsets`]); the executor reads offset ranges, writes sink output
+//! in transactions and records commit markers ([`markers`]). Both go through
+//! this crate so that the driver does not depend on the executor and the
+//! workspace builds librdkafka once.
+//!
+//! All calls here are blocking; callers run them on their own threads.
+
+pub mod markers;
+
+pub use rdkafka;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::Duration;
+
+/// How long one metadata or offsets request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors talking to Kafka, classified for the retry policy.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KafkaError {
+    /// No broker answered (or a request timed out): retry with backoff.
+    #[error("Kafka at {brokers} is unreachable: {message}")]
+    Unreachable {
+        /// The bootstrap servers.
+        brokers: String,
+        /// librdkafka's error.
+        message: String,
+    },
+    /// The topic does not exist (Weir never creates input topics).
+    #[error("topic {topic} does not exist at {brokers}")]
+    UnknownTopic {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The topic.
+        topic: String,
+    },
+    /// Any other error from the client or the broker.
+    #[error("Kafka at {brokers}: {message}")]
+    Other {
+        /// The bootstrap servers.
+        brokers: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl KafkaError {
+    /// Classifies a librdkafka error.
+    pub fn from_rd(brokers: &str, action: &str, e: &RdError) -> KafkaError {
+        let message = format!("{action}: {e}");
+        match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+                KafkaError::Other {
+                    brokers: brokers.to_string(),
+                    message,
+                }
+            }
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::BrokerNotAvailable
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorLoadInProgress,
+            )
+            | None => KafkaError::Unreachable {
+                brokers: brokers.to_string(),
+                message,
+            },
+            Some(_) => KafkaError::Other {
+                brokers: brokers.to_string(),
+                message,
+            },
+        }
+    }
+
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            KafkaError::Unreachable { .. } | KafkaError::UnknownTopic { .. }
+        )
+    }
+}
+
+/// A client configuration for `brokers` with the user's `properties`
+/// (already validated: none of the keys Weir sets itself).
+pub fn client_config<'a>(
+    brokers: &str,
+    properties: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    // Fail requests within the planner's retry loop instead of hanging.
+    c.set("socket.timeout.ms", "10000");
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A consumer configuration: [`client_config`] with Weir's consumer
+/// defaults, which `properties` may override.
+pub fn consumer_config<'a>(
+    brokers: &str,
+    properties: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> ClientConfig {
+    let mut c = client_config(brokers, []);
+    // librdkafka 2.x pauses a partition's fetching for this long once its
+    // local queue is full (default 1 s), which caps a fast reader at a few
+    // hundred thousand records/s: resume almost at once instead.
+    c.set("fetch.queue.backoff.ms", "10");
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The low and high watermark of one partition. With the default
+/// `isolation.level=read_committed` the high watermark is the last stable
+/// offset: every offset below it is decided (committed or aborted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Partition number.
+    pub partition: u32,
+    /// The first offset still in the log (older ones were deleted).
+    pub low: u64,
+    /// One past the last readable offset.
+    pub high: u64,
+}
+
+/// Lists a topic's partitions and offsets (the driver's view of a source).
+pub struct TopicOffsets {
+    consumer: BaseConsumer,
+    brokers: String,
+    topic: String,
+}
+
+impl std::fmt::Debug for TopicOffsets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicOffsets")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl TopicOffsets {
+    /// A lister for `topic`; does not connect yet.
+    pub fn new<'a>(
+        brokers: &str,
+        topic: &str,
+        properties: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<TopicOffsets, KafkaError> {
+        let consumer: BaseConsumer = client_config(brokers, properties)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(|e| KafkaError::from_rd(brokers, "create a client", &e))?;
+        Ok(TopicOffsets {
+            consumer,
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The topic's partitions, in order.
+    pub fn partitions(&self) -> Result<Vec<u32>, KafkaError> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
+            .map_err(|e| KafkaError::from_rd(&self.brokers, "fetch metadata", &e))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == self.topic) else {
+            return Err(self.unknown());
+        };
+        if let Some(err) = t.error() {
+            let code = RDKafkaErrorCode::from(err);
+            if matches!(
+                code,
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+            ) {
+                return Err(self.unknown());
+            }
+            return Err(KafkaError::Unreachable {
+                brokers: self.brokers.clone(),
+                message: format!("metadata of topic {}: {code}", self.topic),
+            });
+        }
+        if t.partitions().is_empty() {
+            return Err(self.unknown());
+        }
+        let mut parts: Vec<u32> = t.partitions().iter().map(|p| p.id() as u32).collect();
+        parts.sort_unstable();
+        Ok(parts)
+    }
+
+    fn unknown(&self) -> KafkaError {
+        KafkaError::UnknownTopic {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+        }
+    }
+
+    /// Low and high watermarks of every partition.
+    pub fn watermarks(&self) -> Result<Vec<Watermarks>, KafkaError> {
+        let mut out = Vec::new();
+        for p in self.partitions()? {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&self.topic, p as i32, REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    KafkaError::from_rd(
+                        &self.brokers,
+                        &format!("list offsets of {}/{p}", self.topic),
+                        &e,
+                    )
+                })?;
+            out.push(Watermarks {
+                partition: p,
+                low: low.max(0) as u64,
+                high: high.max(0) as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The first offset of each partition whose record timestamp is at or
+    /// after `timestamp_ms`; `None` when there is none yet (start at the end).
+    pub fn offsets_for_timestamp(
+        &self,
+        partitions: &[u32],
+        timestamp_ms: i64,
+    ) -> Result<Vec<(u32, Option<u64>)>, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition_offset(&self.topic, *p as i32, Offset::Offset(timestamp_ms))
+                .map_err(|e| KafkaError::from_rd(&self.brokers, "build a request", &e))?;
+        }
+        let found = self
+            .consumer
+            .offsets_for_times(tpl, REQUEST_TIMEOUT)
+            .map_err(|e| KafkaError::from_rd(&self.brokers, "look up offsets by time", &e))?;
+        Ok(found
+            .elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some(o as u64),
+                    _ => None,
+                };
+                (e.partition() as u32, offset)
+            })
+            .collect())
+    }
+}
+
+/// Blocks on an admin future on a private runtime (admin calls are rare).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime builds")
+        .block_on(f)
+}
+
+fn admin<'a>(
+    brokers: &str,
+    properties: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    client_config(brokers, properties)
+        .create()
+        .map_err(|e| KafkaError::from_rd(brokers, "create an admin client", &e))
+}
+
+/// Creates `topic` unless it exists. `configs` are topic configs
+/// (`cleanup.policy`, ...).
+pub fn ensure_topic<'a>(
+    brokers: &str,
+    properties: impl IntoIterator<Item = (&'a str, &'a str)>,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), KafkaError> {
+    let admin = admin(brokers, properties)?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let results = block_on(admin.create_topics([&new], &opts))
+        .map_err(|e| KafkaError::from_rd(brokers, &format!("create topic {topic}"), &e))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                return Err(KafkaError::Other {
+                    brokers: brokers.to_string(),
+                    message: format!("create topic {t}: {code}"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the records of `topic` below `before` in each given partition
+/// (what retention does; used by tests and tools).
+pub fn delete_records(brokers: &str, topic: &str, before: &[(u32, u64)]) -> Result<(), KafkaError> {
+    let admin = admin(brokers, [])?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in before {
+        tpl.add_partition_offset(topic, *p as i32, Offset::Offset(*o as i64))
+            .map_err(|e| KafkaError::from_rd(brokers, "build a request", &e))?;
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    block_on(admin.delete_records(&tpl, &opts))
+        .map_err(|e| KafkaError::from_rd(brokers, &format!("delete records of {topic}"), &e))?;
+    Ok(())
+}
+
+/// Deletes topics, ignoring ones that do not exist (tests and tools).
+pub fn delete_topics(brokers: &str, topics: &[&str]) -> Result<(), KafkaError> {
+    let admin = admin(brokers, [])?;
+    let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let results = block_on(admin.delete_topics(topics, &opts))
+        .map_err(|e| KafkaError::from_rd(brokers, "delete topics", &e))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((t, code)) => {
+                return Err(KafkaError::Other {
+                    brokers: brokers.to_string(),
+                    message: format!("delete topic {t}: {code}"),
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! Kafka → running count → Kafka, exactly once, against a real broker:
+//! `weir local` killed at each step of the commit protocol, a cluster whose
+//! leader driver and an executor are killed mid-run, malformed records sent
+//! to a dead-letter topic, and offsets deleted by retention before they
+//! were read. Output is read back with `read_committed`: the newest count
+//! per key must equal the count computed from the input, and counts only
+//! grow (a duplicated batch would repeat one).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use weir_tests::cluster::LocalCluster;
+use weir_tests::kafka::{create_topic, kafka_brokers, produce, read_committed, unique_topic};
+use weir_tests::{binary, Proc};
+
+const PARTITIONS: i32 = 8;
+const KEYS: u64 = 101;
+
+/// `total` JSON records `{"user": "u<i % KEYS>", "n": i}` over 8 partitions;
+/// returns the count per user.
+fn produce_input(brokers: &str, topic: &str, total: u64) -> BTreeMap<String, u64> {
+    create_topic(brokers, topic, PARTITIONS);
+    let mut want = BTreeMap::new();
+    let records: Vec<(i32, String, String)> = (0..total)
+        .map(|i| {
+            let user = format!("u{}", i % KEYS);
+            *want.entry(user.clone()).or_insert(0) += 1;
+            (
+                (i % PARTITIONS as u64) as i32,
+                user.clone(),
+                format!("{{\"user\":\"{user}\",\"n\":{i}}}"),
+            )
+        })
+        .collect();
+    produce(brokers, topic, &records);
+    want
+}
+
+fn spec(dir: &Path, name: &str, brokers: &str, input: &str, output: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    fs::write(
+        &path,
+        format!(
+            "name: {name}\nbatch_interval: 100ms\nstate_partitions: 4\n{extra}\
+             source:\n  kafka: {{ brokers: \"{brokers}\", topic: {input}, start: earliest, max_records_per_partition: 2500, \
+             format: json, schema: {{ user: string, n: bigint }} }}\n\
+             pipeline:\n  - key_by: user\n  - aggregate: {{ count: {{}} }}\n\
+             sink:\n  kafka: {{ brokers: \"{brokers}\", topic: {output} }}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Checks the committed output against the expected counts.
+fn check_counts(brokers: &str, output: &str, want: &BTreeMap<String, u64>, context: &str) {
+    let records = read_committed(brokers, output);
+    let mut latest: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+        let key = v["key"].as_str().unwrap().to_string();
+        assert_eq!(r.key.as_deref(), Some(key.as_str()), "record key");
+        let count = v["count"].as_u64().unwrap();
+        if let Some(last) = latest.get(&key) {
+            assert!(
+                count > *last,
+                "key {key}: count {count} after {last}: a batch was published twice\n{context}"
+            );
+        }
+        latest.insert(key, count);
+    }
+    assert_eq!(&latest, want, "newest count per key\n{context}");
+}
+
+struct Local {
+    dir: tempfile::TempDir,
+    spec: PathBuf,
+    runs: u32,
+}
+
+impl Local {
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("weir.log")
+    }
+
+    fn start(&mut self, env: &[(&str, &str)]) -> Proc {
+        self.runs += 1;
+        let state = self.dir.path().join("state");
+        Proc::start(
+            &format!("weir local (run {})", self.runs),
+            &binary("weir"),
+            &[
+                "local",
+                &self.spec.to_string_lossy(),
+                "--state-dir",
+                &state.to_string_lossy(),
+                "--exit-when-idle",
+            ],
+            env,
+            &self.log(),
+        )
+        .unwrap()
+    }
+
+    fn run(&mut self, env: &[(&str, &str)]) -> (bool, String) {
+        let mut p = self.start(env);
+        let status = p.wait_timeout(Duration::from_secs(180)).unwrap();
+        (status.success(), p.log_tail(40))
+    }
+}
+
+#[test]
+fn weir_local_crashing_at_each_commit_step_publishes_each_batch_once() {
+    let Some(brokers) = kafka_brokers("weir_local_crashing_at_each_commit_step") else {
+        return;
+    };
+    let input = unique_topic("eo-in");
+    let output = unique_topic("eo-out");
+    let want = produce_input(&brokers, &input, 200_000);
+    create_topic(&brokers, &output, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), "kafka-crashes", &brokers, &input, &output, "");
+    let mut job = Local { dir, spec, runs: 0 };
+    for point in [
+        "batch-planned@2",
+        "stage-a@5",
+        "after-precommit@6",
+        "before-committing@1",
+        "after-committing@1",
+        "sink-commit@2",
+        "after-committed@1",
+        "after-committing@2",
+    ] {
+        let (ok, log) = job.run(&[("WEIR_CRASH_AT", point)]);
+        assert!(!ok, "job finished before crash point {point}\n{log}");
+        assert!(
+            log.contains(&format!("crash point {point}")),
+            "{point}: {log}"
+        );
+    }
+    let (ok, log) = job.run(&[]);
+    assert!(ok, "final run failed\n{log}");
+    let all = fs::read_to_string(job.log()).unwrap();
+    assert!(
+        all.contains("re-running the batch to produce it again"),
+        "a commit after a restart found its transaction aborted"
+    );
+    check_counts(&brokers, &output, &want, &log);
+}
+
+#[test]
+fn malformed_records_go_to_the_dead_letter_topic() {
+    let Some(brokers) = kafka_brokers("malformed_records_go_to_the_dead_letter_topic") else {
+        return;
+    };
+    let input = unique_topic("dl-in");
+    let output = unique_topic("dl-out");
+    let dead = unique_topic("dl-dead");
+    create_topic(&brokers, &input, 2);
+    create_topic(&brokers, &output, 1);
+    create_topic(&brokers, &dead, 1);
+    let mut records = Vec::new();
+    let mut want = BTreeMap::new();
+    for i in 0..300u64 {
+        let value = match i % 50 {
+            7 => "not json".to_string(),
+            8 => format!("{{\"user\":\"u1\",\"n\":\"{i}\"}}"),
+            _ => {
+                *want.entry(format!("u{}", i % 3)).or_insert(0) += 1;
+                format!("{{\"user\":\"u{}\",\"n\":{i}}}", i % 3)
+            }
+        };
+        records.push(((i % 2) as i32, format!("k{i}"), value));
+    }
+    produce(&brokers, &input, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("on_error: dead_letter\ndead_letter: {{ topic: {dead} }}\n");
+    let spec = spec(dir.path(), "kafka-dead", &brokers, &input, &output, &extra);
+    let mut job = Local { dir, spec, runs: 0 };
+    let (ok, log) = job.run(&[]);
+    assert!(ok, "{log}");
+    check_counts(&brokers, &output, &want, &log);
+    let dead = read_committed(&brokers, &dead);
+    assert_eq!(dead.len(), 12, "{dead:?}");
+    let bad_json = dead.iter().find(|r| r.value == "not json").unwrap();
+    assert!(
+        bad_json.headers["error"].contains("expected"),
+        "{bad_json:?}"
+    );
+    assert!(bad_json.headers["weir.source"].starts_with(&input));
+    assert!(dead
+        .iter()
+        .any(|r| r.headers["error"].contains("field \"n\": expected bigint, got a string")));
+}
+
+#[test]
+fn offsets_deleted_before_they_were_read_are_reported() {
+    let Some(brokers) = kafka_brokers("offsets_deleted_before_they_were_read_are_reported") else {
+        return;
+    };
+    let input = unique_topic("ret-in");
+    create_topic(&brokers, &input, 1);
+    let batch = |from: u64| -> Vec<(i32, String, String)> {
+        (from..from + 100)
+            .map(|i| {
+                (
+                    0,
+                    "k".into(),
+                    format!("{{\"user\":\"u{}\",\"n\":{i}}}", i % 2),
+                )
+            })
+            .collect()
+    };
+    produce(&brokers, &input, &batch(0));
+    let dir = tempfile::tempdir().unwrap();
+    let mut jobs: Vec<Local> = ["fail", "skip_to_earliest"]
+        .iter()
+        .map(|policy| {
+            let d = tempfile::tempdir().unwrap();
+            let output = unique_topic("ret-out");
+            create_topic(&brokers, &output, 1);
+            let s = spec(
+                d.path(),
+                &format!("ret-{}", policy.replace('_', "-")),
+                &brokers,
+                &input,
+                &output,
+                "",
+            );
+            let text = fs::read_to_string(&s).unwrap().replace(
+                "format: json,",
+                &format!("format: json, on_missing: {policy},"),
+            );
+            fs::write(&s, text).unwrap();
+            Local {
+                dir: d,
+                spec: s,
+                runs: 0,
+            }
+        })
+        .collect();
+    drop(dir);
+    for j in &mut jobs {
+        let (ok, log) = j.run(&[]);
+        assert!(ok, "{log}");
+    }
+    // 100 more records, then retention deletes offsets below 150.
+    produce(&brokers, &input, &batch(100));
+    weir_kafka::delete_records(&brokers, &input, &[(0, 150)]).unwrap();
+    let (ok, log) = jobs[0].run(&[]);
+    assert!(!ok, "on_missing: fail must fail the job\n{log}");
+    assert!(
+        log.contains(&format!(
+            "offsets [100, 150) of topic {input} partition 0 were deleted"
+        )) && log.contains("50 records lost"),
+        "{log}"
+    );
+    let (ok, log) = jobs[1].run(&[]);
+    assert!(ok, "{log}");
+    let all = fs::read_to_string(jobs[1].log()).unwrap();
+    assert!(
+        all.contains("source offsets were deleted before the job read them")
+            && all.contains("lost"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_cluster_losing_its_leader_and_an_executor_publishes_each_batch_once() {
+    let Some(brokers) = kafka_brokers("a_cluster_losing_its_leader_and_an_executor") else {
+        return;
+    };
+    let input = unique_topic("cl-in");
+    let output = unique_topic("cl-out");
+    let want = produce_input(&brokers, &input, 200_000);
+    create_topic(&brokers, &output, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 3, 3);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let spec = spec(dir.path(), "kafka-cluster", &brokers, &input, &output, "");
+    c.weir_json(&["submit", &spec.to_string_lossy()]).unwrap();
+    let committed = |c: &LocalCluster| -> u64 {
+        c.weir_json(&["status", "kafka-cluster"])
+            .ok()
+            .and_then(|v| v["last_committed_batch"].as_u64())
+            .unwrap_or(0)
+    };
+    let wait_for = |c: &LocalCluster, batch: u64| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while committed(c) < batch {
+            assert!(
+                Instant::now() < deadline,
+                "batch {batch} not committed\n{}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&c, 2);
+    c.kill_driver(leader);
+    c.wait_leader(Duration::from_secs(30));
+    wait_for(&c, 4);
+    c.kill_executor(2);
+    wait_for(&c, 7);
+    c.start_executor(2);
+    // 200k records / 8 partitions / 2500 per batch = 10 batches.
+    wait_for(&c, 10);
+    check_counts(&brokers, &output, &want, &c.logs());
+}
