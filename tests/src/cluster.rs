@@ -270,3 +270,61 @@ impl LocalCluster {
         out
     }
 }
+
+impl LocalCluster {
+    /// The job's last committed batch (0 while unknown).
+    pub fn committed(&self, job: &str) -> u64 {
+        self.weir_json(&["status", job])
+            .map(|s| s["last_committed_batch"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Waits until the job committed more than `batch` batches.
+    pub fn wait_committed_beyond(&self, job: &str, batch: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.committed(job) <= batch {
+            assert!(
+                Instant::now() < deadline,
+                "job {job} stuck at batch {batch}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the job reports `finished`.
+    pub fn wait_finished(&self, job: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.weir_json(&["status", job]).unwrap_or_default();
+            if s["state"] == "finished" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job} did not finish: {s}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Asserts that a running count's file-sink output holds, per key, the
+/// number of generator records `0..total` with that key (`"k" + g % keys`).
+pub fn assert_generator_counts(out: &Path, keys: u64, total: u64) {
+    let latest = crate::latest_by_key(&crate::read_file_sink(out).expect("readable sink output"));
+    let mut want: std::collections::BTreeMap<String, u64> = Default::default();
+    for g in 0..total {
+        *want.entry(format!("\"k{}\"", g % keys)).or_default() += 1;
+    }
+    assert_eq!(latest.len(), want.len(), "keys in {}", out.display());
+    for (k, n) in want {
+        assert_eq!(
+            latest[&k]["count"].as_u64(),
+            Some(n),
+            "count of {k} in {}",
+            out.display()
+        );
+    }
+}

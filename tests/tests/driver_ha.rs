@@ -2,12 +2,10 @@
 //! loopback: leader kills, follower kills, quorum loss, a paused leader, and
 //! a wiped replica rejoining — with the job's output exact per key.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use weir_tests::cluster::LocalCluster;
-use weir_tests::{latest_by_key, read_file_sink};
+use weir_tests::cluster::{assert_generator_counts, LocalCluster};
 
 const KEYS: u64 = 23;
 const PARTITIONS: u64 = 2;
@@ -57,37 +55,8 @@ fn wait_state(c: &LocalCluster, job: &str, state: &str, timeout: Duration) -> se
     }
 }
 
-fn committed(c: &LocalCluster, job: &str) -> u64 {
-    status(c, job)["last_committed_batch"].as_u64().unwrap_or(0)
-}
-
-fn wait_committed_beyond(c: &LocalCluster, job: &str, batch: u64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while committed(c, job) <= batch {
-        assert!(
-            Instant::now() < deadline,
-            "job {job} stuck at batch {batch}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn check_counts(dir: &Path, job: &str, total: u64) {
-    let rows = read_file_sink(&dir.join(format!("{job}-out"))).unwrap();
-    let latest = latest_by_key(&rows);
-    let mut want: BTreeMap<String, u64> = BTreeMap::new();
-    for g in 0..total {
-        *want.entry(format!("\"k{}\"", g % KEYS)).or_default() += 1;
-    }
-    assert_eq!(latest.len(), want.len(), "keys of {job}");
-    for (k, n) in want {
-        assert_eq!(
-            latest[&k]["count"].as_u64(),
-            Some(n),
-            "count of {k} in {job}"
-        );
-    }
+    assert_generator_counts(&dir.join(format!("{job}-out")), KEYS, total);
 }
 
 #[test]
@@ -99,15 +68,15 @@ fn leader_and_follower_kills_keep_the_job_exact() {
     let total = 120_000;
     let spec = write_spec(dir.path(), "ha", total, 20_000);
     c.weir_json(&["submit", &spec]).unwrap();
-    wait_committed_beyond(&c, "ha", 3, Duration::from_secs(30));
+    c.wait_committed_beyond("ha", 3, Duration::from_secs(30));
 
     // The leader dies mid-run: another replica takes over.
-    let before = committed(&c, "ha");
+    let before = c.committed("ha");
     let killed = Instant::now();
     c.kill_driver(leader);
     let new_leader = c.wait_leader(Duration::from_secs(20));
     assert_ne!(new_leader, leader);
-    wait_committed_beyond(&c, "ha", before, Duration::from_secs(30));
+    c.wait_committed_beyond("ha", before, Duration::from_secs(30));
     eprintln!(
         "failover to driver {new_leader}: next commit after {:?}",
         killed.elapsed()
@@ -120,8 +89,8 @@ fn leader_and_follower_kills_keep_the_job_exact() {
         .find(|id| *id != new_leader && *id != leader)
         .unwrap();
     c.kill_driver(follower);
-    let before = committed(&c, "ha");
-    wait_committed_beyond(&c, "ha", before, Duration::from_secs(30));
+    let before = c.committed("ha");
+    c.wait_committed_beyond("ha", before, Duration::from_secs(30));
     c.start_driver(follower);
 
     wait_state(&c, "ha", "finished", Duration::from_secs(90));
@@ -145,7 +114,7 @@ fn without_quorum_nothing_commits_and_progress_resumes() {
     let total = 60_000;
     let spec = write_spec(dir.path(), "quorum", total, 10_000);
     c.weir_json(&["submit", &spec]).unwrap();
-    wait_committed_beyond(&c, "quorum", 2, Duration::from_secs(30));
+    c.wait_committed_beyond("quorum", 2, Duration::from_secs(30));
 
     // Two of three down: the survivor cannot commit anything.
     let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
@@ -181,7 +150,7 @@ fn a_paused_leader_steps_down_and_cannot_commit() {
     let total = 80_000;
     let spec = write_spec(dir.path(), "pause", total, 16_000);
     c.weir_json(&["submit", &spec]).unwrap();
-    wait_committed_beyond(&c, "pause", 2, Duration::from_secs(30));
+    c.wait_committed_beyond("pause", 2, Duration::from_secs(30));
 
     c.signal_driver(leader, "STOP");
     // The others elect a new leader while the old one is frozen.
@@ -194,8 +163,8 @@ fn a_paused_leader_steps_down_and_cannot_commit() {
         assert!(Instant::now() < deadline, "no new leader\n{}", c.logs());
         std::thread::sleep(Duration::from_millis(200));
     };
-    let before = committed(&c, "pause");
-    wait_committed_beyond(&c, "pause", before, Duration::from_secs(30));
+    let before = c.committed("pause");
+    c.wait_committed_beyond("pause", before, Duration::from_secs(30));
     c.signal_driver(leader, "CONT");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(

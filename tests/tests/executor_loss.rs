@@ -2,11 +2,9 @@
 //! killed mid-run and new incarnations start; the job resumes from the
 //! state store and its output stays exact per key.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::time::{Duration, Instant};
-use weir_tests::cluster::LocalCluster;
-use weir_tests::{latest_by_key, read_file_sink};
+use std::time::Duration;
+use weir_tests::cluster::{assert_generator_counts, LocalCluster};
 
 #[test]
 fn all_executors_lost_and_replaced() {
@@ -28,50 +26,21 @@ fn all_executors_lost_and_replaced() {
     )
     .unwrap();
     c.weir_json(&["submit", spec.to_str().unwrap()]).unwrap();
-    let committed = |c: &LocalCluster| {
-        c.weir_json(&["status", "lost"])
-            .map(|s| s["last_committed_batch"].as_u64().unwrap_or(0))
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while committed(&c) < 5 {
-        assert!(Instant::now() < deadline, "no progress\n{}", c.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.wait_committed_beyond("lost", 4, Duration::from_secs(60));
     for i in 1..=3 {
         c.kill_executor(i);
     }
-    let stalled = committed(&c);
+    let stalled = c.committed("lost");
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        committed(&c) <= stalled + 1,
+        c.committed("lost") <= stalled + 1,
         "batches committed without executors"
     );
     for i in 1..=3 {
         c.start_executor(i);
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let s = c.weir_json(&["status", "lost"]).unwrap_or_default();
-        if s["state"] == "finished" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job did not finish: {s}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let latest = latest_by_key(&read_file_sink(&out).unwrap());
-    let mut want: BTreeMap<String, u64> = BTreeMap::new();
-    for g in 0..total {
-        *want.entry(format!("\"k{}\"", g % keys)).or_default() += 1;
-    }
-    assert_eq!(latest.len(), want.len());
-    for (k, n) in want {
-        assert_eq!(latest[&k]["count"].as_u64(), Some(n), "count of {k}");
-    }
+    c.wait_finished("lost", Duration::from_secs(120));
+    assert_generator_counts(&out, keys, total);
     let restored: usize = (1..=3)
         .map(|i| {
             fs::read_to_string(dir.path().join(format!("exec-{i}.log")))

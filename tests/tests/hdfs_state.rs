@@ -2,11 +2,10 @@
 //! executor owning state partitions is SIGKILLed; its partitions are
 //! restored from HDFS on another executor and the output stays exact.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::time::{Duration, Instant};
-use weir_tests::cluster::LocalCluster;
-use weir_tests::{hdfs_url, latest_by_key, read_file_sink};
+use std::time::Duration;
+use weir_tests::cluster::{assert_generator_counts, LocalCluster};
+use weir_tests::hdfs_url;
 
 #[test]
 fn executor_loss_restores_state_from_hdfs() {
@@ -40,39 +39,10 @@ fn executor_loss_restores_state_from_hdfs() {
     )
     .unwrap();
     c.weir_json(&["submit", spec.to_str().unwrap()]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c
-        .weir_json(&["status", "hdfs"])
-        .map(|s| s["last_committed_batch"].as_u64().unwrap_or(0))
-        .unwrap_or(0)
-        < 3
-    {
-        assert!(Instant::now() < deadline, "no progress\n{}", c.logs());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    c.wait_committed_beyond("hdfs", 2, Duration::from_secs(60));
     c.kill_executor(1);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let s = c.weir_json(&["status", "hdfs"]).unwrap_or_default();
-        if s["state"] == "finished" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job did not finish: {s}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let latest = latest_by_key(&read_file_sink(&out).unwrap());
-    let mut want: BTreeMap<String, u64> = BTreeMap::new();
-    for g in 0..total {
-        *want.entry(format!("\"k{}\"", g % keys)).or_default() += 1;
-    }
-    assert_eq!(latest.len(), want.len());
-    for (k, n) in want {
-        assert_eq!(latest[&k]["count"].as_u64(), Some(n), "count of {k}");
-    }
+    c.wait_finished("hdfs", Duration::from_secs(120));
+    assert_generator_counts(&out, keys, total);
     let log = fs::read_to_string(dir.path().join("exec-2.log")).unwrap();
     assert!(
         log.contains("HDFS at"),

@@ -3,7 +3,7 @@
 //! failover time (leader SIGKILL → first batch committed by the new
 //! leader) over repeated kills.
 //!
-//!     cargo bench -p weir-tests --bench driver_ha
+//!     cargo bench -p weir-tests --bench ha_failover
 //!
 //! `WEIR_BENCH_KILLS` (default 20) and `WEIR_BENCH_COMMITS` (default 500).
 
