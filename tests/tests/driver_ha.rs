@@ -147,7 +147,7 @@ fn a_paused_leader_steps_down_and_cannot_commit() {
     let mut c = LocalCluster::new(dir.path(), 3, 1);
     c.start_all();
     let leader = c.wait_leader(Duration::from_secs(20));
-    let total = 80_000;
+    let total = 160_000;
     let spec = write_spec(dir.path(), "pause", total, 16_000);
     c.weir_json(&["submit", &spec]).unwrap();
     c.wait_committed_beyond("pause", 2, Duration::from_secs(30));
