@@ -137,6 +137,15 @@ pub struct Row {
     pub value: serde_json::Value,
 }
 
+/// The `(batch, partition)` of a file-sink file name `batch-<id>-part-<p>.jsonl`.
+pub fn sink_file_batch(name: &str) -> Option<(u64, u32)> {
+    let (b, p) = name
+        .strip_prefix("batch-")?
+        .strip_suffix(".jsonl")?
+        .split_once("-part-")?;
+    Some((b.parse().ok()?, p.parse().ok()?))
+}
+
 /// Every row of every visible (committed) file of a file sink, checking
 /// that file names follow `batch-<id>-part-<p>.jsonl`.
 pub fn read_file_sink(dir: &Path) -> anyhow::Result<Vec<Row>> {
@@ -149,12 +158,7 @@ pub fn read_file_sink(dir: &Path) -> anyhow::Result<Vec<Row>> {
         if name.starts_with('.') {
             continue;
         }
-        let parsed = name
-            .strip_prefix("batch-")
-            .and_then(|r| r.strip_suffix(".jsonl"))
-            .and_then(|r| r.split_once("-part-"))
-            .and_then(|(b, p)| Some((b.parse::<u64>().ok()?, p.parse::<u32>().ok()?)));
-        let Some((batch, partition)) = parsed else {
+        let Some((batch, partition)) = sink_file_batch(&name) else {
             bail!("unexpected file {name} in sink directory {}", dir.display());
         };
         let text = fs::read_to_string(dir.join(&name))?;

@@ -153,12 +153,7 @@ fn read_units(dir: &Path) -> anyhow::Result<Vec<OutputUnit>> {
         if name.starts_with('.') {
             continue;
         }
-        let parsed = name
-            .strip_prefix("batch-")
-            .and_then(|r| r.strip_suffix(".jsonl"))
-            .and_then(|r| r.split_once("-part-"))
-            .and_then(|(b, p)| Some((b.parse::<u64>().ok()?, p.parse::<u32>().ok()?)));
-        let Some((batch, partition)) = parsed else {
+        let Some((batch, partition)) = crate::sink_file_batch(&name) else {
             bail!("unexpected file {name} in sink directory {}", dir.display());
         };
         let bytes = match fs::read(dir.join(&name)) {
