@@ -30,7 +30,53 @@ pub fn status_json(s: &pb::JobStatus) -> Value {
         "error": s.error,
         "watermark_ms": if s.watermark_ms == i64::MIN { Value::Null } else { json!(s.watermark_ms) },
         "totals": totals_json(s.totals),
+        "health": s.health,
+        "degraded_reason": s.degraded_reason,
+        "degraded_since_ms": if s.degraded_since_ms == 0 { Value::Null } else { json!(s.degraded_since_ms) },
+        "scheduling_delay_ms": s.scheduling_delay_ms,
+        "last_batch_ms": s.last_batch_ms,
+        "partitions": s.partitions.iter().map(|p| json!({
+            "partition": p.partition,
+            "executor_id": p.executor_id,
+            "address": p.address,
+            "epoch": p.epoch,
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// The lines under a job's status line: health, batch timing and where
+/// its state partitions live.
+fn status_details(s: &pb::JobStatus) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !s.error.is_empty() {
+        lines.push(format!("error: {}", s.error));
+    }
+    if s.health == "degraded" {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+            .saturating_sub(s.degraded_since_ms);
+        lines.push(format!(
+            "health: degraded for {:.1} s: {}",
+            since as f64 / 1000.0,
+            s.degraded_reason
+        ));
+    } else if !s.health.is_empty() {
+        lines.push(format!(
+            "health: {}; last batch {} ms, scheduling delay {} ms",
+            s.health, s.last_batch_ms, s.scheduling_delay_ms
+        ));
+    }
+    if !s.partitions.is_empty() {
+        lines.push("PARTITION  EXECUTOR             ADDRESS                EPOCH".into());
+        for p in &s.partitions {
+            lines.push(format!(
+                "{:<10} {:<20} {:<22} {}",
+                p.partition, p.executor_id, p.address, p.epoch
+            ));
+        }
+    }
+    lines
 }
 
 fn status_line(s: &pb::JobStatus) -> String {
@@ -185,8 +231,8 @@ pub async fn status(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), C
     } else {
         println!("{STATUS_HEADER}");
         println!("{}", status_line(&s));
-        if !s.error.is_empty() {
-            println!("error: {}", s.error);
+        for line in status_details(&s) {
+            println!("{line}");
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod config;
 pub mod executors;
+pub mod job_health;
 pub mod kafka;
 pub mod metadata;
 pub mod planner;

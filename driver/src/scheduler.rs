@@ -7,6 +7,7 @@
 //! re-run from scratch or finished, never half of each); and state is
 //! restored to the last committed batch before a new batch runs.
 
+use crate::job_health::JobHealthBoard;
 use crate::kafka::KafkaLister;
 use crate::metadata::{command, MetaError, MetadataStore};
 use crate::planner::{active_ranges, plan_next, NextBatch, OffsetsLister, PlanError};
@@ -124,6 +125,8 @@ pub struct DriverOptions {
     pub retry_backoff: Duration,
     /// Recoveries from lost state tried for one batch before failing the job.
     pub max_state_recoveries: u32,
+    /// Where the job's live health (degraded, scheduling delay) is shown.
+    pub health: JobHealthBoard,
 }
 
 impl Default for DriverOptions {
@@ -132,6 +135,7 @@ impl Default for DriverOptions {
             exit_when_idle: false,
             retry_backoff: Duration::from_millis(200),
             max_state_recoveries: 3,
+            health: JobHealthBoard::default(),
         }
     }
 }
@@ -564,6 +568,7 @@ impl JobDriver {
                     // Nothing is planned, so nothing advances: the next
                     // batch starts where the last committed one ended.
                     warn!(job = %self.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "source unavailable; job degraded, retrying");
+                    self.degraded(&format!("source unavailable: {e}"));
                     if !sleep_until(Instant::now() + backoff, shutdown) {
                         return Ok(Outcome::Stopped);
                     }
@@ -748,6 +753,9 @@ impl JobDriver {
                 Ok(c) => break c,
                 Err(f) => {
                     warn!(job = %self.name(), batch_id = plan.batch_id, kind = ?f.kind, error = %f.message, "batch failed");
+                    if f.kind == FailureKind::External {
+                        self.degraded(&f.message);
+                    }
                     match f.kind {
                         FailureKind::User => return Err(self.failed(plan.batch_id, f)),
                         FailureKind::Internal
@@ -785,6 +793,11 @@ impl JobDriver {
         self.meta.apply(command::committing(commit.clone()))?;
         failpoint::hit("after-committing");
         self.finish_commit(&commit, shutdown)?;
+        self.options.health.committed(
+            self.name(),
+            scheduling_delay.as_millis() as u64,
+            started.elapsed().as_millis() as u64,
+        );
         report(&BatchReport {
             commit,
             duration: started.elapsed(),
@@ -864,6 +877,12 @@ impl JobDriver {
         })
     }
 
+    /// Shows the job as degraded (see [`JobHealthBoard`]) until its next
+    /// committed batch.
+    fn degraded(&self, reason: &str) {
+        self.options.health.degraded(self.name(), reason, now_ms());
+    }
+
     /// Retries an operation with backoff while its failures are not the
     /// job's fault.
     fn retry<T>(
@@ -889,6 +908,9 @@ impl JobDriver {
                 Err(f) => {
                     attempts += 1;
                     warn!(job = %self.name(), batch_id, error = %f.message, "retrying after failure");
+                    if f.kind == FailureKind::External {
+                        self.degraded(&f.message);
+                    }
                     if !sleep_until(Instant::now() + backoff, shutdown) {
                         return Err(self.failed(batch_id, f));
                     }

@@ -440,6 +440,7 @@ impl JobRuntime {
                 batch: task.batch_id,
             });
         }
+        failpoint::hit("stage-b");
         let mut blocks = Vec::with_capacity(task.sources.len());
         for source in &task.sources {
             let block = fetched

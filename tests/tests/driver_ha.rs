@@ -69,6 +69,19 @@ fn leader_and_follower_kills_keep_the_job_exact() {
     let spec = write_spec(dir.path(), "ha", total, 20_000);
     c.weir_json(&["submit", &spec]).unwrap();
     c.wait_committed_beyond("ha", 3, Duration::from_secs(30));
+    // The leader shows the job's live health and where its state lives.
+    let s = status(&c, "ha");
+    assert_eq!(s["health"], "healthy", "{s}");
+    let owners = s["partitions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(owners.len(), 4, "{s}");
+    for (i, p) in owners.iter().enumerate() {
+        assert_eq!(p["partition"].as_u64(), Some(i as u64), "{s}");
+        assert!(
+            p["executor_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{s}"
+        );
+        assert!(p["epoch"].as_u64().is_some_and(|e| e > 0), "{s}");
+    }
 
     // The leader dies mid-run: another replica takes over.
     let before = c.committed("ha");

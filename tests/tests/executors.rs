@@ -70,6 +70,11 @@ impl Cluster {
     }
 
     fn start_executor(&mut self, id: &str) {
+        self.start_executor_with(id, &[]);
+    }
+
+    /// Starts executor `id` with extra environment (e.g. a crash point).
+    fn start_executor_with(&mut self, id: &str, env: &[(&str, &str)]) {
         let state = self.dir.path().join("state");
         let state = state.to_string_lossy().into_owned();
         let p = Proc::start(
@@ -87,10 +92,14 @@ impl Cluster {
                 "--slots",
                 "2",
             ],
-            &[(
-                "WEIR_LOG",
-                "info,weir_executor::service=debug,h2=warn,tower=warn",
-            )],
+            &[
+                &[(
+                    "WEIR_LOG",
+                    "info,weir_executor::service=debug,h2=warn,tower=warn",
+                )],
+                env,
+            ]
+            .concat(),
             &self.log(id),
         )
         .unwrap();
@@ -153,6 +162,7 @@ impl Drop for Cluster {
             let pid = self.executors[id].pid().to_string();
             let _ = std::process::Command::new("kill")
                 .args(["-CONT", &pid])
+                .stderr(std::process::Stdio::null())
                 .status();
         }
         if let Some(stop) = self.stop.take() {
@@ -193,6 +203,7 @@ fn run_job(cluster: &Cluster, name: &str, total: u64, per_batch: u64) -> Running
         exit_when_idle: true,
         retry_backoff: Duration::from_millis(100),
         max_state_recoveries: 20,
+        ..Default::default()
     };
     let driver = JobDriver::new(meta, runner.clone(), name, options).unwrap();
     let batches = Arc::new(AtomicU64::new(0));
@@ -310,7 +321,11 @@ fn three_executors_count_exactly() {
     let cluster = three_executors();
     let job = run_job(&cluster, "clean", 90_000, 5_000);
     let runner = job.finish(&cluster);
-    let mut owners = runner.owners("clean");
+    let mut owners: Vec<String> = runner
+        .owners("clean")
+        .into_iter()
+        .map(|o| o.executor_id)
+        .collect();
     assert_eq!(owners.len(), 4);
     owners.sort();
     owners.dedup();
@@ -412,4 +427,94 @@ fn a_paused_executor_is_fenced_and_counts_stay_exact() {
     if std::env::var("WEIR_TEST_SHOW_LOGS").is_ok() {
         eprintln!("{}", cluster.logs());
     }
+}
+
+/// Three executors, `e2` set to abort at crash point `point`: the job runs
+/// until `e2` dies there, goes on without it, takes it back as a new
+/// incarnation, and its counts stay exact.
+fn crash_executor_at(point: &str) {
+    let mut cluster = Cluster::start();
+    cluster.start_executor("e1");
+    cluster.start_executor_with("e2", &[("WEIR_CRASH_AT", point)]);
+    cluster.start_executor("e3");
+    cluster.wait_live(&["e1", "e2", "e3"]);
+    let name = point.replace(['@', '-'], "_");
+    let job = run_job(&cluster, &name, 150_000, 5_000);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let e2 = cluster.executors.get_mut("e2").unwrap();
+    while e2.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline && !job.thread.is_finished(),
+            "e2 never reached crash point {point}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        std::fs::read_to_string(cluster.log("e2"))
+            .unwrap()
+            .contains(&format!("crash point {point} reached")),
+        "e2 ended, but not at {point}\n{}",
+        cluster.logs()
+    );
+    let at = job.batches.load(Ordering::SeqCst);
+    job.wait_batch(&cluster, at + 1);
+    cluster.start_executor("e2");
+    job.finish(&cluster);
+}
+
+#[test]
+fn an_executor_killed_in_stage_a_is_recovered_exactly() {
+    crash_executor_at("stage-a@4");
+}
+
+#[test]
+fn an_executor_killed_serving_shuffle_blocks_is_recovered_exactly() {
+    crash_executor_at("shuffle-serve@3");
+}
+
+#[test]
+fn an_executor_killed_fetching_shuffle_blocks_is_recovered_exactly() {
+    crash_executor_at("shuffle-fetch@4");
+}
+
+#[test]
+fn an_executor_killed_in_stage_b_is_recovered_exactly() {
+    crash_executor_at("stage-b@4");
+}
+
+#[test]
+fn an_executor_killed_writing_a_checkpoint_is_recovered_exactly() {
+    crash_executor_at("checkpoint-write@3");
+}
+
+#[test]
+fn an_executor_killed_committing_sink_output_is_recovered_exactly() {
+    crash_executor_at("sink-commit@4");
+}
+
+#[test]
+fn all_executors_killed_and_replaced_resume_from_the_state_store() {
+    let mut cluster = three_executors();
+    let job = run_job(&cluster, "replaced", 150_000, 5_000);
+    job.wait_batch(&cluster, 5);
+    for id in ["e1", "e2", "e3"] {
+        cluster.executors.get_mut(id).unwrap().kill().unwrap();
+    }
+    // New executors, new ids: nothing of the old ones is in memory.
+    for id in ["e4", "e5", "e6"] {
+        cluster.start_executor(id);
+    }
+    let runner = job.finish(&cluster);
+    let owners: Vec<String> = runner
+        .owners("replaced")
+        .into_iter()
+        .map(|o| o.executor_id)
+        .collect();
+    assert!(
+        owners
+            .iter()
+            .all(|o| ["e4", "e5", "e6"].contains(&o.as_str())),
+        "state partitions owned by {owners:?}"
+    );
 }

@@ -62,7 +62,8 @@ fn main() -> anyhow::Result<()> {
         runtime.handle().clone(),
         RemoteOptions::default(),
     ));
-    let supervisor = Supervisor::new(replica.clone(), runner.clone());
+    let jobs_health = weir_driver::job_health::JobHealthBoard::default();
+    let supervisor = Supervisor::new(replica.clone(), runner.clone(), jobs_health.clone());
     supervisor
         .start()
         .context("cannot start the job supervisor")?;
@@ -75,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         runner,
         replica: replica.clone(),
     });
-    let client = ClientService::new(replica.clone(), Some(view));
+    let client = ClientService::new(replica.clone(), Some(view), jobs_health);
     let control = ControlService::new(registry, leader);
     let (health, health_service) =
         runtime.block_on(async { tonic_health::server::health_reporter() });
@@ -89,7 +90,7 @@ fn main() -> anyhow::Result<()> {
             .add_service(WeirClientServer::new(client))
             .add_service(control.into_server())
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown_signal(),
             )
             .await

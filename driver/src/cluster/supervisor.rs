@@ -3,6 +3,7 @@
 
 use super::metadata::RaftMetadata;
 use super::replica::ReplicaHandle;
+use crate::job_health::JobHealthBoard;
 use crate::metadata::MetadataStore;
 use crate::runner::TaskRunner;
 use crate::scheduler::{DriverError, DriverOptions, JobDriver, Outcome};
@@ -25,16 +26,23 @@ pub struct Supervisor {
     runner: Arc<dyn TaskRunner>,
     running: Mutex<HashMap<String, Running>>,
     stopped: AtomicBool,
+    health: JobHealthBoard,
 }
 
 impl Supervisor {
-    /// A supervisor running tasks through `runner`.
-    pub fn new(replica: ReplicaHandle, runner: Arc<dyn TaskRunner>) -> Arc<Self> {
+    /// A supervisor running tasks through `runner`, showing its jobs'
+    /// live health on `health`.
+    pub fn new(
+        replica: ReplicaHandle,
+        runner: Arc<dyn TaskRunner>,
+        health: JobHealthBoard,
+    ) -> Arc<Self> {
         Arc::new(Supervisor {
             replica,
             runner,
             running: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
+            health,
         })
     }
 
@@ -139,10 +147,12 @@ impl Supervisor {
             let runner = self.runner.clone();
             let job = name.clone();
             let flag = shutdown.clone();
+            let health = self.health.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("job-{name}"))
                 .spawn(move || {
-                    run_job(meta, runner, &job, &flag);
+                    run_job(meta, runner, &job, &flag, health.clone());
+                    health.remove(&job);
                 });
             match spawned {
                 Ok(thread) => {
@@ -160,9 +170,11 @@ fn run_job(
     runner: Arc<dyn TaskRunner>,
     job: &str,
     shutdown: &AtomicBool,
+    health: JobHealthBoard,
 ) {
     let options = DriverOptions {
         exit_when_idle: true,
+        health,
         ..Default::default()
     };
     let driver = match JobDriver::new(meta, runner, job, options) {

@@ -341,14 +341,25 @@ impl RemoteRunner {
         }
     }
 
-    /// The executor id owning each state partition of `job` since the
-    /// last restore (empty for a job without state or not yet restored).
-    pub fn owners(&self, job: &str) -> Vec<String> {
+    /// The executor owning each state partition of `job` since the last
+    /// restore, in partition order (empty for a job without state or not
+    /// yet restored).
+    pub fn owners(&self, job: &str) -> Vec<pb::PartitionOwner> {
         self.inner
             .lock()
             .owners
             .get(job)
-            .map(|o| o.iter().map(|t| t.id.clone()).collect())
+            .map(|o| {
+                o.iter()
+                    .zip(0..)
+                    .map(|(t, partition)| pb::PartitionOwner {
+                        partition,
+                        executor_id: t.id.clone(),
+                        address: t.address.clone(),
+                        epoch: t.epoch,
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

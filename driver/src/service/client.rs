@@ -3,6 +3,7 @@
 
 use super::status::{meta_status, not_leader};
 use crate::cluster::{RaftMetadata, ReplicaHandle};
+use crate::job_health::JobHealthBoard;
 use crate::metadata::{command, MetadataStore};
 use crate::raft::{ConfChange, ConfChangeType};
 use crate::scheduler::{submit_with, DriverError, FromOffsets, SubmitOptions};
@@ -16,6 +17,8 @@ use weir_proto::spec;
 pub trait ExecutorView: Send + Sync {
     /// Every executor the leader knows.
     fn executors(&self) -> Vec<pb::ExecutorInfo>;
+    /// The owner of each state partition of `job`, in partition order.
+    fn partition_owners(&self, job: &str) -> Vec<pb::PartitionOwner>;
 }
 
 /// Executors as the leader sees them: registry health and the state
@@ -42,11 +45,11 @@ impl ExecutorView for LeaderExecutors {
             .collect();
         let mut partitions: std::collections::HashMap<String, Vec<String>> = Default::default();
         for job in &jobs {
-            for (p, owner) in self.runner.owners(job).into_iter().enumerate() {
+            for owner in self.runner.owners(job) {
                 partitions
-                    .entry(owner)
+                    .entry(owner.executor_id)
                     .or_default()
-                    .push(format!("{job}/{p}"));
+                    .push(format!("{job}/{}", owner.partition));
             }
         }
         self.registry
@@ -65,21 +68,32 @@ impl ExecutorView for LeaderExecutors {
             })
             .collect()
     }
+
+    fn partition_owners(&self, job: &str) -> Vec<pb::PartitionOwner> {
+        self.runner.owners(job)
+    }
 }
 
 /// The `WeirClient` service of one replica.
 pub struct ClientService {
     replica: ReplicaHandle,
     executors: Option<std::sync::Arc<dyn ExecutorView>>,
+    health: JobHealthBoard,
 }
 
 impl ClientService {
-    /// The service of `replica`, listing `executors` in `cluster`.
+    /// The service of `replica`, listing `executors` in `cluster` and the
+    /// live health of the jobs this replica drives from `health`.
     pub fn new(
         replica: ReplicaHandle,
         executors: Option<std::sync::Arc<dyn ExecutorView>>,
+        health: JobHealthBoard,
     ) -> Self {
-        ClientService { replica, executors }
+        ClientService {
+            replica,
+            executors,
+            health,
+        }
     }
 
     fn require_leader(&self) -> Result<(), Status> {
@@ -107,7 +121,29 @@ impl ClientService {
             Ok(pb::JobState::Finished) => "finished",
             _ => "running",
         };
+        let live = (state == "running")
+            .then(|| self.health.get(&name))
+            .flatten();
+        let degraded = live.as_ref().and_then(|h| h.degraded.clone());
+        let partitions = self
+            .executors
+            .as_ref()
+            .map(|e| e.partition_owners(&name))
+            .unwrap_or_default();
         Ok(pb::JobStatus {
+            health: match (&live, &degraded) {
+                (None, _) => String::new(),
+                (Some(_), None) => "healthy".into(),
+                (Some(_), Some(_)) => "degraded".into(),
+            },
+            degraded_reason: degraded
+                .as_ref()
+                .map(|d| d.reason.clone())
+                .unwrap_or_default(),
+            degraded_since_ms: degraded.as_ref().map_or(0, |d| d.since_ms),
+            scheduling_delay_ms: live.as_ref().map_or(0, |h| h.scheduling_delay_ms),
+            last_batch_ms: live.as_ref().map_or(0, |h| h.last_batch_ms),
+            partitions,
             job: name,
             state: state.into(),
             last_committed_batch: progress.last_committed(),

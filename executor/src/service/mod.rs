@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 use weir_proto::pb::executor_service_server::ExecutorServiceServer;
 
@@ -96,10 +95,13 @@ pub async fn run(
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(ExecutorServiceServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown.await;
-            info!("executor shutting down");
-        })
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                shutdown.await;
+                info!("executor shutting down");
+            },
+        )
         .await;
     let _ = stop_tx.send(true);
     let _ = heartbeats.await;

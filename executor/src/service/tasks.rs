@@ -14,6 +14,7 @@ use tokio_stream::Stream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::{debug, instrument, warn};
+use weir_proto::failpoint;
 use weir_proto::pb::executor_service_client::ExecutorServiceClient;
 use weir_proto::pb::executor_service_server::ExecutorService;
 use weir_proto::pb::{self, FetchShuffleRequest, ShuffleChunk};
@@ -234,6 +235,7 @@ impl ExecutorService for TaskService {
             .task
             .ok_or_else(|| Status::invalid_argument("stage B without a task"))?;
         self.check(r.epoch, "stage b")?;
+        failpoint::hit("shuffle-fetch");
         // Fetch in async code, then hand every block to the sync runtime.
         let blocks = self.fetch_blocks(&task, &r.locations).await?;
         debug!(job = %task.job, batch_id = task.batch_id, partition = task.partition, fetched = blocks.len(), "shuffle blocks fetched");
@@ -279,6 +281,7 @@ impl ExecutorService for TaskService {
         request: Request<FetchShuffleRequest>,
     ) -> Result<Response<Self::FetchShuffleStream>, Status> {
         let r = request.into_inner();
+        failpoint::hit("shuffle-serve");
         let executor = self.executor.clone();
         let chunks = tokio::task::spawn_blocking(move || {
             let block = executor
