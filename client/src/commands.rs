@@ -35,6 +35,11 @@ pub fn status_json(s: &pb::JobStatus) -> Value {
         "degraded_since_ms": if s.degraded_since_ms == 0 { Value::Null } else { json!(s.degraded_since_ms) },
         "scheduling_delay_ms": s.scheduling_delay_ms,
         "last_batch_ms": s.last_batch_ms,
+        "overhead_ms": json!({
+            "p50": s.overhead_p50_ms,
+            "p99": s.overhead_p99_ms,
+            "batches": s.overhead_batches,
+        }),
         "partitions": s.partitions.iter().map(|p| json!({
             "partition": p.partition,
             "executor_id": p.executor_id,
@@ -63,8 +68,13 @@ fn status_details(s: &pb::JobStatus) -> Vec<String> {
         ));
     } else if !s.health.is_empty() {
         lines.push(format!(
-            "health: {}; last batch {} ms, scheduling delay {} ms",
-            s.health, s.last_batch_ms, s.scheduling_delay_ms
+            "health: {}; last batch {} ms, scheduling delay {} ms, overhead p50 {:.2} ms p99 {:.2} ms ({} batches)",
+            s.health,
+            s.last_batch_ms,
+            s.scheduling_delay_ms,
+            s.overhead_p50_ms,
+            s.overhead_p99_ms,
+            s.overhead_batches
         ));
     }
     if !s.partitions.is_empty() {

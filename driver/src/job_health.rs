@@ -4,7 +4,7 @@
 //! start. `weir status` shows it; it lives only on the leader, because only
 //! the leader drives jobs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// The live health of one job.
@@ -16,6 +16,38 @@ pub struct JobHealth {
     pub scheduling_delay_ms: u64,
     /// Wall time of the last committed batch, in milliseconds.
     pub last_batch_ms: u64,
+    /// Scheduling overhead of the most recent batches (planning, task
+    /// launch and commit: the batch's wall time minus its task work), in
+    /// microseconds, oldest first.
+    pub overheads_us: VecDeque<u64>,
+}
+
+/// Batches whose overhead [`JobHealth::overheads_us`] keeps.
+pub const OVERHEAD_WINDOW: usize = 1000;
+
+impl JobHealth {
+    /// The `q` quantile (0..=1) of the recent batches' overhead, in
+    /// microseconds (0 before the first batch).
+    pub fn overhead_quantile_us(&self, q: f64) -> u64 {
+        let mut sorted: Vec<u64> = self.overheads_us.iter().copied().collect();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return 0;
+        }
+        let i = ((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        sorted[i]
+    }
+}
+
+/// What one committed batch took, for [`JobHealthBoard::committed`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchTiming {
+    /// How late it started after its tick.
+    pub scheduling_delay_ms: u64,
+    /// Its wall time, from planning to commit.
+    pub batch_ms: u64,
+    /// Its wall time minus the executors' task work.
+    pub overhead_us: u64,
 }
 
 /// Why and since when a job is degraded.
@@ -53,11 +85,15 @@ impl JobHealthBoard {
     }
 
     /// Records a committed batch: the job is healthy again.
-    pub fn committed(&self, job: &str, scheduling_delay_ms: u64, batch_ms: u64) {
+    pub fn committed(&self, job: &str, timing: BatchTiming) {
         self.update(job, |h| {
             h.degraded = None;
-            h.scheduling_delay_ms = scheduling_delay_ms;
-            h.last_batch_ms = batch_ms;
+            h.scheduling_delay_ms = timing.scheduling_delay_ms;
+            h.last_batch_ms = timing.batch_ms;
+            if h.overheads_us.len() == OVERHEAD_WINDOW {
+                h.overheads_us.pop_front();
+            }
+            h.overheads_us.push_back(timing.overhead_us);
         });
     }
 
@@ -97,10 +133,22 @@ mod tests {
                 since_ms: 1_000
             })
         );
-        board.committed("j", 7, 120);
+        for overhead_us in (1..=100).rev() {
+            board.committed(
+                "j",
+                BatchTiming {
+                    scheduling_delay_ms: 7,
+                    batch_ms: 120,
+                    overhead_us,
+                },
+            );
+        }
         let h = board.get("j").unwrap();
         assert_eq!(h.degraded, None);
         assert_eq!((h.scheduling_delay_ms, h.last_batch_ms), (7, 120));
+        assert_eq!(h.overhead_quantile_us(0.5), 51);
+        assert_eq!(h.overhead_quantile_us(0.99), 99);
+        assert_eq!(h.overhead_quantile_us(1.0), 100);
         board.remove("j");
         assert_eq!(board.get("j"), None);
     }

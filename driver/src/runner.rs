@@ -42,4 +42,12 @@ pub trait TaskRunner: Send + Sync {
     fn stage_b(&self, tasks: Vec<pb::StageBTask>) -> Result<Vec<pb::StageBResult>, TaskFailure>;
     /// Publishes pre-committed sink output.
     fn commit(&self, tasks: Vec<pb::CommitTask>) -> Result<(), TaskFailure>;
+    /// Whether `job`'s state partitions should move now that the set of
+    /// executors changed (one joined): the scheduler then restores them at
+    /// the next batch boundary. Runners that place state in one process
+    /// never want it.
+    fn rebalance_wanted(&self, job: &str) -> bool {
+        let _ = job;
+        false
+    }
 }

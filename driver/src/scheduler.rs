@@ -7,7 +7,7 @@
 //! re-run from scratch or finished, never half of each); and state is
 //! restored to the last committed batch before a new batch runs.
 
-use crate::job_health::JobHealthBoard;
+use crate::job_health::{BatchTiming, JobHealthBoard};
 use crate::kafka::KafkaLister;
 use crate::metadata::{command, MetaError, MetadataStore};
 use crate::planner::{active_ranges, plan_next, NextBatch, OffsetsLister, PlanError};
@@ -543,10 +543,17 @@ impl JobDriver {
             if shutdown.load(Ordering::SeqCst) {
                 return Ok(Outcome::Stopped);
             }
+            let planned_at = Instant::now();
             // An upgrade stored a new record: continue with it between batches.
             match self.meta.job(self.name())? {
                 Some(r) if self.changed(&r) => return Err(DriverError::Restart),
                 _ => {}
+            }
+            // An executor joined: move state partitions to it between
+            // batches (only the moved ones are read back from the store).
+            if self.stateful() && self.runner.rebalance_wanted(self.name()) {
+                info!(job = %self.name(), "executors changed: rebalancing state partitions");
+                self.retry(0, shutdown, || self.rebuild_state())?;
             }
             let progress = self.meta.progress(self.name())?;
             let now = now_ms();
@@ -596,7 +603,7 @@ impl JobDriver {
                     let delay = Instant::now().saturating_duration_since(next_tick);
                     self.meta.apply(command::planned(plan.clone()))?;
                     failpoint::hit("batch-planned");
-                    self.execute(&plan, delay, shutdown, report)?;
+                    self.execute(&plan, planned_at, delay, shutdown, report)?;
                     // The next batch starts at the next tick, or now if behind.
                     next_tick += interval;
                     if next_tick < Instant::now() {
@@ -630,7 +637,13 @@ impl JobDriver {
         let progress = self.meta.progress(self.name())?;
         if let Some(pending) = progress.pending {
             info!(job = %self.name(), batch_id = pending.plan.batch_id, "re-running a planned batch with its recorded ranges");
-            self.execute(&pending.plan, Duration::ZERO, shutdown, report)?;
+            self.execute(
+                &pending.plan,
+                Instant::now(),
+                Duration::ZERO,
+                shutdown,
+                report,
+            )?;
         }
         Ok(())
     }
@@ -685,12 +698,14 @@ impl JobDriver {
         Ok(())
     }
 
-    /// Stage A then stage B of a batch; returns the commit record to decide.
+    /// Stage A then stage B of a batch; returns the commit record to decide
+    /// and the batch's task work on its critical path (the slowest task of
+    /// each stage), in microseconds.
     fn run_stages(
         &self,
         plan: &pb::BatchPlan,
         replay: bool,
-    ) -> Result<pb::BatchCommit, TaskFailure> {
+    ) -> Result<(pb::BatchCommit, u64), TaskFailure> {
         let job = self.name().to_string();
         let a_tasks = active_ranges(plan)
             .map(|r| pb::StageATask {
@@ -702,6 +717,7 @@ impl JobDriver {
             })
             .collect();
         let a = self.runner.stage_a(a_tasks)?;
+        let mut work_us = a.iter().map(|r| r.work_us).max().unwrap_or(0);
         let mut commit = pb::BatchCommit {
             job: job.clone(),
             batch_id: plan.batch_id,
@@ -730,17 +746,20 @@ impl JobDriver {
                 })
                 .collect();
             let mut b = self.runner.stage_b(b_tasks)?;
+            work_us += b.iter().map(|r| r.work_us).max().unwrap_or(0);
             b.sort_by_key(|r| r.partition);
             commit.records_out += b.iter().map(|r| r.records_out).sum::<u64>();
             commit.durable_versions = b.iter().map(|r| r.durable_version).collect();
         }
-        Ok(commit)
+        Ok((commit, work_us))
     }
 
     /// Runs a planned batch to its commit, retrying failures by their kind.
+    /// `planned_at` is when its planning started.
     fn execute(
         &self,
         plan: &pb::BatchPlan,
+        planned_at: Instant,
         scheduling_delay: Duration,
         shutdown: &AtomicBool,
         report: &mut dyn FnMut(&BatchReport),
@@ -748,9 +767,9 @@ impl JobDriver {
         let started = Instant::now();
         let mut recoveries = 0;
         let mut backoff = self.options.retry_backoff;
-        let mut commit = loop {
+        let (mut commit, work_us) = loop {
             match self.run_stages(plan, false) {
-                Ok(c) => break c,
+                Ok(done) => break done,
                 Err(f) => {
                     warn!(job = %self.name(), batch_id = plan.batch_id, kind = ?f.kind, error = %f.message, "batch failed");
                     if f.kind == FailureKind::External {
@@ -793,10 +812,14 @@ impl JobDriver {
         self.meta.apply(command::committing(commit.clone()))?;
         failpoint::hit("after-committing");
         self.finish_commit(&commit, shutdown)?;
+        let wall = planned_at.elapsed();
         self.options.health.committed(
             self.name(),
-            scheduling_delay.as_millis() as u64,
-            started.elapsed().as_millis() as u64,
+            BatchTiming {
+                scheduling_delay_ms: scheduling_delay.as_millis() as u64,
+                batch_ms: wall.as_millis() as u64,
+                overhead_us: (wall.as_micros() as u64).saturating_sub(work_us),
+            },
         );
         report(&BatchReport {
             commit,

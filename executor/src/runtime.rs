@@ -88,6 +88,7 @@ impl Executor {
         {
             if existing.plan.record.fingerprint == record.fingerprint
                 && existing.plan.record.state_generation == record.state_generation
+                && existing.plan.record.created_at_ms == record.created_at_ms
             {
                 return Ok(());
             }
@@ -218,9 +219,29 @@ impl Executor {
             source,
         };
         let slot = job.slot(task.partition)?;
+        let record = &job.plan.record;
+        // State in memory at exactly the target version is the committed
+        // state: every batch up to it committed, and batches are
+        // deterministic. Only partitions that moved here, or that applied
+        // a batch that did not commit, are read back from the store.
+        if let Some(part) = lock(slot).as_mut() {
+            if part.state.version == task.target_version
+                && task.target_version >= record.state_base_batch
+            {
+                // Files of an uncommitted batch another owner may have
+                // written are not part of this state.
+                part.checkpoints
+                    .discard_after(task.target_version)
+                    .map_err(state_err)?;
+                debug!(job = %task.job, partition = task.partition, version = task.target_version, "state partition already at the target version in memory");
+                return Ok(pb::RestoreResult {
+                    partition: task.partition,
+                    restored_version: task.target_version,
+                });
+            }
+        }
         // Each state generation lives in its own directory: a reset never
         // reads the state of an earlier generation.
-        let record = &job.plan.record;
         let operator = match record.state_generation {
             0 => agg.operator_name().to_string(),
             g => format!("{}-g{g}", agg.operator_name()),
@@ -427,6 +448,7 @@ impl JobRuntime {
             partition: task.partition,
             records_out: 0,
             durable_version: part.last_checkpoint,
+            work_us: 0,
         };
         if task.replay && part.state.version >= task.batch_id {
             return Ok(result);

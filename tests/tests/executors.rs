@@ -518,3 +518,44 @@ fn all_executors_killed_and_replaced_resume_from_the_state_store() {
         "state partitions owned by {owners:?}"
     );
 }
+
+#[test]
+fn a_joining_executor_takes_over_partitions_between_batches() {
+    let mut cluster = Cluster::start();
+    cluster.start_executor("e1");
+    cluster.start_executor("e2");
+    cluster.wait_live(&["e1", "e2"]);
+    let job = run_job(&cluster, "joined", 150_000, 3_000);
+    job.wait_batch(&cluster, 3);
+    let owners = |job: &RunningJob| -> Vec<String> {
+        job.runner
+            .owners("joined")
+            .into_iter()
+            .map(|o| o.executor_id)
+            .collect()
+    };
+    assert!(
+        !owners(&job).contains(&"e3".to_string()),
+        "{:?}",
+        owners(&job)
+    );
+    cluster.start_executor("e3");
+    cluster.wait_live(&["e1", "e2", "e3"]);
+    // Four partitions over three executors: the newcomer gets one, at a
+    // batch boundary, without any failure.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !owners(&job).contains(&"e3".to_string()) {
+        assert!(
+            Instant::now() < deadline && !job.thread.is_finished(),
+            "no partition moved to e3: {:?}\n{}",
+            owners(&job),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut spread = owners(&job);
+    spread.sort();
+    spread.dedup();
+    assert_eq!(spread, ["e1", "e2", "e3"]);
+    job.finish(&cluster);
+}

@@ -236,6 +236,23 @@ impl ExecutorRegistry {
         out
     }
 
+    /// Declares executor `id` dead in `epoch` at once, for `reason` (its
+    /// port refuses connections: the process is gone), and bumps its
+    /// epoch. Returns whether it was alive in that epoch.
+    pub fn declare_dead(&self, id: &str, epoch: u64, reason: &str) -> bool {
+        let mut executors = self.lock();
+        let Some(e) = executors.get_mut(id) else {
+            return false;
+        };
+        if !e.alive || e.epoch != epoch {
+            return false;
+        }
+        e.epoch = self.epochs.next_epoch(&e.id);
+        e.alive = false;
+        warn!(executor_id = %id, old_epoch = epoch, new_epoch = e.epoch, reason, "executor declared dead, epoch bumped");
+        true
+    }
+
     /// Live executors, sorted by id.
     pub fn live(&self, now: Instant) -> Vec<ExecutorInfo> {
         self.reap(now);

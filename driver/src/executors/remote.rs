@@ -201,6 +201,8 @@ enum AttemptError {
     Lost(String),
     /// The call did not get through (connection, timeout): may be retried.
     Transient(String),
+    /// The executor's port refused the connection: its process is gone.
+    Refused(String),
     /// The task itself failed on the executor.
     Task(TaskFailure, Option<u32>),
 }
@@ -225,11 +227,30 @@ fn classify(status: Status, target: &Target, what: &str) -> AttemptError {
         Code::FailedPrecondition => {
             AttemptError::Lost(format!("{target} refused {what}: {}", status.message()))
         }
+        Code::Unavailable if connection_refused(&status) => AttemptError::Refused(format!(
+            "{what} on {target}: connection refused: {}",
+            status.message()
+        )),
         code => AttemptError::Transient(format!(
             "{what} on {target} did not get through ({code:?}): {}",
             status.message()
         )),
     }
+}
+
+/// Whether a failed call never reached a listening socket (the status's
+/// error chain names an `ECONNREFUSED`).
+fn connection_refused(status: &Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    status.message().contains("Connection refused")
 }
 
 /// A failed task, with the source partition whose shuffle output was
@@ -570,6 +591,17 @@ impl Inner {
                         missing_source,
                     })
                 }
+                Err(AttemptError::Refused(message)) => {
+                    // A stream to a live process is never refused: declare
+                    // it dead now rather than after its heartbeat timeout.
+                    self.registry.declare_dead(&t.id, t.epoch, &message);
+                    warn!(executor_id = %t.id, epoch = t.epoch, task = %what, error = %message, "executor lost");
+                    if matches!(placement, Placement::On(_))
+                        || attempts >= self.options.max_attempts
+                    {
+                        return Err(internal(message).into());
+                    }
+                }
                 Err(AttemptError::Lost(message)) => {
                     warn!(executor_id = %t.id, epoch = t.epoch, task = %what, error = %message, "executor lost");
                     if matches!(placement, Placement::On(_))
@@ -874,5 +906,22 @@ impl TaskRunner for RemoteRunner {
     fn commit(&self, tasks: Vec<pb::CommitTask>) -> Result<(), TaskFailure> {
         self.all(tasks, |inner, task| async move { inner.commit(task).await })
             .map(|_| ())
+    }
+
+    fn rebalance_wanted(&self, job: &str) -> bool {
+        let live = self.inner.live();
+        let state = self.inner.lock();
+        let Some(owners) = state.owners.get(job) else {
+            return false;
+        };
+        let current: Vec<Option<String>> = owners.iter().map(|t| Some(t.id.clone())).collect();
+        let ids: Vec<String> = live.iter().map(|t| t.id.clone()).collect();
+        // A dead owner is the failure path's business (its task fails and
+        // the batch recovers); here only a join moves partitions.
+        owners
+            .iter()
+            .all(|o| live.iter().any(|t| t.id == o.id && t.epoch == o.epoch))
+            && assign(&current, owners.len() as u32, &ids)
+                .is_some_and(|wanted| wanted.iter().zip(owners).any(|(w, o)| *w != o.id))
     }
 }

@@ -143,6 +143,13 @@ impl ClientService {
             degraded_since_ms: degraded.as_ref().map_or(0, |d| d.since_ms),
             scheduling_delay_ms: live.as_ref().map_or(0, |h| h.scheduling_delay_ms),
             last_batch_ms: live.as_ref().map_or(0, |h| h.last_batch_ms),
+            overhead_p50_ms: live
+                .as_ref()
+                .map_or(0.0, |h| h.overhead_quantile_us(0.5) as f64 / 1000.0),
+            overhead_p99_ms: live
+                .as_ref()
+                .map_or(0.0, |h| h.overhead_quantile_us(0.99) as f64 / 1000.0),
+            overhead_batches: live.as_ref().map_or(0, |h| h.overheads_us.len() as u32),
             partitions,
             job: name,
             state: state.into(),

@@ -221,8 +221,14 @@ impl ExecutorService for TaskService {
         let task = r
             .task
             .ok_or_else(|| Status::invalid_argument("stage A without a task"))?;
-        self.run(r.epoch, "stage a", move |ex| ex.stage_a(&task))
-            .await
+        self.run(r.epoch, "stage a", move |ex| {
+            let started = std::time::Instant::now();
+            ex.stage_a(&task).map(|mut result| {
+                result.work_us = started.elapsed().as_micros() as u64;
+                result
+            })
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(epoch = request.get_ref().epoch))]
@@ -236,11 +242,15 @@ impl ExecutorService for TaskService {
             .ok_or_else(|| Status::invalid_argument("stage B without a task"))?;
         self.check(r.epoch, "stage b")?;
         failpoint::hit("shuffle-fetch");
+        let started = std::time::Instant::now();
         // Fetch in async code, then hand every block to the sync runtime.
         let blocks = self.fetch_blocks(&task, &r.locations).await?;
         debug!(job = %task.job, batch_id = task.batch_id, partition = task.partition, fetched = blocks.len(), "shuffle blocks fetched");
         self.run(r.epoch, "stage b", move |ex| {
-            ex.stage_b_with_blocks(&task, &blocks)
+            ex.stage_b_with_blocks(&task, &blocks).map(|mut result| {
+                result.work_us = started.elapsed().as_micros() as u64;
+                result
+            })
         })
         .await
     }
