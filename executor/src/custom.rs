@@ -242,7 +242,8 @@ mod tests {
         assert_eq!(e.0, "operator pass@1 is registered twice");
         assert!(r.register("pa ss", "1", pass).is_err());
         assert!(r.register("pass", "", pass).is_err());
-        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
         let op = r
             .create("pass", "1", &OperatorConfig::default(), &schema)
             .unwrap();
@@ -252,7 +253,9 @@ mod tests {
             .err()
             .unwrap();
         assert!(
-            e.0.starts_with("operator pass@3 is not registered in this executor binary (it has pass@1, pass@2)"),
+            e.0.starts_with(
+                "operator pass@3 is not registered in this executor binary (it has pass@1, pass@2)"
+            ),
             "{e}"
         );
     }

@@ -42,7 +42,10 @@ impl std::fmt::Debug for JobPlan {
 impl JobPlan {
     /// Compiles a job, creating its custom steps from `operators`; the
     /// error names the step path and the problem.
-    pub fn compile(record: &pb::JobRecord, operators: &OperatorRegistry) -> Result<JobPlan, String> {
+    pub fn compile(
+        record: &pb::JobRecord,
+        operators: &OperatorRegistry,
+    ) -> Result<JobPlan, String> {
         let spec = record.spec.as_ref().ok_or("the job record has no spec")?;
         let steps: Vec<&Kind> = spec
             .pipeline

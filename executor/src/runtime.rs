@@ -95,9 +95,11 @@ impl Executor {
                 return Ok(());
             }
         }
-        let plan = JobPlan::compile(record, &self.config.operators).map_err(|message| ExecError::Plan {
-            job: name.clone(),
-            message,
+        let plan = JobPlan::compile(record, &self.config.operators).map_err(|message| {
+            ExecError::Plan {
+                job: name.clone(),
+                message,
+            }
         })?;
         let spec = plan.spec();
         let sink: Box<dyn Sink> = match spec.sink.as_ref().and_then(|s| s.kind.as_ref()) {

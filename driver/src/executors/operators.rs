@@ -79,10 +79,7 @@ mod tests {
         assert!(can_run(&ops(&["redact@1"]), &[]));
         assert!(can_run(&ops(&["mask@1", "redact@1"]), &ops(&["redact@1"])));
         assert!(!can_run(&ops(&["redact@2"]), &ops(&["redact@1"])));
-        assert!(!can_run(
-            &ops(&["redact@1"]),
-            &ops(&["mask@1", "redact@1"])
-        ));
+        assert!(!can_run(&ops(&["redact@1"]), &ops(&["mask@1", "redact@1"])));
     }
 
     #[test]

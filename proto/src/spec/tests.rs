@@ -272,12 +272,21 @@ fn custom_step_errors_name_their_field() {
     let e = errors(&with_pipeline(
         "  - custom: { name: \"red act\", version: \"1@2\" }\n",
     ));
-    assert!(e.contains("pipeline[0].custom.name: must be 1-128 characters"), "{e}");
-    assert!(e.contains("pipeline[0].custom.version: must be 1-128 characters"), "{e}");
+    assert!(
+        e.contains("pipeline[0].custom.name: must be 1-128 characters"),
+        "{e}"
+    );
+    assert!(
+        e.contains("pipeline[0].custom.version: must be 1-128 characters"),
+        "{e}"
+    );
     let e = errors(&with_pipeline(
         "  - custom: { name: redact, version: 1, config: { k: [1] } }\n",
     ));
-    assert!(e.contains("pipeline[0].custom.config.k: must be a string, number or boolean"), "{e}");
+    assert!(
+        e.contains("pipeline[0].custom.config.k: must be a string, number or boolean"),
+        "{e}"
+    );
     let e = errors(&with_pipeline(
         "  - key_by: key\n  - custom: { name: redact, version: 1 }\n  - aggregate: { n: {} }\n",
     ));

@@ -1,8 +1,9 @@
 //! YAML → protobuf conversion and the semantic checks of a job spec.
 
 use super::yaml::{
-    CustomYaml, ErrorPolicyYaml, FlatMapYaml, GeneratorYaml, JobSpecYaml, KafkaFormatYaml, KafkaSinkYaml,
-    KafkaSourceYaml, KafkaStartYaml, OnMissingYaml, SinkYaml, SourceYaml, StepYaml, WindowYaml,
+    CustomYaml, ErrorPolicyYaml, FlatMapYaml, GeneratorYaml, JobSpecYaml, KafkaFormatYaml,
+    KafkaSinkYaml, KafkaSourceYaml, KafkaStartYaml, OnMissingYaml, SinkYaml, SourceYaml, StepYaml,
+    WindowYaml,
 };
 use super::{format_duration_ms, parse_duration_ms, SpecError, SpecIssue};
 use crate::pb::{self, step::Kind as StepKind, AggregateFunction};
