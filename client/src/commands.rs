@@ -451,6 +451,7 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
                 "id": e.id, "address": e.address, "epoch": e.epoch, "slots": e.slots,
                 "build_version": e.build_version, "health": e.health,
                 "last_heartbeat_ms": e.last_heartbeat_ms, "partitions": e.partitions,
+                "operators": e.operators,
             })).collect::<Vec<_>>(),
         });
         println!("{out}");
@@ -473,17 +474,23 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
         if !executors.is_empty() {
             println!();
             println!(
-                "{:<16} {:<22} {:>6} {:>6} {:<8} PARTITIONS",
-                "EXECUTOR", "ADDRESS", "EPOCH", "SLOTS", "HEALTH"
+                "{:<16} {:<22} {:>6} {:>6} {:<8} {:<16} PARTITIONS",
+                "EXECUTOR", "ADDRESS", "EPOCH", "SLOTS", "HEALTH", "OPERATORS"
             );
             for e in &executors {
+                let operators = if e.operators.is_empty() {
+                    "-".to_string()
+                } else {
+                    e.operators.join(",")
+                };
                 println!(
-                    "{:<16} {:<22} {:>6} {:>6} {:<8} {}",
+                    "{:<16} {:<22} {:>6} {:>6} {:<8} {:<16} {}",
                     e.id,
                     e.address,
                     e.epoch,
                     e.slots,
                     e.health,
+                    operators,
                     e.partitions.join(",")
                 );
             }

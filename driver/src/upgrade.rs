@@ -17,7 +17,7 @@
 
 use std::fmt;
 use weir_proto::pb::{self, step::Kind, AggregateFunction};
-use weir_proto::spec::format_duration_ms;
+use weir_proto::spec::{format_duration_ms, operator_id};
 
 /// How a change affects a running job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -259,6 +259,7 @@ fn step_kind(step: &pb::Step) -> &'static str {
         Some(Kind::KeyBy(_)) => "key_by",
         Some(Kind::Aggregate(_)) => "aggregate",
         Some(Kind::Window(_)) => "window",
+        Some(Kind::Custom(_)) => "custom",
         None => "none",
     }
 }
@@ -299,6 +300,18 @@ pub fn step_text(step: &pb::Step) -> String {
             w.time,
             format_duration_ms(w.watermark_ms)
         ),
+        Some(Kind::Custom(c)) => {
+            let config: Vec<String> = c
+                .config
+                .iter()
+                .map(|p| format!("{}={}", p.key, p.value))
+                .collect();
+            format!(
+                "custom: {} {{{}}}",
+                operator_id(&c.name, &c.version),
+                config.join(", ")
+            )
+        }
         None => "-".into(),
     }
 }
@@ -745,6 +758,54 @@ sink:
         let d = changed("  - filter: value > 1\n", "");
         assert_eq!(one(&d).path, "pipeline[0]");
         assert_eq!(one(&d).after, "");
+        assert_eq!(one(&d).class, Compatible);
+    }
+
+    #[test]
+    fn custom_steps_are_stateless_steps() {
+        // Added before the stateful operator and after it.
+        let d = changed(
+            "  - filter: value > 1\n",
+            "  - filter: value > 1\n  - custom: { name: redact, version: 1, config: { column: user } }\n",
+        );
+        let c = one(&d);
+        assert_eq!(c.path, "pipeline[1]");
+        assert_eq!(c.after, "custom: redact@1 {column=user}");
+        assert_eq!(c.class, Compatible);
+        let with = BASE.replace(
+            "  - filter: value > 1\n",
+            "  - custom: { name: redact, version: 1, config: { column: user } }\n",
+        );
+        // A new operator version and a new config are compatible changes.
+        for to in [
+            "custom: { name: redact, version: 2, config: { column: user } }",
+            "custom: { name: redact, version: 1, config: { column: user, keep: 2 } }",
+            "custom: { name: mask, version: 1 }",
+        ] {
+            let after = with.replace(
+                "custom: { name: redact, version: 1, config: { column: user } }",
+                to,
+            );
+            let d = diff(&spec(&with), &spec(&after));
+            assert_eq!(one(&d).path, "pipeline[0]");
+            assert_eq!(one(&d).class, Compatible, "{to}");
+            assert_eq!(d.verdict(), Verdict::Compatible);
+        }
+        // Moved across the stateful operator, then removed.
+        let moved = with
+            .replace(
+                "  - custom: { name: redact, version: 1, config: { column: user } }\n",
+                "",
+            )
+            .replace(
+                "total: { sum: value } }\n",
+                "total: { sum: value } }\n  - custom: { name: redact, version: 1, config: { column: user } }\n",
+            );
+        let d = diff(&spec(&with), &spec(&moved));
+        assert_eq!(d.verdict(), Verdict::Compatible);
+        assert_eq!(d.changes.len(), 2);
+        let d = diff(&spec(&with), &spec(BASE));
+        assert_eq!(one(&d).before, "custom: redact@1 {column=user}");
         assert_eq!(one(&d).class, Compatible);
     }
 

@@ -3,12 +3,14 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod custom;
 pub mod error;
 pub mod expr;
 pub mod json;
 pub mod keys;
 pub mod operators;
 pub mod plan;
+pub mod process;
 pub mod runtime;
 pub mod service;
 pub mod shuffle;
@@ -17,4 +19,5 @@ pub mod sources;
 pub mod state;
 
 pub use error::{ErrorDomain, ExecError};
+pub use process::main_with;
 pub use runtime::{Executor, ExecutorConfig};

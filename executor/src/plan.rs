@@ -2,6 +2,7 @@
 //! only the columns the job uses), the stateless steps, the stateful
 //! operator and the steps applied to its output.
 
+use crate::custom::OperatorRegistry;
 use crate::expr::referenced_columns;
 use crate::operators::aggregate::AggregatePlan;
 use crate::operators::stateless::StatelessOp;
@@ -39,8 +40,12 @@ impl std::fmt::Debug for JobPlan {
 }
 
 impl JobPlan {
-    /// Compiles a job; the error names the step path and the problem.
-    pub fn compile(record: &pb::JobRecord) -> Result<JobPlan, String> {
+    /// Compiles a job, creating its custom steps from `operators`; the
+    /// error names the step path and the problem.
+    pub fn compile(
+        record: &pb::JobRecord,
+        operators: &OperatorRegistry,
+    ) -> Result<JobPlan, String> {
         let spec = record.spec.as_ref().ok_or("the job record has no spec")?;
         let steps: Vec<&Kind> = spec
             .pipeline
@@ -82,7 +87,7 @@ impl JobPlan {
         let mut schema = source.schema();
         let mut pre = Vec::new();
         for (i, step) in steps.iter().enumerate().take(pre_end) {
-            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema)
+            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema, operators)
                 .map_err(|e| e.to_string())?;
             schema = op.output_schema().clone();
             pre.push(op);
@@ -122,7 +127,7 @@ impl JobPlan {
         };
         let mut post = Vec::new();
         for (i, step) in steps.iter().enumerate().skip(post_start) {
-            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema)
+            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema, operators)
                 .map_err(|e| e.to_string())?;
             schema = op.output_schema().clone();
             post.push(op);
@@ -159,6 +164,13 @@ fn source_columns(
     );
     if aggregate_at.is_none() && !is_noop {
         // Every record reaches the sink with all its columns.
+        return Ok(None);
+    }
+    if steps[..pre_end]
+        .iter()
+        .any(|s| matches!(s, Kind::Custom(_)))
+    {
+        // A custom operator may read any column.
         return Ok(None);
     }
     let refs =

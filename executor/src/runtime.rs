@@ -2,6 +2,7 @@
 //! against its compiled plan, its state partitions and its sink. The same
 //! entry points serve in-process use (`weir local`) and remote calls.
 
+use crate::custom::OperatorRegistry;
 use crate::error::ExecError;
 use crate::operators::aggregate::{CheckpointData, PartitionState, PreAggregator, ShuffleBlock};
 use crate::operators::stateless::StatelessOp;
@@ -20,6 +21,8 @@ use weir_proto::{failpoint, pb};
 pub struct ExecutorConfig {
     /// Snapshot and retention policy of state checkpoints.
     pub checkpoints: PartitionOptions,
+    /// The custom operators jobs may use (none in the stock executor).
+    pub operators: OperatorRegistry,
 }
 
 /// Runs tasks for the jobs deployed on it.
@@ -93,9 +96,11 @@ impl Executor {
                 return Ok(());
             }
         }
-        let plan = JobPlan::compile(record).map_err(|message| ExecError::Plan {
-            job: name.clone(),
-            message,
+        let plan = JobPlan::compile(record, &self.config.operators).map_err(|message| {
+            ExecError::Plan {
+                job: name.clone(),
+                message,
+            }
         })?;
         let spec = plan.spec();
         let sink: Box<dyn Sink> = match spec.sink.as_ref().and_then(|s| s.kind.as_ref()) {

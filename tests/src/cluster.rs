@@ -36,6 +36,9 @@ pub struct Executor {
     pub address: String,
     /// The running process, if any.
     pub proc: Option<Proc>,
+    /// The binary it runs: `weir-executor`, or a custom executor binary
+    /// of this workspace (`weir-executor-redact`).
+    pub binary: String,
     log: PathBuf,
 }
 
@@ -69,6 +72,7 @@ impl LocalCluster {
                 id: format!("exec-{i}"),
                 address: format!("127.0.0.1:{}", free_port()),
                 proc: None,
+                binary: "weir-executor".into(),
                 log: root.join(format!("exec-{i}.log")),
             })
             .collect();
@@ -173,8 +177,7 @@ impl LocalCluster {
             "--slots",
             "2",
         ];
-        e.proc =
-            Some(Proc::start(&e.id.clone(), &binary("weir-executor"), &args, &[], &e.log).unwrap());
+        e.proc = Some(Proc::start(&e.id.clone(), &binary(&e.binary), &args, &[], &e.log).unwrap());
     }
 
     /// Starts every replica and executor.

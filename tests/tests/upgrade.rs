@@ -3,8 +3,8 @@
 //! change is refused with a diff naming the path and class; the same change
 //! with `--reset-state` counts from empty state while the offsets continue.
 //!
-//! (Custom operators missing from a build are not covered: Weir has no
-//! custom operators yet.)
+//! A spec referring to a custom operator that no executor has is refused
+//! in tests/tests/custom_operators.rs.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -5,6 +5,7 @@
 
 pub mod assignment;
 pub mod control;
+pub mod operators;
 pub mod registry;
 pub mod remote;
 

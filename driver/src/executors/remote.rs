@@ -1,8 +1,9 @@
 //! [`RemoteRunner`]: the scheduler's tasks on `weir-executor` processes
 //! over gRPC.
 //!
-//! Placement: stage-A tasks go to the least loaded live executor (load per
-//! slot, at most `slots` at once on each); state partitions are assigned
+//! Placement: only executors that have every custom operator of a job run
+//! its tasks (see [`super::operators`]). Stage-A tasks go to the least
+//! loaded of them (load per slot, at most `slots` at once on each); state partitions are assigned
 //! to live executors by [`assign`] when the scheduler restores state, and
 //! their stage-B tasks go to those owners with the locations of this
 //! batch's stage-A outputs. An assignment changes only at a restore (which
@@ -24,6 +25,7 @@
 //! discarded (logged as a late result).
 
 use super::assignment::assign;
+use super::operators::{can_run, describe};
 use super::registry::ExecutorRegistry;
 use crate::runner::{FailureKind, TaskFailure, TaskRunner};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -441,10 +443,23 @@ impl Inner {
         self.registry.is_current(&t.id, t.epoch, Instant::now())
     }
 
-    fn live(&self) -> Vec<Target> {
+    /// The custom operators `job` needs (none for an unknown job).
+    fn needs(&self, job: &str) -> Vec<String> {
+        self.lock()
+            .jobs
+            .get(job)
+            .and_then(|r| r.spec.as_ref())
+            .map(weir_proto::spec::custom_operators)
+            .unwrap_or_default()
+    }
+
+    /// The live executors that can run `job`'s tasks.
+    fn live(&self, job: &str) -> Vec<Target> {
+        let needs = self.needs(job);
         self.registry
             .live(Instant::now())
             .into_iter()
+            .filter(|e| can_run(&e.operators, &needs))
             .map(|e| Target {
                 id: e.id,
                 epoch: e.epoch,
@@ -454,27 +469,37 @@ impl Inner {
             .collect()
     }
 
-    /// The live executors, waiting a while for a first one.
-    async fn wait_live(&self) -> Result<Vec<Target>, TaskFailure> {
+    /// The live executors that can run `job`, waiting a while for a first one.
+    async fn wait_live(&self, job: &str) -> Result<Vec<Target>, TaskFailure> {
         let deadline = Instant::now() + self.options.wait_for_executors;
         loop {
-            let live = self.live();
+            let live = self.live(job);
             if !live.is_empty() {
                 return Ok(live);
             }
             if Instant::now() >= deadline {
+                let needs = self.needs(job);
+                if needs.is_empty() {
+                    return Err(external(format!(
+                        "no live executor has registered within {:?}",
+                        self.options.wait_for_executors
+                    )));
+                }
                 return Err(external(format!(
-                    "no live executor has registered within {:?}",
-                    self.options.wait_for_executors
+                    "job {job} needs custom operators {}; no live executor has them within {:?} (live executors: {}); start executors built with them",
+                    needs.join(", "),
+                    self.options.wait_for_executors,
+                    describe(&self.registry.live(Instant::now()))
                 )));
             }
             tokio::time::sleep(self.options.liveness_poll).await;
         }
     }
 
-    /// The live executor with the least load per slot (lowest id on ties).
-    async fn pick(&self) -> Result<Target, TaskFailure> {
-        let live = self.wait_live().await?;
+    /// The live executor that can run `job` with the least load per slot
+    /// (lowest id on ties).
+    async fn pick(&self, job: &str) -> Result<Target, TaskFailure> {
+        let live = self.wait_live(job).await?;
         let state = self.lock();
         let load = |t: &Target| {
             state.load.get(&t.id).copied().unwrap_or(0) as f64 / f64::from(t.slots.max(1))
@@ -567,7 +592,7 @@ impl Inner {
         loop {
             let t = match &placement {
                 Placement::On(t) => t.clone(),
-                Placement::Anywhere => self.pick().await?,
+                Placement::Anywhere => self.pick(call.job()).await?,
             };
             if !self.is_current(&t) {
                 return Err(
@@ -820,7 +845,7 @@ impl TaskRunner for RemoteRunner {
             .map(|s| s.name.clone())
             .unwrap_or_default();
         self.inner.lock().jobs.insert(name.clone(), job.clone());
-        let live = self.handle.block_on(self.inner.wait_live())?;
+        let live = self.handle.block_on(self.inner.wait_live(&name))?;
         let record = job.clone();
         let results = self.all(live, move |inner, t| {
             let record = record.clone();
@@ -861,7 +886,7 @@ impl TaskRunner for RemoteRunner {
         let Some(job) = tasks.first().map(|t| t.job.clone()) else {
             return Ok(Vec::new());
         };
-        let live = self.handle.block_on(self.inner.wait_live())?;
+        let live = self.handle.block_on(self.inner.wait_live(&job))?;
         let owners = {
             let mut state = self.inner.lock();
             let partitions = state
@@ -909,7 +934,7 @@ impl TaskRunner for RemoteRunner {
     }
 
     fn rebalance_wanted(&self, job: &str) -> bool {
-        let live = self.inner.live();
+        let live = self.inner.live(job);
         let state = self.inner.lock();
         let Some(owners) = state.owners.get(job) else {
             return false;

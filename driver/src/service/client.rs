@@ -13,12 +13,15 @@ use weir_proto::pb;
 use weir_proto::pb::weir_client_server::WeirClient;
 use weir_proto::spec;
 
-/// Executors as the leader knows them, for `weir cluster`.
+/// Executors as the leader knows them, for `weir cluster` and the
+/// custom-operator check of `weir submit`.
 pub trait ExecutorView: Send + Sync {
     /// Every executor the leader knows.
     fn executors(&self) -> Vec<pb::ExecutorInfo>;
     /// The owner of each state partition of `job`, in partition order.
     fn partition_owners(&self, job: &str) -> Vec<pb::PartitionOwner>;
+    /// The live executors, with their custom operators.
+    fn live(&self) -> Vec<crate::executors::ExecutorInfo>;
 }
 
 /// Executors as the leader sees them: registry health and the state
@@ -33,6 +36,10 @@ pub struct LeaderExecutors {
 }
 
 impl ExecutorView for LeaderExecutors {
+    fn live(&self) -> Vec<crate::executors::ExecutorInfo> {
+        self.registry.live(Instant::now())
+    }
+
     fn executors(&self) -> Vec<pb::ExecutorInfo> {
         let now = Instant::now();
         let jobs: Vec<String> = self
@@ -65,6 +72,7 @@ impl ExecutorView for LeaderExecutors {
                 epoch: e.epoch,
                 slots: e.slots,
                 build_version: String::new(),
+                operators: e.operators,
             })
             .collect()
     }
@@ -260,6 +268,11 @@ impl WeirClient for ClientService {
         }
         spec::validate(&spec)
             .map_err(|e| Status::invalid_argument(format!("invalid job spec:\n{e}")))?;
+        let needs = spec::custom_operators(&spec);
+        if let (false, Some(executors)) = (needs.is_empty() || request.dry_run, &self.executors) {
+            crate::executors::operators::check_available(&spec.name, &needs, &executors.live())
+                .map_err(Status::failed_precondition)?;
+        }
         let from = match request.from.as_str() {
             "" => None,
             f => Some(FromOffsets::parse(f).map_err(|e| Status::invalid_argument(e.to_string()))?),

@@ -1,6 +1,8 @@
-//! Stateless steps: `filter`, `map` and `flat_map`, each compiled once per
-//! task against its input schema and applied to whole record batches.
+//! Stateless steps: `filter`, `map`, `flat_map` and `custom`, each compiled
+//! once per job deployment against its input schema and applied to whole
+//! record batches.
 
+use crate::custom::{CustomOperator, OperatorConfig, OperatorRegistry};
 use crate::expr::{CompiledExpr, ExprError};
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
@@ -30,6 +32,21 @@ enum OpKind {
         separator: String,
         replace: Option<usize>,
     },
+    Custom(Custom),
+}
+
+/// A custom operator instance (see [`crate::custom`]).
+#[derive(Clone)]
+struct Custom {
+    /// `name@version`.
+    id: String,
+    op: Arc<dyn CustomOperator>,
+}
+
+impl std::fmt::Debug for Custom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Custom").field(&self.id).finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -62,14 +79,44 @@ impl OpError {
 }
 
 impl StatelessOp {
-    /// Compiles a `filter`, `map` or `flat_map` step against `input`.
+    /// Compiles a `filter`, `map`, `flat_map` or `custom` step against
+    /// `input`; custom steps are created from `operators`.
     pub fn compile(
         path: String,
         step: &pb::step::Kind,
         input: &SchemaRef,
+        operators: &OperatorRegistry,
     ) -> Result<Self, OpError> {
         use pb::step::Kind;
         match step {
+            Kind::Custom(c) => {
+                let path = format!("{path}.custom");
+                let id = weir_proto::spec::operator_id(&c.name, &c.version);
+                let config: OperatorConfig = c
+                    .config
+                    .iter()
+                    .map(|p| (p.key.clone(), p.value.clone()))
+                    .collect();
+                let op = operators
+                    .create(&c.name, &c.version, &config, input)
+                    .map_err(|e| OpError {
+                        message: if operators.contains(&c.name, &c.version) {
+                            format!("{id}: {e}")
+                        } else {
+                            e.to_string()
+                        },
+                        path: path.clone(),
+                        expr: None,
+                    })?;
+                Ok(StatelessOp {
+                    path,
+                    output: op.output_schema(),
+                    kind: OpKind::Custom(Custom {
+                        id,
+                        op: Arc::from(op),
+                    }),
+                })
+            }
             Kind::Filter(sql) => {
                 let path = format!("{path}.filter");
                 let expr =
@@ -227,6 +274,25 @@ impl StatelessOp {
                     None => out.push(words),
                 }
                 RecordBatch::try_new(self.output.clone(), out).map_err(arrow)
+            }
+            OpKind::Custom(Custom { id, op }) => {
+                let out = op.apply(batch).map_err(|e| OpError {
+                    path: self.path.clone(),
+                    message: format!("{id}: {e}"),
+                    expr: None,
+                })?;
+                if out.schema().fields() != self.output.fields() {
+                    return Err(OpError {
+                        path: self.path.clone(),
+                        message: format!(
+                            "{id} returned a batch with columns ({}), not its declared output schema ({})",
+                            column_names(&out.schema()),
+                            column_names(&self.output)
+                        ),
+                        expr: None,
+                    });
+                }
+                Ok(out)
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use super::aggregate::{AggregatePlan, PartitionState, PreAggregator, ShuffleBlock};
 use super::stateless::StatelessOp;
+use crate::custom::OperatorRegistry;
 use crate::keys::Key;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
@@ -38,7 +39,7 @@ fn batch() -> RecordBatch {
 }
 
 fn op(step: Kind, input: &SchemaRef) -> StatelessOp {
-    StatelessOp::compile("pipeline[0]".into(), &step, input).unwrap()
+    StatelessOp::compile("pipeline[0]".into(), &step, input, &OperatorRegistry::new()).unwrap()
 }
 
 fn ints(b: &RecordBatch, col: &str) -> Vec<i64> {
@@ -68,6 +69,7 @@ fn filter_keeps_matching_rows() {
         "pipeline[3]".into(),
         &Kind::Filter("amount + 1".into()),
         &b.schema(),
+        &OperatorRegistry::new(),
     );
     let e = not_bool.unwrap_err().to_string();
     assert!(
@@ -107,6 +109,7 @@ fn map_sets_and_replaces_fields() {
             }],
         }),
         &b.schema(),
+        &OperatorRegistry::new(),
     );
     assert!(bad
         .unwrap_err()
@@ -137,6 +140,7 @@ fn flat_map_splits_into_records() {
             as_field: "x".into(),
         }),
         &b.schema(),
+        &OperatorRegistry::new(),
     );
     assert!(not_string
         .unwrap_err()

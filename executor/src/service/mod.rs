@@ -11,6 +11,7 @@ pub mod status;
 pub mod tasks;
 
 use crate::config::Config;
+use crate::custom::OperatorRegistry;
 use crate::runtime::{Executor, ExecutorConfig};
 use crate::state::{HdfsBackend, LocalBackend, StateBackend};
 use fence::Fence;
@@ -47,9 +48,20 @@ pub enum ServiceError {
 
 /// Runs an executor on `listener` until `shutdown` completes: registers
 /// with the leader among `config.drivers`, heartbeats, and serves
-/// `ExecutorService`.
+/// `ExecutorService`. It has no custom operators ([`run_with`] adds some).
 pub async fn run(
     config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    run_with(config, OperatorRegistry::new(), listener, shutdown).await
+}
+
+/// [`run`] with custom operators: jobs may use them, and the executor
+/// reports them to the leader when it registers.
+pub async fn run_with(
+    config: Config,
+    operators: OperatorRegistry,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
@@ -69,16 +81,23 @@ pub async fn run(
         Arc::new(LocalBackend::new(root))
     };
     tracing::info!(state = %backend.describe(), "state store");
-    let executor = Arc::new(Executor::new(ExecutorConfig::default(), backend));
+    let reported = operators.operators();
+    let executor = Arc::new(Executor::new(
+        ExecutorConfig {
+            operators,
+            ..Default::default()
+        },
+        backend,
+    ));
     let fence = Arc::new(Fence::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let identity = Identity {
         id: config.id.clone(),
         address: address.clone(),
         slots: config.slots,
-        operators: Vec::new(),
+        operators: reported.clone(),
     };
-    info!(executor_id = %config.id, listen = %local, address = %address, slots = config.slots, "executor starting");
+    info!(executor_id = %config.id, listen = %local, address = %address, slots = config.slots, operators = ?reported, "executor starting");
     let heartbeats = tokio::spawn(registration::run(
         identity,
         config.drivers.clone(),

@@ -12,7 +12,10 @@ mod tests;
 
 pub use duration::{format_duration_ms, parse_duration_ms};
 pub use render::to_yaml;
-pub use validate::{fingerprint, parse_spec, validate, COMMITS_TOPIC, SPEC_FORMAT_VERSION};
+pub use validate::{
+    check_operator_name, check_operator_version, custom_operators, fingerprint, operator_id,
+    parse_spec, validate, COMMITS_TOPIC, SPEC_FORMAT_VERSION,
+};
 
 use std::fmt;
 

@@ -103,6 +103,15 @@ pub fn to_yaml(spec: &pb::JobSpec) -> String {
                     .collect();
                 let _ = writeln!(y, "  - aggregate: {{ {} }}", outputs.join(", "));
             }
+            Some(Kind::Custom(c)) => {
+                let _ = writeln!(
+                    y,
+                    "  - custom: {{ name: {}, version: {}, config: {} }}",
+                    quote(&c.name),
+                    quote(&c.version),
+                    properties(&c.config)
+                );
+            }
             None => {}
         }
     }
@@ -210,7 +219,8 @@ mod tests {
                     pipeline:\n  - filter: \"user <> 'a: b' AND value % 2 = 0\"\n  - map: { x: \"value * 2\", 'odd name': \"'#'\" }\n  \
                     - flat_map: { field: text, separator: \", \", as: word }\n  - key_by: word\n  \
                     - window: { size: 2s, slide: 1s, time: ts, watermark: 1500ms }\n  \
-                    - aggregate: { n: {}, s: { sum: value }, lo: { min: value }, m: { avg: value } }\n  - filter: \"n > 1\"\n\
+                    - aggregate: { n: {}, s: { sum: value }, lo: { min: value }, m: { avg: value } }\n  - filter: \"n > 1\"\n  \
+                    - custom: { name: redact, version: 2, config: { column: key, keep: 1, \"mask char\": \"*\" } }\n\
                     sink:\n  file: { path: \"out dir/x\" }\n";
         let spec = parse_spec(yaml).unwrap();
         let rendered = to_yaml(&spec);

@@ -241,3 +241,59 @@ fn kafka_errors_name_their_field() {
     ));
     assert!(e.contains("sink.kafka.topic: is the source topic"), "{e}");
 }
+
+#[test]
+fn custom_steps_parse_before_and_after_state() {
+    let spec = parse_spec(&with_pipeline(
+        "  - custom: { name: redact, version: 1, config: { column: user, keep: 2 } }\n  - key_by: key\n  \
+         - aggregate: { n: {} }\n  - custom: { name: enrich, version: \"2.1\" }\n",
+    ))
+    .unwrap();
+    let Some(Kind::Custom(c)) = &spec.pipeline[0].kind else {
+        panic!("custom")
+    };
+    assert_eq!((c.name.as_str(), c.version.as_str()), ("redact", "1"));
+    let config: Vec<(&str, &str)> = c
+        .config
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
+    assert_eq!(config, vec![("column", "user"), ("keep", "2")]);
+    assert_eq!(
+        super::custom_operators(&spec),
+        vec!["enrich@2.1".to_string(), "redact@1".to_string()]
+    );
+    let rendered = super::to_yaml(&spec);
+    assert_eq!(parse_spec(&rendered).unwrap(), spec, "{rendered}");
+}
+
+#[test]
+fn custom_step_errors_name_their_field() {
+    let e = errors(&with_pipeline(
+        "  - custom: { name: \"red act\", version: \"1@2\" }\n",
+    ));
+    assert!(
+        e.contains("pipeline[0].custom.name: must be 1-128 characters"),
+        "{e}"
+    );
+    assert!(
+        e.contains("pipeline[0].custom.version: must be 1-128 characters"),
+        "{e}"
+    );
+    let e = errors(&with_pipeline(
+        "  - custom: { name: redact, version: 1, config: { k: [1] } }\n",
+    ));
+    assert!(
+        e.contains("pipeline[0].custom.config.k: must be a string, number or boolean"),
+        "{e}"
+    );
+    let e = errors(&with_pipeline(
+        "  - key_by: key\n  - custom: { name: redact, version: 1 }\n  - aggregate: { n: {} }\n",
+    ));
+    assert!(
+        e.contains("pipeline[1].custom: a custom step goes before key_by or after aggregate"),
+        "{e}"
+    );
+    let e = errors(&with_pipeline("  - custom: { name: redact }\n"));
+    assert!(e.contains("missing field `version`"), "{e}");
+}

@@ -1,8 +1,9 @@
 //! YAML → protobuf conversion and the semantic checks of a job spec.
 
 use super::yaml::{
-    ErrorPolicyYaml, FlatMapYaml, GeneratorYaml, JobSpecYaml, KafkaFormatYaml, KafkaSinkYaml,
-    KafkaSourceYaml, KafkaStartYaml, OnMissingYaml, SinkYaml, SourceYaml, StepYaml, WindowYaml,
+    CustomYaml, ErrorPolicyYaml, FlatMapYaml, GeneratorYaml, JobSpecYaml, KafkaFormatYaml,
+    KafkaSinkYaml, KafkaSourceYaml, KafkaStartYaml, OnMissingYaml, SinkYaml, SourceYaml, StepYaml,
+    WindowYaml,
 };
 use super::{format_duration_ms, parse_duration_ms, SpecError, SpecIssue};
 use crate::pb::{self, step::Kind as StepKind, AggregateFunction};
@@ -301,6 +302,24 @@ fn convert_step(path: &str, step: StepYaml, issues: &mut Issues) -> StepKind {
                 }
             }
             StepKind::Aggregate(pb::AggregateStep { aggregates })
+        }
+        StepYaml::Custom(CustomYaml {
+            name,
+            version,
+            config,
+        }) => {
+            let version = yaml_scalar_text(&version).unwrap_or_else(|| {
+                issues.add(
+                    format!("{path}.custom.version"),
+                    "must be a string or number, e.g. \"1\"",
+                );
+                String::new()
+            });
+            StepKind::Custom(pb::CustomStep {
+                name,
+                version,
+                config: convert_properties(&format!("{path}.custom.config"), config, issues),
+            })
         }
         StepYaml::Window(WindowYaml {
             size,
@@ -684,7 +703,7 @@ fn validate_pipeline(spec: &pb::JobSpec, issues: &mut Issues) {
         let Some(kind) = &step.kind else {
             issues.add(
                 path,
-                "empty step: give one of filter, map, flat_map, key_by, window, aggregate",
+                "empty step: give one of filter, map, flat_map, custom, key_by, window, aggregate",
             );
             continue;
         };
@@ -697,6 +716,22 @@ fn validate_pipeline(spec: &pb::JobSpec, issues: &mut Issues) {
         }
         match kind {
             StepKind::Filter(_) => {}
+            StepKind::Custom(c) => {
+                let cp = format!("{path}.custom");
+                if key_by_at.is_some() && !after_state {
+                    issues.add(
+                        cp.clone(),
+                        "a custom step goes before key_by or after aggregate, not between them",
+                    );
+                }
+                if let Err(m) = check_operator_name(&c.name) {
+                    issues.add(format!("{cp}.name"), m);
+                }
+                if let Err(m) = check_operator_version(&c.version) {
+                    issues.add(format!("{cp}.version"), m);
+                }
+                check_properties(issues, &format!("{cp}.config"), &c.config, &[]);
+            }
             StepKind::Map(m) => {
                 if m.fields.is_empty() {
                     issues.add(format!("{path}.map"), "must set at least one field");
@@ -811,6 +846,52 @@ fn validate_pipeline(spec: &pb::JobSpec, issues: &mut Issues) {
             "must be followed by an aggregate or window step",
         );
     }
+}
+
+/// Checks a custom operator's name: 1-128 letters, digits, '-', '_' or '.'.
+pub fn check_operator_name(name: &str) -> Result<(), String> {
+    check_operator_part(name, "my_operator")
+}
+
+/// Checks a custom operator's version: 1-128 letters, digits, '-', '_' or
+/// '.' (compared as text: `1` and `1.0` are different versions).
+pub fn check_operator_version(version: &str) -> Result<(), String> {
+    check_operator_part(version, "1")
+}
+
+fn check_operator_part(text: &str, example: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text.len() <= 128
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 1-128 characters of letters, digits, '-', '_' or '.', e.g. {example:?}, got {text:?}"
+        ))
+    }
+}
+
+/// The custom operators a spec uses, as `name@version`, sorted and unique.
+pub fn custom_operators(spec: &pb::JobSpec) -> Vec<String> {
+    let mut ops: Vec<String> = spec
+        .pipeline
+        .iter()
+        .filter_map(|s| match &s.kind {
+            Some(StepKind::Custom(c)) => Some(operator_id(&c.name, &c.version)),
+            _ => None,
+        })
+        .collect();
+    ops.sort();
+    ops.dedup();
+    ops
+}
+
+/// How an operator is named in registrations and messages: `name@version`.
+pub fn operator_id(name: &str, version: &str) -> String {
+    format!("{name}@{version}")
 }
 
 fn check_multiple(issues: &mut Issues, path: &str, value_ms: u64, interval_ms: u64) {

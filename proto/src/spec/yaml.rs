@@ -135,6 +135,18 @@ pub enum StepYaml {
     KeyBy(String),
     Aggregate(serde_yaml::Mapping),
     Window(WindowYaml),
+    Custom(CustomYaml),
+}
+
+/// `custom: { name, version, config }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomYaml {
+    pub name: String,
+    /// A string; a number (`version: 1`) is read as its text.
+    pub version: serde_yaml::Value,
+    #[serde(default)]
+    pub config: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
 }
 
 /// `flat_map: { field, separator, as }`.
