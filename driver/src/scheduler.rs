@@ -15,7 +15,7 @@ use crate::runner::{FailureKind, TaskFailure, TaskRunner};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use weir_proto::failpoint;
 use weir_proto::pb::{self, step::Kind};
 use weir_proto::spec::fingerprint;
@@ -808,11 +808,23 @@ impl JobDriver {
         });
         commit.committed_at_ms = now_ms();
         commit.duration_ms = started.elapsed().as_millis() as u64;
+        let stages_done = started.elapsed();
         failpoint::hit("before-committing");
         self.meta.apply(command::committing(commit.clone()))?;
         failpoint::hit("after-committing");
+        let decided = started.elapsed();
         self.finish_commit(&commit, shutdown)?;
         let wall = planned_at.elapsed();
+        debug!(
+            job = %self.name(),
+            batch_id = plan.batch_id,
+            plan_us = started.duration_since(planned_at).as_micros() as u64,
+            stages_us = stages_done.as_micros() as u64,
+            work_us,
+            decide_us = (decided - stages_done).as_micros() as u64,
+            publish_us = (started.elapsed() - decided).as_micros() as u64,
+            "batch timing"
+        );
         self.options.health.committed(
             self.name(),
             BatchTiming {

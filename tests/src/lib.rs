@@ -51,7 +51,9 @@ impl Proc {
         let err = out.try_clone()?;
         let mut cmd = Command::new(bin);
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-        cmd.env("WEIR_LOG", "info,sled=warn");
+        // WEIR_TEST_LOG sets the log filter of every process a test starts.
+        let filter = std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info,sled=warn".into());
+        cmd.env("WEIR_LOG", filter);
         for (k, v) in env {
             cmd.env(k, v);
         }
