@@ -9,7 +9,7 @@
 #       deploy/dev/hdfs.sh dfs -ls -R /
 #
 # Env: WEIR_DEV_DIR (default ~/.cache/weir/dev), WEIR_HDFS_PORT (9000),
-#      WEIR_HDFS_HTTP_PORT (9870), WEIR_HDFS_DATANODES (1),
+#      WEIR_HDFS_HTTP_PORT (9870), WEIR_HDFS_DATANODES (2),
 #      WEIR_HDFS_HEAP (768m), WEIR_HDFS_START_TIMEOUT (120 seconds).
 set -euo pipefail
 
@@ -19,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 export WEIR_HDFS_PORT="${WEIR_HDFS_PORT:-9000}"
 export WEIR_HDFS_HTTP_PORT="${WEIR_HDFS_HTTP_PORT:-9870}"
-export WEIR_HDFS_DATANODES="${WEIR_HDFS_DATANODES:-1}"
+export WEIR_HDFS_DATANODES="${WEIR_HDFS_DATANODES:-2}"
 HDFS_HEAP="${WEIR_HDFS_HEAP:-768m}"
 START_TIMEOUT="${WEIR_HDFS_START_TIMEOUT:-120}"
 

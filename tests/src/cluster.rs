@@ -322,18 +322,24 @@ impl LocalCluster {
 /// Asserts that a running count's file-sink output holds, per key, the
 /// number of generator records `0..total` with that key (`"k" + g % keys`).
 pub fn assert_generator_counts(out: &Path, keys: u64, total: u64) {
-    let latest = crate::latest_by_key(&crate::read_file_sink(out).expect("readable sink output"));
+    let rows = crate::read_file_sink(out).expect("readable sink output");
+    assert_generator_rows(&rows, keys, total, &out.display().to_string());
+}
+
+/// [`assert_generator_counts`] on rows already read (e.g. from HDFS);
+/// `what` names the output in failure messages.
+pub fn assert_generator_rows(rows: &[crate::Row], keys: u64, total: u64, what: &str) {
+    let latest = crate::latest_by_key(rows);
     let mut want: std::collections::BTreeMap<String, u64> = Default::default();
     for g in 0..total {
         *want.entry(format!("\"k{}\"", g % keys)).or_default() += 1;
     }
-    assert_eq!(latest.len(), want.len(), "keys in {}", out.display());
+    assert_eq!(latest.len(), want.len(), "keys in {what}");
     for (k, n) in want {
         assert_eq!(
             latest[&k]["count"].as_u64(),
             Some(n),
-            "count of {k} in {}",
-            out.display()
+            "count of {k} in {what}"
         );
     }
 }

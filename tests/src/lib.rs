@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod hdfs;
 pub mod kafka;
 
 use anyhow::{bail, Context};
@@ -160,22 +161,32 @@ pub fn read_file_sink(dir: &Path) -> anyhow::Result<Vec<Row>> {
         if name.starts_with('.') {
             continue;
         }
-        let Some((batch, partition)) = sink_file_batch(&name) else {
-            bail!("unexpected file {name} in sink directory {}", dir.display());
-        };
         let text = fs::read_to_string(dir.join(&name))?;
-        for line in text.lines() {
-            let value = serde_json::from_str(line)
-                .with_context(|| format!("{name}: bad JSON line {line:?}"))?;
-            rows.push(Row {
-                batch,
-                partition,
-                value,
-            });
-        }
+        rows.extend(
+            parse_sink_file(&name, &text).with_context(|| format!("in {}", dir.display()))?,
+        );
     }
     rows.sort_by_key(|r| (r.batch, r.partition));
     Ok(rows)
+}
+
+/// The rows of the file-sink file `name` holding `text`; fails unless the
+/// name is `batch-<id>-part-<p>.jsonl` and every line is a JSON value.
+pub fn parse_sink_file(name: &str, text: &str) -> anyhow::Result<Vec<Row>> {
+    let Some((batch, partition)) = sink_file_batch(name) else {
+        bail!("unexpected file {name} in a file sink's directory");
+    };
+    text.lines()
+        .map(|line| {
+            let value = serde_json::from_str(line)
+                .with_context(|| format!("{name}: bad JSON line {line:?}"))?;
+            Ok(Row {
+                batch,
+                partition,
+                value,
+            })
+        })
+        .collect()
 }
 
 /// The latest row per `key` (running aggregates emit changed keys each batch).

@@ -2,33 +2,36 @@
 //! `batch-<id>-part-<p>.jsonl`. Pre-commit writes a hidden temp file
 //! (`.batch-<id>-part-<p>.jsonl.tmp`), fsynced; commit renames it into place,
 //! so a reader listing non-hidden files sees each committed batch exactly
-//! once. A replayed batch rewrites identical bytes.
+//! once. A replayed batch rewrites identical bytes. The directory is local
+//! or on HDFS ([`output_dir`]); the protocol is the same.
 
+use super::output_dir::{self, OutputDir};
 use super::Sink;
 use crate::error::ExecError;
 use crate::json::json_lines;
 use arrow_array::RecordBatch;
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
-/// Writes batch output as JSON lines into a local directory.
+/// Writes batch output as JSON lines into a local directory or a directory
+/// on HDFS (`hdfs://namenode:port/path`).
 #[derive(Debug)]
 pub struct FileSink {
     job: String,
-    dir: PathBuf,
+    dir: Box<dyn OutputDir>,
 }
 
 impl FileSink {
-    /// A sink writing into `dir` (created if missing).
-    pub fn new(job: &str, dir: impl Into<PathBuf>) -> Result<Self, ExecError> {
-        let sink = FileSink {
+    /// A sink writing into `path`: a local directory (created if missing) or
+    /// an `hdfs://`/`viewfs://` URL (created on the first write).
+    pub fn new(job: &str, path: &str) -> Result<Self, ExecError> {
+        let dir = output_dir::open(path).map_err(|message| ExecError::Sink {
             job: job.to_string(),
-            dir: dir.into(),
-        };
-        fs::create_dir_all(&sink.dir)
-            .map_err(|e| sink.error(&sink.dir, "create the output directory", e))?;
-        Ok(sink)
+            sink: format!("file {path}"),
+            message,
+        })?;
+        Ok(FileSink {
+            job: job.to_string(),
+            dir,
+        })
     }
 
     /// Name of the visible file of `(batch_id, partition)`.
@@ -36,19 +39,17 @@ impl FileSink {
         format!("batch-{batch_id}-part-{partition}.jsonl")
     }
 
-    fn paths(&self, batch_id: u64, partition: u32) -> (PathBuf, PathBuf) {
+    /// Hidden and visible names of `(batch_id, partition)`.
+    fn names(batch_id: u64, partition: u32) -> (String, String) {
         let name = Self::file_name(batch_id, partition);
-        (self.dir.join(format!(".{name}.tmp")), self.dir.join(name))
+        (format!(".{name}.tmp"), name)
     }
 
-    fn error(&self, path: &Path, action: &str, e: std::io::Error) -> ExecError {
+    fn error(&self, message: String) -> ExecError {
         ExecError::Sink {
             job: self.job.clone(),
-            sink: format!("file {}", self.dir.display()),
-            message: format!(
-                "cannot {action} {}: {e}; check that the directory exists and is writable",
-                path.display()
-            ),
+            sink: self.dir.describe(),
+            message,
         }
     }
 }
@@ -61,33 +62,26 @@ impl Sink for FileSink {
         output: &[RecordBatch],
     ) -> Result<u64, ExecError> {
         let (text, rows) = json_lines(output);
-        let (tmp, _) = self.paths(batch_id, partition);
+        let (tmp, _) = Self::names(batch_id, partition);
         if rows == 0 {
             // Nothing to publish; drop a stale temp file from an earlier attempt.
-            let _ = fs::remove_file(&tmp);
+            let _ = self.dir.remove(&tmp);
             return Ok(0);
         }
-        let mut f = fs::File::create(&tmp).map_err(|e| self.error(&tmp, "create", e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| self.error(&tmp, "write", e))?;
+        self.dir
+            .write(&tmp, text.as_bytes())
+            .map_err(|m| self.error(m))?;
         Ok(rows)
     }
 
     fn commit(&self, batch_id: u64, partition: u32) -> Result<(), ExecError> {
-        let (tmp, visible) = self.paths(batch_id, partition);
-        match fs::rename(&tmp, &visible) {
-            Ok(()) => {
-                // Make the rename durable before the batch counts as committed.
-                if let Ok(d) = fs::File::open(&self.dir) {
-                    let _ = d.sync_all();
-                }
-                Ok(())
-            }
-            // Already committed, or no output: both are success.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.error(&tmp, "publish", e)),
-        }
+        let (tmp, visible) = Self::names(batch_id, partition);
+        // A missing temp file means already committed, or no output: both
+        // are success.
+        self.dir
+            .rename(&tmp, &visible)
+            .map(|_| ())
+            .map_err(|m| self.error(m))
     }
 }
 
@@ -95,6 +89,8 @@ impl Sink for FileSink {
 mod tests {
     use super::*;
     use arrow_array::{ArrayRef, Int64Array};
+    use std::fs;
+    use std::path::Path;
     use std::sync::Arc;
 
     fn listing(dir: &Path) -> Vec<String> {
@@ -109,7 +105,7 @@ mod tests {
     #[test]
     fn output_is_visible_only_after_commit_and_commit_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = FileSink::new("j", dir.path()).unwrap();
+        let sink = FileSink::new("j", dir.path().to_str().unwrap()).unwrap();
         let batch = RecordBatch::try_from_iter(vec![(
             "count",
             Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,

@@ -5,6 +5,7 @@
 
 mod file;
 mod kafka;
+mod output_dir;
 
 pub use file::FileSink;
 pub use kafka::KafkaSink;

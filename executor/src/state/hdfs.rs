@@ -468,6 +468,74 @@ impl HdfsBackend {
         }
     }
 
+    /// Writes `bytes` to `path` (relative to the root, hidden names
+    /// allowed) in place, replacing any existing file: creates missing
+    /// parents, writes, hsyncs (unless [`OPT_HSYNC`] is `false`) and closes.
+    /// Not atomic: a reader may see a partial file while this runs. For
+    /// files that become visible later through [`rename`](Self::rename),
+    /// such as the file sink's hidden pre-committed output.
+    pub fn write_file(&self, path: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let parts = path_components(path, false)?;
+        let target = self.absolute(&parts);
+        let data = Bytes::copy_from_slice(bytes);
+        let hsync = self.policy.hsync;
+        self.with_retry("put", path, || {
+            let client = self.client.clone();
+            let (data, target) = (data.clone(), target.clone());
+            self.run(self.transfer_timeout(data.len()), async move {
+                let options = WriteOptions::default().create_parent(true).overwrite(true);
+                let mut writer = client.create(&target, options).await?;
+                if !data.is_empty() {
+                    writer.write_bytes(data).await?;
+                    if hsync {
+                        writer.hsync().await?;
+                    }
+                }
+                writer.close().await
+            })
+        })
+    }
+
+    /// Renames `from` onto `to` (both relative to the root, hidden names
+    /// allowed), replacing `to` atomically. Returns `false` without error
+    /// when `from` does not exist (already renamed, or never written).
+    pub fn rename(&self, from: &str, to: &str) -> Result<bool, StateError> {
+        let source = self.absolute(&path_components(from, false)?);
+        let target = self.absolute(&path_components(to, false)?);
+        self.with_retry("rename", from, || {
+            let client = self.client.clone();
+            let (source, target) = (source.clone(), target.clone());
+            self.run(self.policy.call_timeout, async move {
+                match client.rename(&source, &target, true).await {
+                    Ok(()) => Ok(true),
+                    Err(e) if is_not_found(&e) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            })
+        })
+    }
+
+    /// Deletes the file at `path` (relative to the root, hidden names
+    /// allowed); a missing file is not an error.
+    pub fn remove_file(&self, path: &str) -> Result<(), StateError> {
+        let parts = path_components(path, false)?;
+        self.delete_absolute(path, self.absolute(&parts))
+    }
+
+    fn delete_absolute(&self, path: &str, absolute: String) -> Result<(), StateError> {
+        self.with_retry("delete", path, || {
+            let client = self.client.clone();
+            let file = absolute.clone();
+            self.run(self.policy.call_timeout, async move {
+                match client.delete(&file, false).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_not_found(&e) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+        })
+    }
+
     /// Deletes `absolute` (a temporary file of a failed write), ignoring
     /// errors: leftovers are hidden from listings.
     fn discard_temp(&self, absolute: String) {
@@ -596,18 +664,7 @@ impl StateBackend for HdfsBackend {
 
     fn delete(&self, path: &str) -> Result<(), StateError> {
         let parts = file_components(path)?;
-        let absolute = self.absolute(&parts);
-        self.with_retry("delete", path, || {
-            let client = self.client.clone();
-            let file = absolute.clone();
-            self.run(self.policy.call_timeout, async move {
-                match client.delete(&file, false).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_not_found(&e) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            })
-        })
+        self.delete_absolute(path, self.absolute(&parts))
     }
 
     fn describe(&self) -> String {

@@ -179,6 +179,79 @@ fn list_hides_temp_files_and_directories() {
 }
 
 #[test]
+fn write_file_rename_and_remove_file_allow_hidden_names() {
+    let Some(t) = TestRoot::new("write_file_rename_and_remove_file_allow_hidden_names") else {
+        return;
+    };
+    let b = t.backend.as_ref();
+    b.write_file("out/.a.tmp", b"first").unwrap();
+    // Rewriting replaces the file.
+    b.write_file("out/.a.tmp", b"second").unwrap();
+    assert!(b.list("out").unwrap().is_empty());
+    assert!(b.rename("out/.a.tmp", "out/a").unwrap());
+    assert_eq!(b.get("out/a").unwrap().as_deref(), Some(&b"second"[..]));
+    // The source is gone: a repeated rename reports it and changes nothing.
+    assert!(!b.rename("out/.a.tmp", "out/a").unwrap());
+    // Renaming onto an existing file replaces it.
+    b.write_file("out/.a.tmp", b"third").unwrap();
+    assert!(b.rename("out/.a.tmp", "out/a").unwrap());
+    assert_eq!(b.get("out/a").unwrap().as_deref(), Some(&b"third"[..]));
+    b.write_file("out/.b.tmp", b"").unwrap();
+    b.remove_file("out/.b.tmp").unwrap();
+    b.remove_file("out/.b.tmp").unwrap();
+    assert_eq!(t.raw_names("out"), ["a"]);
+}
+
+#[test]
+fn file_sink_on_hdfs_publishes_only_on_commit_and_is_idempotent() {
+    use crate::sinks::{FileSink, Sink};
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+
+    let Some(t) = TestRoot::new("file_sink_on_hdfs_publishes_only_on_commit_and_is_idempotent")
+    else {
+        return;
+    };
+    let sink = FileSink::new("j", &format!("{}/out", t.root_url)).unwrap();
+    let batch = RecordBatch::try_from_iter(vec![(
+        "count",
+        Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+    )])
+    .unwrap();
+    assert_eq!(
+        sink.pre_commit(3, 1, std::slice::from_ref(&batch)).unwrap(),
+        2
+    );
+    assert_eq!(t.raw_names("out"), [".batch-3-part-1.jsonl.tmp"]);
+    assert!(t.backend.list("out").unwrap().is_empty());
+    // A replay rewrites the same hidden file; commits are idempotent, and
+    // committing a pair that wrote nothing succeeds.
+    sink.pre_commit(3, 1, std::slice::from_ref(&batch)).unwrap();
+    sink.commit(3, 1).unwrap();
+    sink.commit(3, 1).unwrap();
+    assert_eq!(sink.pre_commit(4, 0, &[]).unwrap(), 0);
+    sink.commit(4, 0).unwrap();
+    assert_eq!(t.raw_names("out"), ["batch-3-part-1.jsonl"]);
+    assert_eq!(
+        t.backend
+            .get("out/batch-3-part-1.jsonl")
+            .unwrap()
+            .as_deref(),
+        Some(&b"{\"count\":1}\n{\"count\":2}\n"[..])
+    );
+    // A batch replayed after its commit publishes the same bytes again.
+    sink.pre_commit(3, 1, &[batch]).unwrap();
+    sink.commit(3, 1).unwrap();
+    assert_eq!(t.raw_names("out"), ["batch-3-part-1.jsonl"]);
+    assert_eq!(
+        t.backend
+            .get("out/batch-3-part-1.jsonl")
+            .unwrap()
+            .as_deref(),
+        Some(&b"{\"count\":1}\n{\"count\":2}\n"[..])
+    );
+}
+
+#[test]
 fn checkpoint_chain_restores_and_falls_back_past_a_corrupt_delta() {
     let Some(t) = TestRoot::new("checkpoint_chain_restores_and_falls_back_past_a_corrupt_delta")
     else {
@@ -240,6 +313,135 @@ fn checkpoint_chain_restores_and_falls_back_past_a_corrupt_delta() {
     assert!(r.skipped[0].0.ends_with(&newest), "{:?}", r.skipped);
 }
 
+/// The state files of every partition stay within the retention bound of
+/// docs/hdfs.md over 1 000 batches with `checkpoint_every: 1`, run through
+/// the executor's task entry points (stage A, stage B with a checkpoint and
+/// pruning); a fresh executor then restores the last batch exactly.
+#[test]
+fn thousand_checkpointed_batches_keep_state_files_bounded() {
+    use crate::runtime::{Executor, ExecutorConfig};
+    use weir_proto::pb;
+
+    let test = "thousand_checkpointed_batches_keep_state_files_bounded";
+    let Some(t) = TestRoot::new(test) else {
+        return;
+    };
+    let (keys, per_batch, batches, partitions) = (20u64, 5u64, 1000u64, 2u32);
+    let out = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: j\ncheckpoint_every: 1\nstate_partitions: {partitions}\n\
+         source:\n  generator: {{ partitions: 1, keys: {keys}, rate: 0 }}\n\
+         pipeline:\n  - key_by: key\n  - aggregate: {{ count: {{}} }}\n\
+         sink:\n  file: {{ path: \"{}\" }}\n",
+        out.path().display()
+    );
+    let spec = weir_proto::spec::parse_spec(&yaml).unwrap();
+    let record = pb::JobRecord {
+        fingerprint: weir_proto::spec::fingerprint(&spec),
+        spec: Some(spec),
+        ..Default::default()
+    };
+    let backend: Arc<dyn StateBackend> = t.backend.clone();
+    let config = ExecutorConfig::default();
+    let options = config.checkpoints;
+    let bound = (options.retain_snapshots * (options.snapshot_every + 2) + 2) as usize;
+    let run_batch = |ex: &Executor, batch_id: u64, start: u64, end: u64| {
+        ex.stage_a(&pb::StageATask {
+            job: "j".into(),
+            batch_id,
+            range: Some(pb::OffsetRange {
+                partition: 0,
+                start,
+                end,
+            }),
+            watermark_ms: i64::MIN,
+            replay: false,
+        })
+        .unwrap();
+        for partition in 0..partitions {
+            ex.stage_b(&pb::StageBTask {
+                job: "j".into(),
+                batch_id,
+                partition,
+                sources: vec![0],
+                watermark_ms: i64::MIN,
+                checkpoint: true,
+                replay: false,
+            })
+            .unwrap();
+            ex.commit(&pb::CommitTask {
+                job: "j".into(),
+                batch_id,
+                partition,
+            })
+            .unwrap();
+        }
+    };
+    let restore_all = |ex: &Executor, target: u64| {
+        for partition in 0..partitions {
+            let r = ex
+                .restore(&pb::RestoreTask {
+                    job: "j".into(),
+                    partition,
+                    target_version: target,
+                })
+                .unwrap();
+            assert_eq!(r.restored_version, target);
+        }
+    };
+
+    let ex = Executor::new(config.clone(), backend.clone());
+    ex.deploy(&record).unwrap();
+    restore_all(&ex, 0);
+    let mut most = 0;
+    for b in 1..=batches {
+        run_batch(&ex, b, (b - 1) * per_batch, b * per_batch);
+        for partition in 0..partitions {
+            let dir = format!("j/aggregate/part-{partition:05}");
+            let files = backend.list(&dir).unwrap();
+            assert!(
+                files.len() <= bound,
+                "batch {b}: {} state files in {dir} > bound {bound}: {files:?}",
+                files.len()
+            );
+            most = most.max(files.len());
+        }
+    }
+    // The bound is reached, not vacuous: snapshots and deltas pile up to it
+    // between prunes.
+    assert!(
+        most > options.snapshot_every as usize,
+        "at most {most} files"
+    );
+
+    // A fresh executor restores batch 1000 from HDFS; one more batch touching
+    // every key once then emits the exact counts.
+    let ex = Executor::new(config, backend);
+    ex.deploy(&record).unwrap();
+    restore_all(&ex, batches);
+    let next = batches + 1;
+    let start = batches * per_batch;
+    run_batch(&ex, next, start, start + keys);
+    let mut counts = HashMap::new();
+    for entry in std::fs::read_dir(out.path()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&format!("batch-{next}-")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(out.path().join(&name)).unwrap();
+        for line in text.lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            counts.insert(
+                row["key"].as_str().unwrap().to_owned(),
+                row["count"].as_u64(),
+            );
+        }
+    }
+    let want = (start + keys) / keys;
+    assert_eq!(counts.len(), keys as usize, "{counts:?}");
+    assert!(counts.values().all(|c| *c == Some(want)), "{counts:?}");
+}
+
 #[test]
 fn permission_denied_names_the_path_and_user() {
     // The test HDFS runs as the user who started it (the superuser); a
@@ -287,31 +489,6 @@ fn a_file_in_place_of_a_directory_is_reported_as_parent_missing() {
         "expected ParentMissing, got {err}"
     );
     assert_eq!(err.path(), "blocker/child");
-}
-
-/// Not run by default: measures how long a `get` takes to fail against the
-/// namenode at `WEIR_HDFS_URL` once it is stopped (`deploy/dev/hdfs.sh stop`).
-/// With `WEIR_HDFS_TIMING_UPSTREAM=1`, with hdfs-native's own failover
-/// defaults and no retry by the backend instead of the backend's settings.
-#[test]
-#[ignore = "manual measurement against a stopped namenode"]
-fn measure_get_failure_time_against_stopped_namenode() {
-    let url = std::env::var("WEIR_HDFS_URL").expect("set WEIR_HDFS_URL");
-    let opts = if std::env::var("WEIR_HDFS_TIMING_UPSTREAM").is_ok_and(|v| v == "1") {
-        options(&[
-            ("dfs.client.failover.max.attempts", "15"),
-            ("dfs.client.failover.sleep.base.millis", "500"),
-            ("dfs.client.failover.sleep.max.millis", "15000"),
-            (OPT_ATTEMPTS, "1"),
-            (OPT_CALL_TIMEOUT_MS, "600000"),
-        ])
-    } else {
-        HashMap::new()
-    };
-    let b = HdfsBackend::new(&format!("{url}/weir-test/timing"), opts).unwrap();
-    let started = Instant::now();
-    let err = b.get("some/file").unwrap_err();
-    eprintln!("get failed after {:?}: {err}", started.elapsed());
 }
 
 // ------------------------------------------------------- no HDFS needed
@@ -525,37 +702,97 @@ fn usable_and_droppable_inside_an_async_runtime() {
     });
 }
 
-/// Not run by default: writes and reads a file every second for
-/// `WEIR_HDFS_OUTAGE_SECS` (default 60) seconds against `WEIR_HDFS_URL`,
-/// printing each outcome, while someone stops and restarts HDFS: the same
-/// backend instance must report `Unavailable` during the outage and work
-/// again afterwards.
+/// A TCP proxy in front of the namenode that can cut the network: while
+/// down it closes every open connection and drops new ones at once. Only
+/// namenode traffic goes through it; datanodes are reached directly.
+struct NamenodeProxy {
+    port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl NamenodeProxy {
+    fn start(namenode: &str) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
+        let (namenode, state, conns) = (namenode.to_owned(), up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !state.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let Ok(server) = TcpStream::connect(&namenode) else {
+                    continue;
+                };
+                let mut list = conns.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        NamenodeProxy { port, up, open }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            for conn in self.open.lock().unwrap().drain(..) {
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// The same backend instance reports `Unavailable` while the namenode is
+/// unreachable and works again, by itself, once it is back.
 #[test]
-#[ignore = "manual check across a namenode restart"]
-fn manual_outage_loop() {
-    let url = std::env::var("WEIR_HDFS_URL").expect("set WEIR_HDFS_URL");
-    let secs: u64 = std::env::var("WEIR_HDFS_OUTAGE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    let hsync = std::env::var("WEIR_HDFS_HSYNC").unwrap_or_else(|_| "true".to_owned());
+fn backend_reconnects_after_the_namenode_was_unreachable() {
+    let test = "backend_reconnects_after_the_namenode_was_unreachable";
+    let Some(base) = hdfs_url_or_skip(test) else {
+        return;
+    };
+    let namenode = base
+        .strip_prefix("hdfs://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("WEIR_HDFS_URL is hdfs://host:port")
+        .to_owned();
+    let proxy = NamenodeProxy::start(&namenode);
+    let Some(t) = TestRoot::new(test) else {
+        return;
+    };
+    let root = t.root_url.strip_prefix(&base).unwrap().to_owned();
     let b = HdfsBackend::new(
-        &format!("{url}/weir-test/outage"),
-        options(&[(OPT_HSYNC, &hsync)]),
+        &format!("hdfs://127.0.0.1:{}{root}", proxy.port),
+        options(&[
+            (OPT_ATTEMPTS, "2"),
+            (OPT_BACKOFF_MS, "50"),
+            (OPT_CALL_TIMEOUT_MS, "3000"),
+        ]),
     )
     .unwrap();
-    let started = Instant::now();
-    let mut i = 0u64;
-    while started.elapsed() < Duration::from_secs(secs) {
-        i += 1;
-        let t = Instant::now();
-        let result = b
-            .put_atomic("f", &i.to_le_bytes())
-            .and_then(|()| b.get("f"));
-        match result {
-            Ok(got) => eprintln!("{i}: ok in {:?}: {:?}", t.elapsed(), got.map(|g| g.len())),
-            Err(e) => eprintln!("{i}: failed in {:?}: {e:?}", t.elapsed()),
-        }
-        std::thread::sleep(Duration::from_secs(1));
+    b.put_atomic("f", b"before").unwrap();
+    proxy.set_up(false);
+    for op in 0..3 {
+        let err = b.put_atomic("f", b"during").unwrap_err();
+        assert!(err.is_unavailable(), "write {op} during the outage: {err}");
+        let err = b.get("f").unwrap_err();
+        assert!(err.is_unavailable(), "read {op} during the outage: {err}");
     }
+    proxy.set_up(true);
+    b.put_atomic("f", b"after").unwrap();
+    assert_eq!(b.get("f").unwrap().as_deref(), Some(&b"after"[..]));
+    // Nothing written during the outage became visible.
+    assert_eq!(t.backend.list("").unwrap(), ["f"]);
 }

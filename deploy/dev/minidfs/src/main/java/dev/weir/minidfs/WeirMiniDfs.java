@@ -20,7 +20,7 @@ import org.apache.hadoop.hdfs.MiniDFSCluster;
  *       Kept across restarts; the cluster is formatted only on first start.</li>
  *   <li>WEIR_HDFS_PORT (9000): NameNode RPC port on 127.0.0.1.</li>
  *   <li>WEIR_HDFS_HTTP_PORT (9870): NameNode HTTP/WebHDFS port on 127.0.0.1.</li>
- *   <li>WEIR_HDFS_DATANODES (1): number of DataNodes.</li>
+ *   <li>WEIR_HDFS_DATANODES (2): number of DataNodes (replication min(3, N)).</li>
  * </ul>
  *
  * <p>Prints "Ready!" once the cluster is active and stays up until the JVM is
@@ -57,7 +57,7 @@ public final class WeirMiniDfs {
     }
     int port = intEnv("WEIR_HDFS_PORT", 9000, 1);
     int httpPort = intEnv("WEIR_HDFS_HTTP_PORT", 9870, 0);
-    int datanodes = intEnv("WEIR_HDFS_DATANODES", 1, 1);
+    int datanodes = intEnv("WEIR_HDFS_DATANODES", 2, 1);
 
     File baseDir = new File(base).getAbsoluteFile();
     File formatted = new File(baseDir, ".weir-formatted");
@@ -85,6 +85,12 @@ public final class WeirMiniDfs {
     conf.setBoolean(DFSConfigKeys.DFS_PERMISSIONS_ENABLED_KEY, true);
     conf.setInt(DFSConfigKeys.DFS_REPLICATION_KEY, Math.min(3, datanodes));
     conf.setBoolean("dfs.webhdfs.enabled", true);
+    // Let a file close while its last block is committed by the write
+    // pipeline but not yet reported by a datanode (Hadoop 2.8+). Without it
+    // the client's first complete() usually loses the race with the
+    // datanode's block report and hdfs-native sleeps 500 ms before retrying,
+    // so every small write takes ~0.5 s. See docs/hdfs.md.
+    conf.setInt("dfs.namenode.file.close.num-committed-allowed", 1);
 
     // Stop on SIGTERM/SIGINT from the main thread, before the JVM starts its
     // own shutdown: DataNodes remove Hadoop shutdown hooks while stopping,

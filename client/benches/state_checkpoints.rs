@@ -1,0 +1,229 @@
+//! Cost of state checkpoints, on local disk and on HDFS: throughput of the
+//! running-count job (1 million keys, 10% of them touched per batch) with
+//! `checkpoint_every` 1, 5 and "none", then the time to restore its
+//! 1-million-key state partition. See docs/benchmarks.md.
+//!
+//!     cargo bench -p weir --bench state_checkpoints [-- local|hdfs|put ...]
+//!
+//! `put` times 40 `put_atomic` calls of a 1 KiB file on HDFS (the latency
+//! floor of one checkpoint file).
+//!
+//! The HDFS runs use `WEIR_HDFS_URL` (`deploy/dev/hdfs.sh start`); without
+//! it they are left out with a notice. `WEIR_BENCH_BATCHES` sets the batches
+//! per run (default 60, of 100 000 records each).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir::local::{with_local_meta, LocalRunner};
+use weir_driver::{submit_with, DriverOptions, JobDriver, Outcome, SubmitOptions};
+use weir_executor::state::{HdfsBackend, LocalBackend, StateBackend};
+use weir_executor::{Executor, ExecutorConfig};
+use weir_proto::pb;
+
+const KEYS: u64 = 1_000_000;
+const PER_BATCH: u64 = 100_000;
+
+/// `checkpoint_every` of the three runs; "none" is an interval longer than
+/// the run, so no batch checkpoints.
+const INTERVALS: [(&str, u32); 3] = [("1", 1), ("5", 5), ("none", u32::MAX)];
+
+fn spec_yaml(checkpoint_every: u32, total: u64) -> String {
+    format!(
+        "name: ckpt\nbatch_interval: 1ms\nstate_partitions: 1\ncheckpoint_every: {checkpoint_every}\n\
+         source:\n  generator: {{ partitions: 1, keys: {KEYS}, rate: 0, total: {total}, \
+         max_records_per_partition: {PER_BATCH} }}\n\
+         pipeline:\n  - key_by: key\n  - aggregate: {{ count: {{}} }}\nsink:\n  noop: {{}}\n"
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Run {
+    seconds: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Runs the job to its end on `backend`, the metadata under `meta_dir`.
+fn run(
+    backend: Arc<dyn StateBackend>,
+    meta_dir: &std::path::Path,
+    yaml: &str,
+    total: u64,
+) -> anyhow::Result<Run> {
+    let spec = weir_proto::spec::parse_spec(yaml)?;
+    with_local_meta(meta_dir, |meta| {
+        let name = spec.name.clone();
+        submit_with(meta.as_ref(), spec, &SubmitOptions::default())?;
+        let runner = Arc::new(LocalRunner::new(Executor::new(
+            ExecutorConfig::default(),
+            backend,
+        )));
+        let options = DriverOptions {
+            exit_when_idle: true,
+            ..Default::default()
+        };
+        let driver = JobDriver::new(meta, runner, &name, options)?;
+        let mut durations = Vec::new();
+        let mut records = 0;
+        let started = Instant::now();
+        let outcome = driver.run(&AtomicBool::new(false), &mut |r| {
+            durations.push(r.duration);
+            records += r.commit.records_in;
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        anyhow::ensure!(outcome == Outcome::Finished, "the job did not finish");
+        anyhow::ensure!(records == total, "read {records} of {total} records");
+        durations.sort();
+        Ok(Run {
+            seconds,
+            p50: percentile(&durations, 0.5),
+            p99: percentile(&durations, 0.99),
+        })
+    })
+}
+
+/// Restores partition 0 of the job at `target` on a fresh executor over
+/// `backend`; returns the time and the keys restored.
+fn restore(
+    backend: Arc<dyn StateBackend>,
+    yaml: &str,
+    target: u64,
+) -> anyhow::Result<(Duration, u64)> {
+    let spec = weir_proto::spec::parse_spec(yaml)?;
+    let record = pb::JobRecord {
+        fingerprint: weir_proto::spec::fingerprint(&spec),
+        spec: Some(spec),
+        ..Default::default()
+    };
+    let executor = Executor::new(ExecutorConfig::default(), backend);
+    executor.deploy(&record)?;
+    let started = Instant::now();
+    let result = executor.restore(&pb::RestoreTask {
+        job: "ckpt".into(),
+        partition: 0,
+        target_version: target,
+    })?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        result.restored_version > 0,
+        "nothing restored (version {})",
+        result.restored_version
+    );
+    Ok((elapsed, result.restored_version))
+}
+
+/// Times `put_atomic` of a 1 KiB file on HDFS: p50, p90 and max.
+fn put_latency(url: &str) -> anyhow::Result<()> {
+    let backend = HdfsBackend::new(url, HashMap::new())?;
+    let mut times = Vec::new();
+    for i in 0..40 {
+        let started = Instant::now();
+        backend.put_atomic(&format!("f{}", i % 4), &[i as u8; 1024])?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!(
+        "put_atomic of 1 KiB on {url}: p50 {} ms, p90 {} ms, max {} ms (40 calls)",
+        percentile(&times, 0.5).as_millis(),
+        percentile(&times, 0.9).as_millis(),
+        times.last().copied().unwrap_or_default().as_millis()
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let batches: u64 = std::env::var("WEIR_BENCH_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let total = batches * PER_BATCH;
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let hdfs = std::env::var("WEIR_HDFS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    if let Some(url) = hdfs.as_deref() {
+        if wanted.is_empty() || wanted.iter().any(|w| w == "put") {
+            put_latency(&format!(
+                "{}/weir-bench/put-{}-{nanos}",
+                url.trim_end_matches('/'),
+                std::process::id()
+            ))?;
+        }
+    }
+    println!("| store | checkpoint_every | records | seconds | records/s | vs none | batch p50 | batch p99 |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let mut restores = Vec::new();
+    for store in ["local", "hdfs"] {
+        if !wanted.is_empty() && !wanted.iter().any(|w| w == store) {
+            continue;
+        }
+        if store == "hdfs" && hdfs.is_none() {
+            eprintln!("hdfs runs left out: WEIR_HDFS_URL is not set (deploy/dev/hdfs.sh start)");
+            continue;
+        }
+        let mut runs = Vec::new();
+        for (label, every) in INTERVALS {
+            let dir = tempfile::tempdir()?;
+            let backend: Arc<dyn StateBackend> = match store {
+                "local" => Arc::new(LocalBackend::new(dir.path().join("state"))),
+                _ => Arc::new(HdfsBackend::new(
+                    &format!(
+                        "{}/weir-bench/ckpt-{}-{nanos}-{label}",
+                        hdfs.as_deref().unwrap_or_default().trim_end_matches('/'),
+                        std::process::id()
+                    ),
+                    HashMap::new(),
+                )?),
+            };
+            let yaml = spec_yaml(every, total);
+            let r = run(backend.clone(), &dir.path().join("meta"), &yaml, total)?;
+            runs.push((label, r));
+            if every != u32::MAX {
+                // Newest version on disk: the last batch with checkpoint_every 1,
+                // the last multiple of 5 otherwise.
+                let target = batches - batches % u64::from(every);
+                let (elapsed, version) = restore(backend, &yaml, target)?;
+                restores.push((store, label, version, elapsed));
+            }
+        }
+        let none = runs
+            .iter()
+            .find(|(l, _)| *l == "none")
+            .map_or(f64::NAN, |(_, r)| r.seconds);
+        for (label, r) in &runs {
+            println!(
+                "| {store} | {label} | {total} | {:.2} | {:.0} | {:+.1}% | {} ms | {} ms |",
+                r.seconds,
+                total as f64 / r.seconds,
+                (none / r.seconds - 1.0) * 100.0,
+                r.p50.as_millis(),
+                r.p99.as_millis(),
+            );
+        }
+    }
+    println!();
+    println!("| store | checkpoint_every | keys | restored version | restore |");
+    println!("|---|---|---:|---:|---:|");
+    for (store, label, version, elapsed) in restores {
+        println!(
+            "| {store} | {label} | {} | {version} | {:.2} s |",
+            KEYS.min(version * PER_BATCH),
+            elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}
