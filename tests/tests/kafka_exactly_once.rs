@@ -400,6 +400,11 @@ fn dead_letters_are_written_once_across_crashes() {
         ],
     );
     check_counts(&brokers, &output, &want, &log);
+    let all = fs::read_to_string(job.log()).unwrap();
+    assert!(
+        all.contains("dead letters of this range already committed; not written again"),
+        "no re-run found its dead letters committed"
+    );
     let letters = read_committed(&brokers, &dead);
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     for r in &letters {
