@@ -4,7 +4,9 @@
 //!     WEIR_KAFKA_BROKERS=127.0.0.1:9092 cargo bench -p weir --bench kafka
 //!
 //! `WEIR_BENCH_RECORDS` sets the input size (default 4 million JSON records
-//! over 8 partitions, 100 000 keys).
+//! over 8 partitions, 100 000 keys). With `RUST_LOG` set, Weir's log goes
+//! to stderr (e.g. `RUST_LOG=weir_executor=debug` for the timing of each
+//! task); each batch's commit time is printed to stderr.
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -82,6 +84,12 @@ fn raw_consume(brokers: &str, topic: &str) -> anyhow::Result<(u64, f64)> {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let Ok(brokers) = std::env::var("WEIR_KAFKA_BROKERS") else {
         println!("SKIPPED: WEIR_KAFKA_BROKERS is not set (deploy/dev/kafka.sh start)");
         return Ok(());
@@ -126,6 +134,12 @@ fn main() -> anyhow::Result<()> {
         records_in += r.commit.records_in;
         records_out += r.commit.records_out;
         batches += 1;
+        eprintln!(
+            "batch {} committed at {:.2} s ({} ms)",
+            r.commit.batch_id,
+            started.elapsed().as_secs_f64(),
+            r.commit.duration_ms
+        );
     })?;
     let weir_s = started.elapsed().as_secs_f64();
     anyhow::ensure!(outcome == Outcome::Finished, "the job did not finish");

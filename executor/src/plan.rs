@@ -76,6 +76,7 @@ impl JobPlan {
                 };
                 Arc::new(KafkaReader::new(
                     &spec.name,
+                    record.created_at_ms,
                     k,
                     columns.as_deref(),
                     bad,

@@ -158,6 +158,7 @@ impl Executor {
                 let mut pre = PreAggregator::new(agg, task.watermark_ms);
                 let mut counted = 0;
                 let skipped = plan.source.read(
+                    task.batch_id,
                     range.partition,
                     range.start,
                     range.end,
@@ -180,9 +181,14 @@ impl Executor {
                 job.shuffle.put(task.batch_id, range.partition, blocks);
             }
             None => {
+                if !task.replay {
+                    // The source partition is the sink partition.
+                    prepare_sink(&job, range.partition);
+                }
                 let mut out = Vec::new();
                 let mut counted = 0;
                 let skipped = plan.source.read(
+                    task.batch_id,
                     range.partition,
                     range.start,
                     range.end,
@@ -284,6 +290,7 @@ impl Executor {
             checkpoints,
             last_checkpoint: restored.version,
         });
+        prepare_sink(&job, task.partition);
         Ok(pb::RestoreResult {
             partition: task.partition,
             restored_version: version,
@@ -344,9 +351,22 @@ impl Executor {
     /// Publishes a batch's pre-committed output of one partition.
     pub fn commit(&self, task: &pb::CommitTask) -> Result<(), ExecError> {
         let job = self.job(&task.job)?;
+        let started = std::time::Instant::now();
         job.sink.commit(task.batch_id, task.partition)?;
+        debug!(job = %task.job, batch_id = task.batch_id, partition = task.partition, ms = started.elapsed().as_millis() as u64, "output committed");
         failpoint::hit("sink-commit");
         Ok(())
+    }
+}
+
+/// Lets the sink get ready for `partition` in the background.
+fn prepare_sink(job: &Arc<JobRuntime>, partition: u32) {
+    let job = job.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("sink-prepare-{partition}"))
+        .spawn(move || job.sink.prepare(partition));
+    if let Err(e) = spawned {
+        debug!(partition, error = %e, "no thread to prepare the sink; the pre-commit will");
     }
 }
 
@@ -481,8 +501,10 @@ impl JobRuntime {
                 })?;
             blocks.push(block);
         }
+        let started = std::time::Instant::now();
         part.state.apply(agg, &blocks);
         let emitted = part.state.emit(agg, task.watermark_ms);
+        let applied = started.elapsed();
         if !task.replay {
             let output = run_steps(&self.plan.post, emitted).map_err(|e| self.expr_error(e))?;
             result.records_out = self
@@ -490,6 +512,7 @@ impl JobRuntime {
                 .pre_commit(task.batch_id, task.partition, &[output])?;
             failpoint::hit("after-precommit");
         }
+        let precommitted = started.elapsed();
         if task.checkpoint {
             let state_err = |source| ExecError::State {
                 job: name.clone(),
@@ -518,6 +541,7 @@ impl JobRuntime {
                 .map_err(state_err)?;
         }
         part.state.version = task.batch_id;
+        debug!(job = %name, batch_id = task.batch_id, partition = task.partition, apply_ms = applied.as_millis() as u64, pre_commit_ms = (precommitted - applied).as_millis() as u64, checkpoint_ms = (started.elapsed() - precommitted).as_millis() as u64, "stage b done");
         Ok(result)
     }
 }

@@ -131,6 +131,22 @@ pub fn consumer_config<'a>(
     c
 }
 
+/// Waits until every record `producer` sent is acknowledged (or failed),
+/// like `Producer::flush` but without its 100 ms polling granularity
+/// (rdkafka's `BaseProducer::poll` always waits out its timeout): a
+/// transaction's flush takes a round trip, not a tenth of a second.
+pub fn flush<C: rdkafka::producer::ProducerContext>(
+    producer: &rdkafka::producer::BaseProducer<C>,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<()> {
+    use rdkafka::producer::Producer;
+    let deadline = std::time::Instant::now() + timeout;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
+    }
+    producer.flush(deadline.saturating_duration_since(std::time::Instant::now()))
+}
+
 /// The low and high watermark of one partition. With the default
 /// `isolation.level=read_committed` the high watermark is the last stable
 /// offset: every offset below it is decided (committed or aborted).

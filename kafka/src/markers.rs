@@ -142,6 +142,32 @@ pub fn last_committed<'a>(
     };
     let committed = consumer("read_committed")?;
     let uncommitted = consumer("read_uncommitted")?;
+    let newest = scan(
+        brokers,
+        &committed,
+        &uncommitted,
+        (job, incarnation, partition),
+        control_partitions,
+        timeout,
+    );
+    // Closing a consumer takes at least rdkafka's 100 ms close poll: not on
+    // the caller's time (without a thread they close here).
+    let _ = std::thread::Builder::new()
+        .name("close-marker-readers".into())
+        .spawn(move || drop((committed, uncommitted)));
+    newest
+}
+
+/// Reads the newest marker of `(job, incarnation, partition)` with the
+/// two consumers of [`last_committed`].
+fn scan(
+    brokers: &str,
+    committed: &BaseConsumer,
+    uncommitted: &BaseConsumer,
+    (job, incarnation, partition): (&str, i64, u32),
+    control_partitions: i32,
+    timeout: Duration,
+) -> Result<Option<u64>, KafkaError> {
     let cp = control_partition(job, partition, control_partitions);
     let key = Marker::key(job, partition);
     let deadline = Instant::now() + timeout;
@@ -166,14 +192,14 @@ pub fn last_committed<'a>(
         }
     };
     // Every record written so far, decided or not...
-    let (low, end) = watermarks(&uncommitted)?;
+    let (low, end) = watermarks(uncommitted)?;
     if end <= low {
         return Ok(None);
     }
     // ...must be decided (its transaction committed or aborted, the
     // coordinator's markers written) before the committed view is complete.
     loop {
-        let (_, stable) = watermarks(&committed)?;
+        let (_, stable) = watermarks(committed)?;
         if stable >= end {
             break;
         }

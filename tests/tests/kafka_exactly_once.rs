@@ -37,7 +37,22 @@ fn produce_input(brokers: &str, topic: &str, total: u64) -> BTreeMap<String, u64
     want
 }
 
+/// A running count per user.
+const COUNT: &str = "  - key_by: user\n  - aggregate: { count: {} }\n";
+
 fn spec(dir: &Path, name: &str, brokers: &str, input: &str, output: &str, extra: &str) -> PathBuf {
+    spec_with(dir, name, brokers, input, output, extra, COUNT)
+}
+
+fn spec_with(
+    dir: &Path,
+    name: &str,
+    brokers: &str,
+    input: &str,
+    output: &str,
+    extra: &str,
+    pipeline: &str,
+) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
     fs::write(
         &path,
@@ -45,12 +60,28 @@ fn spec(dir: &Path, name: &str, brokers: &str, input: &str, output: &str, extra:
             "name: {name}\nbatch_interval: 100ms\nstate_partitions: 4\n{extra}\
              source:\n  kafka: {{ brokers: \"{brokers}\", topic: {input}, start: earliest, max_records_per_partition: 2500, \
              format: json, schema: {{ user: string, n: bigint }} }}\n\
-             pipeline:\n  - key_by: user\n  - aggregate: {{ count: {{}} }}\n\
+             pipeline:\n{pipeline}\
              sink:\n  kafka: {{ brokers: \"{brokers}\", topic: {output} }}\n"
         ),
     )
     .unwrap();
     path
+}
+
+/// Runs `job` once per crash point, each run killed there; then once more
+/// to the end.
+fn run_with_crashes(job: &mut Local, points: &[&str]) -> String {
+    for point in points {
+        let (ok, log) = job.run(&[("WEIR_CRASH_AT", point)]);
+        assert!(!ok, "job finished before crash point {point}\n{log}");
+        assert!(
+            log.contains(&format!("crash point {point}")),
+            "{point}: {log}"
+        );
+    }
+    let (ok, log) = job.run(&[]);
+    assert!(ok, "final run failed\n{log}");
+    log
 }
 
 /// Checks the committed output against the expected counts.
@@ -122,25 +153,19 @@ fn weir_local_crashing_at_each_commit_step_publishes_each_batch_once() {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path(), "kafka-crashes", &brokers, &input, &output, "");
     let mut job = Local { dir, spec, runs: 0 };
-    for point in [
-        "batch-planned@2",
-        "stage-a@5",
-        "after-precommit@6",
-        "before-committing@1",
-        "after-committing@1",
-        "sink-commit@2",
-        "after-committed@1",
-        "after-committing@2",
-    ] {
-        let (ok, log) = job.run(&[("WEIR_CRASH_AT", point)]);
-        assert!(!ok, "job finished before crash point {point}\n{log}");
-        assert!(
-            log.contains(&format!("crash point {point}")),
-            "{point}: {log}"
-        );
-    }
-    let (ok, log) = job.run(&[]);
-    assert!(ok, "final run failed\n{log}");
+    let log = run_with_crashes(
+        &mut job,
+        &[
+            "batch-planned@2",
+            "stage-a@5",
+            "after-precommit@6",
+            "before-committing@1",
+            "after-committing@1",
+            "sink-commit@2",
+            "after-committed@1",
+            "after-committing@2",
+        ],
+    );
     let all = fs::read_to_string(job.log()).unwrap();
     assert!(
         all.contains("re-running the batch to produce it again"),
@@ -308,4 +333,154 @@ fn a_cluster_losing_its_leader_and_an_executor_publishes_each_batch_once() {
     // 200k records / 8 partitions / 2500 per batch = 10 batches.
     wait_for(&c, 10);
     check_counts(&brokers, &output, &want, &c.logs());
+}
+
+#[test]
+fn dead_letters_are_written_once_across_crashes() {
+    let Some(brokers) = kafka_brokers("dead_letters_are_written_once_across_crashes") else {
+        return;
+    };
+    let input = unique_topic("dlx-in");
+    let output = unique_topic("dlx-out");
+    let dead = unique_topic("dlx-dead");
+    create_topic(&brokers, &input, 4);
+    create_topic(&brokers, &output, 4);
+    create_topic(&brokers, &dead, 2);
+    // 4 partitions × 10 000 records: 4 batches of 2 500 per partition, a
+    // malformed record every 97 (two kinds of errors).
+    let mut records = Vec::new();
+    let mut want = BTreeMap::new();
+    let mut bad: BTreeMap<String, &str> = BTreeMap::new();
+    for i in 0..40_000u64 {
+        let partition = (i % 4) as i32;
+        let offset = i / 4;
+        let value = match i % 97 {
+            5 => {
+                bad.insert(format!("{input}/{partition}/{offset}"), "expected");
+                "not json".to_string()
+            }
+            6 => {
+                bad.insert(
+                    format!("{input}/{partition}/{offset}"),
+                    "field \"n\": expected bigint, got a string",
+                );
+                format!("{{\"user\":\"u1\",\"n\":\"{i}\"}}")
+            }
+            _ => {
+                *want.entry(format!("u{}", i % 7)).or_insert(0) += 1;
+                format!("{{\"user\":\"u{}\",\"n\":{i}}}", i % 7)
+            }
+        };
+        records.push((partition, format!("k{i}"), value));
+    }
+    produce(&brokers, &input, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("on_error: dead_letter\ndead_letter: {{ topic: {dead} }}\n");
+    let spec = spec(
+        dir.path(),
+        "kafka-dead-crash",
+        &brokers,
+        &input,
+        &output,
+        &extra,
+    );
+    let mut job = Local { dir, spec, runs: 0 };
+    let log = run_with_crashes(
+        &mut job,
+        &[
+            // Dead letters committed, the task not reported: re-run.
+            "after-dead-letters@2",
+            "after-dead-letters@3",
+            // The batch decided, its sink transactions lost: the batch's
+            // stage A runs again (not as a replay).
+            "after-committing@1",
+            "after-precommit@2",
+            "sink-commit@2",
+            "after-dead-letters@4",
+        ],
+    );
+    check_counts(&brokers, &output, &want, &log);
+    let all = fs::read_to_string(job.log()).unwrap();
+    assert!(
+        all.contains("dead letters of this range already committed; not written again"),
+        "no re-run found its dead letters committed"
+    );
+    let letters = read_committed(&brokers, &dead);
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for r in &letters {
+        let source = r.headers["weir.source"].clone();
+        let Some(reason) = bad.get(&source) else {
+            panic!("dead letter of a record that decodes: {r:?}");
+        };
+        assert!(r.headers["error"].contains(reason), "{r:?}");
+        assert_eq!(r.headers["weir.job"], "kafka-dead-crash");
+        *seen.entry(source).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "dead letters written twice: {twice:?}");
+    let missing: Vec<_> = bad.keys().filter(|k| !seen.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "dead letters missing: {missing:?}");
+    assert_eq!(letters.len(), bad.len());
+}
+
+#[test]
+fn a_stateless_job_crashing_at_each_commit_step_publishes_each_record_once() {
+    let Some(brokers) = kafka_brokers("a_stateless_job_crashing_at_each_commit_step") else {
+        return;
+    };
+    let input = unique_topic("sl-in");
+    let output = unique_topic("sl-out");
+    produce_input(&brokers, &input, 100_000);
+    create_topic(&brokers, &output, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec_with(
+        dir.path(),
+        "kafka-stateless",
+        &brokers,
+        &input,
+        &output,
+        "",
+        "  - filter: \"n % 3 <> 0\"\n  - map: { doubled: \"n * 2\", user: \"upper(user)\" }\n",
+    );
+    let mut job = Local { dir, spec, runs: 0 };
+    // 8 partitions × 12 500 records: 5 batches of 2 500 per partition; the
+    // sink's transactions are per source partition.
+    let log = run_with_crashes(
+        &mut job,
+        &[
+            "batch-planned@2",
+            "stage-a@6",
+            "before-committing@1",
+            "after-committing@1",
+            "sink-commit@3",
+            "after-committed@1",
+            "after-committing@2",
+        ],
+    );
+    let all = fs::read_to_string(job.log()).unwrap();
+    assert!(
+        all.contains("re-running the batch to produce it again"),
+        "a commit after a restart found its transaction aborted"
+    );
+    let records = read_committed(&brokers, &output);
+    let mut seen = BTreeMap::new();
+    for r in &records {
+        assert_eq!(r.key, None, "a job without key_by writes no key: {r:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+        let n = v["n"].as_u64().unwrap();
+        assert_eq!(v["doubled"].as_u64(), Some(2 * n), "{v}");
+        assert_eq!(v["user"].as_str(), Some(format!("U{}", n % KEYS).as_str()));
+        *seen.entry(n).or_insert(0u32) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    assert!(
+        twice.is_empty(),
+        "records published twice: {twice:?}\n{log}"
+    );
+    let want: Vec<u64> = (0..100_000).filter(|n| n % 3 != 0).collect();
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        want,
+        "published records\n{log}"
+    );
 }

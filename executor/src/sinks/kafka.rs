@@ -196,9 +196,7 @@ impl KafkaSink {
                 .partition(markers::control_partition(&self.job, partition, control)),
         )
         .map_err(|e| txn("produce the commit marker", e))?;
-        p.producer
-            .flush(TXN_TIMEOUT)
-            .map_err(|e| txn("flush the transaction", e))
+        weir_kafka::flush(&p.producer, TXN_TIMEOUT).map_err(|e| txn("flush the transaction", e))
     }
 }
 
@@ -211,7 +209,7 @@ fn send<'a>(
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                producer.poll(Duration::from_millis(20));
+                producer.poll(Duration::from_millis(1));
                 record = back;
             }
             Err((e, _)) => return Err(e),
@@ -256,6 +254,23 @@ impl Sink for KafkaSink {
                 // transactional.id) aborts it on the next attempt.
                 *guard = None;
                 Err(e)
+            }
+        }
+    }
+
+    /// Opens the partition's producer ahead of its first pre-commit: the
+    /// fencing, `init_transactions` and the marker lookup take a few round
+    /// trips, which then overlap with stage A instead of delaying stage B.
+    /// Opening here is what the first pre-commit or commit would do anyway.
+    fn prepare(&self, partition: u32) {
+        let slot = self.slot(partition);
+        let mut guard = lock(&slot);
+        if guard.is_none() {
+            match self.open_producer(partition) {
+                Ok(p) => *guard = Some(p),
+                Err(e) => {
+                    debug!(job = %self.job, partition, error = %e, "could not open the producer ahead of time; the pre-commit will")
+                }
             }
         }
     }

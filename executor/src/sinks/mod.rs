@@ -31,6 +31,11 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// Makes the pre-committed output visible. Succeeds when it is already
     /// visible or when nothing was pre-committed (an empty output).
     fn commit(&self, batch_id: u64, partition: u32) -> Result<(), ExecError>;
+
+    /// `partition` is now held by this process: get ready to pre-commit its
+    /// output (e.g. connect). Called on a thread of its own, may block;
+    /// errors are left for the next pre-commit to report.
+    fn prepare(&self, _partition: u32) {}
 }
 
 /// Discards output (for benchmarks).

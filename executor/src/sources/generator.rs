@@ -170,6 +170,7 @@ impl SourceReader for GeneratorReader {
 
     fn read(
         &self,
+        _batch_id: u64,
         partition: u32,
         start: u64,
         end: u64,
@@ -204,7 +205,7 @@ mod tests {
 
     fn read_all(r: &GeneratorReader, p: u32, start: u64, end: u64) -> Vec<RecordBatch> {
         let mut out = Vec::new();
-        r.read(p, start, end, false, &mut |b| {
+        r.read(0, p, start, end, false, &mut |b| {
             out.push(b);
             Ok(())
         })

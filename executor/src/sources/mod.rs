@@ -18,13 +18,15 @@ pub trait SourceReader: Send + Sync {
     /// Schema of the batches this reader produces.
     fn schema(&self) -> SchemaRef;
 
-    /// Reads offsets `[start, end)` of `partition`, handing batches of at most
-    /// a few tens of thousands of rows to `sink` in offset order. Returns the
-    /// records skipped (malformed under `on_error: skip` or `dead_letter`).
-    /// `replay` is set when the range is read again only to rebuild state:
-    /// side effects such as dead letters are not repeated.
+    /// Reads offsets `[start, end)` of `partition` (its range in batch
+    /// `batch_id`), handing batches of at most a few tens of thousands of
+    /// rows to `sink` in offset order. Returns the records skipped
+    /// (malformed under `on_error: skip` or `dead_letter`). `replay` is set
+    /// when the range is read again only to rebuild state: side effects
+    /// such as dead letters are not repeated.
     fn read(
         &self,
+        batch_id: u64,
         partition: u32,
         start: u64,
         end: u64,

@@ -593,7 +593,7 @@ fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
             if k.schema.is_empty() {
                 issues.add(
                     format!("{p}.schema"),
-                    "format json needs the fields to decode, e.g. schema: { user: string, amount: bigint }",
+                    "format json needs the fields the job reads and their types, e.g. schema: { user: string, amount: double }; types are not guessed from the data (see docs/kafka.md, \"Why json needs a schema\"); format text or raw need no schema",
                 );
             }
         }
