@@ -387,12 +387,18 @@ impl Run {
                 .with_context(|| format!("the input of job {name}"))?;
             match self.probe.status(&up, &name) {
                 Some(s) if s.state == "finished" && ends => {}
-                // stopped by `weir stop` (shown `finished` once its
-                // driver has wound down)
-                Some(s)
-                    if (s.state == "stopped" || s.state == "finished")
-                        && !ends
-                        && self.stop_sent.contains(&name) => {}
+                // a cluster finishes a Kafka job once a plan finds nothing
+                // new; `weir stop` stops it otherwise
+                Some(s) if !ends && (s.state == "stopped" || s.state == "finished") => {
+                    let read = s.totals.as_ref().map_or(0, |t| t.records_in);
+                    if read < self.jobs[i].input.total() {
+                        bail!(
+                            "job {name} is {} after reading {read} of its {} records: a Kafka job in a cluster finishes when a plan finds nothing new, so its input producer fell a batch interval behind",
+                            s.state,
+                            self.jobs[i].input.total()
+                        );
+                    }
+                }
                 Some(s) if s.state == "failed" => bail!("job {name} failed: {}", s.error),
                 Some(s)
                     if !ends

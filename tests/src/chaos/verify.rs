@@ -575,7 +575,7 @@ mod tests {
             &[unit(2, vec![])],
             10,
             true,
-            "finished"
+            &["finished"]
         )
         .is_empty());
         let gap = serde_json::json!([{"batch_id":3,"records_in":6},{"batch_id":1,"records_in":4}]);
