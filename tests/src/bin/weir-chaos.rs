@@ -47,6 +47,11 @@ struct Args {
     /// when the jobs finish before the schedule does).
     #[arg(long, default_value_t = 180)]
     max_round_secs: u64,
+    /// Kafka bootstrap servers (host:port,...): each round also runs a
+    /// running count from a Kafka topic to a Kafka topic, its input
+    /// produced while it runs and its output read with read_committed.
+    #[arg(long, env = "WEIR_KAFKA_BROKERS", value_name = "BROKERS")]
+    kafka: Option<String>,
     /// Executors' state root: a directory or hdfs://namenode:port/path
     /// (default: a directory under the work directory).
     #[arg(long)]
@@ -210,6 +215,7 @@ fn main() -> ExitCode {
     options.report = args.report;
     options.rate = args.rate;
     options.max_round_secs = args.max_round_secs;
+    options.kafka = args.kafka.filter(|b| !b.is_empty());
     match run(options) {
         Ok(report) if report.passed => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,

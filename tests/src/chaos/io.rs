@@ -3,11 +3,8 @@
 //! The verification only needs two things from either end: the input
 //! records as their definition says they are ([`InputProducer`]), and every
 //! committed output unit — one `(batch, partition)` with its rows
-//! ([`OutputReader`]). Today the input is the generator source and the
-//! output the file sink; a Kafka topic on either side is one more
-//! implementation of the same trait (produce the records before submitting;
-//! read committed records grouped by their `(batch, partition)` commit
-//! marker).
+//! ([`OutputReader`]). Here: the generator source and the file sink; the
+//! Kafka topics on either side are in [`super::kafka`].
 
 use anyhow::{bail, Context};
 use serde_json::Value;
@@ -40,6 +37,18 @@ pub trait InputProducer: Send + Sync {
     fn total(&self) -> u64;
     /// Calls `f` with every input record.
     fn for_each(&self, f: &mut dyn FnMut(&InputRecord));
+    /// Whether the job ends by itself once it has read everything (the
+    /// generator with a total). A Kafka source never ends: its job is
+    /// stopped with `weir stop` once it has read [`InputProducer::total`]
+    /// records.
+    fn ends_by_itself(&self) -> bool {
+        true
+    }
+    /// Whether every record is available to the job (a background
+    /// producer has finished); its error if producing failed.
+    fn produced(&self) -> anyhow::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// The generator source: record `g` has key `"k" + (g % keys)`, value `g`
@@ -112,6 +121,11 @@ pub struct OutputUnit {
 pub trait OutputReader: Send + Sync {
     /// The job spec's `sink:` value, as one YAML flow mapping.
     fn sink_yaml(&self) -> String;
+    /// Creates what the sink writes into, before the job is submitted (the
+    /// Kafka topic; a file sink creates its directory itself).
+    fn prepare(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Every committed unit, sorted by `(batch, partition)`.
     fn read(&self) -> anyhow::Result<Vec<OutputUnit>>;
     /// Where the output is, for messages.

@@ -4,7 +4,8 @@
 //!
 //! A run starts three driver replicas and three executors on loopback
 //! ([`cluster`]), submits a running count and a sliding windowed count
-//! ([`workload`]), and applies the faults of a [`schedule::Schedule`] one
+//! ([`workload`]) — and with a broker, a running count from one Kafka topic
+//! to another ([`kafka`]) — and applies the faults of a [`schedule::Schedule`] one
 //! at a time: each fires at its timing (random, during stage work, during
 //! commit, read from the job's own status), its processes come back after
 //! its hold, and the run measures detection and the next committed batch
@@ -15,6 +16,7 @@
 
 pub mod cluster;
 pub mod io;
+pub mod kafka;
 pub mod observe;
 pub mod report;
 mod runner;

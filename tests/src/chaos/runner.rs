@@ -8,7 +8,7 @@ use super::schedule::{two_drivers_include_leader, Fault, FaultKind, Schedule, Ti
 use super::verify::{self, SinkHistory};
 use super::workload::{ChaosJob, Workload, WINDOW_SIZE_MS, WINDOW_SLIDE_MS};
 use anyhow::{bail, Context};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use weir_proto::pb;
@@ -38,6 +38,9 @@ pub struct ChaosOptions {
     pub drivers: usize,
     /// Executors.
     pub executors: usize,
+    /// Kafka bootstrap servers: each round also runs a running count from
+    /// one Kafka topic to another (`kafka-count-rN`).
+    pub kafka: Option<String>,
 }
 
 impl ChaosOptions {
@@ -55,6 +58,7 @@ impl ChaosOptions {
             max_round_secs: 180,
             drivers: 3,
             executors: 3,
+            kafka: None,
         }
     }
 }
@@ -108,6 +112,7 @@ pub fn run(options: ChaosOptions) -> anyhow::Result<Report> {
         round: 0,
         history: SinkHistory::default(),
         batch_log: BTreeMap::new(),
+        stop_sent: BTreeSet::new(),
         last_refresh: Instant::now(),
         report: Report {
             schedule: options.schedule.name.clone(),
@@ -160,6 +165,8 @@ struct Run {
     /// records_late)`. The driver keeps only its last 100 commits, so the
     /// history is read every couple of seconds and accumulated.
     batch_log: BTreeMap<String, BTreeMap<u64, (u64, u64, u64)>>,
+    /// Jobs over Kafka that read all their input and were asked to stop.
+    stop_sent: BTreeSet<String>,
     last_refresh: Instant,
     report: Report,
 }
@@ -290,7 +297,17 @@ impl Run {
             .iter()
             .map(|w| ChaosJob::generator(*w, self.round, self.options.rate, secs, &self.root))
             .collect();
+        if let Some(brokers) = &self.options.kafka {
+            self.jobs.push(ChaosJob::kafka(
+                self.round,
+                self.options.rate,
+                secs,
+                brokers,
+                self.options.schedule.seed,
+            ));
+        }
         for job in &self.jobs {
+            job.output.prepare()?;
             job.input.produce()?;
             let spec = self.root.join(format!("{}.yaml", job.name));
             std::fs::write(&spec, job.spec_yaml())?;
@@ -343,16 +360,66 @@ impl Run {
         self.jobs.iter().map(|j| j.name.clone()).collect()
     }
 
+    /// Whether `s` shows a job whose source never ends (Kafka) having
+    /// read and committed all of its input.
+    fn input_read(&self, name: &str, s: &pb::JobStatus) -> bool {
+        self.jobs.iter().any(|j| {
+            j.name == name
+                && !j.input.ends_by_itself()
+                && s.totals
+                    .as_ref()
+                    .is_some_and(|t| t.records_in >= j.input.total())
+        })
+    }
+
+    /// Whether every job of the round is done: finished, or (a Kafka job)
+    /// stopped after reading all of its input. A Kafka job that has read
+    /// everything is asked to stop here.
     fn round_finished(&mut self) -> anyhow::Result<bool> {
         let up = self.cluster.drivers_up();
-        for name in self.job_names() {
+        let mut done = true;
+        for i in 0..self.jobs.len() {
+            let name = self.jobs[i].name.clone();
+            let ends = self.jobs[i].input.ends_by_itself();
+            let produced = self.jobs[i]
+                .input
+                .produced()
+                .with_context(|| format!("the input of job {name}"))?;
             match self.probe.status(&up, &name) {
-                Some(s) if s.state == "finished" => {}
+                Some(s) if s.state == "finished" && ends => {}
+                // a cluster finishes a Kafka job once a plan finds nothing
+                // new; `weir stop` stops it otherwise
+                Some(s) if !ends && (s.state == "stopped" || s.state == "finished") => {
+                    let read = s.totals.as_ref().map_or(0, |t| t.records_in);
+                    if read < self.jobs[i].input.total() {
+                        bail!(
+                            "job {name} is {} after reading {read} of its {} records: a Kafka job in a cluster finishes when a plan finds nothing new, so its input producer fell a batch interval behind",
+                            s.state,
+                            self.jobs[i].input.total()
+                        );
+                    }
+                }
                 Some(s) if s.state == "failed" => bail!("job {name} failed: {}", s.error),
-                _ => return Ok(false),
+                Some(s)
+                    if !ends
+                        && produced
+                        && s.state == "running"
+                        && self.input_read(&name, &s)
+                        && !self.stop_sent.contains(&name) =>
+                {
+                    match self.cluster.weir_json(&["stop", &name]) {
+                        Ok(_) => {
+                            self.stop_sent.insert(name);
+                        }
+                        // e.g. no leader right now: asked again next time
+                        Err(e) => eprintln!("stop {name}: {e:#}; retrying"),
+                    }
+                    done = false;
+                }
+                _ => done = false,
             }
         }
-        Ok(true)
+        Ok(done)
     }
 
     /// Waits until the current round finishes, then checks its output.
@@ -509,7 +576,9 @@ impl Run {
                 (Timing::Commit, Some(s)) => s.pending_batch.is_some() && s.pending_committing,
                 _ => false,
             };
-            let finished = s.as_ref().is_some_and(|s| s.state != "running");
+            let finished = s
+                .as_ref()
+                .is_some_and(|s| s.state != "running" || self.input_read(job, s));
             if hit || finished || Instant::now() > deadline {
                 return (hit, phase);
             }
@@ -690,7 +759,12 @@ impl Run {
                     if s.state == "failed" {
                         bail!("job {name} failed after fault {}: {}", fault.index, s.error);
                     }
-                    if s.last_committed_batch > *b || s.state == "finished" {
+                    // a job over Kafka commits nothing once it has read
+                    // all of its input
+                    if s.last_committed_batch > *b
+                        || s.state != "running"
+                        || self.input_read(name, &s)
+                    {
                         recovered.insert(name.clone(), ms);
                     }
                 }
@@ -773,6 +847,11 @@ pub fn verify_job(
         units,
         job.input.total(),
         complete_history,
+        if job.input.ends_by_itself() {
+            &["finished"]
+        } else {
+            &["stopped", "finished"]
+        },
     );
     problems.extend(match job.workload {
         Workload::RunningCount => verify::check_running_count(&job.name, job.input.as_ref(), units),

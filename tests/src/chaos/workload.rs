@@ -1,8 +1,14 @@
 //! The stateful jobs a chaos run submits: a running count and a sliding
-//! windowed count, each over its own input and output.
+//! windowed count, each over its own input and output (the generator and
+//! the file sink, or Kafka topics).
 
 use super::io::{FileSinkOutput, GeneratorInput, InputProducer, OutputReader};
+use super::kafka::{KafkaInput, KafkaOutput};
 use std::path::Path;
+
+/// State partitions of every chaos job (also the partitions of the Kafka
+/// job's topics: its reader relies on sink partition = state partition).
+pub const STATE_PARTITIONS: u32 = 4;
 
 /// Batch interval of every chaos job.
 pub const BATCH_INTERVAL_MS: u64 = 200;
@@ -108,6 +114,35 @@ impl ChaosJob {
         }
     }
 
+    /// A running count from a fresh Kafka topic to another one at
+    /// `brokers`: `rate` records/s produced for `seconds` while the job
+    /// runs, keys and values from `seed`, output read back with
+    /// `read_committed`. The job reads until stopped (`weir stop`, once it
+    /// has read every record).
+    pub fn kafka(round: usize, rate: u64, seconds: u64, brokers: &str, seed: u64) -> ChaosJob {
+        let name = format!("kafka-count-r{round}");
+        let topic = |side: &str| crate::kafka::unique_topic(&format!("chaos-{name}-{side}"));
+        let output = KafkaOutput {
+            brokers: brokers.to_string(),
+            topic: topic("out"),
+            job: name.clone(),
+            partitions: STATE_PARTITIONS,
+        };
+        ChaosJob {
+            input: Box::new(KafkaInput::new(
+                brokers,
+                &topic("in"),
+                seed.wrapping_add(round as u64),
+                53,
+                rate,
+                rate * seconds,
+            )),
+            output: Box::new(output),
+            name,
+            workload: Workload::RunningCount,
+        }
+    }
+
     /// The same job writing its file sink to `dir` (a path every executor
     /// sees, e.g. a shared volume in Kubernetes), under `name`.
     pub fn with_output(mut self, name: &str, dir: &Path) -> ChaosJob {
@@ -126,7 +161,7 @@ impl ChaosJob {
     /// The job spec (YAML).
     pub fn spec_yaml(&self) -> String {
         format!(
-            "name: {}\nbatch_interval: {BATCH_INTERVAL_MS}ms\ncheckpoint_every: 2\nstate_partitions: 4\n\
+            "name: {}\nbatch_interval: {BATCH_INTERVAL_MS}ms\ncheckpoint_every: 2\nstate_partitions: {STATE_PARTITIONS}\n\
              source: {}\npipeline:\n{}sink: {}\n",
             self.name,
             self.input.source_yaml(),
