@@ -139,7 +139,12 @@ wait_ready() {
 log_has() {
     local f="$1" pat="$2"
     [[ -f "$f" ]] || return 1
-    awk '/^===== .* starting /{buf=""} {buf = buf $0 "\n"} END{printf "%s", buf}' "$f" | grep -qE -- "$pat"
+    # Linear in the log's size: services log a lot, and the log is kept
+    # across restarts.
+    local start
+    start="$(grep -n -E '^===== .* starting ' "$f" | tail -n 1 | cut -d: -f1 || true)"
+    # grep reads to the end (no -q): no SIGPIPE for tail under pipefail.
+    tail -n +"${start:-1}" "$f" | grep -E -- "$pat" >/dev/null
 }
 
 # stop_service NAME [TIMEOUT_S]: SIGTERM, wait, then SIGKILL if needed.

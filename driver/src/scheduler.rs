@@ -116,12 +116,16 @@ pub enum Outcome {
     Stopped,
 }
 
+/// Longest wait between retries of a batch whose source, state store or
+/// sink is unreachable: an outage is noticed and ended within this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 /// Settings of the batch loop.
 #[derive(Debug, Clone)]
 pub struct DriverOptions {
     /// Return [`Outcome::Finished`] once a finite source is done.
     pub exit_when_idle: bool,
-    /// First backoff after a failed batch (doubles up to 30 s).
+    /// First backoff after a failed batch (doubles up to [`MAX_BACKOFF`]).
     pub retry_backoff: Duration,
     /// Recoveries from lost state tried for one batch before failing the job.
     pub max_state_recoveries: u32,
@@ -579,7 +583,7 @@ impl JobDriver {
                     if !sleep_until(Instant::now() + backoff, shutdown) {
                         return Ok(Outcome::Stopped);
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
                 Err(error) => {
@@ -788,7 +792,7 @@ impl JobDriver {
                     if !sleep_until(Instant::now() + backoff, shutdown) {
                         return Ok(());
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     self.retry(plan.batch_id, shutdown, || self.rebuild_state())?;
                 }
             }
@@ -949,7 +953,7 @@ impl JobDriver {
                     if !sleep_until(Instant::now() + backoff, shutdown) {
                         return Err(self.failed(batch_id, f));
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
