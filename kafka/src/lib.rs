@@ -63,8 +63,14 @@ impl KafkaError {
                     message,
                 }
             }
+            // librdkafka's local "unknown partition" comes from its metadata
+            // cache, which is empty while no broker answers: a partition
+            // that was planned existed, so this is an outage until the
+            // broker says otherwise (a deleted topic is reported by the
+            // broker as UnknownTopicOrPartition, above).
             Some(
-                RDKafkaErrorCode::AllBrokersDown
+                RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::AllBrokersDown
                 | RDKafkaErrorCode::BrokerTransportFailure
                 | RDKafkaErrorCode::OperationTimedOut
                 | RDKafkaErrorCode::RequestTimedOut

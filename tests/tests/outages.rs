@@ -1,20 +1,24 @@
 //! Outside systems going away mid-run: the dev MiniDFS (namenode and
-//! datanodes) is stopped for 20 s while a job checkpoints its state there.
+//! datanodes) is stopped for 20 s while a job checkpoints its state there,
+//! and the dev Kafka broker is stopped for 15 s while a job reads from it.
 //! The leader must report the job `degraded` with the reason while batches
-//! fail and are retried, then resume on its own once HDFS is back, with the
-//! output exact per key.
+//! fail and are retried, then resume on its own once the service is back,
+//! with the output exact per key.
 //!
-//! The test stops and restarts the shared dev HDFS through
-//! `deploy/dev/hdfs.sh` (its data is kept across restarts), so it lives in
-//! a test binary of its own: no other HDFS test runs while it does.
+//! The tests stop and restart the shared dev services through
+//! `deploy/dev/{hdfs,kafka}.sh` (their data is kept across restarts), so
+//! they live in a test binary of their own: no other test using those
+//! services runs meanwhile.
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use weir_tests::cluster::{assert_generator_counts, LocalCluster};
-use weir_tests::{hdfs, hdfs_url};
+use weir_tests::kafka::{create_topic, kafka_brokers, produce, unique_topic};
+use weir_tests::{hdfs, hdfs_url, latest_by_key, read_file_sink};
 
 fn dev_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,27 +46,30 @@ fn run_script(name: &str, command: &str) {
     );
 }
 
-/// Restarts HDFS if the test panics while it is stopped, so later tests
-/// find it running.
-struct HdfsStopped(bool);
+/// A dev service stopped by a test; started again on drop if the test
+/// panics first, so later tests find it running.
+struct Stopped {
+    script: &'static str,
+    down: bool,
+}
 
-impl HdfsStopped {
-    fn stop() -> Self {
-        run_script("hdfs.sh", "stop");
-        HdfsStopped(true)
+impl Stopped {
+    fn stop(script: &'static str) -> Self {
+        run_script(script, "stop");
+        Stopped { script, down: true }
     }
 
     fn start(&mut self) {
-        run_script("hdfs.sh", "start");
-        self.0 = false;
+        run_script(self.script, "start");
+        self.down = false;
     }
 }
 
-impl Drop for HdfsStopped {
+impl Drop for Stopped {
     fn drop(&mut self) {
-        if self.0 {
+        if self.down {
             let _ = Command::new("bash")
-                .arg(dev_script("hdfs.sh"))
+                .arg(dev_script(self.script))
                 .arg("start")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -74,6 +81,22 @@ impl Drop for HdfsStopped {
 
 fn status(c: &LocalCluster, job: &str) -> Value {
     c.weir_json(&["status", job]).unwrap_or_default()
+}
+
+/// Waits until `job` shows `health: degraded`, at most 20 s after `since`.
+fn wait_degraded(c: &LocalCluster, job: &str, since: Instant) -> Value {
+    loop {
+        let s = status(c, job);
+        if s["health"] == "degraded" {
+            return s;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "{job} not degraded 20 s into the outage: {s}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -105,22 +128,11 @@ fn a_namenode_outage_degrades_the_job_which_then_resumes_exactly() {
     c.wait_committed_beyond("outage", 3, Duration::from_secs(60));
     assert_eq!(status(&c, "outage")["health"], "healthy");
 
-    let mut hdfs_down = HdfsStopped::stop();
+    let mut hdfs_down = Stopped::stop("hdfs.sh");
     let stopped = Instant::now();
     let before = c.committed("outage");
     // Batches cannot checkpoint: the leader says so, with the reason.
-    let degraded = loop {
-        let s = status(&c, "outage");
-        if s["health"] == "degraded" {
-            break s;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(20),
-            "not degraded 20 s into the outage: {s}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let degraded = wait_degraded(&c, "outage", stopped);
     let reason = degraded["degraded_reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("state") || reason.contains("HDFS") || reason.contains("hdfs"),
@@ -141,4 +153,79 @@ fn a_namenode_outage_degrades_the_job_which_then_resumes_exactly() {
     // It resumes by itself and finishes exact.
     c.wait_finished("outage", Duration::from_secs(240));
     assert_generator_counts(&out, keys, total);
+}
+
+#[test]
+fn a_broker_outage_degrades_the_job_which_then_resumes_exactly() {
+    let test = "a_broker_outage_degrades_the_job_which_then_resumes_exactly";
+    let Some(brokers) = kafka_brokers(test) else {
+        return;
+    };
+    let (partitions, keys, total) = (4i32, 23u64, 40_000u64);
+    let topic = unique_topic("outage-in");
+    create_topic(&brokers, &topic, partitions);
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    let records: Vec<(i32, String, String)> = (0..total)
+        .map(|i| {
+            let user = format!("u{}", i % keys);
+            *want.entry(format!("\"{user}\"")).or_insert(0) += 1;
+            (
+                (i % partitions as u64) as i32,
+                user.clone(),
+                format!("{{\"user\":\"{user}\",\"n\":{i}}}"),
+            )
+        })
+        .collect();
+    produce(&brokers, &topic, &records);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 1, 1);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(20));
+    let spec = dir.path().join("job.yaml");
+    let out = dir.path().join("out");
+    // 250 records per partition and batch: the input lasts 40 batches.
+    fs::write(
+        &spec,
+        format!(
+            "name: brokerdown\nbatch_interval: 200ms\nstate_partitions: 2\n\
+             source:\n  kafka: {{ brokers: \"{brokers}\", topic: {topic}, start: earliest, \
+             max_records_per_partition: 250, format: json, schema: {{ user: string, n: bigint }} }}\n\
+             pipeline:\n  - key_by: user\n  - aggregate: {{ count: {{}} }}\n\
+             sink:\n  file: {{ path: {} }}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    c.weir_json(&["submit", spec.to_str().unwrap()]).unwrap();
+    c.wait_committed_beyond("brokerdown", 3, Duration::from_secs(60));
+
+    let mut broker_down = Stopped::stop("kafka.sh");
+    let stopped = Instant::now();
+    let degraded = wait_degraded(&c, "brokerdown", stopped);
+    let reason = degraded["degraded_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("source") || reason.contains("Kafka") || reason.contains("kafka"),
+        "reason does not name the source: {degraded}"
+    );
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(stopped.elapsed()));
+    broker_down.start();
+
+    c.wait_finished("brokerdown", Duration::from_secs(240));
+    let rows = read_file_sink(&out).unwrap();
+    let latest = latest_by_key(&rows);
+    assert_eq!(latest.len(), want.len(), "keys in the output");
+    for (user, count) in &want {
+        assert_eq!(
+            latest[user]["count"].as_u64(),
+            Some(*count),
+            "count of {user}"
+        );
+    }
+    let s = status(&c, "brokerdown");
+    assert_eq!(
+        s["totals"]["records_in"].as_u64(),
+        Some(total),
+        "records read: {s}"
+    );
 }
