@@ -374,3 +374,24 @@ pub fn delete_topics(brokers: &str, topics: &[&str]) -> Result<(), KafkaError> {
     }
     Ok(())
 }
+
+/// Sends a record through `producer`, polling while its queue is full.
+pub fn send_waiting<'a, K, P>(
+    producer: &rdkafka::producer::BaseProducer,
+    mut record: rdkafka::producer::BaseRecord<'a, K, P>,
+) -> Result<(), RdError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                producer.poll(Duration::from_millis(1));
+                record = back;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}

@@ -42,6 +42,33 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     weir_kafka::ensure_topic(brokers, [], topic, partitions, &[]).unwrap();
 }
 
+/// Creates `topic` with `partitions` partitions and produces `total` JSON
+/// records `{"user": "u<i % keys>", "n": i}` (key `u<i % keys>`, record `i`
+/// to partition `i % partitions`); returns the number of records per user.
+pub fn produce_users(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    keys: u64,
+    total: u64,
+) -> BTreeMap<String, u64> {
+    create_topic(brokers, topic, partitions);
+    let mut want = BTreeMap::new();
+    let records: Vec<(i32, String, String)> = (0..total)
+        .map(|i| {
+            let user = format!("u{}", i % keys);
+            *want.entry(user.clone()).or_insert(0) += 1;
+            (
+                (i % partitions as u64) as i32,
+                user.clone(),
+                format!("{{\"user\":\"{user}\",\"n\":{i}}}"),
+            )
+        })
+        .collect();
+    produce(brokers, topic, &records);
+    want
+}
+
 /// Produces `(partition, key, value)` records and waits for all of them.
 pub fn produce(brokers: &str, topic: &str, records: &[(i32, String, String)]) {
     let producer: BaseProducer = client_config(brokers, [])

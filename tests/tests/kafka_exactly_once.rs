@@ -11,7 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use weir_tests::cluster::LocalCluster;
-use weir_tests::kafka::{create_topic, kafka_brokers, produce, read_committed, unique_topic};
+use weir_tests::kafka::{
+    create_topic, kafka_brokers, produce, produce_users, read_committed, unique_topic,
+};
 use weir_tests::{binary, Proc};
 
 const PARTITIONS: i32 = 8;
@@ -20,21 +22,7 @@ const KEYS: u64 = 101;
 /// `total` JSON records `{"user": "u<i % KEYS>", "n": i}` over 8 partitions;
 /// returns the count per user.
 fn produce_input(brokers: &str, topic: &str, total: u64) -> BTreeMap<String, u64> {
-    create_topic(brokers, topic, PARTITIONS);
-    let mut want = BTreeMap::new();
-    let records: Vec<(i32, String, String)> = (0..total)
-        .map(|i| {
-            let user = format!("u{}", i % KEYS);
-            *want.entry(user.clone()).or_insert(0) += 1;
-            (
-                (i % PARTITIONS as u64) as i32,
-                user.clone(),
-                format!("{{\"user\":\"{user}\",\"n\":{i}}}"),
-            )
-        })
-        .collect();
-    produce(brokers, topic, &records);
-    want
+    produce_users(brokers, topic, PARTITIONS, KEYS, total)
 }
 
 /// A running count per user.

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use weir_tests::cluster::{assert_generator_counts, LocalCluster};
-use weir_tests::kafka::{create_topic, kafka_brokers, produce, unique_topic};
+use weir_tests::kafka::{kafka_brokers, produce_users, unique_topic};
 use weir_tests::{hdfs, hdfs_url, latest_by_key, read_file_sink};
 
 fn dev_script(name: &str) -> PathBuf {
@@ -163,20 +163,10 @@ fn a_broker_outage_degrades_the_job_which_then_resumes_exactly() {
     };
     let (partitions, keys, total) = (4i32, 23u64, 40_000u64);
     let topic = unique_topic("outage-in");
-    create_topic(&brokers, &topic, partitions);
-    let mut want: BTreeMap<String, u64> = BTreeMap::new();
-    let records: Vec<(i32, String, String)> = (0..total)
-        .map(|i| {
-            let user = format!("u{}", i % keys);
-            *want.entry(format!("\"{user}\"")).or_insert(0) += 1;
-            (
-                (i % partitions as u64) as i32,
-                user.clone(),
-                format!("{{\"user\":\"{user}\",\"n\":{i}}}"),
-            )
-        })
+    let want: BTreeMap<String, u64> = produce_users(&brokers, &topic, partitions, keys, total)
+        .into_iter()
+        .map(|(user, n)| (format!("\"{user}\""), n))
         .collect();
-    produce(&brokers, &topic, &records);
 
     let dir = tempfile::tempdir().unwrap();
     let mut c = LocalCluster::new(dir.path(), 1, 1);

@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tracing::{debug, info, warn};
 use weir_kafka::markers::{self, Marker, COMMITS_TOPIC};
-use weir_kafka::rdkafka::error::RDKafkaErrorCode;
 use weir_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_kafka::{client_config, KafkaError};
 use weir_proto::pb;
@@ -175,7 +174,7 @@ impl KafkaSink {
                 if key_col.is_some() {
                     record = record.key(&key);
                 }
-                send(&p.producer, record).map_err(|e| txn("produce", e))?;
+                weir_kafka::send_waiting(&p.producer, record).map_err(|e| txn("produce", e))?;
             }
         }
         let marker = Marker {
@@ -188,7 +187,7 @@ impl KafkaSink {
         let marker_key = Marker::key(&self.job, partition);
         let marker_value = marker.encode();
         let control = self.control_partitions()?;
-        send(
+        weir_kafka::send_waiting(
             &p.producer,
             BaseRecord::<str, str>::to(COMMITS_TOPIC)
                 .key(marker_key.as_str())
@@ -197,23 +196,6 @@ impl KafkaSink {
         )
         .map_err(|e| txn("produce the commit marker", e))?;
         weir_kafka::flush(&p.producer, TXN_TIMEOUT).map_err(|e| txn("flush the transaction", e))
-    }
-}
-
-/// Sends a record, waiting while the producer's queue is full.
-fn send<'a>(
-    producer: &BaseProducer,
-    mut record: BaseRecord<'a, str, str>,
-) -> Result<(), weir_kafka::rdkafka::error::KafkaError> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                producer.poll(Duration::from_millis(1));
-                record = back;
-            }
-            Err((e, _)) => return Err(e),
-        }
     }
 }
 

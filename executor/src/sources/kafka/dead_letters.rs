@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{debug, info};
 use weir_kafka::markers::{self, Marker, COMMITS_TOPIC};
-use weir_kafka::rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use weir_kafka::rdkafka::error::KafkaError as RdError;
 use weir_kafka::rdkafka::message::{Header, OwnedHeaders};
 use weir_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_kafka::{client_config, KafkaError};
@@ -206,7 +206,8 @@ impl DeadLetters {
             if let Some(v) = &r.value {
                 record = record.payload(v.as_slice());
             }
-            send(&p.producer, record).map_err(|e| rd("produce", e).to_string())?;
+            weir_kafka::send_waiting(&p.producer, record)
+                .map_err(|e| rd("produce", e).to_string())?;
         }
         let marker_job = self.marker_job();
         let marker = Marker {
@@ -220,7 +221,7 @@ impl DeadLetters {
         let value = marker.encode();
         let control =
             markers::control_partition(&marker_job, partition, self.control_partitions()?);
-        send(
+        weir_kafka::send_waiting(
             &p.producer,
             BaseRecord::<[u8], [u8]>::to(COMMITS_TOPIC)
                 .key(key.as_bytes())
@@ -231,22 +232,5 @@ impl DeadLetters {
         p.producer
             .commit_transaction(TXN_TIMEOUT)
             .map_err(|e| rd("commit the transaction", e).to_string())
-    }
-}
-
-/// Sends a record, waiting while the producer's queue is full.
-fn send<'a>(
-    producer: &BaseProducer,
-    mut record: BaseRecord<'a, [u8], [u8]>,
-) -> Result<(), RdError> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                producer.poll(Duration::from_millis(1));
-                record = back;
-            }
-            Err((e, _)) => return Err(e),
-        }
     }
 }
