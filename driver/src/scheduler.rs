@@ -36,6 +36,18 @@ pub enum DriverError {
         /// The task failure.
         failure: TaskFailure,
     },
+    /// The driver was told to stop (shutdown, or this replica stopped
+    /// leading) while it waited to retry a failure: the job is not failed,
+    /// the next driver replays the batch.
+    #[error("job {job}: stopped while retrying batch {batch_id} after: {failure}")]
+    Interrupted {
+        /// Job name.
+        job: String,
+        /// The batch being retried.
+        batch_id: u64,
+        /// The failure being retried.
+        failure: TaskFailure,
+    },
     /// The job is not in the metadata checkpoint.
     #[error("job {0} does not exist")]
     UnknownJob(String),
@@ -951,7 +963,11 @@ impl JobDriver {
                         self.degraded(&f.message);
                     }
                     if !sleep_until(Instant::now() + backoff, shutdown) {
-                        return Err(self.failed(batch_id, f));
+                        return Err(DriverError::Interrupted {
+                            job: self.name().to_string(),
+                            batch_id,
+                            failure: f,
+                        });
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -1043,6 +1059,63 @@ sink:
             from: from.map(|f| FromOffsets::parse(f).unwrap()),
             dry_run: false,
         }
+    }
+
+    /// Executors that never come: every call fails as an outside error.
+    struct NoExecutors;
+
+    impl TaskRunner for NoExecutors {
+        fn deploy(&self, _: &pb::JobRecord) -> Result<(), TaskFailure> {
+            Err(TaskFailure {
+                kind: FailureKind::External,
+                message: "no live executor has registered within 10s".into(),
+            })
+        }
+        fn stage_a(&self, _: Vec<pb::StageATask>) -> Result<Vec<pb::StageAResult>, TaskFailure> {
+            unreachable!("nothing is deployed")
+        }
+        fn restore(&self, _: Vec<pb::RestoreTask>) -> Result<Vec<pb::RestoreResult>, TaskFailure> {
+            unreachable!("nothing is deployed")
+        }
+        fn stage_b(&self, _: Vec<pb::StageBTask>) -> Result<Vec<pb::StageBResult>, TaskFailure> {
+            unreachable!("nothing is deployed")
+        }
+        fn commit(&self, _: Vec<pb::CommitTask>) -> Result<(), TaskFailure> {
+            unreachable!("nothing is deployed")
+        }
+    }
+
+    /// A driver told to stop (its replica stopped leading) while it waits
+    /// out an outage leaves the job running for the next driver: it is not
+    /// recorded as failed, and it shows as degraded meanwhile.
+    #[test]
+    fn stopping_while_retrying_an_outage_does_not_fail_the_job() {
+        let (_d, meta) = store();
+        submit(&meta, spec("", "")).unwrap();
+        let meta: Arc<dyn MetadataStore> = Arc::new(meta);
+        let health = JobHealthBoard::default();
+        let options = DriverOptions {
+            retry_backoff: Duration::from_millis(20),
+            health: health.clone(),
+            ..Default::default()
+        };
+        let driver = JobDriver::new(meta.clone(), Arc::new(NoExecutors), "j", options).unwrap();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let stop = shutdown.clone();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::SeqCst);
+        });
+        let outcome = driver.run(&shutdown, &mut |_| {});
+        stopper.join().unwrap();
+        assert!(
+            matches!(outcome, Err(DriverError::Interrupted { .. })),
+            "{outcome:?}"
+        );
+        let record = meta.job("j").unwrap().unwrap();
+        assert_eq!(record.state, pb::JobState::Running as i32, "{record:?}");
+        let degraded = health.get("j").and_then(|h| h.degraded).unwrap();
+        assert!(degraded.reason.contains("no live executor"), "{degraded:?}");
     }
 
     #[test]

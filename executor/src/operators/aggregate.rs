@@ -448,6 +448,11 @@ pub struct PartitionState {
     map: HashMap<StateKey, Entry>,
     /// Keys removed since the last checkpoint (tombstones).
     removed: Vec<StateKey>,
+    /// Keys made dirty since the last checkpoint, each once: a checkpoint
+    /// costs the changes, not the whole state.
+    dirty: Vec<StateKey>,
+    /// Keys changed by the current batch, each once.
+    changed: Vec<StateKey>,
 }
 
 /// A checkpoint to persist: always the changes since the previous
@@ -493,7 +498,7 @@ impl PartitionState {
         Ok(PartitionState {
             version,
             map,
-            removed: Vec::new(),
+            ..Default::default()
         })
     }
 
@@ -510,8 +515,10 @@ impl PartitionState {
     /// Merges the partial states of one batch.
     pub fn apply(&mut self, plan: &AggregatePlan, blocks: &[Arc<ShuffleBlock>]) {
         let stride = plan.stride;
-        for e in self.map.values_mut() {
-            e.changed = false;
+        for key in self.changed.drain(..) {
+            if let Some(e) = self.map.get_mut(&key) {
+                e.changed = false;
+            }
         }
         for block in blocks {
             for (i, key) in block.keys.iter().enumerate() {
@@ -534,8 +541,14 @@ impl PartitionState {
                         &src[a.offset..a.offset + n],
                     );
                 }
-                entry.dirty = true;
-                entry.changed = true;
+                if !entry.dirty {
+                    entry.dirty = true;
+                    self.dirty.push(key.clone());
+                }
+                if !entry.changed {
+                    entry.changed = true;
+                    self.changed.push(key.clone());
+                }
             }
         }
     }
@@ -544,12 +557,7 @@ impl PartitionState {
     /// closed by `watermark` (which are then dropped from state).
     pub fn emit(&mut self, plan: &AggregatePlan, watermark: i64) -> RecordBatch {
         let mut selected: Vec<StateKey> = match plan.window {
-            None => self
-                .map
-                .iter()
-                .filter(|(_, e)| e.changed)
-                .map(|(k, _)| k.clone())
-                .collect(),
+            None => self.changed.clone(),
             Some((spec, _)) => self
                 .map
                 .keys()
@@ -613,18 +621,16 @@ impl PartitionState {
                 .map(|(k, e)| (encode_state_key(k), encode(&e.slots)))
                 .collect()
         });
-        let mut delta: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
-            .map
-            .iter()
-            .filter(|(_, e)| e.dirty)
-            .map(|(k, e)| (encode_state_key(k), Some(encode(&e.slots))))
-            .collect();
-        delta.extend(self.removed.iter().map(|k| (encode_state_key(k), None)));
-        let data = CheckpointData { delta, snapshot };
-        for e in self.map.values_mut() {
-            e.dirty = false;
+        let mut delta: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            Vec::with_capacity(self.dirty.len() + self.removed.len());
+        for key in self.dirty.drain(..) {
+            // Removed since (a closed window): its tombstone follows.
+            if let Some(e) = self.map.get_mut(&key) {
+                e.dirty = false;
+                delta.push((encode_state_key(&key), Some(encode(&e.slots))));
+            }
         }
-        self.removed.clear();
-        data
+        delta.extend(self.removed.drain(..).map(|k| (encode_state_key(&k), None)));
+        CheckpointData { delta, snapshot }
     }
 }
