@@ -135,8 +135,13 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Settings of the batch loop.
 #[derive(Debug, Clone)]
 pub struct DriverOptions {
-    /// Return [`Outcome::Finished`] once a finite source is done.
+    /// Return [`Outcome::Finished`] once a finite source is done, or once a
+    /// plan finds nothing new on a Kafka source (`weir local
+    /// --exit-when-idle`).
     pub exit_when_idle: bool,
+    /// Return [`Outcome::Finished`] once a finite source (the generator's
+    /// `total`) is done; a Kafka source never ends. What the cluster does.
+    pub finish_finite_sources: bool,
     /// First backoff after a failed batch (doubles up to [`MAX_BACKOFF`]).
     pub retry_backoff: Duration,
     /// Recoveries from lost state tried for one batch before failing the job.
@@ -149,6 +154,7 @@ impl Default for DriverOptions {
     fn default() -> Self {
         DriverOptions {
             exit_when_idle: false,
+            finish_finite_sources: false,
             retry_backoff: Duration::from_millis(200),
             max_state_recoveries: 3,
             health: JobHealthBoard::default(),
@@ -626,7 +632,11 @@ impl JobDriver {
                         next_tick = Instant::now();
                     }
                 }
-                NextBatch::Finished if self.options.exit_when_idle => return Ok(Outcome::Finished),
+                NextBatch::Finished
+                    if self.options.exit_when_idle || self.options.finish_finite_sources =>
+                {
+                    return Ok(Outcome::Finished)
+                }
                 NextBatch::Finished | NextBatch::Wait => next_tick = Instant::now() + interval,
             }
             sleep_until(next_tick, shutdown);

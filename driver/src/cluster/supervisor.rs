@@ -172,8 +172,9 @@ fn run_job(
     shutdown: &AtomicBool,
     health: JobHealthBoard,
 ) {
+    // A finite source ends its job; a Kafka job runs until `weir stop`.
     let options = DriverOptions {
-        exit_when_idle: true,
+        finish_finite_sources: true,
         health,
         ..Default::default()
     };

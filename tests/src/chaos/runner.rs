@@ -387,13 +387,13 @@ impl Run {
                 .with_context(|| format!("the input of job {name}"))?;
             match self.probe.status(&up, &name) {
                 Some(s) if s.state == "finished" && ends => {}
-                // a cluster finishes a Kafka job once a plan finds nothing
-                // new; `weir stop` stops it otherwise
+                // a Kafka job never ends by itself: `weir stop` below
+                // stops it once it has read its whole input
                 Some(s) if !ends && (s.state == "stopped" || s.state == "finished") => {
                     let read = s.totals.as_ref().map_or(0, |t| t.records_in);
                     if read < self.jobs[i].input.total() {
                         bail!(
-                            "job {name} is {} after reading {read} of its {} records: a Kafka job in a cluster finishes when a plan finds nothing new, so its input producer fell a batch interval behind",
+                            "job {name} is {} after reading {read} of its {} records",
                             s.state,
                             self.jobs[i].input.total()
                         );
