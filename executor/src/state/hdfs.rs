@@ -137,8 +137,9 @@ enum Failure {
 ///
 /// Writes go to `.<name>.tmp-<pid>-<counter>` in the target directory
 /// (created with its parents if missing), are hsynced and closed (closing
-/// waits until the namenode has committed the last block), then renamed onto
-/// the final name with overwrite, which HDFS does atomically.
+/// waits until the namenode has committed the last block), then, once the
+/// namenode reports the file's whole length to readers, renamed onto the
+/// final name with overwrite, which HDFS does atomically.
 ///
 /// Every operation is retried (see [`OPT_ATTEMPTS`]) when it fails with a
 /// transient error; what remains is reported as [`StateError::Unavailable`],
@@ -470,7 +471,8 @@ impl HdfsBackend {
 
     /// Writes `bytes` to `path` (relative to the root, hidden names
     /// allowed) in place, replacing any existing file: creates missing
-    /// parents, writes, hsyncs (unless [`OPT_HSYNC`] is `false`) and closes.
+    /// parents, writes, hsyncs (unless [`OPT_HSYNC`] is `false`), closes and
+    /// waits until readers see the whole file.
     /// Not atomic: a reader may see a partial file while this runs. For
     /// files that become visible later through [`rename`](Self::rename),
     /// such as the file sink's hidden pre-committed output.
@@ -485,13 +487,15 @@ impl HdfsBackend {
             self.run(self.transfer_timeout(data.len()), async move {
                 let options = WriteOptions::default().create_parent(true).overwrite(true);
                 let mut writer = client.create(&target, options).await?;
+                let len = data.len();
                 if !data.is_empty() {
                     writer.write_bytes(data).await?;
                     if hsync {
                         writer.hsync().await?;
                     }
                 }
-                writer.close().await
+                writer.close().await?;
+                await_readable(&client, &target, len).await
             })
         })
     }
@@ -576,6 +580,7 @@ impl StateBackend for HdfsBackend {
             let result = self.run(self.transfer_timeout(data.len()), async move {
                 let options = WriteOptions::default().create_parent(true);
                 let mut writer = client.create(&temp_path, options).await?;
+                let len = data.len();
                 let written = async {
                     if !data.is_empty() {
                         writer.write_bytes(data).await?;
@@ -587,6 +592,7 @@ impl StateBackend for HdfsBackend {
                 }
                 .await;
                 written?;
+                await_readable(&client, &temp_path, len).await?;
                 client.rename(&temp_path, &target, true).await
             });
             if result.is_err() {
@@ -669,6 +675,27 @@ impl StateBackend for HdfsBackend {
 
     fn describe(&self) -> String {
         format!("HDFS at {}", self.url)
+    }
+}
+
+/// Waits until readers of the closed file `path` see all of its `len` bytes.
+///
+/// A namenode with `dfs.namenode.file.close.num-committed-allowed` > 0 lets
+/// a file close while its last block is committed by the write pipeline but
+/// not yet reported by a datanode. Until the report arrives (usually within
+/// milliseconds) the namenode's block locations leave that block out of the
+/// file's length, and `hdfs-native` reads such a file as shorter, even
+/// empty. Renaming it into place then would break the atomic-visibility
+/// contract of [`StateBackend::put_atomic`], so writes wait for the report;
+/// the caller's time limit bounds the wait.
+async fn await_readable(client: &Client, path: &str, len: usize) -> hdfs_native::Result<()> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if client.read(path).await?.file_length() >= len {
+            return Ok(());
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 

@@ -160,6 +160,49 @@ fn put_atomic_overwrites_and_leaves_no_temp_files() {
     assert_eq!(t.raw_names("d"), ["file"]);
 }
 
+/// A namenode that closes files with the last block only committed (as the
+/// dev MiniDFS does, `num-committed-allowed=1`) reports them short, even
+/// empty, to readers until a datanode reports the block: every write must
+/// read back whole the moment it returns. The report is usually quick; busy
+/// threads competing with the datanode for the CPU make it late often
+/// enough that a write which did not wait for it is caught.
+#[test]
+fn every_write_reads_back_whole_at_once() {
+    let Some(t) = TestRoot::new("every_write_reads_back_whole_at_once") else {
+        return;
+    };
+    let b = t.backend.as_ref();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for i in 0..100u32 {
+                let bytes = vec![i as u8; 4096 + i as usize];
+                let path = format!("d/f{}", i % 3);
+                b.put_atomic(&path, &bytes).unwrap();
+                let got = b.get(&path).unwrap().unwrap();
+                assert_eq!(got.len(), bytes.len(), "put_atomic #{i}: read back short");
+                assert!(got == bytes, "put_atomic #{i}: other bytes read back");
+
+                b.write_file("out/.pending", &bytes).unwrap();
+                assert!(b.rename("out/.pending", &format!("out/f{i}")).unwrap());
+                let got = b.get(&format!("out/f{i}")).unwrap().unwrap();
+                assert_eq!(got.len(), bytes.len(), "write_file #{i}: read back short");
+            }
+        }));
+        stop.store(true, Ordering::Relaxed);
+        if let Err(panic) = checked {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
 #[test]
 fn list_hides_temp_files_and_directories() {
     let Some(t) = TestRoot::new("list_hides_temp_files_and_directories") else {
@@ -796,3 +839,4 @@ fn backend_reconnects_after_the_namenode_was_unreachable() {
     // Nothing written during the outage became visible.
     assert_eq!(t.backend.list("").unwrap(), ["f"]);
 }
+
