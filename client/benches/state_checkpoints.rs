@@ -5,6 +5,8 @@
 //!
 //!     cargo bench -p weir --bench state_checkpoints [-- local|hdfs|put ...]
 //!
+//! `WEIR_LOG` sets the log filter (default `warn`).
+//!
 //! `put` times 40 `put_atomic` calls of a 1 KiB file on HDFS (the latency
 //! floor of one checkpoint file).
 //!
@@ -140,6 +142,13 @@ fn put_latency(url: &str) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // WEIR_LOG=weir_executor::runtime=debug shows each stage-B task's phases.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let batches: u64 = std::env::var("WEIR_BENCH_BATCHES")
         .ok()
         .and_then(|v| v.parse().ok())

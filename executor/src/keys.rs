@@ -69,15 +69,14 @@ impl fmt::Display for Key {
     }
 }
 
-/// Encodes a state key: window start (8 bytes LE) then the key.
-pub fn encode_state_key(key: &StateKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(17);
+/// Appends the encoding of a state key to `out`: window start (8 bytes LE)
+/// then the key.
+pub fn encode_state_key_into(key: &StateKey, out: &mut Vec<u8>) {
     out.extend_from_slice(&key.1.to_le_bytes());
-    key.0.encode(&mut out);
-    out
+    key.0.encode(out);
 }
 
-/// Decodes a state key written by [`encode_state_key`].
+/// Decodes a state key written by [`encode_state_key_into`].
 pub fn decode_state_key(bytes: &[u8]) -> Option<StateKey> {
     if bytes.len() < 9 {
         return None;
@@ -119,7 +118,9 @@ mod tests {
             (Key::Str("k7".into()), i64::MIN),
             (Key::Str("".into()), 3),
         ] {
-            assert_eq!(decode_state_key(&encode_state_key(&key)), Some(key));
+            let mut bytes = Vec::new();
+            encode_state_key_into(&key, &mut bytes);
+            assert_eq!(decode_state_key(&bytes), Some(key));
         }
         assert_eq!(decode_state_key(&[1, 2, 3]), None);
         assert_eq!(decode_state_key(&[0, 0, 0, 0, 0, 0, 0, 0, 9]), None);

@@ -4,12 +4,13 @@
 
 use crate::custom::OperatorRegistry;
 use crate::error::ExecError;
-use crate::operators::aggregate::{CheckpointData, PartitionState, PreAggregator, ShuffleBlock};
+use crate::operators::aggregate::{PreAggregator, ShuffleBlock};
+use crate::operators::partition_state::{PartitionState, StateRestorer};
 use crate::operators::stateless::StatelessOp;
 use crate::plan::JobPlan;
 use crate::shuffle::{MemoryShuffle, Shuffle};
 use crate::sinks::{lock, FileSink, KafkaSink, NoopSink, Sink, StdoutSink};
-use crate::state::{PartitionCheckpoints, PartitionOptions, StateBackend};
+use crate::state::{CheckpointFileName, PartitionCheckpoints, PartitionOptions, StateBackend};
 use arrow_array::RecordBatch;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -265,8 +266,9 @@ impl Executor {
             self.config.checkpoints,
         )
         .map_err(state_err)?;
+        let mut restorer = StateRestorer::new(agg.stride);
         let restored = checkpoints
-            .restore(task.target_version)
+            .restore_into(task.target_version, &mut restorer)
             .map_err(state_err)?;
         for (path, reason) in &restored.skipped {
             warn!(job = %task.job, partition = task.partition, path = %path, reason = %reason, "state restore fell back past an unusable checkpoint");
@@ -277,13 +279,10 @@ impl Executor {
         // A generation starts empty after its base batch: nothing restored
         // means the (empty) state as of that batch.
         let version = restored.version.max(record.state_base_batch);
-        let state =
-            PartitionState::restore(version, restored.entries, agg.stride).map_err(|m| {
-                ExecError::Plan {
-                    job: task.job.clone(),
-                    message: format!("state partition {}: {m}", task.partition),
-                }
-            })?;
+        let state = restorer.finish(version).map_err(|m| ExecError::Plan {
+            job: task.job.clone(),
+            message: format!("state partition {}: {m}", task.partition),
+        })?;
         info!(job = %task.job, partition = task.partition, version, generation = record.state_generation, keys = state.len(), "state partition restored");
         *lock(slot) = Some(Partition {
             state,
@@ -519,19 +518,30 @@ impl JobRuntime {
                 partition: task.partition,
                 source,
             };
-            let snapshot = part.checkpoints.should_snapshot(task.batch_id);
-            let CheckpointData { delta, snapshot } = part.state.checkpoint(snapshot);
-            part.checkpoints
-                .write_delta(task.batch_id, part.last_checkpoint, &delta)
+            let checkpoints = &mut part.checkpoints;
+            let mut delta = checkpoints
+                .encoder(
+                    CheckpointFileName::delta(task.batch_id),
+                    part.last_checkpoint,
+                    part.state.delta_size_hint(),
+                )
                 .map_err(state_err)?;
+            let mut snapshot = if checkpoints.should_snapshot(task.batch_id, part.state.len()) {
+                let name = CheckpointFileName::snapshot(task.batch_id);
+                let size = part.state.snapshot_size_hint();
+                Some(checkpoints.encoder(name, 0, size).map_err(state_err)?)
+            } else {
+                None
+            };
+            part.state
+                .checkpoint(&mut delta, snapshot.as_mut())
+                .map_err(state_err)?;
+            checkpoints.write(delta).map_err(state_err)?;
             failpoint::hit("checkpoint-write");
-            if let Some(entries) = snapshot {
-                part.checkpoints
-                    .write_snapshot(
-                        task.batch_id,
-                        entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-                    )
-                    .map_err(state_err)?;
+            // The delta makes the batch durable; the snapshot only shortens
+            // a later restore, so it is written off the batch's path.
+            if let Some(snapshot) = snapshot {
+                checkpoints.write_in_background(snapshot);
             }
             part.last_checkpoint = task.batch_id;
             result.durable_version = task.batch_id;

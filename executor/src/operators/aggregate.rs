@@ -3,14 +3,14 @@
 //!
 //! - stage A: [`PreAggregator`] groups a task's records by key (and window)
 //!   and emits one [`ShuffleBlock`] of partial states per state partition;
-//! - stage B: [`PartitionState`] merges the blocks into the partition's
-//!   state, emits output and produces checkpoint deltas and snapshots.
+//! - stage B: [`PartitionState`](super::partition_state::PartitionState)
+//!   merges the blocks into the partition's state, emits output and
+//!   produces checkpoint deltas and snapshots.
 
-use super::accumulator::{AccKind, OutputBuilder};
+use super::accumulator::AccKind;
 use super::window::WindowSpec;
 use crate::expr::{CompiledExpr, ExprError};
-use crate::keys::{decode_state_key, encode_state_key, Key, StateKey};
-use arrow_array::builder::{Int64Builder, StringBuilder};
+use crate::keys::{Key, StateKey};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
@@ -130,7 +130,7 @@ impl AggregatePlan {
         })
     }
 
-    fn init_slots(&self, out: &mut Vec<u64>) {
+    pub(crate) fn init_slots(&self, out: &mut Vec<u64>) {
         for a in &self.aggs {
             out.extend_from_slice(&a.kind.init()[..a.kind.slots()]);
         }
@@ -427,210 +427,5 @@ fn scalar_key(col: &ArrayRef, i: usize) -> Key {
         ),
         DataType::Boolean => Key::Str(col.as_boolean().value(i).to_string().into()),
         other => Key::Str(format!("<{other}>").into()),
-    }
-}
-
-/// One group's state in a partition.
-#[derive(Debug, Clone)]
-struct Entry {
-    slots: Box<[u64]>,
-    /// Changed since the last checkpoint.
-    dirty: bool,
-    /// Changed in the current batch (emitted by running aggregates).
-    changed: bool,
-}
-
-/// The state of one state partition of a job.
-#[derive(Debug, Default)]
-pub struct PartitionState {
-    /// Last batch applied.
-    pub version: u64,
-    map: HashMap<StateKey, Entry>,
-    /// Keys removed since the last checkpoint (tombstones).
-    removed: Vec<StateKey>,
-    /// Keys made dirty since the last checkpoint, each once: a checkpoint
-    /// costs the changes, not the whole state.
-    dirty: Vec<StateKey>,
-    /// Keys changed by the current batch, each once.
-    changed: Vec<StateKey>,
-}
-
-/// A checkpoint to persist: always the changes since the previous
-/// checkpoint, and the whole state when a snapshot is due (the delta beside
-/// it lets recovery fall back past a corrupt snapshot).
-pub struct CheckpointData {
-    /// Changes since the previous checkpoint (`None` = removed).
-    pub delta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    /// The whole state.
-    pub snapshot: Option<Vec<(Vec<u8>, Vec<u8>)>>,
-}
-
-impl PartitionState {
-    /// State restored from checkpoint entries at `version`.
-    pub fn restore(
-        version: u64,
-        entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-        stride: usize,
-    ) -> Result<Self, String> {
-        let mut map = HashMap::new();
-        for (k, v) in entries {
-            let key = decode_state_key(&k).ok_or("a state key does not decode")?;
-            if v.len() != stride * 8 {
-                return Err(format!(
-                    "a state value holds {} bytes, the job's aggregates need {}; was the aggregate set changed?",
-                    v.len(),
-                    stride * 8
-                ));
-            }
-            let slots: Box<[u64]> = v
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-                .collect();
-            map.insert(
-                key,
-                Entry {
-                    slots,
-                    dirty: false,
-                    changed: false,
-                },
-            );
-        }
-        Ok(PartitionState {
-            version,
-            map,
-            ..Default::default()
-        })
-    }
-
-    /// Number of groups held.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether no group is held.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Merges the partial states of one batch.
-    pub fn apply(&mut self, plan: &AggregatePlan, blocks: &[Arc<ShuffleBlock>]) {
-        let stride = plan.stride;
-        for key in self.changed.drain(..) {
-            if let Some(e) = self.map.get_mut(&key) {
-                e.changed = false;
-            }
-        }
-        for block in blocks {
-            for (i, key) in block.keys.iter().enumerate() {
-                let src = &block.slots[i * stride..(i + 1) * stride];
-                if !self.map.contains_key(key) {
-                    let mut init = Vec::with_capacity(stride);
-                    plan.init_slots(&mut init);
-                    let entry = Entry {
-                        slots: init.into_boxed_slice(),
-                        dirty: false,
-                        changed: false,
-                    };
-                    self.map.insert(key.clone(), entry);
-                }
-                let entry = self.map.get_mut(key).expect("inserted above");
-                for a in &plan.aggs {
-                    let n = a.kind.slots();
-                    a.kind.merge(
-                        &mut entry.slots[a.offset..a.offset + n],
-                        &src[a.offset..a.offset + n],
-                    );
-                }
-                if !entry.dirty {
-                    entry.dirty = true;
-                    self.dirty.push(key.clone());
-                }
-                if !entry.changed {
-                    entry.changed = true;
-                    self.changed.push(key.clone());
-                }
-            }
-        }
-    }
-
-    /// The batch's output: changed groups (running aggregates) or windows
-    /// closed by `watermark` (which are then dropped from state).
-    pub fn emit(&mut self, plan: &AggregatePlan, watermark: i64) -> RecordBatch {
-        let mut selected: Vec<StateKey> = match plan.window {
-            None => self.changed.clone(),
-            Some((spec, _)) => self
-                .map
-                .keys()
-                .filter(|(_, start)| spec.is_closed(*start, watermark))
-                .cloned()
-                .collect(),
-        };
-        selected.sort_unstable();
-        let n = selected.len();
-        let mut int_keys = Int64Builder::with_capacity(if plan.int_keys { n } else { 0 });
-        let mut str_keys = StringBuilder::with_capacity(if plan.int_keys { 0 } else { n }, n * 8);
-        let mut starts = Int64Builder::with_capacity(n);
-        let mut ends = Int64Builder::with_capacity(n);
-        let mut outs: Vec<OutputBuilder> = plan
-            .aggs
-            .iter()
-            .map(|a| OutputBuilder::new(a.kind, n))
-            .collect();
-        for key in &selected {
-            match (&key.0, plan.int_keys) {
-                (Key::Int(v), true) => int_keys.append_value(*v),
-                (Key::Null, true) => int_keys.append_null(),
-                (Key::Null, false) => str_keys.append_null(),
-                (k, _) => str_keys.append_value(k.to_string()),
-            }
-            if let Some((spec, _)) = plan.window {
-                starts.append_value(key.1);
-                ends.append_value(key.1 + spec.size_ms);
-            }
-            let entry = &self.map[key];
-            for (a, b) in plan.aggs.iter().zip(outs.iter_mut()) {
-                b.append(&entry.slots[a.offset..]);
-            }
-        }
-        let mut columns: Vec<ArrayRef> = vec![if plan.int_keys {
-            Arc::new(int_keys.finish())
-        } else {
-            Arc::new(str_keys.finish())
-        }];
-        if plan.window.is_some() {
-            columns.push(Arc::new(starts.finish()));
-            columns.push(Arc::new(ends.finish()));
-            for key in selected {
-                self.map.remove(&key);
-                self.removed.push(key);
-            }
-        }
-        columns.extend(outs.into_iter().map(OutputBuilder::finish));
-        RecordBatch::try_new(plan.output.clone(), columns)
-            .expect("columns follow the output schema")
-    }
-
-    /// The checkpoint to write (with a snapshot when `snapshot` is set).
-    /// Marks the state clean.
-    pub fn checkpoint(&mut self, snapshot: bool) -> CheckpointData {
-        let encode =
-            |slots: &[u64]| -> Vec<u8> { slots.iter().flat_map(|s| s.to_le_bytes()).collect() };
-        let snapshot = snapshot.then(|| {
-            self.map
-                .iter()
-                .map(|(k, e)| (encode_state_key(k), encode(&e.slots)))
-                .collect()
-        });
-        let mut delta: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            Vec::with_capacity(self.dirty.len() + self.removed.len());
-        for key in self.dirty.drain(..) {
-            // Removed since (a closed window): its tombstone follows.
-            if let Some(e) = self.map.get_mut(&key) {
-                e.dirty = false;
-                delta.push((encode_state_key(&key), Some(encode(&e.slots))));
-            }
-        }
-        delta.extend(self.removed.drain(..).map(|k| (encode_state_key(&k), None)));
-        CheckpointData { delta, snapshot }
     }
 }

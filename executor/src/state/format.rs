@@ -25,8 +25,9 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 8 + 2 + 1 + 8 + 8 + 8;
 /// Length of the trailing checksum.
 pub const TRAILER_LEN: usize = 4;
-/// Smallest possible encoding of one entry (empty key, tombstone).
-const MIN_ENTRY_LEN: usize = 4 + 1 + 4;
+/// Bytes of one entry besides its key and value (lengths and tag): also the
+/// smallest possible entry (empty key, tombstone).
+pub const ENTRY_OVERHEAD: usize = 4 + 1 + 4;
 const ENTRY_COUNT_OFFSET: usize = HEADER_LEN - 8;
 
 /// Whether a checkpoint file holds changes since the previous checkpoint or
@@ -87,18 +88,20 @@ pub struct Checkpoint {
 /// The output buffer is pre-sized from the caller's byte estimate; pass an
 /// accurate estimate (see [`encoded_len`]) to encode without reallocation.
 #[derive(Debug)]
-pub struct CheckpointEncoder<'p> {
-    path: &'p str,
+pub struct CheckpointEncoder {
+    path: String,
+    kind: CheckpointKind,
+    version: u64,
     buf: Vec<u8>,
     count: u64,
 }
 
-impl<'p> CheckpointEncoder<'p> {
+impl CheckpointEncoder {
     /// Starts a delta at `version` applying on top of `base_version`.
     /// `path` is only used in error messages; `capacity` is the expected
     /// total encoded size in bytes.
     pub fn delta(
-        path: &'p str,
+        path: &str,
         version: u64,
         base_version: u64,
         capacity: usize,
@@ -122,12 +125,12 @@ impl<'p> CheckpointEncoder<'p> {
 
     /// Starts a snapshot of the full state at `version`. `path` is only used
     /// in error messages; `capacity` is the expected total encoded size.
-    pub fn snapshot(path: &'p str, version: u64, capacity: usize) -> Self {
+    pub fn snapshot(path: &str, version: u64, capacity: usize) -> Self {
         Self::start(path, CheckpointKind::Snapshot, version, version, capacity)
     }
 
     fn start(
-        path: &'p str,
+        path: &str,
         kind: CheckpointKind,
         version: u64,
         base_version: u64,
@@ -141,10 +144,22 @@ impl<'p> CheckpointEncoder<'p> {
         buf.extend_from_slice(&base_version.to_le_bytes());
         buf.extend_from_slice(&0u64.to_le_bytes()); // entry count, patched in finish
         CheckpointEncoder {
-            path,
+            path: path.to_owned(),
+            kind,
+            version,
             buf,
             count: 0,
         }
+    }
+
+    /// Delta or snapshot.
+    pub fn kind(&self) -> CheckpointKind {
+        self.kind
+    }
+
+    /// The version being encoded.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Appends one entry: `Some(value)` sets `key`, `None` is a tombstone.
@@ -178,7 +193,7 @@ impl<'p> CheckpointEncoder<'p> {
 
     fn len_u32(&self, what: &str, len: usize) -> Result<u32, StateError> {
         u32::try_from(len).map_err(|_| StateError::InvalidRequest {
-            path: self.path.to_owned(),
+            path: self.path.clone(),
             detail: format!("a {what} of {len} bytes exceeds the 4 GiB entry limit"),
         })
     }
@@ -190,7 +205,7 @@ pub fn encoded_len(entries: &[Entry]) -> usize {
         + TRAILER_LEN
         + entries
             .iter()
-            .map(|(k, v)| MIN_ENTRY_LEN + k.len() + v.as_ref().map_or(0, Vec::len))
+            .map(|(k, v)| ENTRY_OVERHEAD + k.len() + v.as_ref().map_or(0, Vec::len))
             .sum::<usize>()
 }
 
@@ -233,6 +248,46 @@ pub fn encode(
 /// then every entry. Lengths read from the file are bounded by the bytes that
 /// remain, so a corrupt file can never cause a huge allocation or a panic.
 pub fn decode(path: &str, bytes: &[u8]) -> Result<Checkpoint, StateError> {
+    let file = open(path, bytes)?;
+    let mut entries = Vec::with_capacity(file.count as usize);
+    for entry in file.entries() {
+        let (key, value) = entry?;
+        entries.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+    }
+    Ok(Checkpoint {
+        kind: file.kind,
+        version: file.version,
+        base_version: file.base_version,
+        entries,
+    })
+}
+
+/// A checkpoint file whose magic, format version, checksum and header were
+/// validated by [`open`]; its entries are read in place by
+/// [`entries`](Self::entries), without copying them.
+#[derive(Debug, Clone)]
+pub struct CheckpointFile<'a> {
+    path: &'a str,
+    /// Delta or snapshot.
+    pub kind: CheckpointKind,
+    /// The batch id this checkpoint is for.
+    pub version: u64,
+    /// For a delta, the version it applies on top of; for a snapshot, `version`.
+    pub base_version: u64,
+    /// The number of entries the header declares (at most what the file
+    /// can hold).
+    pub count: u64,
+    body: &'a [u8],
+}
+
+/// One entry read in place: the key and `Some(value)`, or `None` for a
+/// tombstone.
+pub type EntryRef<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// Validates the header and checksum of one checkpoint file (everything
+/// [`decode`] checks but the entries themselves). `path` is only used in
+/// error messages.
+pub fn open<'a>(path: &'a str, bytes: &'a [u8]) -> Result<CheckpointFile<'a>, StateError> {
     let truncated = |detail: String| StateError::Truncated {
         path: path.to_owned(),
         detail,
@@ -311,52 +366,116 @@ pub fn decode(path: &str, bytes: &[u8]) -> Result<Checkpoint, StateError> {
         _ => {}
     }
 
-    let max_possible = r.buf.len() / MIN_ENTRY_LEN;
+    let max_possible = r.buf.len() / ENTRY_OVERHEAD;
     if count > max_possible as u64 {
         return Err(truncated(format!(
             "header declares {count} entries but only {} bytes of entries follow",
             r.buf.len()
         )));
     }
-    let mut entries = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let entry_err = |what: &str| truncated(format!("entry {i} of {count}: {what}"));
-        let key_len = r.u32().ok_or_else(|| entry_err("missing key length"))?;
-        let key = r
-            .take(key_len as usize)
-            .ok_or_else(|| entry_err("key runs past the end"))?;
-        let tag = r.u8().ok_or_else(|| entry_err("missing tag"))?;
-        let value_len = r.u32().ok_or_else(|| entry_err("missing value length"))?;
-        let value = r
-            .take(value_len as usize)
-            .ok_or_else(|| entry_err("value runs past the end"))?;
-        let value = match tag {
-            0 if value_len == 0 => None,
-            0 => {
-                return Err(malformed(format!(
-                    "entry {i}: tombstone carries {value_len} value bytes"
-                )))
-            }
-            1 => Some(value.to_vec()),
-            t => return Err(malformed(format!("entry {i}: unknown tag {t}"))),
-        };
-        entries.push((key.to_vec(), value));
-    }
-    if !r.buf.is_empty() {
-        return Err(malformed(format!(
-            "{} unexpected bytes after the last of {count} entries",
-            r.buf.len()
-        )));
-    }
-    Ok(Checkpoint {
+    Ok(CheckpointFile {
+        path,
         kind,
         version,
         base_version,
-        entries,
+        count,
+        body: r.buf,
     })
 }
 
+impl<'a> CheckpointFile<'a> {
+    /// The entries in file order. An entry that does not decode (possible
+    /// only for a file written wrongly, as the checksum matched) yields an
+    /// error and ends the iteration, as do bytes left after the last entry.
+    pub fn entries(&self) -> Entries<'a> {
+        Entries {
+            path: self.path,
+            reader: Reader { buf: self.body },
+            count: self.count,
+            next: 0,
+            failed: false,
+        }
+    }
+
+    /// Checks that every entry decodes, without keeping any.
+    pub fn validate(&self) -> Result<(), StateError> {
+        self.entries().try_for_each(|e| e.map(drop))
+    }
+}
+
+/// Iterator over the entries of a [`CheckpointFile`].
+#[derive(Debug)]
+pub struct Entries<'a> {
+    path: &'a str,
+    reader: Reader<'a>,
+    count: u64,
+    next: u64,
+    failed: bool,
+}
+
+impl<'a> Entries<'a> {
+    fn entry(&mut self) -> Result<EntryRef<'a>, StateError> {
+        let (i, count) = (self.next, self.count);
+        let path = self.path;
+        let truncated = |what: &str| StateError::Truncated {
+            path: path.to_owned(),
+            detail: format!("entry {i} of {count}: {what}"),
+        };
+        let malformed = |detail: String| StateError::Malformed {
+            path: path.to_owned(),
+            detail,
+        };
+        let r = &mut self.reader;
+        let key_len = r.u32().ok_or_else(|| truncated("missing key length"))?;
+        let key = r
+            .take(key_len as usize)
+            .ok_or_else(|| truncated("key runs past the end"))?;
+        let tag = r.u8().ok_or_else(|| truncated("missing tag"))?;
+        let value_len = r.u32().ok_or_else(|| truncated("missing value length"))?;
+        let value = r
+            .take(value_len as usize)
+            .ok_or_else(|| truncated("value runs past the end"))?;
+        match tag {
+            0 if value_len == 0 => Ok((key, None)),
+            0 => Err(malformed(format!(
+                "entry {i}: tombstone carries {value_len} value bytes"
+            ))),
+            1 => Ok((key, Some(value))),
+            t => Err(malformed(format!("entry {i}: unknown tag {t}"))),
+        }
+    }
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<EntryRef<'a>, StateError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.next == self.count {
+            if self.reader.buf.is_empty() {
+                return None;
+            }
+            self.failed = true;
+            return Some(Err(StateError::Malformed {
+                path: self.path.to_owned(),
+                detail: format!(
+                    "{} unexpected bytes after the last of {} entries",
+                    self.reader.buf.len(),
+                    self.count
+                ),
+            }));
+        }
+        let entry = self.entry();
+        self.next += 1;
+        self.failed = entry.is_err();
+        Some(entry)
+    }
+}
+
 /// Bounds-checked little-endian reader over a byte slice.
+#[derive(Debug, Clone)]
 struct Reader<'a> {
     buf: &'a [u8],
 }

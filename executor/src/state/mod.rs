@@ -36,7 +36,9 @@ pub use format::CheckpointKind;
 pub use hdfs::HdfsBackend;
 pub use local::LocalBackend;
 pub use partition::{PartitionCheckpoints, PartitionOptions};
-pub use recovery::{plan_restore, restore, RestorePlan, Restored};
+pub use recovery::{
+    plan_restore, restore, restore_into, RestoreOutcome, RestorePlan, RestoreTarget, Restored,
+};
 
 /// The name of one checkpoint file: its version and kind.
 ///

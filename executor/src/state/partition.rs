@@ -1,10 +1,10 @@
 //! Writing, restoring and pruning the checkpoints of one state partition.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::format::{self, CheckpointEncoder, Entry};
-use super::recovery::{self, Restored};
+use super::recovery::{self, RestoreOutcome, RestoreTarget, Restored};
 use super::{partition_dir, CheckpointFileName, CheckpointKind, StateBackend, StateError};
 
 /// Tuning of a partition's checkpoints.
@@ -41,9 +41,11 @@ impl Default for PartitionOptions {
 /// 1. [`restore`](Self::restore) the last committed version, then
 ///    [`discard_after`](Self::discard_after) the version actually restored
 ///    and replay later batches from the source;
-/// 2. at each checkpoint batch `v`, if [`should_snapshot`](Self::should_snapshot)
-///    write a snapshot (and, for resilience against a corrupt snapshot, the
-///    delta at `v` too), else a delta on top of the previous checkpoint;
+/// 2. at each checkpoint batch `v`, write the delta on top of the previous
+///    checkpoint and, if [`should_snapshot`](Self::should_snapshot), a
+///    snapshot too, which may be written [in the
+///    background](Self::write_in_background): the delta already makes `v`
+///    durable, and it lets recovery fall back past a corrupt snapshot;
 /// 3. once batch `v` is durably committed, [`prune`](Self::prune)`(v)`.
 #[derive(Debug)]
 pub struct PartitionCheckpoints {
@@ -52,6 +54,22 @@ pub struct PartitionCheckpoints {
     snapshot_every: u32,
     retain_snapshots: u32,
     files: BTreeSet<CheckpointFileName>,
+    /// A file being written by [`write_in_background`](Self::write_in_background).
+    pending: Option<PendingWrite>,
+    /// Entries in the deltas since the newest snapshot: what a restore
+    /// reads beyond the snapshot (learnt from [`restore_into`](Self::restore_into)
+    /// after a restart).
+    delta_entries: u64,
+}
+
+/// A checkpoint file written on a thread of its own.
+#[derive(Debug)]
+struct PendingWrite {
+    name: CheckpointFileName,
+    writer: std::thread::JoinHandle<Result<(), StateError>>,
+    /// [`PartitionCheckpoints::delta_entries`] before this snapshot, given
+    /// back if it fails.
+    delta_entries: u64,
 }
 
 impl PartitionCheckpoints {
@@ -72,6 +90,8 @@ impl PartitionCheckpoints {
             snapshot_every: options.snapshot_every,
             retain_snapshots: options.retain_snapshots.max(1),
             files: BTreeSet::new(),
+            pending: None,
+            delta_entries: 0,
         };
         this.refresh()?;
         Ok(this)
@@ -83,9 +103,84 @@ impl PartitionCheckpoints {
         &self.dir
     }
 
-    /// The checkpoint files known to exist, ascending.
+    /// The checkpoint files known to exist, ascending (a file still being
+    /// written in the background is not among them).
     pub fn files(&self) -> impl Iterator<Item = CheckpointFileName> + '_ {
         self.files.iter().copied()
+    }
+
+    /// An encoder for the checkpoint file `name`: a delta on top of
+    /// `base_version` (0 if there is none) or a snapshot (`base_version` is
+    /// then ignored). `capacity` is the expected size in bytes. Write the
+    /// result with [`write`](Self::write) or
+    /// [`write_in_background`](Self::write_in_background).
+    pub fn encoder(
+        &self,
+        name: CheckpointFileName,
+        base_version: u64,
+        capacity: usize,
+    ) -> Result<CheckpointEncoder, StateError> {
+        let path = name.path_in(&self.dir);
+        match name.kind {
+            CheckpointKind::Delta => {
+                CheckpointEncoder::delta(&path, name.version, base_version, capacity)
+            }
+            CheckpointKind::Snapshot => {
+                Ok(CheckpointEncoder::snapshot(&path, name.version, capacity))
+            }
+        }
+    }
+
+    /// Writes an encoded checkpoint file; durable when it returns.
+    pub fn write(&mut self, file: CheckpointEncoder) -> Result<(), StateError> {
+        let name = encoded_name(&file);
+        let entries = file.entry_count();
+        self.backend
+            .put_atomic(&name.path_in(&self.dir), &file.finish())?;
+        self.files.insert(name);
+        self.count_written(name, entries);
+        Ok(())
+    }
+
+    fn count_written(&mut self, name: CheckpointFileName, entries: u64) -> u64 {
+        match name.kind {
+            CheckpointKind::Delta => {
+                self.delta_entries += entries;
+                self.delta_entries
+            }
+            CheckpointKind::Snapshot => std::mem::take(&mut self.delta_entries),
+        }
+    }
+
+    /// Writes an encoded checkpoint file on a thread of its own and returns
+    /// at once. At most one such write is in flight: a second call waits for
+    /// the first. The file counts as written once the write succeeded; a
+    /// failed write is logged and leaves no file, so a snapshot written this
+    /// way that fails is due again at the next checkpoint.
+    /// [`restore`](Self::restore), [`discard_after`](Self::discard_after) and
+    /// dropping wait for the write to end.
+    pub fn write_in_background(&mut self, file: CheckpointEncoder) {
+        self.settle();
+        let name = encoded_name(&file);
+        let entries = file.entry_count();
+        let path = name.path_in(&self.dir);
+        let backend = self.backend.clone();
+        let writer = std::thread::Builder::new()
+            .name("weir-checkpoint".into())
+            .spawn(move || backend.put_atomic(&path, &file.finish()));
+        match writer {
+            Ok(writer) => {
+                let delta_entries = self.count_written(name, entries);
+                self.pending = Some(PendingWrite {
+                    name,
+                    writer,
+                    delta_entries,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir, file = %name, error = %e, "could not start a background checkpoint write; the checkpoint is skipped");
+            }
+        }
     }
 
     /// Writes the delta at `version` holding `changes` (`None` = tombstone)
@@ -97,11 +192,11 @@ impl PartitionCheckpoints {
         changes: &[Entry],
     ) -> Result<(), StateError> {
         let name = CheckpointFileName::delta(version);
-        let path = name.path_in(&self.dir);
-        let bytes = format::encode(&path, CheckpointKind::Delta, version, base_version, changes)?;
-        self.backend.put_atomic(&path, &bytes)?;
-        self.files.insert(name);
-        Ok(())
+        let mut file = self.encoder(name, base_version, format::encoded_len(changes))?;
+        for (key, value) in changes {
+            file.push(key, value.as_deref())?;
+        }
+        self.write(file)
     }
 
     /// Writes the snapshot at `version` holding the full state `entries`.
@@ -109,25 +204,69 @@ impl PartitionCheckpoints {
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
-        let name = CheckpointFileName::snapshot(version);
-        let path = name.path_in(&self.dir);
-        let mut enc = CheckpointEncoder::snapshot(&path, version, 0);
+        let mut file = self.encoder(CheckpointFileName::snapshot(version), version, 0)?;
         for (key, value) in entries {
-            enc.push(key, Some(value))?;
+            file.push(key, Some(value))?;
         }
-        let bytes = enc.finish();
-        self.backend.put_atomic(&path, &bytes)?;
-        self.files.insert(name);
-        Ok(())
+        self.write(file)
+    }
+
+    /// Ends the background write, if any: waits for it, then records the
+    /// file or logs why it failed.
+    fn settle(&mut self) {
+        let Some(PendingWrite {
+            name,
+            writer,
+            delta_entries,
+        }) = self.pending.take()
+        else {
+            return;
+        };
+        let failure = match writer.join() {
+            Ok(Ok(())) => {
+                self.files.insert(name);
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the writer panicked".to_owned(),
+        };
+        tracing::warn!(dir = %self.dir, file = %name, error = %failure, "background checkpoint write failed; the next checkpoint writes it again");
+        if name.kind == CheckpointKind::Snapshot {
+            self.delta_entries += delta_entries;
+        }
+    }
+
+    /// [`settle`](Self::settle)s a background write that has ended.
+    fn reap(&mut self) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.writer.is_finished())
+        {
+            self.settle();
+        }
     }
 
     /// Whether the checkpoint at `version` should be a snapshot: true once
     /// `snapshot_every` deltas below `version` exist since the newest snapshot
     /// below `version` (or since the beginning if there is none).
-    pub fn should_snapshot(&self, version: u64) -> bool {
+    /// A snapshot still being written in the background counts as written.
+    ///
+    /// A snapshot is due sooner once the deltas since the newest snapshot
+    /// hold at least `state_len` entries (the keys the partition holds now):
+    /// from then on a restore reads more from the deltas than from a
+    /// snapshot, so restores never read more than about twice the state.
+    /// With `state_len` 0 only the number of deltas counts.
+    pub fn should_snapshot(&mut self, version: u64, state_len: usize) -> bool {
+        if state_len > 0 && self.delta_entries >= state_len as u64 {
+            return true;
+        }
+        self.reap();
+        let pending = self.pending.as_ref().map(|p| p.name);
         let last_snapshot = self
             .files
             .iter()
+            .chain(pending.iter())
             .filter(|f| f.kind == CheckpointKind::Snapshot && f.version < version)
             .map(|f| f.version)
             .max()
@@ -143,8 +282,29 @@ impl PartitionCheckpoints {
     /// Restores the newest version ≤ `target` the readable files reach (see
     /// [`recovery::restore`]) and refreshes the known file set.
     pub fn restore(&mut self, target: u64) -> Result<Restored, StateError> {
+        let mut entries = HashMap::new();
+        let RestoreOutcome {
+            version, skipped, ..
+        } = self.restore_into(target, &mut entries)?;
+        Ok(Restored {
+            version,
+            entries,
+            skipped,
+        })
+    }
+
+    /// Restores like [`restore`](Self::restore), into `into` (see
+    /// [`recovery::restore_into`]).
+    pub fn restore_into(
+        &mut self,
+        target: u64,
+        into: &mut dyn RestoreTarget,
+    ) -> Result<RestoreOutcome, StateError> {
+        self.settle();
         self.refresh()?;
-        recovery::restore(self.backend.as_ref(), &self.dir, target)
+        let outcome = recovery::restore_into(self.backend.as_ref(), &self.dir, target, into)?;
+        self.delta_entries = outcome.delta_entries;
+        Ok(outcome)
     }
 
     /// Deletes every checkpoint above `version`. Call it after
@@ -154,6 +314,7 @@ impl PartitionCheckpoints {
     /// interleave with the checkpoints written while replaying. Returns the
     /// number of files deleted.
     pub fn discard_after(&mut self, version: u64) -> Result<usize, StateError> {
+        self.settle();
         self.refresh()?;
         let doomed: Vec<_> = self
             .files
@@ -170,6 +331,7 @@ impl PartitionCheckpoints {
     /// anything above `durable_version`. Does nothing while there is no
     /// snapshot ≤ `durable_version`. Returns the number of files deleted.
     pub fn prune(&mut self, durable_version: u64) -> Result<usize, StateError> {
+        self.reap();
         self.refresh()?;
         let kept_snapshots: Vec<u64> = self
             .files
@@ -214,6 +376,21 @@ impl PartitionCheckpoints {
     }
 }
 
+impl Drop for PartitionCheckpoints {
+    /// Waits for a background write: a file of this partition must not
+    /// appear after whoever restores it next has listed its directory.
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+fn encoded_name(file: &CheckpointEncoder) -> CheckpointFileName {
+    CheckpointFileName {
+        version: file.version(),
+        kind: file.kind(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +428,7 @@ mod tests {
                     None => self.state.remove(k),
                 };
             }
-            if self.parts.should_snapshot(v) {
+            if self.parts.should_snapshot(v, 0) {
                 self.parts.write_delta(v, self.last, &changes).unwrap();
                 self.parts
                     .write_snapshot(v, self.state.iter().map(|(k, v)| (&k[..], &v[..])))
@@ -291,28 +468,60 @@ mod tests {
             retain_snapshots: 2,
         };
         let mut p = open(tmp.path(), options);
-        assert!(!p.should_snapshot(1));
+        assert!(!p.should_snapshot(1, 0));
         for v in 1..=3 {
             p.write_delta(v, v - 1, &[]).unwrap();
         }
-        assert!(p.should_snapshot(4));
+        assert!(p.should_snapshot(4, 0));
         // A new instance learns the same from the listing.
         let mut p = open(tmp.path(), options);
-        assert!(p.should_snapshot(4));
+        assert!(p.should_snapshot(4, 0));
         p.write_snapshot(4, std::iter::empty()).unwrap();
-        assert!(!p.should_snapshot(5));
+        assert!(!p.should_snapshot(5, 0));
         for v in 5..=7 {
             p.write_delta(v, v - 1, &[]).unwrap();
         }
-        assert!(p.should_snapshot(8));
+        assert!(p.should_snapshot(8, 0));
         // Asking about an earlier version only counts what lies below it.
-        assert!(!p.should_snapshot(6));
+        assert!(!p.should_snapshot(6, 0));
 
         let every = PartitionOptions {
             snapshot_every: 0,
             retain_snapshots: 2,
         };
-        assert!(open(tmp.path(), every).should_snapshot(8));
+        assert!(open(tmp.path(), every).should_snapshot(8, 0));
+    }
+
+    #[test]
+    fn a_snapshot_is_due_once_the_deltas_hold_as_many_entries_as_the_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = open(tmp.path(), PartitionOptions::default());
+        let entries = |n: usize| -> Vec<Entry> {
+            (0..n)
+                .map(|i| (format!("k{i}").into_bytes(), Some(vec![1])))
+                .collect()
+        };
+        p.write_delta(1, 0, &entries(40)).unwrap();
+        p.write_delta(2, 1, &entries(40)).unwrap();
+        // 80 delta entries for a state of 100 keys: not yet.
+        assert!(!p.should_snapshot(3, 100));
+        p.write_delta(3, 2, &entries(40)).unwrap();
+        assert!(p.should_snapshot(4, 100));
+        assert!(!p.should_snapshot(4, 0), "0: only the count of deltas");
+        // A snapshot (in the background too) starts the count again.
+        p.write_delta(4, 3, &entries(40)).unwrap();
+        let snapshot = p.encoder(CheckpointFileName::snapshot(4), 0, 0).unwrap();
+        p.write_in_background(snapshot);
+        assert!(!p.should_snapshot(5, 100));
+        p.write_delta(5, 4, &entries(60)).unwrap();
+        assert!(!p.should_snapshot(6, 100));
+        // A restarted executor learns the count from its restore.
+        let mut reopened = open(tmp.path(), PartitionOptions::default());
+        let outcome = reopened.restore_into(5, &mut HashMap::new()).unwrap();
+        assert_eq!((outcome.version, outcome.delta_entries), (5, 60));
+        assert!(!reopened.should_snapshot(6, 100));
+        reopened.write_delta(6, 5, &entries(40)).unwrap();
+        assert!(reopened.should_snapshot(7, 100));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::format::{self, Checkpoint};
+use super::format::{self, CheckpointFile};
 use super::{CheckpointFileName, CheckpointKind, StateBackend, StateError};
 
 /// Which checkpoint files to read, in order, to restore a partition.
@@ -79,86 +79,160 @@ pub struct Restored {
     pub skipped: Vec<(String, String)>,
 }
 
+/// What [`restore_into`] reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreOutcome {
+    /// The version actually restored (≤ the target); 0 if nothing was.
+    pub version: u64,
+    /// Files that could not be used: `(path, reason)`.
+    pub skipped: Vec<(String, String)>,
+    /// Entries read from the deltas applied after the snapshot (all of
+    /// them without a snapshot): what a restore costs beyond the snapshot.
+    pub delta_entries: u64,
+}
+
+/// Receives the state [`restore_into`] reads, entry by entry, straight from
+/// the checkpoint files (no copy of the whole state in between).
+pub trait RestoreTarget {
+    /// Forgets everything received so far: the file being read turned out
+    /// unusable and the restore starts over from an older checkpoint.
+    fn clear(&mut self);
+    /// About `additional` more keys are coming (from a snapshot's header).
+    fn reserve(&mut self, additional: usize) {
+        let _ = additional;
+    }
+    /// Sets `key` to `value`.
+    fn set(&mut self, key: &[u8], value: &[u8]);
+    /// Removes `key` (a tombstone).
+    fn remove(&mut self, key: &[u8]);
+}
+
+impl RestoreTarget for HashMap<Vec<u8>, Vec<u8>> {
+    fn clear(&mut self) {
+        HashMap::clear(self);
+    }
+    fn reserve(&mut self, additional: usize) {
+        HashMap::reserve(self, additional);
+    }
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        self.insert(key.to_vec(), value.to_vec());
+    }
+    fn remove(&mut self, key: &[u8]) {
+        HashMap::remove(self, key);
+    }
+}
+
 /// Restores the partition stored in `dir` of `backend` to the newest
-/// version ≤ `target` that its readable checkpoint files reach.
+/// version ≤ `target` that its readable checkpoint files reach, returning
+/// the state as a map. See [`restore_into`].
+pub fn restore(backend: &dyn StateBackend, dir: &str, target: u64) -> Result<Restored, StateError> {
+    let mut entries = HashMap::new();
+    let RestoreOutcome {
+        version, skipped, ..
+    } = restore_into(backend, dir, target, &mut entries)?;
+    Ok(Restored {
+        version,
+        entries,
+        skipped,
+    })
+}
+
+/// Restores the partition stored in `dir` of `backend` into `into`, to the
+/// newest version ≤ `target` that its readable checkpoint files reach.
 ///
 /// Corrupt files (bad magic, checksum, truncation, unsupported format,
 /// header not matching the name) and files listed but gone are logged with
-/// `tracing::warn!`, reported in [`Restored::skipped`] and worked around.
-/// Backend errors (listing or reading failed) are returned as they are: the
-/// store may be temporarily unreachable, and silently restoring an older
-/// version because of that would force needless replay.
-pub fn restore(backend: &dyn StateBackend, dir: &str, target: u64) -> Result<Restored, StateError> {
+/// `tracing::warn!`, reported in [`RestoreOutcome::skipped`] and worked
+/// around; `into` then only holds the state at the version returned. Backend
+/// errors (listing or reading failed) are returned as they are: the store
+/// may be temporarily unreachable, and silently restoring an older version
+/// because of that would force needless replay.
+pub fn restore_into(
+    backend: &dyn StateBackend,
+    dir: &str,
+    target: u64,
+    into: &mut dyn RestoreTarget,
+) -> Result<RestoreOutcome, StateError> {
     let files = CheckpointFileName::parse_listing(&backend.list(dir)?);
     let mut excluded = HashSet::new();
     let mut skipped = Vec::new();
 
     'plan: loop {
+        into.clear();
         let (snapshot, deltas) = match plan_restore(&files, target, &excluded) {
             RestorePlan::Empty => {
-                return Ok(Restored {
+                return Ok(RestoreOutcome {
                     version: 0,
-                    entries: HashMap::new(),
                     skipped,
+                    delta_entries: 0,
                 })
             }
             RestorePlan::Chain { snapshot, deltas } => (snapshot, deltas),
         };
 
-        let mut entries = HashMap::new();
         let mut version = 0;
+        let mut delta_entries = 0;
         if let Some(s) = snapshot {
             let name = CheckpointFileName::snapshot(s);
-            match read_checkpoint(backend, dir, name)? {
-                Ok(cp) => {
-                    entries.reserve(cp.entries.len());
-                    for (key, value) in cp.entries {
-                        if let Some(value) = value {
-                            entries.insert(key, value);
-                        }
+            let applied = read_checkpoint(backend, dir, name, |file| {
+                into.reserve(file.count as usize);
+                for entry in file.entries() {
+                    match entry? {
+                        (key, Some(value)) => into.set(key, value),
+                        (key, None) => into.remove(key),
                     }
-                    version = s;
                 }
-                Err(reason) => {
-                    skip(dir, name, reason, &mut excluded, &mut skipped);
-                    continue 'plan;
-                }
+                Ok(())
+            })?;
+            if let Err(reason) = applied {
+                skip(dir, name, reason, &mut excluded, &mut skipped);
+                continue 'plan;
             }
+            version = s;
         }
 
         for d in deltas {
             let name = CheckpointFileName::delta(d);
-            let cp = match read_checkpoint(backend, dir, name)? {
-                Ok(cp) => cp,
-                Err(reason) => {
-                    // Re-planning without this delta yields the same snapshot
-                    // and exactly the deltas applied so far, so stop here
-                    // instead of reading them all again.
-                    skip(dir, name, reason, &mut excluded, &mut skipped);
-                    break;
+            let mut chain_ends = None;
+            let applied = read_checkpoint(backend, dir, name, |file| {
+                if file.base_version != version {
+                    chain_ends = Some(file.base_version);
+                    return Ok(());
                 }
-            };
-            if cp.base_version != version {
+                // Checked whole before any of it is applied: the state
+                // reached so far stays usable if this delta is not.
+                file.validate()?;
+                delta_entries += file.count;
+                for entry in file.entries() {
+                    match entry? {
+                        (key, Some(value)) => into.set(key, value),
+                        (key, None) => into.remove(key),
+                    }
+                }
+                Ok(())
+            })?;
+            if let Err(reason) = applied {
+                // Re-planning without this delta yields the same snapshot
+                // and exactly the deltas applied so far, so stop here
+                // instead of reading them all again.
+                skip(dir, name, reason, &mut excluded, &mut skipped);
+                break;
+            }
+            if let Some(base_version) = chain_ends {
                 tracing::info!(
                     path = %name.path_in(dir),
-                    base_version = cp.base_version,
+                    base_version,
                     reached = version,
                     "checkpoint chain ends: delta does not apply on top of the version reached"
                 );
                 break;
             }
-            for (key, value) in cp.entries {
-                match value {
-                    Some(value) => entries.insert(key, value),
-                    None => entries.remove(&key),
-                };
-            }
             version = d;
         }
-        return Ok(Restored {
+        return Ok(RestoreOutcome {
             version,
-            entries,
             skipped,
+            delta_entries,
         });
     }
 }
@@ -176,33 +250,37 @@ fn skip(
     skipped.push((path, reason));
 }
 
-/// Reads and validates one checkpoint. The outer error is a backend failure;
-/// the inner one the reason the file is unusable (corrupt or missing).
+/// Reads one checkpoint, validates its header against its name and hands it
+/// to `apply`. The outer error is a backend failure; the inner one the
+/// reason the file is unusable (corrupt or missing; `apply` may report
+/// corrupt entries).
 fn read_checkpoint(
     backend: &dyn StateBackend,
     dir: &str,
     name: CheckpointFileName,
-) -> Result<Result<Checkpoint, String>, StateError> {
+    apply: impl FnOnce(&CheckpointFile<'_>) -> Result<(), StateError>,
+) -> Result<Result<(), String>, StateError> {
     let path = name.path_in(dir);
     let Some(bytes) = backend.get(&path)? else {
         return Ok(Err("listed but no longer present".to_owned()));
     };
-    let cp = match format::decode(&path, &bytes) {
-        Ok(cp) => cp,
-        Err(e) if e.is_corrupt_file() => return Ok(Err(e.to_string())),
-        Err(e) => return Err(e),
-    };
-    if cp.kind != name.kind || cp.version != name.version {
-        let e = StateError::Malformed {
-            path,
-            detail: format!(
-                "header says {:?} at version {}, which does not match the file name",
-                cp.kind, cp.version
-            ),
-        };
-        return Ok(Err(e.to_string()));
+    let checked = format::open(&path, &bytes).and_then(|file| {
+        if file.kind != name.kind || file.version != name.version {
+            return Err(StateError::Malformed {
+                path: path.clone(),
+                detail: format!(
+                    "header says {:?} at version {}, which does not match the file name",
+                    file.kind, file.version
+                ),
+            });
+        }
+        apply(&file)
+    });
+    match checked {
+        Ok(()) => Ok(Ok(())),
+        Err(e) if e.is_corrupt_file() => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
     }
-    Ok(Ok(cp))
 }
 
 #[cfg(test)]

@@ -323,7 +323,7 @@ fn checkpoint_chain_restores_and_falls_back_past_a_corrupt_delta() {
             };
         }
         parts.write_delta(v, v - 1, &changes).unwrap();
-        if parts.should_snapshot(v) {
+        if parts.should_snapshot(v, 0) {
             parts
                 .write_snapshot(v, state.iter().map(|(k, v)| (&k[..], &v[..])))
                 .unwrap();
@@ -839,4 +839,3 @@ fn backend_reconnects_after_the_namenode_was_unreachable() {
     // Nothing written during the outage became visible.
     assert_eq!(t.backend.list("").unwrap(), ["f"]);
 }
-
