@@ -468,10 +468,22 @@ impl JobRuntime {
             need: task.batch_id.saturating_sub(1),
             batch: task.batch_id,
         })?;
+        let state_err = |source| ExecError::State {
+            job: name.clone(),
+            partition: task.partition,
+            source,
+        };
+        // A checkpoint written in the background failed: the state is
+        // fine, but what the store holds no longer chains on to it. The
+        // task fails, the partition is restored from the store and the
+        // batches after it are replayed.
+        if let Some(e) = part.checkpoints.take_failure() {
+            return Err(state_err(e));
+        }
         let mut result = pb::StageBResult {
             partition: task.partition,
             records_out: 0,
-            durable_version: part.last_checkpoint,
+            durable_version: part.checkpoints.durable_version(),
             work_us: 0,
         };
         if task.replay && part.state.version >= task.batch_id {
@@ -513,11 +525,6 @@ impl JobRuntime {
         }
         let precommitted = started.elapsed();
         if task.checkpoint {
-            let state_err = |source| ExecError::State {
-                job: name.clone(),
-                partition: task.partition,
-                source,
-            };
             let checkpoints = &mut part.checkpoints;
             let mut delta = checkpoints
                 .encoder(
@@ -536,19 +543,23 @@ impl JobRuntime {
             part.state
                 .checkpoint(&mut delta, snapshot.as_mut())
                 .map_err(state_err)?;
-            checkpoints.write(delta).map_err(state_err)?;
+            // Written off the batch's path, as Flink's asynchronous
+            // snapshots are: the batch's output does not wait for its state
+            // to be durable, since a restore from an older version replays
+            // the committed batches after it. The durable version the
+            // driver learns (and keeps the plans of) is what was written.
+            checkpoints.write_in_background(delta).map_err(state_err)?;
             failpoint::hit("checkpoint-write");
-            // The delta makes the batch durable; the snapshot only shortens
-            // a later restore, so it is written off the batch's path.
             if let Some(snapshot) = snapshot {
-                checkpoints.write_in_background(snapshot);
+                checkpoints
+                    .write_in_background(snapshot)
+                    .map_err(state_err)?;
             }
             part.last_checkpoint = task.batch_id;
-            result.durable_version = task.batch_id;
+            result.durable_version = checkpoints.durable_version();
             // Everything up to the previous batch is committed.
-            part.checkpoints
-                .prune(task.batch_id - 1)
-                .map_err(state_err)?;
+            let prunable = result.durable_version.min(task.batch_id - 1);
+            checkpoints.prune(prunable).map_err(state_err)?;
         }
         part.state.version = task.batch_id;
         debug!(job = %name, batch_id = task.batch_id, partition = task.partition, apply_ms = applied.as_millis() as u64, pre_commit_ms = (precommitted - applied).as_millis() as u64, checkpoint_ms = (started.elapsed() - precommitted).as_millis() as u64, "stage b done");
@@ -639,11 +650,27 @@ mod tests {
                     replay: false,
                 })
                 .unwrap();
-            assert_eq!(b.durable_version, 1);
+            // Written in the background: durable at 1 once written.
+            assert!(b.durable_version <= 1);
             out += b.records_out;
         }
         // values 0 and 1 survive: keys k0 and k1
         assert_eq!(out, 2);
+        // Dropping the executor waits for its checkpoints; a new one
+        // restores batch 1.
+        drop(ex);
+        let ex = executor(dir.path());
+        ex.deploy(&record(&job("skip"))).unwrap();
+        for partition in 0..2 {
+            let r = ex
+                .restore(&pb::RestoreTask {
+                    job: "j".into(),
+                    partition,
+                    target_version: 1,
+                })
+                .unwrap();
+            assert_eq!(r.restored_version, 1);
+        }
     }
 
     #[test]
@@ -691,5 +718,93 @@ mod tests {
         // the failed task dropped the partition: it must be restored again
         ex.stage_a(&stage_a(1)).unwrap();
         assert!(matches!(ex.stage_b(&task), Err(ExecError::StateGap { .. })));
+    }
+
+    /// The local backend, with writes of the checkpoints of one version
+    /// failing (a state store that went away then).
+    #[derive(Debug)]
+    struct Flaky {
+        inner: LocalBackend,
+        failing: String,
+    }
+
+    impl StateBackend for Flaky {
+        fn put_atomic(&self, path: &str, bytes: &[u8]) -> Result<(), crate::state::StateError> {
+            if path.contains(&self.failing) {
+                return Err(crate::state::StateError::Unavailable {
+                    url: "flaky".into(),
+                    path: path.into(),
+                    detail: "put: the store is away".into(),
+                });
+            }
+            self.inner.put_atomic(path, bytes)
+        }
+        fn get(&self, path: &str) -> Result<Option<Vec<u8>>, crate::state::StateError> {
+            self.inner.get(path)
+        }
+        fn list(&self, dir: &str) -> Result<Vec<String>, crate::state::StateError> {
+            self.inner.list(dir)
+        }
+        fn delete(&self, path: &str) -> Result<(), crate::state::StateError> {
+            self.inner.delete(path)
+        }
+        fn describe(&self) -> String {
+            "flaky local".into()
+        }
+    }
+
+    #[test]
+    fn a_failed_background_checkpoint_fails_the_next_task_and_the_restore_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(Flaky {
+            inner: LocalBackend::new(dir.path().to_path_buf()),
+            failing: "00000000000000000002.".into(),
+        });
+        let ex = Executor::new(ExecutorConfig::default(), backend);
+        ex.deploy(&record(&job("skip"))).unwrap();
+        let restore = |target_version| {
+            ex.restore(&pb::RestoreTask {
+                job: "j".into(),
+                partition: 0,
+                target_version,
+            })
+            .unwrap()
+            .restored_version
+        };
+        let stage_b = |batch_id| {
+            ex.stage_a(&stage_a(batch_id)).unwrap();
+            ex.stage_b(&pb::StageBTask {
+                job: "j".into(),
+                batch_id,
+                partition: 0,
+                sources: vec![0],
+                watermark_ms: i64::MIN,
+                checkpoint: true,
+                replay: false,
+            })
+        };
+        assert_eq!(restore(0), 0);
+        stage_b(1).unwrap();
+        // The batch itself succeeds: its checkpoint is written afterwards.
+        let b = stage_b(2).unwrap();
+        assert!(b.durable_version <= 1, "{}", b.durable_version);
+        // A task after it learns of the failed write and fails, naming it:
+        // the next one, or a later one if the write was still going on.
+        let mut next = 3;
+        let err = loop {
+            match stage_b(next) {
+                Err(e) => break e,
+                Ok(b) => assert!(b.durable_version <= 1, "{}", b.durable_version),
+            }
+            next += 1;
+            assert!(next < 1000, "the failed write was never reported");
+        };
+        assert!(
+            matches!(err, ExecError::State { .. }) && err.to_string().contains("store is away"),
+            "{err}"
+        );
+        // Restored from the store: batch 1 only (2 was never written, and
+        // what follows does not chain on to 1), so the driver replays from 2.
+        assert_eq!(restore(next - 1), 1);
     }
 }

@@ -459,7 +459,7 @@ fn partition_state_matches_a_model_through_windows_checkpoints_and_restores() {
         state.checkpoint(&mut delta, snapshot.as_mut()).unwrap();
         files.write(delta).unwrap();
         if let Some(snapshot) = snapshot {
-            files.write_in_background(snapshot);
+            files.write_in_background(snapshot).unwrap();
         }
         files.prune(last_checkpoint).unwrap();
         last_checkpoint = v;

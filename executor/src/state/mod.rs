@@ -29,6 +29,7 @@ pub mod hdfs;
 mod local;
 mod partition;
 pub mod recovery;
+mod writer;
 
 pub use backend::StateBackend;
 pub use error::StateError;

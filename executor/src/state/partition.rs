@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::format::{self, CheckpointEncoder, Entry};
 use super::recovery::{self, RestoreOutcome, RestoreTarget, Restored};
+use super::writer::{BackgroundWriter, Done};
 use super::{partition_dir, CheckpointFileName, CheckpointKind, StateBackend, StateError};
 
 /// Tuning of a partition's checkpoints.
@@ -43,10 +44,12 @@ impl Default for PartitionOptions {
 ///    and replay later batches from the source;
 /// 2. at each checkpoint batch `v`, write the delta on top of the previous
 ///    checkpoint and, if [`should_snapshot`](Self::should_snapshot), a
-///    snapshot too, which may be written [in the
-///    background](Self::write_in_background): the delta already makes `v`
-///    durable, and it lets recovery fall back past a corrupt snapshot;
-/// 3. once batch `v` is durably committed, [`prune`](Self::prune)`(v)`.
+///    snapshot too (the delta lets recovery fall back past a corrupt
+///    snapshot), [in the background](Self::write_in_background) or not;
+///    report [`durable_version`](Self::durable_version), the newest version
+///    the written files restore;
+/// 3. [`prune`](Self::prune) what no restore to a committed, durable
+///    version needs.
 #[derive(Debug)]
 pub struct PartitionCheckpoints {
     backend: Arc<dyn StateBackend>,
@@ -54,21 +57,15 @@ pub struct PartitionCheckpoints {
     snapshot_every: u32,
     retain_snapshots: u32,
     files: BTreeSet<CheckpointFileName>,
-    /// A file being written by [`write_in_background`](Self::write_in_background).
-    pending: Option<PendingWrite>,
+    /// Writes files of [`write_in_background`](Self::write_in_background).
+    writer: BackgroundWriter,
+    /// See [`durable_version`](Self::durable_version).
+    durable: u64,
+    /// See [`take_failure`](Self::take_failure).
+    failure: Option<StateError>,
     /// Entries in the deltas since the newest snapshot: what a restore
     /// reads beyond the snapshot (learnt from [`restore_into`](Self::restore_into)
     /// after a restart).
-    delta_entries: u64,
-}
-
-/// A checkpoint file written on a thread of its own.
-#[derive(Debug)]
-struct PendingWrite {
-    name: CheckpointFileName,
-    writer: std::thread::JoinHandle<Result<(), StateError>>,
-    /// [`PartitionCheckpoints::delta_entries`] before this snapshot, given
-    /// back if it fails.
     delta_entries: u64,
 }
 
@@ -85,12 +82,14 @@ impl PartitionCheckpoints {
     ) -> Result<Self, StateError> {
         let dir = partition_dir(job, operator, partition)?;
         let mut this = PartitionCheckpoints {
+            writer: BackgroundWriter::new(backend.clone()),
             backend,
             dir,
             snapshot_every: options.snapshot_every,
             retain_snapshots: options.retain_snapshots.max(1),
             files: BTreeSet::new(),
-            pending: None,
+            durable: 0,
+            failure: None,
             delta_entries: 0,
         };
         this.refresh()?;
@@ -131,56 +130,86 @@ impl PartitionCheckpoints {
         }
     }
 
-    /// Writes an encoded checkpoint file; durable when it returns.
+    /// Writes an encoded checkpoint file; durable when it returns. Files
+    /// written in the background before are written first.
     pub fn write(&mut self, file: CheckpointEncoder) -> Result<(), StateError> {
+        self.settle();
         let name = encoded_name(&file);
-        let entries = file.entry_count();
+        self.count_entries(name, file.entry_count());
         self.backend
             .put_atomic(&name.path_in(&self.dir), &file.finish())?;
-        self.files.insert(name);
-        self.count_written(name, entries);
+        self.written(name);
         Ok(())
     }
 
-    fn count_written(&mut self, name: CheckpointFileName, entries: u64) -> u64 {
+    /// Queues an encoded checkpoint file to be written on the partition's
+    /// writer thread, after the files queued before it, and returns at once
+    /// (or once the short queue has room).
+    ///
+    /// The file counts as written when its write succeeded: then
+    /// [`durable_version`](Self::durable_version) moves to it. A failed
+    /// write leaves no file and is kept for [`take_failure`](Self::take_failure);
+    /// the versions after it are not durable until the partition is
+    /// restored. [`restore`](Self::restore), [`discard_after`](Self::discard_after),
+    /// [`write`](Self::write) and dropping wait for the queue to drain.
+    pub fn write_in_background(&mut self, file: CheckpointEncoder) -> Result<(), StateError> {
+        let name = encoded_name(&file);
+        self.count_entries(name, file.entry_count());
+        self.writer.submit(name, name.path_in(&self.dir), file)
+    }
+
+    /// The newest version that written files restore (0 before any): only
+    /// moves forward while every background write succeeds.
+    pub fn durable_version(&mut self) -> u64 {
+        self.reap();
+        self.durable
+    }
+
+    /// The first background write that failed since the last restore, if
+    /// any. The partition's later checkpoints are not durable: restore it
+    /// (from what the store holds) before it runs on.
+    pub fn take_failure(&mut self) -> Option<StateError> {
+        self.reap();
+        self.failure.take()
+    }
+
+    fn count_entries(&mut self, name: CheckpointFileName, entries: u64) {
         match name.kind {
-            CheckpointKind::Delta => {
-                self.delta_entries += entries;
-                self.delta_entries
-            }
-            CheckpointKind::Snapshot => std::mem::take(&mut self.delta_entries),
+            CheckpointKind::Delta => self.delta_entries += entries,
+            CheckpointKind::Snapshot => self.delta_entries = 0,
         }
     }
 
-    /// Writes an encoded checkpoint file on a thread of its own and returns
-    /// at once. At most one such write is in flight: a second call waits for
-    /// the first. The file counts as written once the write succeeded; a
-    /// failed write is logged and leaves no file, so a snapshot written this
-    /// way that fails is due again at the next checkpoint.
-    /// [`restore`](Self::restore), [`discard_after`](Self::discard_after) and
-    /// dropping wait for the write to end.
-    pub fn write_in_background(&mut self, file: CheckpointEncoder) {
-        self.settle();
-        let name = encoded_name(&file);
-        let entries = file.entry_count();
-        let path = name.path_in(&self.dir);
-        let backend = self.backend.clone();
-        let writer = std::thread::Builder::new()
-            .name("weir-checkpoint".into())
-            .spawn(move || backend.put_atomic(&path, &file.finish()));
-        match writer {
-            Ok(writer) => {
-                let delta_entries = self.count_written(name, entries);
-                self.pending = Some(PendingWrite {
-                    name,
-                    writer,
-                    delta_entries,
-                });
-            }
-            Err(e) => {
-                tracing::warn!(dir = %self.dir, file = %name, error = %e, "could not start a background checkpoint write; the checkpoint is skipped");
+    fn written(&mut self, name: CheckpointFileName) {
+        self.files.insert(name);
+        if self.failure.is_none() {
+            self.durable = self.durable.max(name.version);
+        }
+    }
+
+    /// Records the outcomes of background writes, in the order written.
+    fn record(&mut self, outcomes: Vec<Done>) {
+        for (name, outcome) in outcomes {
+            match outcome {
+                Ok(()) => self.written(name),
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir, file = %name, error = %e, "background checkpoint write failed");
+                    self.failure.get_or_insert(e);
+                }
             }
         }
+    }
+
+    /// Waits for the background writes and records them.
+    fn settle(&mut self) {
+        let outcomes = self.writer.wait_all();
+        self.record(outcomes);
+    }
+
+    /// Records the background writes that ended, without waiting.
+    fn reap(&mut self) {
+        let outcomes = self.writer.finished();
+        self.record(outcomes);
     }
 
     /// Writes the delta at `version` holding `changes` (`None` = tombstone)
@@ -211,46 +240,10 @@ impl PartitionCheckpoints {
         self.write(file)
     }
 
-    /// Ends the background write, if any: waits for it, then records the
-    /// file or logs why it failed.
-    fn settle(&mut self) {
-        let Some(PendingWrite {
-            name,
-            writer,
-            delta_entries,
-        }) = self.pending.take()
-        else {
-            return;
-        };
-        let failure = match writer.join() {
-            Ok(Ok(())) => {
-                self.files.insert(name);
-                return;
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "the writer panicked".to_owned(),
-        };
-        tracing::warn!(dir = %self.dir, file = %name, error = %failure, "background checkpoint write failed; the next checkpoint writes it again");
-        if name.kind == CheckpointKind::Snapshot {
-            self.delta_entries += delta_entries;
-        }
-    }
-
-    /// [`settle`](Self::settle)s a background write that has ended.
-    fn reap(&mut self) {
-        if self
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.writer.is_finished())
-        {
-            self.settle();
-        }
-    }
-
     /// Whether the checkpoint at `version` should be a snapshot: true once
     /// `snapshot_every` deltas below `version` exist since the newest snapshot
-    /// below `version` (or since the beginning if there is none).
-    /// A snapshot still being written in the background counts as written.
+    /// below `version` (or since the beginning if there is none). Files
+    /// queued for the background count as written.
     ///
     /// A snapshot is due sooner once the deltas since the newest snapshot
     /// hold at least `state_len` entries (the keys the partition holds now):
@@ -262,19 +255,22 @@ impl PartitionCheckpoints {
             return true;
         }
         self.reap();
-        let pending = self.pending.as_ref().map(|p| p.name);
-        let last_snapshot = self
+        let known: BTreeSet<CheckpointFileName> = self
             .files
             .iter()
-            .chain(pending.iter())
-            .filter(|f| f.kind == CheckpointKind::Snapshot && f.version < version)
+            .copied()
+            .chain(self.writer.queued())
+            .filter(|f| f.version < version)
+            .collect();
+        let last_snapshot = known
+            .iter()
+            .filter(|f| f.kind == CheckpointKind::Snapshot)
             .map(|f| f.version)
             .max()
             .unwrap_or(0);
-        let deltas_since = self
-            .files
+        let deltas_since = known
             .range(CheckpointFileName::snapshot(last_snapshot)..)
-            .filter(|f| f.kind == CheckpointKind::Delta && f.version < version)
+            .filter(|f| f.kind == CheckpointKind::Delta)
             .count();
         deltas_since >= self.snapshot_every as usize
     }
@@ -304,6 +300,8 @@ impl PartitionCheckpoints {
         self.refresh()?;
         let outcome = recovery::restore_into(self.backend.as_ref(), &self.dir, target, into)?;
         self.delta_entries = outcome.delta_entries;
+        self.durable = outcome.version;
+        self.failure = None;
         Ok(outcome)
     }
 
@@ -315,6 +313,7 @@ impl PartitionCheckpoints {
     /// number of files deleted.
     pub fn discard_after(&mut self, version: u64) -> Result<usize, StateError> {
         self.settle();
+        self.durable = self.durable.min(version);
         self.refresh()?;
         let doomed: Vec<_> = self
             .files
@@ -373,14 +372,6 @@ impl PartitionCheckpoints {
             .into_iter()
             .collect();
         Ok(())
-    }
-}
-
-impl Drop for PartitionCheckpoints {
-    /// Waits for a background write: a file of this partition must not
-    /// appear after whoever restores it next has listed its directory.
-    fn drop(&mut self) {
-        self.settle();
     }
 }
 
@@ -511,7 +502,7 @@ mod tests {
         // A snapshot (in the background too) starts the count again.
         p.write_delta(4, 3, &entries(40)).unwrap();
         let snapshot = p.encoder(CheckpointFileName::snapshot(4), 0, 0).unwrap();
-        p.write_in_background(snapshot);
+        p.write_in_background(snapshot).unwrap();
         assert!(!p.should_snapshot(5, 100));
         p.write_delta(5, 4, &entries(60)).unwrap();
         assert!(!p.should_snapshot(6, 100));

@@ -458,7 +458,9 @@ fn thousand_checkpointed_batches_keep_state_files_bounded() {
     );
 
     // A fresh executor restores batch 1000 from HDFS; one more batch touching
-    // every key once then emits the exact counts.
+    // every key once then emits the exact counts. The old one is gone first:
+    // dropping it waits for its checkpoints written in the background.
+    drop(ex);
     let ex = Executor::new(config, backend);
     ex.deploy(&record).unwrap();
     restore_all(&ex, batches);

@@ -1,0 +1,149 @@
+//! Writing a partition's checkpoint files off the batch's path: a thread of
+//! the partition's own takes encoded files from a short queue and writes
+//! them in order.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::format::CheckpointEncoder;
+use super::{CheckpointFileName, StateBackend, StateError};
+
+/// Files queued beyond the one being written before
+/// [`BackgroundWriter::submit`] waits: a writer slower than the batches
+/// holds the batches back instead of piling up encoded state in memory.
+const QUEUE: usize = 2;
+
+/// A write to do: the file's name, its path and its bytes (checksummed on
+/// the writer's thread).
+type Job = (CheckpointFileName, String, CheckpointEncoder);
+
+/// The outcome of one write, in submission order.
+pub(super) type Done = (CheckpointFileName, Result<(), StateError>);
+
+/// Writes checkpoint files of one partition on a thread of its own, one at
+/// a time, in the order they were submitted. The thread starts with the
+/// first file and ends when the writer is dropped, after the queued files
+/// are written.
+#[derive(Debug)]
+pub(super) struct BackgroundWriter {
+    backend: Arc<dyn StateBackend>,
+    thread: Option<Running>,
+    /// Submitted files whose outcome was not collected yet, oldest first.
+    queued: VecDeque<CheckpointFileName>,
+}
+
+#[derive(Debug)]
+struct Running {
+    jobs: SyncSender<Job>,
+    done: Receiver<Done>,
+    handle: JoinHandle<()>,
+}
+
+impl BackgroundWriter {
+    /// A writer to `backend`; no thread runs until the first file.
+    pub(super) fn new(backend: Arc<dyn StateBackend>) -> Self {
+        BackgroundWriter {
+            backend,
+            thread: None,
+            queued: VecDeque::new(),
+        }
+    }
+
+    /// Queues `file` to be written at `path`; waits while the queue is full.
+    pub(super) fn submit(
+        &mut self,
+        name: CheckpointFileName,
+        path: String,
+        file: CheckpointEncoder,
+    ) -> Result<(), StateError> {
+        if self.thread.is_none() {
+            self.thread = Some(self.start(&path)?);
+        }
+        let running = self.thread.as_ref().expect("started above");
+        let job = (name, path, file);
+        if let Err(mpsc::SendError((_, path, _))) = running.jobs.send(job) {
+            return Err(gone(&path));
+        }
+        self.queued.push_back(name);
+        Ok(())
+    }
+
+    fn start(&self, path: &str) -> Result<Running, StateError> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE);
+        let (report, done) = mpsc::channel();
+        let backend = self.backend.clone();
+        let handle = std::thread::Builder::new()
+            .name("weir-checkpoint".into())
+            .spawn(move || {
+                for (name, path, file) in queue {
+                    let written = backend.put_atomic(&path, &file.finish());
+                    if report.send((name, written)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|source| StateError::Io {
+                op: "start the checkpoint writer for",
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Running { jobs, done, handle })
+    }
+
+    /// The files submitted and not yet collected, oldest first.
+    pub(super) fn queued(&self) -> impl Iterator<Item = CheckpointFileName> + '_ {
+        self.queued.iter().copied()
+    }
+
+    /// The outcomes of the writes that ended, without waiting.
+    pub(super) fn finished(&mut self) -> Vec<Done> {
+        self.collect(false)
+    }
+
+    /// Waits for every submitted write; their outcomes.
+    pub(super) fn wait_all(&mut self) -> Vec<Done> {
+        self.collect(true)
+    }
+
+    fn collect(&mut self, wait: bool) -> Vec<Done> {
+        let mut out = Vec::new();
+        let Some(running) = &self.thread else {
+            return out;
+        };
+        while let Some(&name) = self.queued.front() {
+            let next = if wait {
+                running.done.recv().ok()
+            } else {
+                match running.done.try_recv() {
+                    Ok(done) => Some(done),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => None,
+                }
+            };
+            self.queued.pop_front();
+            // A writer thread that died (it panicked) wrote nothing more.
+            out.push(next.unwrap_or_else(|| (name, Err(gone(&name.to_string())))));
+        }
+        out
+    }
+}
+
+impl Drop for BackgroundWriter {
+    /// Waits for the queued files to be written.
+    fn drop(&mut self) {
+        if let Some(Running { jobs, handle, .. }) = self.thread.take() {
+            drop(jobs);
+            let _ = handle.join();
+        }
+    }
+}
+
+fn gone(path: &str) -> StateError {
+    StateError::Io {
+        op: "write in the background",
+        path: path.to_owned(),
+        source: std::io::Error::other("the checkpoint writer thread stopped"),
+    }
+}
