@@ -1,6 +1,7 @@
 //! Grouping keys: their in-memory form, their stable hash (which decides the
 //! state partition) and their byte encoding in state checkpoints.
 
+use smol_str::SmolStr;
 use std::fmt;
 
 /// The value of a `key_by` expression for one group.
@@ -11,7 +12,7 @@ pub enum Key {
     /// An integer key.
     Int(i64),
     /// A string key.
-    Str(Box<str>),
+    Str(SmolStr),
 }
 
 /// A state entry's key: the group key and, for windows, the window start (ms).

@@ -66,6 +66,20 @@ struct Processed {
     skipped: u64,
 }
 
+impl Drop for Executor {
+    /// Drops the state partitions held, which waits for their checkpoint
+    /// files still being written (other holders of a job, such as a sink
+    /// being prepared, must not keep the writes going past the executor).
+    fn drop(&mut self) {
+        let jobs = self.jobs.get_mut().unwrap_or_else(|p| p.into_inner());
+        for job in jobs.values() {
+            for slot in &job.partitions {
+                lock(slot).take();
+            }
+        }
+    }
+}
+
 impl Executor {
     /// An executor persisting state to `backend`.
     pub fn new(config: ExecutorConfig, backend: Arc<dyn StateBackend>) -> Self {

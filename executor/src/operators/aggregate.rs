@@ -16,6 +16,7 @@ use arrow_array::types::{Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use hashbrown::HashMap;
+use smol_str::SmolStr;
 use std::sync::Arc;
 use weir_proto::pb;
 
@@ -171,7 +172,7 @@ pub struct PreAggregator<'p> {
     /// Distinct keys of this task.
     keys: Vec<Key>,
     int_ids: HashMap<i64, u32>,
-    str_ids: HashMap<Box<str>, u32>,
+    str_ids: HashMap<SmolStr, u32>,
     null_id: Option<u32>,
     /// Dictionary index → key id, reused while batches share a dictionary.
     dict_ids: Vec<u32>,
@@ -212,7 +213,7 @@ impl<'p> PreAggregator<'p> {
         let id = match &key {
             Key::Null => *self.null_id.get_or_insert(next),
             Key::Int(v) => *self.int_ids.entry(*v).or_insert(next),
-            Key::Str(s) => match self.str_ids.get(s.as_ref()) {
+            Key::Str(s) => match self.str_ids.get(s.as_str()) {
                 Some(id) => *id,
                 None => {
                     self.str_ids.insert(s.clone(), next);

@@ -77,11 +77,11 @@ impl BackgroundWriter {
         let handle = std::thread::Builder::new()
             .name("weir-checkpoint".into())
             .spawn(move || {
+                // Every queued file is written, also once nobody waits
+                // for the outcome (the writer is being dropped).
                 for (name, path, file) in queue {
                     let written = backend.put_atomic(&path, &file.finish());
-                    if report.send((name, written)).is_err() {
-                        break;
-                    }
+                    let _ = report.send((name, written));
                 }
             })
             .map_err(|source| StateError::Io {
@@ -133,9 +133,10 @@ impl BackgroundWriter {
 impl Drop for BackgroundWriter {
     /// Waits for the queued files to be written.
     fn drop(&mut self) {
-        if let Some(Running { jobs, handle, .. }) = self.thread.take() {
+        if let Some(Running { jobs, done, handle }) = self.thread.take() {
             drop(jobs);
             let _ = handle.join();
+            drop(done);
         }
     }
 }
