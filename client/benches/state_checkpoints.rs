@@ -12,7 +12,8 @@
 //!
 //! The HDFS runs use `WEIR_HDFS_URL` (`deploy/dev/hdfs.sh start`); without
 //! it they are left out with a notice. `WEIR_BENCH_BATCHES` sets the batches
-//! per run (default 60, of 100 000 records each).
+//! per run (default 60, of 100 000 records each), `WEIR_BENCH_ROUNDS` how
+//! many times each run is repeated (default 3; the table gives medians).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -38,6 +39,11 @@ fn spec_yaml(checkpoint_every: u32, total: u64) -> String {
          max_records_per_partition: {PER_BATCH} }}\n\
          pipeline:\n  - key_by: key\n  - aggregate: {{ count: {{}} }}\nsink:\n  noop: {{}}\n"
     )
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -173,6 +179,13 @@ fn main() -> anyhow::Result<()> {
             ))?;
         }
     }
+    let rounds: usize = std::env::var("WEIR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    println!("{rounds} rounds; medians, \"vs none\" paired within each round (range in brackets)");
+    println!();
     println!("| store | checkpoint_every | records | seconds | records/s | vs none | batch p50 | batch p99 |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let mut restores = Vec::new();
@@ -184,43 +197,59 @@ fn main() -> anyhow::Result<()> {
             eprintln!("hdfs runs left out: WEIR_HDFS_URL is not set (deploy/dev/hdfs.sh start)");
             continue;
         }
-        let mut runs = Vec::new();
-        for (label, every) in INTERVALS {
-            let dir = tempfile::tempdir()?;
-            let backend: Arc<dyn StateBackend> = match store {
-                "local" => Arc::new(LocalBackend::new(dir.path().join("state"))),
-                _ => Arc::new(HdfsBackend::new(
-                    &format!(
-                        "{}/weir-bench/ckpt-{}-{nanos}-{label}",
-                        hdfs.as_deref().unwrap_or_default().trim_end_matches('/'),
-                        std::process::id()
-                    ),
-                    HashMap::new(),
-                )?),
-            };
-            let yaml = spec_yaml(every, total);
-            let r = run(backend.clone(), &dir.path().join("meta"), &yaml, total)?;
-            runs.push((label, r));
-            if every != u32::MAX {
-                // Newest version on disk: the last batch with checkpoint_every 1,
-                // the last multiple of 5 otherwise.
-                let target = batches - batches % u64::from(every);
-                let (elapsed, version) = restore(backend, &yaml, target)?;
-                restores.push((store, label, version, elapsed));
+        // Rounds alternate the intervals, so that each "vs none" compares
+        // runs next to each other in time; the table gives medians.
+        let mut runs: Vec<(&str, Vec<Run>)> =
+            INTERVALS.iter().map(|(l, _)| (*l, Vec::new())).collect();
+        for round in 0..rounds {
+            for (i, (label, every)) in INTERVALS.iter().enumerate() {
+                let dir = tempfile::tempdir()?;
+                let backend: Arc<dyn StateBackend> = match store {
+                    "local" => Arc::new(LocalBackend::new(dir.path().join("state"))),
+                    _ => Arc::new(HdfsBackend::new(
+                        &format!(
+                            "{}/weir-bench/ckpt-{}-{nanos}-{round}-{label}",
+                            hdfs.as_deref().unwrap_or_default().trim_end_matches('/'),
+                            std::process::id()
+                        ),
+                        HashMap::new(),
+                    )?),
+                };
+                let yaml = spec_yaml(*every, total);
+                let r = run(backend.clone(), &dir.path().join("meta"), &yaml, total)?;
+                runs[i].1.push(r);
+                if *every != u32::MAX && round + 1 == rounds {
+                    // Newest version on disk: the last batch with checkpoint_every 1,
+                    // the last multiple of 5 otherwise.
+                    let target = batches - batches % u64::from(*every);
+                    let (elapsed, version) = restore(backend, &yaml, target)?;
+                    restores.push((store, *label, version, elapsed));
+                }
             }
         }
-        let none = runs
+        let none: Vec<f64> = runs
             .iter()
             .find(|(l, _)| *l == "none")
-            .map_or(f64::NAN, |(_, r)| r.seconds);
-        for (label, r) in &runs {
+            .map(|(_, r)| r.iter().map(|r| r.seconds).collect())
+            .unwrap_or_default();
+        for (label, rs) in &runs {
+            let seconds = median(rs.iter().map(|r| r.seconds).collect());
+            let versus: Vec<f64> = rs
+                .iter()
+                .zip(&none)
+                .map(|(r, none)| (none / r.seconds - 1.0) * 100.0)
+                .collect();
+            let spread = format!(
+                "{:+.1}% ({:+.1} to {:+.1})",
+                median(versus.clone()),
+                versus.iter().copied().fold(f64::INFINITY, f64::min),
+                versus.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            );
             println!(
-                "| {store} | {label} | {total} | {:.2} | {:.0} | {:+.1}% | {} ms | {} ms |",
-                r.seconds,
-                total as f64 / r.seconds,
-                (none / r.seconds - 1.0) * 100.0,
-                r.p50.as_millis(),
-                r.p99.as_millis(),
+                "| {store} | {label} | {total} | {seconds:.2} | {:.0} | {spread} | {} ms | {} ms |",
+                total as f64 / seconds,
+                median(rs.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()).round(),
+                median(rs.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()).round(),
             );
         }
     }
