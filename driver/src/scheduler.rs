@@ -525,6 +525,11 @@ impl JobDriver {
                 other => break other,
             }
         };
+        // A finished job's last commit is durable before its end is recorded.
+        let outcome = match (outcome, self.meta.settled()) {
+            (Ok(Outcome::Finished), Err(e)) => Err(e.into()),
+            (outcome, _) => outcome,
+        };
         // Record how the job ended, so that no driver restarts it by itself;
         // failing to record is only logged (the outcome matters more).
         let change = match &outcome {
@@ -915,8 +920,14 @@ impl JobDriver {
                 Err(e) => return Err(e),
             }
         }
+        // Nothing waits for this record: the sinks hold the output, and a
+        // restart that does not find it finishes the commit again (sink
+        // commits are idempotent). The next metadata call waits for it, and
+        // the next plan enters the log after it.
         self.meta
-            .apply(command::committed(self.name(), commit.batch_id))?;
+            .submit(command::committed(self.name(), commit.batch_id))?;
+        // Local mode: the record is durable here; with replicated
+        // metadata it may still be on its way to a quorum.
         failpoint::hit("after-committed");
         Ok(())
     }

@@ -103,6 +103,11 @@ impl LocalCluster {
 
     /// Starts replica `id` (1-based) with the bootstrap peers.
     pub fn start_driver(&mut self, id: u64) {
+        self.start_driver_with(id, &[]);
+    }
+
+    /// Starts replica `id` with extra environment (e.g. a crash point).
+    pub fn start_driver_with(&mut self, id: u64, env: &[(&str, &str)]) {
         let peers = self.peers();
         let d = &mut self.drivers[(id - 1) as usize];
         let data = d.data_dir.to_string_lossy().into_owned();
@@ -124,7 +129,7 @@ impl LocalCluster {
                 &format!("driver {id}"),
                 &binary("weir-driver"),
                 &args,
-                &[],
+                env,
                 &d.log,
             )
             .unwrap(),
@@ -188,6 +193,11 @@ impl LocalCluster {
         for i in 1..=self.executors.len() {
             self.start_executor(i);
         }
+    }
+
+    /// Replica `id`'s log file.
+    pub fn driver_log(&self, id: u64) -> &Path {
+        &self.drivers[(id - 1) as usize].log
     }
 
     /// Sends SIGKILL to replica `id` and waits for it to exit.

@@ -118,6 +118,63 @@ fn leader_and_follower_kills_keep_the_job_exact() {
     );
 }
 
+/// Every replica is armed to crash right after a batch's `committed`
+/// record is handed to Raft, before it is durable (the batch's output is
+/// already published); each one that dies is restarted without the crash
+/// point. The leaders that take over finish those commits again, and the
+/// output stays exact per key.
+#[test]
+fn leaders_dying_before_the_committed_record_is_durable_keep_the_job_exact() {
+    const POINT: &str = "after-committed@4";
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 3, 1);
+    for id in 1..=3 {
+        c.start_driver_with(id, &[("WEIR_CRASH_AT", POINT)]);
+    }
+    c.start_executor(1);
+    c.wait_leader(Duration::from_secs(20));
+    let total = 120_000;
+    let spec = write_spec(dir.path(), "committed", total, 20_000);
+    c.weir_json(&["submit", &spec]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut crashed = Vec::new();
+    loop {
+        for id in 1..=3u64 {
+            let exited = c.drivers[(id - 1) as usize]
+                .proc
+                .as_mut()
+                .is_some_and(|p| p.try_wait().unwrap().is_some());
+            if exited {
+                let log = fs::read_to_string(c.driver_log(id)).unwrap();
+                assert!(
+                    log.contains(&format!("crash point {POINT} reached")),
+                    "driver {id} ended, but not at {POINT}\n{}",
+                    c.logs()
+                );
+                crashed.push(id);
+                c.start_driver(id);
+            }
+        }
+        if c.weir_json(&["status", "committed"])
+            .is_ok_and(|s| s["state"] == "finished")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job not finished; crashed drivers {crashed:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        crashed.len() >= 2,
+        "only drivers {crashed:?} reached {POINT}: the job ended before the leaders changed\n{}",
+        c.logs()
+    );
+    check_counts(dir.path(), "committed", total);
+}
+
 #[test]
 fn without_quorum_nothing_commits_and_progress_resumes() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,5 +11,5 @@ mod transport;
 pub use epochs::TermEpochs;
 pub use identity::check_data_dir;
 pub use metadata::RaftMetadata;
-pub use replica::{Replica, ReplicaHandle, ReplicaStatus};
+pub use replica::{Proposal, Replica, ReplicaHandle, ReplicaStatus};
 pub use supervisor::Supervisor;

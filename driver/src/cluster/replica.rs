@@ -187,6 +187,13 @@ impl ReplicaHandle {
 
     /// [`propose`](Self::propose) for plain threads.
     pub fn propose_blocking(&self, command: pb::MetaCommand) -> Result<(), MetaError> {
+        self.propose_detached(command)?.wait()
+    }
+
+    /// Hands a command to the replica thread and returns at once; the
+    /// returned [`Proposal`] waits for its outcome. Commands proposed one
+    /// after another from one thread enter the log in that order.
+    pub fn propose_detached(&self, command: pb::MetaCommand) -> Result<Proposal, MetaError> {
         let (reply, rx) = mpsc::channel();
         self.events
             .send(Event::Propose {
@@ -194,11 +201,11 @@ impl ReplicaHandle {
                 reply: Reply::Blocking(reply),
             })
             .map_err(|_| self.not_leader())?;
-        match rx.recv_timeout(self.proposal_timeout) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(self.no_quorum()),
-            Err(RecvTimeoutError::Disconnected) => Err(self.not_leader()),
-        }
+        Ok(Proposal {
+            rx,
+            deadline: Instant::now() + self.proposal_timeout,
+            replica: self.clone(),
+        })
     }
 
     /// Waits until this replica leads (a single-replica group elects itself
@@ -224,6 +231,26 @@ impl ReplicaHandle {
             })
             .map_err(|_| self.not_leader())?;
         self.wait(rx).await
+    }
+}
+
+/// A proposed command whose outcome is not known yet.
+pub struct Proposal {
+    rx: mpsc::Receiver<Result<(), MetaError>>,
+    deadline: Instant,
+    replica: ReplicaHandle,
+}
+
+impl Proposal {
+    /// Waits until the command is applied on this replica, or fails with
+    /// `NotLeader` or `NoQuorum` by the proposal timeout.
+    pub fn wait(self) -> Result<(), MetaError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(self.replica.no_quorum()),
+            Err(RecvTimeoutError::Disconnected) => Err(self.replica.not_leader()),
+        }
     }
 }
 

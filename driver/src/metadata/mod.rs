@@ -63,6 +63,20 @@ pub trait MetadataStore: Send + Sync {
     /// Validates and applies a command; durable when it returns `Ok`.
     fn apply(&self, command: pb::MetaCommand) -> Result<(), MetaError>;
 
+    /// Starts applying a command without waiting until it is durable: the
+    /// next call on this store waits for it first (so it reads it, and
+    /// commands enter the log in the order they were given) and fails if
+    /// it failed; [`settled`](Self::settled) waits for it alone. A store
+    /// that cannot pipeline applies it at once.
+    fn submit(&self, command: pb::MetaCommand) -> Result<(), MetaError> {
+        self.apply(command)
+    }
+
+    /// Waits until a [`submit`](Self::submit)ted command is durable.
+    fn settled(&self) -> Result<(), MetaError> {
+        Ok(())
+    }
+
     /// A job's record.
     fn job(&self, name: &str) -> Result<Option<pb::JobRecord>, MetaError>;
 
