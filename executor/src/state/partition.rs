@@ -120,13 +120,17 @@ impl PartitionCheckpoints {
         capacity: usize,
     ) -> Result<CheckpointEncoder, StateError> {
         let path = name.path_in(&self.dir);
+        let buf = self.writer.spare_buffer(capacity);
         match name.kind {
             CheckpointKind::Delta => {
-                CheckpointEncoder::delta(&path, name.version, base_version, capacity)
+                CheckpointEncoder::delta_into(buf, &path, name.version, base_version, capacity)
             }
-            CheckpointKind::Snapshot => {
-                Ok(CheckpointEncoder::snapshot(&path, name.version, capacity))
-            }
+            CheckpointKind::Snapshot => Ok(CheckpointEncoder::snapshot_into(
+                buf,
+                &path,
+                name.version,
+                capacity,
+            )),
         }
     }
 
@@ -481,6 +485,36 @@ mod tests {
             retain_snapshots: 2,
         };
         assert!(open(tmp.path(), every).should_snapshot(8, 0));
+    }
+
+    #[test]
+    fn encoders_reuse_the_buffers_of_written_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = open(tmp.path(), PartitionOptions::default());
+        let mut snapshot = p
+            .encoder(CheckpointFileName::snapshot(1), 0, 1 << 20)
+            .unwrap();
+        snapshot.push(b"a", Some(b"1")).unwrap();
+        p.write_in_background(snapshot).unwrap();
+        p.settle();
+        assert_eq!(p.durable_version(), 1);
+        // The next encoder fills the snapshot's buffer: the file it writes
+        // holds its own entries only.
+        let mut delta = p.encoder(CheckpointFileName::delta(2), 1, 16).unwrap();
+        assert!(delta.capacity() >= 1 << 20, "{}", delta.capacity());
+        delta.push(b"b", Some(b"2")).unwrap();
+        p.write_in_background(delta).unwrap();
+        drop(p);
+        let mut reopened = open(tmp.path(), PartitionOptions::default());
+        let mut state = HashMap::new();
+        assert_eq!(reopened.restore_into(2, &mut state).unwrap().version, 2);
+        assert_eq!(
+            state,
+            HashMap::from([
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"2".to_vec())
+            ])
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::format::CheckpointEncoder;
@@ -14,6 +14,10 @@ use super::{CheckpointFileName, StateBackend, StateError};
 /// [`BackgroundWriter::submit`] waits: a writer slower than the batches
 /// holds the batches back instead of piling up encoded state in memory.
 const QUEUE: usize = 2;
+
+/// Buffers of written files kept for the next encoders: enough for a
+/// partition's delta and snapshot.
+const SPARE_BUFFERS: usize = 2;
 
 /// A write to do: the file's name, its path and its bytes (checksummed on
 /// the writer's thread).
@@ -32,6 +36,8 @@ pub(super) struct BackgroundWriter {
     thread: Option<Running>,
     /// Submitted files whose outcome was not collected yet, oldest first.
     queued: VecDeque<CheckpointFileName>,
+    /// Buffers of written files, for [`spare_buffer`](Self::spare_buffer).
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 #[derive(Debug)]
@@ -48,7 +54,24 @@ impl BackgroundWriter {
             backend,
             thread: None,
             queued: VecDeque::new(),
+            spare: Arc::default(),
         }
+    }
+
+    /// The buffer of a written file to encode the next one into, the
+    /// smallest holding `capacity` bytes if any does (else the largest), or
+    /// a new one. Reusing memory that is already mapped saves encoding a
+    /// large snapshot a page fault every 4 KiB.
+    pub(super) fn spare_buffer(&self, capacity: usize) -> Vec<u8> {
+        let mut spare = lock(&self.spare);
+        let pick = spare
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= capacity)
+            .min_by_key(|(_, b)| b.capacity())
+            .or_else(|| spare.iter().enumerate().max_by_key(|(_, b)| b.capacity()))
+            .map(|(i, _)| i);
+        pick.map_or_else(Vec::new, |i| spare.swap_remove(i))
     }
 
     /// Queues `file` to be written at `path`; waits while the queue is full.
@@ -74,13 +97,16 @@ impl BackgroundWriter {
         let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE);
         let (report, done) = mpsc::channel();
         let backend = self.backend.clone();
+        let spare = self.spare.clone();
         let handle = std::thread::Builder::new()
             .name("weir-checkpoint".into())
             .spawn(move || {
                 // Every queued file is written, also once nobody waits
                 // for the outcome (the writer is being dropped).
                 for (name, path, file) in queue {
-                    let written = backend.put_atomic(&path, &file.finish());
+                    let bytes = file.finish();
+                    let written = backend.put_atomic(&path, &bytes);
+                    keep_spare(&spare, bytes);
                     let _ = report.send((name, written));
                 }
             })
@@ -139,6 +165,23 @@ impl Drop for BackgroundWriter {
             drop(done);
         }
     }
+}
+
+/// Keeps `buf` for a next encoder, in place of the smallest spare when
+/// there are enough.
+fn keep_spare(spare: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>) {
+    let mut spare = lock(spare);
+    if spare.len() < SPARE_BUFFERS {
+        spare.push(buf);
+    } else if let Some(smallest) = spare.iter_mut().min_by_key(|b| b.capacity()) {
+        if smallest.capacity() < buf.capacity() {
+            *smallest = buf;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn gone(path: &str) -> StateError {
