@@ -756,6 +756,9 @@ mod tests {
         fn get(&self, path: &str) -> Result<Option<Vec<u8>>, crate::state::StateError> {
             self.inner.get(path)
         }
+        fn sweep_temp(&self, dir: &str) -> Result<usize, crate::state::StateError> {
+            self.inner.sweep_temp(dir)
+        }
         fn list(&self, dir: &str) -> Result<Vec<String>, crate::state::StateError> {
             self.inner.list(dir)
         }

@@ -47,6 +47,12 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     /// Deletes the file at `path`; a missing file is not an error.
     fn delete(&self, path: &str) -> Result<(), StateError>;
 
+    /// Deletes the temporary files that writes left directly inside `dir`
+    /// (interrupted by a crash, or still going on in a process that no
+    /// longer owns `dir`, whose rename then fails); returns how many. Call
+    /// it only while this process writes nothing into `dir`.
+    fn sweep_temp(&self, dir: &str) -> Result<usize, StateError>;
+
     /// A human-readable description (kind and root) for logs and errors.
     fn describe(&self) -> String;
 }

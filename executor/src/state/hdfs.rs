@@ -519,6 +519,46 @@ impl HdfsBackend {
         })
     }
 
+    /// The absolute path of `dir` and the names of the files directly
+    /// inside it, temporary ones included, unsorted.
+    fn file_names(&self, dir: &str) -> Result<(String, Vec<String>), StateError> {
+        let parts = path_components(dir, true)?;
+        let absolute = self.absolute(&parts);
+        let statuses = self.with_retry("list", dir, || {
+            let client = self.client.clone();
+            let listed = absolute.clone();
+            self.run(self.policy.call_timeout, async move {
+                match client.list_status(&listed, false).await {
+                    Ok(statuses) => Ok(statuses),
+                    Err(e) if is_not_found(&e) => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
+            })
+        })?;
+        let mut names = Vec::with_capacity(statuses.len());
+        for status in statuses {
+            if status.isdir {
+                continue;
+            }
+            // Listing a file yields the file itself.
+            if status.path.trim_end_matches('/') == absolute.trim_end_matches('/') {
+                return Err(StateError::Io {
+                    op: "list",
+                    path: dir.to_owned(),
+                    source: io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        format!("{absolute} is a file, not a directory"),
+                    ),
+                });
+            }
+            let name = status.path.rsplit('/').next().unwrap_or_default();
+            if !name.is_empty() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok((absolute, names))
+    }
+
     /// Deletes the file at `path` (relative to the root, hidden names
     /// allowed); a missing file is not an error.
     pub fn remove_file(&self, path: &str) -> Result<(), StateError> {
@@ -630,42 +670,21 @@ impl StateBackend for HdfsBackend {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>, StateError> {
-        let parts = path_components(dir, true)?;
-        let absolute = self.absolute(&parts);
-        let statuses = self.with_retry("list", dir, || {
-            let client = self.client.clone();
-            let listed = absolute.clone();
-            self.run(self.policy.call_timeout, async move {
-                match client.list_status(&listed, false).await {
-                    Ok(statuses) => Ok(statuses),
-                    Err(e) if is_not_found(&e) => Ok(Vec::new()),
-                    Err(e) => Err(e),
-                }
-            })
-        })?;
-        let mut names = Vec::with_capacity(statuses.len());
-        for status in statuses {
-            if status.isdir {
-                continue;
-            }
-            // Listing a file yields the file itself.
-            if status.path.trim_end_matches('/') == absolute.trim_end_matches('/') {
-                return Err(StateError::Io {
-                    op: "list",
-                    path: dir.to_owned(),
-                    source: io::Error::new(
-                        io::ErrorKind::NotADirectory,
-                        format!("{absolute} is a file, not a directory"),
-                    ),
-                });
-            }
-            let name = status.path.rsplit('/').next().unwrap_or_default();
-            if !name.is_empty() && !is_temp_name(name) {
-                names.push(name.to_owned());
-            }
-        }
+        let (_, mut names) = self.file_names(dir)?;
+        names.retain(|name| !is_temp_name(name));
         names.sort_unstable();
         Ok(names)
+    }
+
+    fn sweep_temp(&self, dir: &str) -> Result<usize, StateError> {
+        let (absolute, names) = self.file_names(dir)?;
+        let mut swept = 0;
+        for name in names.iter().filter(|n| is_temp_name(n)) {
+            let file = format!("{}/{name}", absolute.trim_end_matches('/'));
+            self.delete_absolute(&format!("{dir}/{name}"), file)?;
+            swept += 1;
+        }
+        Ok(swept)
     }
 
     fn delete(&self, path: &str) -> Result<(), StateError> {

@@ -44,6 +44,36 @@ impl LocalBackend {
         }
     }
 
+    /// Names of the files directly inside `dir`, temporary ones included,
+    /// unsorted.
+    fn file_names(&self, dir: &str) -> Result<Vec<String>, StateError> {
+        let parts = path_components(dir, true)?;
+        let read = match fs::read_dir(self.resolve(&parts)) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(StateError::Io {
+                    op: "list",
+                    path: dir.to_owned(),
+                    source: e,
+                })
+            }
+        };
+        let mut names = Vec::new();
+        for entry in read {
+            let entry = entry.map_err(Self::io_err("list", dir))?;
+            let is_file = entry
+                .file_type()
+                .map_err(Self::io_err("list", dir))?
+                .is_file();
+            // Names that are not UTF-8 cannot have been written through this API.
+            if let (true, Ok(name)) = (is_file, entry.file_name().into_string()) {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
     /// Creates `dir` and missing ancestors, fsyncing the parent of each
     /// directory created so the new names are durable.
     fn create_dirs(&self, dir: &Path, path: &str) -> Result<(), StateError> {
@@ -132,34 +162,32 @@ impl StateBackend for LocalBackend {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>, StateError> {
-        let parts = path_components(dir, true)?;
-        let read = match fs::read_dir(self.resolve(&parts)) {
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(StateError::Io {
-                    op: "list",
-                    path: dir.to_owned(),
-                    source: e,
-                })
+        let mut names = self.file_names(dir)?;
+        names.retain(|name| !is_temp_name(name));
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    fn sweep_temp(&self, dir: &str) -> Result<usize, StateError> {
+        let root = self.resolve(&path_components(dir, true)?);
+        let mut swept = 0;
+        for name in self.file_names(dir)? {
+            if !is_temp_name(&name) {
+                continue;
             }
-        };
-        let mut names = Vec::new();
-        for entry in read {
-            let entry = entry.map_err(Self::io_err("list", dir))?;
-            let is_file = entry
-                .file_type()
-                .map_err(Self::io_err("list", dir))?
-                .is_file();
-            // Names that are not UTF-8 cannot have been written through this API.
-            if let (true, Ok(name)) = (is_file, entry.file_name().into_string()) {
-                if !is_temp_name(&name) {
-                    names.push(name);
+            match fs::remove_file(root.join(&name)) {
+                Ok(()) => swept += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StateError::Io {
+                        op: "delete a leftover temporary file in",
+                        path: dir.to_owned(),
+                        source: e,
+                    })
                 }
             }
         }
-        names.sort_unstable();
-        Ok(names)
+        Ok(swept)
     }
 
     fn delete(&self, path: &str) -> Result<(), StateError> {
@@ -201,6 +229,25 @@ mod tests {
         fs::create_dir(dir.path().join("d/subdir")).unwrap();
         assert_eq!(backend.list("d").unwrap(), ["real"]);
         assert_eq!(backend.get("d/real").unwrap().unwrap(), b"x");
+    }
+
+    #[test]
+    fn sweeping_deletes_leftover_temp_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path().to_path_buf());
+        backend.put_atomic("d/real", b"x").unwrap();
+        fs::write(dir.path().join("d/.real.tmp-1-1"), b"partial").unwrap();
+        fs::write(dir.path().join("d/.other.tmp-2-7"), b"partial").unwrap();
+        fs::create_dir(dir.path().join("d/.hidden-dir")).unwrap();
+        assert_eq!(backend.sweep_temp("d").unwrap(), 2);
+        let mut left: Vec<String> = fs::read_dir(dir.path().join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".hidden-dir", "real"]);
+        assert_eq!(backend.sweep_temp("d").unwrap(), 0);
+        assert_eq!(backend.sweep_temp("missing").unwrap(), 0);
     }
 
     #[test]

@@ -301,12 +301,30 @@ impl PartitionCheckpoints {
         into: &mut dyn RestoreTarget,
     ) -> Result<RestoreOutcome, StateError> {
         self.settle();
+        self.sweep_temp();
         self.refresh()?;
         let outcome = recovery::restore_into(self.backend.as_ref(), &self.dir, target, into)?;
         self.delta_entries = outcome.delta_entries;
         self.durable = outcome.version;
         self.failure = None;
         Ok(outcome)
+    }
+
+    /// Deletes the temporary files that interrupted writes left in the
+    /// partition's directory (a crashed owner's, or a replaced one's still
+    /// writing: its rename then fails). This process writes nothing there
+    /// meanwhile: the writer has settled. A failure only leaves garbage,
+    /// hidden from listings, for the next restore.
+    fn sweep_temp(&self) {
+        match self.backend.sweep_temp(&self.dir) {
+            Ok(0) => {}
+            Ok(swept) => {
+                tracing::info!(dir = %self.dir, swept, "deleted temporary files of interrupted checkpoint writes")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir, error = %e, "cannot delete temporary files of interrupted checkpoint writes; retried at the next restore")
+            }
+        }
     }
 
     /// Deletes every checkpoint above `version`. Call it after
@@ -485,6 +503,24 @@ mod tests {
             retain_snapshots: 2,
         };
         assert!(open(tmp.path(), every).should_snapshot(8, 0));
+    }
+
+    #[test]
+    fn a_restore_deletes_the_temp_files_of_interrupted_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = open(tmp.path(), PartitionOptions::default());
+        p.write_delta(1, 0, &[(b"a".to_vec(), Some(b"1".to_vec()))])
+            .unwrap();
+        let dir = tmp.path().join(p.dir());
+        std::fs::write(dir.join(".00000000000000000002.delta.tmp-9-9"), b"cut").unwrap();
+        let mut reopened = open(tmp.path(), PartitionOptions::default());
+        let restored = reopened.restore(1).unwrap();
+        assert_eq!(restored.version, 1);
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["00000000000000000001.delta"]);
     }
 
     #[test]

@@ -653,6 +653,9 @@ mod tests {
             }
             self.inner.get(path)
         }
+        fn sweep_temp(&self, dir: &str) -> Result<usize, StateError> {
+            self.inner.sweep_temp(dir)
+        }
         fn list(&self, dir: &str) -> Result<Vec<String>, StateError> {
             let mut names = self.inner.list(dir)?;
             names.extend(self.phantom.iter().cloned());

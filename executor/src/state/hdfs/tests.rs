@@ -222,6 +222,22 @@ fn list_hides_temp_files_and_directories() {
 }
 
 #[test]
+fn sweeping_deletes_leftover_temp_files_only() {
+    let Some(t) = TestRoot::new("sweeping_deletes_leftover_temp_files_only") else {
+        return;
+    };
+    let b = t.backend.as_ref();
+    b.put_atomic("d/real", b"x").unwrap();
+    t.raw_write("d/.real.tmp-1-1", b"partial");
+    t.raw_write("d/.other.tmp-2-7", b"partial");
+    b.put_atomic("d/sub/inner", b"y").unwrap();
+    assert_eq!(b.sweep_temp("d").unwrap(), 2);
+    assert_eq!(t.raw_names("d"), ["real", "sub"]);
+    assert_eq!(b.sweep_temp("d").unwrap(), 0);
+    assert_eq!(b.sweep_temp("missing").unwrap(), 0);
+}
+
+#[test]
 fn write_file_rename_and_remove_file_allow_hidden_names() {
     let Some(t) = TestRoot::new("write_file_rename_and_remove_file_allow_hidden_names") else {
         return;
