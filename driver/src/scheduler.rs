@@ -326,7 +326,9 @@ pub fn submit_with(
     let reset = options.reset_state || options.from.is_some();
     let mut record = existing.clone();
     if !diff.changes.is_empty() || reset {
-        let last = meta.progress(&spec.name)?.last_committed();
+        // A decided batch is finished before the new record runs: the new
+        // state generation and `--from` offsets start after it.
+        let last = meta.progress(&spec.name)?.last_decided();
         record.spec = Some(spec);
         record.fingerprint = fp;
         record.version = existing.version.max(1) + 1;
@@ -1172,6 +1174,47 @@ sink:
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].version, 1);
         assert_eq!(history[0].spec.as_ref().unwrap().batch_interval_ms, 100);
+    }
+
+    #[test]
+    fn a_reset_starts_after_a_batch_whose_commit_was_decided() {
+        let (_d, meta) = store();
+        submit_with(&meta, spec("", ""), &opts(false, None)).unwrap();
+        commit_batch(&meta, 1, &[10, 10]);
+        // Batch 2 is decided, its `committed` record never made it (the
+        // driver died after publishing its output).
+        let range = |p, end| pb::OffsetRange {
+            partition: p,
+            start: 10,
+            end,
+        };
+        meta.apply(command::planned(pb::BatchPlan {
+            job: "j".into(),
+            batch_id: 2,
+            ranges: vec![range(0, 20), range(1, 20)],
+            ..Default::default()
+        }))
+        .unwrap();
+        meta.apply(command::committing(pb::BatchCommit {
+            job: "j".into(),
+            batch_id: 2,
+            ..Default::default()
+        }))
+        .unwrap();
+        let changed = spec("key_by: key", "key_by: value");
+        let s = submit_with(&meta, changed.clone(), &opts(true, None)).unwrap();
+        assert_eq!(s.record.state_base_batch, 2);
+        let s = submit_with(&meta, changed, &opts(false, Some("latest"))).unwrap();
+        assert_eq!(
+            (s.record.state_base_batch, s.record.offsets_from_batch),
+            (2, 2)
+        );
+        let ends: Vec<u64> = s.record.offsets_from.iter().map(|r| r.start).collect();
+        assert_eq!(
+            ends,
+            [20, 20],
+            "--from latest starts where the decided batch ended"
+        );
     }
 
     #[test]

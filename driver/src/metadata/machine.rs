@@ -29,6 +29,16 @@ impl JobProgress {
     pub fn last_committed(&self) -> u64 {
         self.last_commit.as_ref().map_or(0, |c| c.batch_id)
     }
+
+    /// Id of the newest batch whose commit was decided: the pending one
+    /// once its decision is recorded (it will be finished, never re-run),
+    /// else [`last_committed`](Self::last_committed).
+    pub fn last_decided(&self) -> u64 {
+        self.pending
+            .as_ref()
+            .and_then(|p| p.committing.as_ref())
+            .map_or_else(|| self.last_committed(), |c| c.batch_id)
+    }
 }
 
 /// Checks that `command` may be applied to a job at `progress`
