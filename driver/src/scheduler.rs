@@ -928,8 +928,8 @@ impl JobDriver {
         // the next plan enters the log after it.
         self.meta
             .submit(command::committed(self.name(), commit.batch_id))?;
-        // Local mode: the record is durable here; with replicated
-        // metadata it may still be on its way to a quorum.
+        // The record may still be on its way to the log's quorum (also in
+        // `weir local`, a single-replica group).
         failpoint::hit("after-committed");
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use super::format::CheckpointEncoder;
 use super::{CheckpointFileName, StateBackend, StateError};
+use crate::sinks::lock;
 
 /// Files queued beyond the one being written before
 /// [`BackgroundWriter::submit`] waits: a writer slower than the batches
@@ -178,10 +179,6 @@ fn keep_spare(spare: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>) {
             *smallest = buf;
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn gone(path: &str) -> StateError {
