@@ -49,15 +49,15 @@ pub enum StateError {
 
     /// The file was written by a newer (or unknown) checkpoint format.
     #[error(
-        "`{path}` uses checkpoint format version {found}, but this build only reads \
-         version {supported}; run a Weir version that supports it"
+        "`{path}` uses checkpoint format version {found}, but this build reads \
+         versions 1 to {supported}; run a Weir version that supports it"
     )]
     UnsupportedFormatVersion {
         /// The offending file.
         path: String,
         /// The format version stored in the file.
         found: u16,
-        /// The format version this build reads.
+        /// The newest format version this build reads.
         supported: u16,
     },
 

@@ -4,30 +4,48 @@
 //!
 //! ```text
 //! magic          8 bytes  b"WEIRSTAT"
-//! format version u16      = 1
+//! format version u16      = 2 (version 1 is still read)
 //! kind           u8       0 = delta, 1 = snapshot
 //! version        u64      batch id of this checkpoint
 //! base_version   u64      delta: version of the checkpoint it applies on top of
 //!                         snapshot: == version
 //! entry count    u64
-//! entries        count x { key len u32, key, tag u8 (0 tombstone, 1 value),
-//!                          value len u32, value }   (tombstones: value len 0)
+//! entries        count x { shared varint, suffix len varint, suffix,
+//!                          value field varint, value }
 //! crc32c         u32      over every byte before it
 //! ```
+//!
+//! Keys are prefix-compressed: `shared` is the number of leading bytes the
+//! key has in common with the previous entry's key (0 for the first entry),
+//! `suffix` the bytes after them. The value field is 0 for a tombstone and
+//! `value len + 1` for a value. Varints are unsigned LEB128 (7 bits per byte,
+//! low bits first), at most 10 bytes; key and value lengths are below 4 GiB.
+//!
+//! Format version 1 (written by earlier builds, still read) stores each entry
+//! as `{ key len u32, key, tag u8 (0 tombstone, 1 value), value len u32,
+//! value }`: 9 bytes besides key and value, against 3 for version 2 on keys
+//! and values under 128 bytes, and fewer key bytes when keys share prefixes
+//! (state keys start with their window and key type).
 
 use super::StateError;
 
 /// Magic bytes every checkpoint file starts with.
 pub const MAGIC: &[u8; 8] = b"WEIRSTAT";
-/// The checkpoint format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The checkpoint format version this build writes; it reads this one and
+/// every earlier one.
+pub const FORMAT_VERSION: u16 = 2;
+/// The first checkpoint format version, still read.
+const FORMAT_V1: u16 = 1;
 /// Length of the fixed header before the entries.
 pub const HEADER_LEN: usize = 8 + 2 + 1 + 8 + 8 + 8;
 /// Length of the trailing checksum.
 pub const TRAILER_LEN: usize = 4;
-/// Bytes of one entry besides its key and value (lengths and tag): also the
+/// Bytes of one entry besides its key and value when both are shorter than
+/// 128 bytes and the key shares no prefix with the previous one: also the
 /// smallest possible entry (empty key, tombstone).
-pub const ENTRY_OVERHEAD: usize = 4 + 1 + 4;
+pub const ENTRY_OVERHEAD: usize = 3;
+/// The smallest entry of a format version 1 file.
+const V1_ENTRY_OVERHEAD: usize = 4 + 1 + 4;
 const ENTRY_COUNT_OFFSET: usize = HEADER_LEN - 8;
 
 /// Whether a checkpoint file holds changes since the previous checkpoint or
@@ -94,6 +112,8 @@ pub struct CheckpointEncoder {
     version: u64,
     buf: Vec<u8>,
     count: u64,
+    /// The previous entry's key, which the next key is encoded against.
+    prev_key: Vec<u8>,
 }
 
 impl CheckpointEncoder {
@@ -178,6 +198,7 @@ impl CheckpointEncoder {
             version,
             buf,
             count: 0,
+            prev_key: Vec::new(),
         }
     }
 
@@ -194,15 +215,21 @@ impl CheckpointEncoder {
     /// Appends one entry: `Some(value)` sets `key`, `None` is a tombstone.
     /// Fails if the key or value is longer than `u32::MAX` bytes.
     pub fn push(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
-        let key_len = self.len_u32("key", key.len())?;
-        let value_len = self.len_u32("value", value.map_or(0, <[u8]>::len))?;
-        self.buf.extend_from_slice(&key_len.to_le_bytes());
-        self.buf.extend_from_slice(key);
-        self.buf.push(u8::from(value.is_some()));
-        self.buf.extend_from_slice(&value_len.to_le_bytes());
-        if let Some(v) = value {
-            self.buf.extend_from_slice(v);
+        self.check_len("key", key.len())?;
+        self.check_len("value", value.map_or(0, <[u8]>::len))?;
+        let shared = shared_prefix(&self.prev_key, key);
+        put_varint(&mut self.buf, shared as u64);
+        put_varint(&mut self.buf, (key.len() - shared) as u64);
+        self.buf.extend_from_slice(&key[shared..]);
+        match value {
+            None => self.buf.push(0),
+            Some(v) => {
+                put_varint(&mut self.buf, v.len() as u64 + 1);
+                self.buf.extend_from_slice(v);
+            }
         }
+        self.prev_key.truncate(shared);
+        self.prev_key.extend_from_slice(&key[shared..]);
         self.count += 1;
         Ok(())
     }
@@ -226,22 +253,49 @@ impl CheckpointEncoder {
         self.buf
     }
 
-    fn len_u32(&self, what: &str, len: usize) -> Result<u32, StateError> {
-        u32::try_from(len).map_err(|_| StateError::InvalidRequest {
-            path: self.path.clone(),
-            detail: format!("a {what} of {len} bytes exceeds the 4 GiB entry limit"),
-        })
+    fn check_len(&self, what: &str, len: usize) -> Result<(), StateError> {
+        if u32::try_from(len).is_err() {
+            return Err(StateError::InvalidRequest {
+                path: self.path.clone(),
+                detail: format!("a {what} of {len} bytes exceeds the 4 GiB entry limit"),
+            });
+        }
+        Ok(())
     }
+}
+
+/// The number of leading bytes `a` and `b` have in common.
+fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Appends `v` as an unsigned LEB128 varint.
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Bytes `v` takes as a varint.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Exact encoded size of a checkpoint file holding `entries`.
 pub fn encoded_len(entries: &[Entry]) -> usize {
-    HEADER_LEN
-        + TRAILER_LEN
-        + entries
-            .iter()
-            .map(|(k, v)| ENTRY_OVERHEAD + k.len() + v.as_ref().map_or(0, Vec::len))
-            .sum::<usize>()
+    let mut prev: &[u8] = &[];
+    let mut len = HEADER_LEN + TRAILER_LEN;
+    for (k, v) in entries {
+        let shared = shared_prefix(prev, k);
+        len += varint_len(shared as u64) + varint_len((k.len() - shared) as u64) + k.len() - shared;
+        len += v
+            .as_ref()
+            .map_or(1, |v| varint_len(v.len() as u64 + 1) + v.len());
+        prev = k;
+    }
+    len
 }
 
 /// Encodes a whole checkpoint file (delta or snapshot) in one exactly-sized
@@ -285,10 +339,7 @@ pub fn encode(
 pub fn decode(path: &str, bytes: &[u8]) -> Result<Checkpoint, StateError> {
     let file = open(path, bytes)?;
     let mut entries = Vec::with_capacity(file.count as usize);
-    for entry in file.entries() {
-        let (key, value) = entry?;
-        entries.push((key.to_vec(), value.map(<[u8]>::to_vec)));
-    }
+    file.for_each_entry(|key, value| entries.push((key.to_vec(), value.map(<[u8]>::to_vec))))?;
     Ok(Checkpoint {
         kind: file.kind,
         version: file.version,
@@ -312,12 +363,9 @@ pub struct CheckpointFile<'a> {
     /// The number of entries the header declares (at most what the file
     /// can hold).
     pub count: u64,
+    format: u16,
     body: &'a [u8],
 }
-
-/// One entry read in place: the key and `Some(value)`, or `None` for a
-/// tombstone.
-pub type EntryRef<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// Validates the header and checksum of one checkpoint file (everything
 /// [`decode`] checks but the entries themselves). `path` is only used in
@@ -353,7 +401,7 @@ pub fn open<'a>(path: &'a str, bytes: &'a [u8]) -> Result<CheckpointFile<'a>, St
         return Err(truncated("file ends inside the format version".into()));
     }
     let format = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if format != FORMAT_VERSION {
+    if !(FORMAT_V1..=FORMAT_VERSION).contains(&format) {
         return Err(StateError::UnsupportedFormatVersion {
             path: path.to_owned(),
             found: format,
@@ -401,7 +449,12 @@ pub fn open<'a>(path: &'a str, bytes: &'a [u8]) -> Result<CheckpointFile<'a>, St
         _ => {}
     }
 
-    let max_possible = r.buf.len() / ENTRY_OVERHEAD;
+    let min_entry = if format == FORMAT_V1 {
+        V1_ENTRY_OVERHEAD
+    } else {
+        ENTRY_OVERHEAD
+    };
+    let max_possible = r.buf.len() / min_entry;
     if count > max_possible as u64 {
         return Err(truncated(format!(
             "header declares {count} entries but only {} bytes of entries follow",
@@ -414,99 +467,146 @@ pub fn open<'a>(path: &'a str, bytes: &'a [u8]) -> Result<CheckpointFile<'a>, St
         version,
         base_version,
         count,
+        format,
         body: r.buf,
     })
 }
 
-impl<'a> CheckpointFile<'a> {
-    /// The entries in file order. An entry that does not decode (possible
-    /// only for a file written wrongly, as the checksum matched) yields an
-    /// error and ends the iteration, as do bytes left after the last entry.
-    pub fn entries(&self) -> Entries<'a> {
-        Entries {
-            path: self.path,
-            reader: Reader { buf: self.body },
-            count: self.count,
-            next: 0,
-            failed: false,
+impl CheckpointFile<'_> {
+    /// Hands every entry in file order to `f`: the key and `Some(value)`,
+    /// or `None` for a tombstone. An entry that does not decode (possible
+    /// only for a file written wrongly, as the checksum matched) ends the
+    /// walk with an error, as do bytes left after the last entry; the
+    /// entries before it were handed over.
+    pub fn for_each_entry(
+        &self,
+        mut f: impl FnMut(&[u8], Option<&[u8]>),
+    ) -> Result<(), StateError> {
+        let mut r = Reader { buf: self.body };
+        let mut key = Vec::new();
+        for i in 0..self.count {
+            let entry = EntryError {
+                path: self.path,
+                index: i,
+                count: self.count,
+            };
+            if self.format == FORMAT_V1 {
+                let (key, value) = entry.v1(&mut r)?;
+                f(key, value);
+            } else {
+                let value = entry.v2(&mut r, &mut key)?;
+                f(&key, value);
+            }
         }
+        if !r.buf.is_empty() {
+            return Err(StateError::Malformed {
+                path: self.path.to_owned(),
+                detail: format!(
+                    "{} unexpected bytes after the last of {} entries",
+                    r.buf.len(),
+                    self.count
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Checks that every entry decodes, without keeping any.
     pub fn validate(&self) -> Result<(), StateError> {
-        self.entries().try_for_each(|e| e.map(drop))
+        self.for_each_entry(|_, _| {})
     }
 }
 
-/// Iterator over the entries of a [`CheckpointFile`].
-#[derive(Debug)]
-pub struct Entries<'a> {
-    path: &'a str,
-    reader: Reader<'a>,
+/// Decoding of the entry at `index`, naming it in its errors.
+struct EntryError<'p> {
+    path: &'p str,
+    index: u64,
     count: u64,
-    next: u64,
-    failed: bool,
 }
 
-impl<'a> Entries<'a> {
-    fn entry(&mut self) -> Result<EntryRef<'a>, StateError> {
-        let (i, count) = (self.next, self.count);
-        let path = self.path;
-        let truncated = |what: &str| StateError::Truncated {
-            path: path.to_owned(),
-            detail: format!("entry {i} of {count}: {what}"),
-        };
-        let malformed = |detail: String| StateError::Malformed {
-            path: path.to_owned(),
-            detail,
-        };
-        let r = &mut self.reader;
-        let key_len = r.u32().ok_or_else(|| truncated("missing key length"))?;
+impl EntryError<'_> {
+    fn truncated(&self, what: &str) -> StateError {
+        StateError::Truncated {
+            path: self.path.to_owned(),
+            detail: format!("entry {} of {}: {what}", self.index, self.count),
+        }
+    }
+
+    fn malformed(&self, what: String) -> StateError {
+        StateError::Malformed {
+            path: self.path.to_owned(),
+            detail: format!("entry {}: {what}", self.index),
+        }
+    }
+
+    /// A format version 1 entry, read in place.
+    fn v1<'a>(&self, r: &mut Reader<'a>) -> Result<(&'a [u8], Option<&'a [u8]>), StateError> {
+        let key_len = r
+            .u32()
+            .ok_or_else(|| self.truncated("missing key length"))?;
         let key = r
             .take(key_len as usize)
-            .ok_or_else(|| truncated("key runs past the end"))?;
-        let tag = r.u8().ok_or_else(|| truncated("missing tag"))?;
-        let value_len = r.u32().ok_or_else(|| truncated("missing value length"))?;
+            .ok_or_else(|| self.truncated("key runs past the end"))?;
+        let tag = r.u8().ok_or_else(|| self.truncated("missing tag"))?;
+        let value_len = r
+            .u32()
+            .ok_or_else(|| self.truncated("missing value length"))?;
         let value = r
             .take(value_len as usize)
-            .ok_or_else(|| truncated("value runs past the end"))?;
+            .ok_or_else(|| self.truncated("value runs past the end"))?;
         match tag {
             0 if value_len == 0 => Ok((key, None)),
-            0 => Err(malformed(format!(
-                "entry {i}: tombstone carries {value_len} value bytes"
-            ))),
+            0 => Err(self.malformed(format!("tombstone carries {value_len} value bytes"))),
             1 => Ok((key, Some(value))),
-            t => Err(malformed(format!("entry {i}: unknown tag {t}"))),
+            t => Err(self.malformed(format!("unknown tag {t}"))),
+        }
+    }
+
+    /// A format version 2 entry: its key is rebuilt in `key` (which holds
+    /// the previous entry's key), its value read in place.
+    fn v2<'a>(
+        &self,
+        r: &mut Reader<'a>,
+        key: &mut Vec<u8>,
+    ) -> Result<Option<&'a [u8]>, StateError> {
+        let shared = self.length(r, "shared key prefix")?;
+        if shared > key.len() {
+            return Err(self.malformed(format!(
+                "shares {shared} key bytes with a previous key of {}",
+                key.len()
+            )));
+        }
+        let suffix_len = self.length(r, "key suffix length")?;
+        let suffix = r
+            .take(suffix_len)
+            .ok_or_else(|| self.truncated("key runs past the end"))?;
+        key.truncate(shared);
+        key.extend_from_slice(suffix);
+        match self.length(r, "value length")? {
+            0 => Ok(None),
+            n => r
+                .take(n - 1)
+                .map(Some)
+                .ok_or_else(|| self.truncated("value runs past the end")),
+        }
+    }
+
+    /// A varint length (below 4 GiB, plus one for a value's).
+    fn length(&self, r: &mut Reader<'_>, what: &str) -> Result<usize, StateError> {
+        match r.varint() {
+            Varint::Value(v) if v <= u64::from(u32::MAX) + 1 => Ok(v as usize),
+            Varint::Value(v) => Err(self.malformed(format!("{what} {v} exceeds 4 GiB"))),
+            Varint::Truncated => Err(self.truncated(&format!("{what} runs past the end"))),
+            Varint::Overlong => Err(self.malformed(format!("{what} is not a valid varint"))),
         }
     }
 }
 
-impl<'a> Iterator for Entries<'a> {
-    type Item = Result<EntryRef<'a>, StateError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        if self.next == self.count {
-            if self.reader.buf.is_empty() {
-                return None;
-            }
-            self.failed = true;
-            return Some(Err(StateError::Malformed {
-                path: self.path.to_owned(),
-                detail: format!(
-                    "{} unexpected bytes after the last of {} entries",
-                    self.reader.buf.len(),
-                    self.count
-                ),
-            }));
-        }
-        let entry = self.entry();
-        self.next += 1;
-        self.failed = entry.is_err();
-        Some(entry)
-    }
+/// What reading a varint found.
+enum Varint {
+    Value(u64),
+    Truncated,
+    Overlong,
 }
 
 /// Bounds-checked little-endian reader over a byte slice.
@@ -538,6 +638,49 @@ impl<'a> Reader<'a> {
         self.take(8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
+
+    fn varint(&mut self) -> Varint {
+        let mut v: u64 = 0;
+        for (i, &b) in self.buf.iter().enumerate().take(10) {
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && b > 1 {
+                return Varint::Overlong;
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                self.buf = &self.buf[i + 1..];
+                return Varint::Value(v);
+            }
+        }
+        if self.buf.len() >= 10 {
+            Varint::Overlong
+        } else {
+            Varint::Truncated
+        }
+    }
+}
+
+#[cfg(test)]
+/// A format version 1 file, laid out as earlier builds wrote it.
+pub(crate) fn v1_file(kind: CheckpointKind, version: u64, base: u64, entries: &[Entry]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"WEIRSTAT");
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.push(kind.as_u8());
+    b.extend_from_slice(&version.to_le_bytes());
+    b.extend_from_slice(&base.to_le_bytes());
+    b.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for (k, v) in entries {
+        b.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        b.extend_from_slice(k);
+        b.push(u8::from(v.is_some()));
+        let v = v.as_deref().unwrap_or_default();
+        b.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        b.extend_from_slice(v);
+    }
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
 }
 
 #[cfg(test)]
@@ -596,24 +739,112 @@ mod tests {
             CheckpointKind::Snapshot,
             9,
             9,
-            &[(b"k".to_vec(), Some(b"vv".to_vec()))],
+            &[
+                (b"key-1".to_vec(), Some(b"vv".to_vec())),
+                (b"key-22".to_vec(), None),
+                (b"k".to_vec(), Some(vec![7; 200])),
+            ],
         )
         .unwrap();
         let mut expected = Vec::new();
         expected.extend_from_slice(b"WEIRSTAT");
-        expected.extend_from_slice(&1u16.to_le_bytes());
+        expected.extend_from_slice(&2u16.to_le_bytes());
         expected.push(1);
         expected.extend_from_slice(&9u64.to_le_bytes());
         expected.extend_from_slice(&9u64.to_le_bytes());
-        expected.extend_from_slice(&1u64.to_le_bytes());
-        expected.extend_from_slice(&1u32.to_le_bytes());
-        expected.push(b'k');
-        expected.push(1);
-        expected.extend_from_slice(&2u32.to_le_bytes());
+        expected.extend_from_slice(&3u64.to_le_bytes());
+        expected.extend_from_slice(&[0, 5]);
+        expected.extend_from_slice(b"key-1");
+        expected.extend_from_slice(&[3]);
         expected.extend_from_slice(b"vv");
+        expected.extend_from_slice(&[4, 2]);
+        expected.extend_from_slice(b"22");
+        expected.push(0);
+        expected.extend_from_slice(&[1, 0]);
+        expected.extend_from_slice(&[0xC9, 0x01]); // 201 as a varint
+        expected.extend_from_slice(&[7; 200]);
         let crc = crc32c::crc32c(&expected);
         expected.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn format_version_1_files_are_still_read() {
+        let entries = sample();
+        let bytes = v1_file(CheckpointKind::Delta, 7, 4, &entries);
+        let cp = decode(P, &bytes).unwrap();
+        assert_eq!(
+            (cp.kind, cp.version, cp.base_version),
+            (CheckpointKind::Delta, 7, 4)
+        );
+        assert_eq!(cp.entries, entries);
+        assert!(
+            bytes.len()
+                > encode(P, CheckpointKind::Delta, 7, 4, &entries)
+                    .unwrap()
+                    .len(),
+            "version 2 is the smaller encoding"
+        );
+        for len in 0..bytes.len() {
+            assert!(decode(P, &bytes[..len]).unwrap_err().is_corrupt_file());
+        }
+        let content = bytes[..bytes.len() - TRAILER_LEN].to_vec();
+        let mut c = content.clone();
+        c[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode(P, &seal(c)),
+            Err(StateError::Truncated { .. })
+        ));
+        let mut c = content;
+        c[HEADER_LEN + 4 + 5] = 9; // the tag of "alpha"
+        assert!(matches!(
+            decode(P, &seal(c)),
+            Err(StateError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn varints_round_trip_at_every_width() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, v);
+            assert_eq!(buf.len(), varint_len(v), "{v}");
+            let mut r = Reader { buf: &buf };
+            assert!(matches!(r.varint(), Varint::Value(x) if x == v), "{v}");
+            assert!(r.buf.is_empty());
+            let mut short = Reader {
+                buf: &buf[..buf.len() - 1],
+            };
+            assert!(matches!(short.varint(), Varint::Truncated), "{v}");
+        }
+        let mut r = Reader { buf: &[0xff; 11] };
+        assert!(matches!(r.varint(), Varint::Overlong));
+    }
+
+    #[test]
+    fn keys_sharing_prefixes_round_trip_in_any_order() {
+        let entries: Vec<Entry> = ["abc", "abd", "ab", "abcdef", "", "x", "abcdef", "abcdeg"]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (
+                    k.as_bytes().to_vec(),
+                    (i % 3 != 1).then(|| vec![i as u8; i * 40]),
+                )
+            })
+            .collect();
+        let bytes = encode(P, CheckpointKind::Snapshot, 3, 3, &entries).unwrap();
+        assert_eq!(bytes.len(), encoded_len(&entries));
+        assert_eq!(decode(P, &bytes).unwrap().entries, entries);
     }
 
     #[test]
@@ -734,12 +965,12 @@ mod tests {
     #[test]
     fn future_format_version() {
         let mut bytes = encode(P, CheckpointKind::Delta, 7, 4, &sample()).unwrap();
-        bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
         match decode(P, &bytes) {
             Err(StateError::UnsupportedFormatVersion {
                 found, supported, ..
             }) => {
-                assert_eq!((found, supported), (2, 1));
+                assert_eq!((found, supported), (3, 2));
             }
             other => panic!("expected UnsupportedFormatVersion, got {other:?}"),
         }
@@ -765,12 +996,32 @@ mod tests {
             Err(StateError::Truncated { .. })
         ));
 
-        // Key length of u32::MAX.
+        // A key suffix length past the end of the file.
         let mut c = content.clone();
-        c[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        c.splice(HEADER_LEN + 1..HEADER_LEN + 2, [0xff, 0xff, 0x03]);
         assert!(matches!(
             decode(P, &seal(c)),
             Err(StateError::Truncated { .. })
+        ));
+
+        // A length of more than 4 GiB.
+        let mut c = content.clone();
+        c.splice(
+            HEADER_LEN + 1..HEADER_LEN + 2,
+            [0xff, 0xff, 0xff, 0xff, 0x7f],
+        );
+        assert!(matches!(
+            decode(P, &seal(c)),
+            Err(StateError::Malformed { .. })
+        ));
+
+        // The second entry sharing more than the first key holds ("alpha").
+        let second = HEADER_LEN + 2 + 5 + 1 + 3;
+        let mut c = content.clone();
+        c[second] = 6;
+        assert!(matches!(
+            decode(P, &seal(c)),
+            Err(StateError::Malformed { .. })
         ));
 
         // Fewer entries declared than present: trailing bytes.
@@ -782,16 +1033,8 @@ mod tests {
         ));
 
         // Unknown kind.
-        let mut c = content.clone();
-        c[10] = 7;
-        assert!(matches!(
-            decode(P, &seal(c)),
-            Err(StateError::Malformed { .. })
-        ));
-
-        // Unknown tag on the first entry (key "alpha").
         let mut c = content;
-        c[HEADER_LEN + 4 + 5] = 9;
+        c[10] = 7;
         assert!(matches!(
             decode(P, &seal(c)),
             Err(StateError::Malformed { .. })

@@ -176,13 +176,10 @@ pub fn restore_into(
             let name = CheckpointFileName::snapshot(s);
             let applied = read_checkpoint(backend, dir, name, |file| {
                 into.reserve(file.count as usize);
-                for entry in file.entries() {
-                    match entry? {
-                        (key, Some(value)) => into.set(key, value),
-                        (key, None) => into.remove(key),
-                    }
-                }
-                Ok(())
+                file.for_each_entry(|key, value| match value {
+                    Some(value) => into.set(key, value),
+                    None => into.remove(key),
+                })
             })?;
             if let Err(reason) = applied {
                 skip(dir, name, reason, &mut excluded, &mut skipped);
@@ -203,13 +200,10 @@ pub fn restore_into(
                 // reached so far stays usable if this delta is not.
                 file.validate()?;
                 delta_entries += file.count;
-                for entry in file.entries() {
-                    match entry? {
-                        (key, Some(value)) => into.set(key, value),
-                        (key, None) => into.remove(key),
-                    }
-                }
-                Ok(())
+                file.for_each_entry(|key, value| match value {
+                    Some(value) => into.set(key, value),
+                    None => into.remove(key),
+                })
             })?;
             if let Err(reason) = applied {
                 // Re-planning without this delta yields the same snapshot
@@ -522,6 +516,29 @@ mod tests {
         let r = f.restore(6);
         assert_eq!(r.version, 6);
         assert_eq!(r.entries, state(&[("a", "1"), ("b", "2"), ("c", "3")]));
+    }
+
+    #[test]
+    fn a_format_version_1_chain_restores_with_newer_deltas_on_top() {
+        let f = Fixture::new();
+        // Written by an earlier build: a version 1 snapshot and delta...
+        let entries = |pairs: &[(&str, Option<&str>)]| -> Vec<Entry> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
+                .collect()
+        };
+        let old = [("a", Some("1")), ("b", Some("2"))];
+        let bytes = format::v1_file(CheckpointKind::Snapshot, 5, 5, &entries(&old));
+        f.backend.put_atomic(&s(5).path_in(DIR), &bytes).unwrap();
+        let bytes = format::v1_file(CheckpointKind::Delta, 6, 5, &entries(&[("a", None)]));
+        f.backend.put_atomic(&d(6).path_in(DIR), &bytes).unwrap();
+        // ...and this build's deltas after the upgrade.
+        f.delta(7, 6, &[("c", Some("3")), ("b", Some("20"))]);
+        let r = f.restore(7);
+        assert_eq!(r.version, 7);
+        assert_eq!(r.entries, state(&[("b", "20"), ("c", "3")]));
+        assert!(r.skipped.is_empty());
     }
 
     #[test]
