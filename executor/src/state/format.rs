@@ -485,7 +485,7 @@ impl CheckpointFile<'_> {
         let mut r = Reader { buf: self.body };
         let mut key = Vec::new();
         for i in 0..self.count {
-            let entry = EntryError {
+            let entry = EntryAt {
                 path: self.path,
                 index: i,
                 count: self.count,
@@ -517,14 +517,14 @@ impl CheckpointFile<'_> {
     }
 }
 
-/// Decoding of the entry at `index`, naming it in its errors.
-struct EntryError<'p> {
+/// The entry at `index` of a file: decodes it, naming it in its errors.
+struct EntryAt<'p> {
     path: &'p str,
     index: u64,
     count: u64,
 }
 
-impl EntryError<'_> {
+impl EntryAt<'_> {
     fn truncated(&self, what: &str) -> StateError {
         StateError::Truncated {
             path: self.path.to_owned(),
