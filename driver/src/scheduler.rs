@@ -439,6 +439,16 @@ pub struct JobDriver {
     options: DriverOptions,
 }
 
+/// When a batch's `planned` record is durable, as [`JobDriver::execute`]
+/// starts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    /// It is.
+    Already,
+    /// It was submitted: stage A runs meanwhile, the rest after it.
+    AfterStageA,
+}
+
 impl JobDriver {
     /// A driver for the stored job `name`.
     pub fn new(
@@ -499,6 +509,15 @@ impl JobDriver {
             .pipeline
             .iter()
             .any(|s| matches!(s.kind, Some(Kind::Aggregate(_))))
+    }
+
+    /// Whether stage A has no effect beyond its shuffle output, which is
+    /// keyed by the plan's ranges (a stage B never merges another plan's):
+    /// then it can run while the plan's record becomes durable. Not so
+    /// without state (stage A pre-commits the sink's output) nor with a
+    /// dead-letter topic (stage A commits the range's dead letters).
+    fn stage_a_only_feeds_the_shuffle(&self) -> bool {
+        self.stateful() && self.spec().on_error() != pb::ErrorPolicy::DeadLetter
     }
 
     /// Runs the job until `shutdown` is set or (with `exit_when_idle`) its
@@ -630,9 +649,15 @@ impl JobDriver {
                 }
                 NextBatch::Run(plan) => {
                     let delay = Instant::now().saturating_duration_since(next_tick);
-                    self.meta.apply(command::planned(plan.clone()))?;
-                    failpoint::hit("batch-planned");
-                    self.execute(&plan, planned_at, delay, shutdown, report)?;
+                    let durable = if self.stage_a_only_feeds_the_shuffle() {
+                        self.meta.submit(command::planned(plan.clone()))?;
+                        Durable::AfterStageA
+                    } else {
+                        self.meta.apply(command::planned(plan.clone()))?;
+                        failpoint::hit("batch-planned");
+                        Durable::Already
+                    };
+                    self.execute(&plan, durable, planned_at, delay, shutdown, report)?;
                     // The next batch starts at the next tick, or now if behind.
                     next_tick += interval;
                     if next_tick < Instant::now() {
@@ -672,6 +697,7 @@ impl JobDriver {
             info!(job = %self.name(), batch_id = pending.plan.batch_id, "re-running a planned batch with its recorded ranges");
             self.execute(
                 &pending.plan,
+                Durable::Already,
                 Instant::now(),
                 Duration::ZERO,
                 shutdown,
@@ -739,17 +765,36 @@ impl JobDriver {
         plan: &pb::BatchPlan,
         replay: bool,
     ) -> Result<(pb::BatchCommit, u64), TaskFailure> {
-        let job = self.name().to_string();
+        let a = self.stage_a(plan, replay)?;
+        self.stage_b(plan, replay, a)
+    }
+
+    /// Stage A of a batch: its results, in source-range order.
+    fn stage_a(
+        &self,
+        plan: &pb::BatchPlan,
+        replay: bool,
+    ) -> Result<Vec<pb::StageAResult>, TaskFailure> {
         let a_tasks = active_ranges(plan)
             .map(|r| pb::StageATask {
-                job: job.clone(),
+                job: self.name().to_string(),
                 batch_id: plan.batch_id,
                 range: Some(*r),
                 watermark_ms: plan.watermark_ms,
                 replay,
             })
             .collect();
-        let a = self.runner.stage_a(a_tasks)?;
+        self.runner.stage_a(a_tasks)
+    }
+
+    /// Stage B of a batch (for jobs with state) after its stage A `a`.
+    fn stage_b(
+        &self,
+        plan: &pb::BatchPlan,
+        replay: bool,
+        a: Vec<pb::StageAResult>,
+    ) -> Result<(pb::BatchCommit, u64), TaskFailure> {
+        let job = self.name().to_string();
         let mut work_us = a.iter().map(|r| r.work_us).max().unwrap_or(0);
         let mut commit = pb::BatchCommit {
             job: job.clone(),
@@ -766,7 +811,7 @@ impl JobDriver {
             commit.max_event_time_ms = commit.max_event_time_ms.max(r.max_event_time_ms);
         }
         if self.stateful() {
-            let sources: Vec<u32> = active_ranges(plan).map(|r| r.partition).collect();
+            let sources: Vec<pb::OffsetRange> = active_ranges(plan).copied().collect();
             let b_tasks = (0..self.spec().state_partitions)
                 .map(|partition| pb::StageBTask {
                     job: job.clone(),
@@ -792,6 +837,7 @@ impl JobDriver {
     fn execute(
         &self,
         plan: &pb::BatchPlan,
+        durable: Durable,
         planned_at: Instant,
         scheduling_delay: Duration,
         shutdown: &AtomicBool,
@@ -800,8 +846,24 @@ impl JobDriver {
         let started = Instant::now();
         let mut recoveries = 0;
         let mut backoff = self.options.retry_backoff;
+        // Stage A while the `planned` record is on its way to the quorum;
+        // nothing after it runs unless the record is durable.
+        let mut ran_a = match durable {
+            Durable::AfterStageA => {
+                let a = self.stage_a(plan, false);
+                failpoint::hit("before-planned-durable");
+                self.meta.settled()?;
+                failpoint::hit("batch-planned");
+                Some(a)
+            }
+            Durable::Already => None,
+        };
         let (mut commit, work_us) = loop {
-            match self.run_stages(plan, false) {
+            let ran = match ran_a.take() {
+                Some(a) => a.and_then(|a| self.stage_b(plan, false, a)),
+                None => self.run_stages(plan, false),
+            };
+            match ran {
                 Ok(done) => break done,
                 Err(f) => {
                     warn!(job = %self.name(), batch_id = plan.batch_id, kind = ?f.kind, error = %f.message, "batch failed");

@@ -8,7 +8,7 @@ use crate::operators::aggregate::{PreAggregator, ShuffleBlock};
 use crate::operators::partition_state::{PartitionState, StateRestorer};
 use crate::operators::stateless::StatelessOp;
 use crate::plan::JobPlan;
-use crate::shuffle::{MemoryShuffle, Shuffle};
+use crate::shuffle::{MemoryShuffle, Shuffle, ShuffleKey};
 use crate::sinks::{lock, FileSink, KafkaSink, NoopSink, Sink, StdoutSink};
 use crate::state::{CheckpointFileName, PartitionCheckpoints, PartitionOptions, StateBackend};
 use arrow_array::RecordBatch;
@@ -193,7 +193,10 @@ impl Executor {
                 let (blocks, stats) = pre.finish(plan.spec().state_partitions);
                 result.records_late = stats.late;
                 result.max_event_time_ms = stats.max_event_time;
-                job.shuffle.put(task.batch_id, range.partition, blocks);
+                job.shuffle.put(
+                    ShuffleKey::new(task.batch_id, &range, task.watermark_ms),
+                    blocks,
+                );
             }
             None => {
                 if !task.replay {
@@ -335,20 +338,15 @@ impl Executor {
         outcome
     }
 
-    /// The block of state partition `partition` produced here by the
-    /// stage-A task of `source_partition` in `batch_id`, if this executor
-    /// still holds it.
+    /// The block of state partition `partition` of the stage-A output
+    /// `key`, if this executor produced it and still holds it.
     pub fn shuffle_block(
         &self,
         job: &str,
-        batch_id: u64,
-        source_partition: u32,
+        key: &ShuffleKey,
         partition: u32,
     ) -> Result<Option<Arc<ShuffleBlock>>, ExecError> {
-        Ok(self
-            .job(job)?
-            .shuffle
-            .fetch(batch_id, source_partition, partition))
+        Ok(self.job(job)?.shuffle.fetch(key, partition))
     }
 
     /// Slots per key in the shuffle blocks of a job (0 without state).
@@ -515,14 +513,15 @@ impl JobRuntime {
         failpoint::hit("stage-b");
         let mut blocks = Vec::with_capacity(task.sources.len());
         for source in &task.sources {
+            let key = ShuffleKey::new(task.batch_id, source, task.watermark_ms);
             let block = fetched
-                .get(source)
+                .get(&source.partition)
                 .cloned()
-                .or_else(|| self.shuffle.fetch(task.batch_id, *source, task.partition))
+                .or_else(|| self.shuffle.fetch(&key, task.partition))
                 .ok_or(ExecError::MissingShuffle {
                     job: name.clone(),
                     batch: task.batch_id,
-                    source_partition: *source,
+                    source_partition: source.partition,
                 })?;
             blocks.push(block);
         }
@@ -624,15 +623,18 @@ mod tests {
         )
     }
 
+    /// The source range every test batch reads.
+    const SOURCE: pb::OffsetRange = pb::OffsetRange {
+        partition: 0,
+        start: 0,
+        end: 10,
+    };
+
     fn stage_a(batch_id: u64) -> pb::StageATask {
         pb::StageATask {
             job: "j".into(),
             batch_id,
-            range: Some(pb::OffsetRange {
-                partition: 0,
-                start: 0,
-                end: 10,
-            }),
+            range: Some(SOURCE),
             watermark_ms: i64::MIN,
             replay: false,
         }
@@ -658,7 +660,7 @@ mod tests {
                     job: "j".into(),
                     batch_id: 1,
                     partition,
-                    sources: vec![0],
+                    sources: vec![SOURCE],
                     watermark_ms: i64::MIN,
                     checkpoint: true,
                     replay: false,
@@ -710,7 +712,7 @@ mod tests {
             job: "j".into(),
             batch_id: 1,
             partition: 0,
-            sources: vec![0],
+            sources: vec![SOURCE],
             watermark_ms: i64::MIN,
             checkpoint: false,
             replay: false,
@@ -732,6 +734,68 @@ mod tests {
         // the failed task dropped the partition: it must be restored again
         ex.stage_a(&stage_a(1)).unwrap();
         assert!(matches!(ex.stage_b(&task), Err(ExecError::StateGap { .. })));
+    }
+
+    #[test]
+    fn stage_b_merges_only_the_output_of_the_plan_it_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path());
+        ex.deploy(&record(&job("skip"))).unwrap();
+        let restore = || {
+            for partition in 0..2 {
+                ex.restore(&pb::RestoreTask {
+                    job: "j".into(),
+                    partition,
+                    target_version: 0,
+                })
+                .unwrap();
+            }
+        };
+        let task = |partition, source, watermark_ms| pb::StageBTask {
+            job: "j".into(),
+            batch_id: 1,
+            partition,
+            sources: vec![source],
+            watermark_ms,
+            checkpoint: false,
+            replay: false,
+        };
+        // Records out of both partitions, or the first failure.
+        let stage_b = |source, watermark_ms| -> Result<u64, ExecError> {
+            restore();
+            let mut out = 0;
+            for partition in 0..2 {
+                out += ex
+                    .stage_b(&task(partition, source, watermark_ms))?
+                    .records_out;
+            }
+            Ok(out)
+        };
+        // Stage A of another plan of batch 1 (a deposed leader's): the same
+        // source partition from offset 1, where only value 1 survives the
+        // filter (0 and 1 do in the whole range).
+        let other = pb::OffsetRange { start: 1, ..SOURCE };
+        ex.stage_a(&pb::StageATask {
+            range: Some(other),
+            ..stage_a(1)
+        })
+        .unwrap();
+        let missing = |r: Result<u64, ExecError>| {
+            matches!(
+                r,
+                Err(ExecError::MissingShuffle {
+                    source_partition: 0,
+                    ..
+                })
+            )
+        };
+        assert!(missing(stage_b(SOURCE, i64::MIN)));
+        ex.stage_a(&stage_a(1)).unwrap();
+        // Nor is the output of the same range at another watermark used.
+        assert!(missing(stage_b(SOURCE, 0)));
+        // Both outputs are held; each plan's stage B merges its own.
+        assert_eq!(stage_b(SOURCE, i64::MIN).unwrap(), 2);
+        assert_eq!(stage_b(other, i64::MIN).unwrap(), 1);
     }
 
     /// The local backend, with writes of the checkpoints of one version
@@ -794,7 +858,7 @@ mod tests {
                 job: "j".into(),
                 batch_id,
                 partition: 0,
-                sources: vec![0],
+                sources: vec![SOURCE],
                 watermark_ms: i64::MIN,
                 checkpoint: true,
                 replay: false,

@@ -198,13 +198,17 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
         })
         .await
         .unwrap();
+    let fetch = |batch_id, end| pb::FetchShuffleRequest {
+        job: "j".into(),
+        batch_id,
+        source_partition: 0,
+        partition: 0,
+        start: 0,
+        end,
+        watermark_ms: i64::MIN,
+    };
     let mut stream = client
-        .fetch_shuffle(pb::FetchShuffleRequest {
-            job: "j".into(),
-            batch_id: 1,
-            source_partition: 0,
-            partition: 0,
-        })
+        .fetch_shuffle(fetch(1, 10))
         .await
         .unwrap()
         .into_inner();
@@ -219,16 +223,11 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
         "three keys in the only state partition"
     );
     assert_eq!(block.slots.iter().sum::<u64>(), 10);
-    let gone = client
-        .fetch_shuffle(pb::FetchShuffleRequest {
-            job: "j".into(),
-            batch_id: 2,
-            source_partition: 0,
-            partition: 0,
-        })
-        .await
-        .unwrap_err();
+    let gone = client.fetch_shuffle(fetch(2, 10)).await.unwrap_err();
     assert_eq!(wire::missing_shuffle(&gone), Some(0));
+    // Another plan's range of the same batch is not this output.
+    let other = client.fetch_shuffle(fetch(1, 9)).await.unwrap_err();
+    assert_eq!(wire::missing_shuffle(&other), Some(0));
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();

@@ -125,16 +125,32 @@ fn leader_and_follower_kills_keep_the_job_exact() {
 /// output stays exact per key.
 #[test]
 fn leaders_dying_before_the_committed_record_is_durable_keep_the_job_exact() {
-    const POINT: &str = "after-committed@4";
+    run_with_leaders_crashing_at("after-committed@4", "committed");
+}
+
+/// Every replica is armed to crash after a batch's stage A ran while its
+/// `planned` record was still on its way to the quorum. The next leader
+/// re-runs the batch if the record became durable, or plans it again (the
+/// generator's rate makes the new ranges differ) and its stage B merges
+/// only the new plan's stage-A output: the output stays exact per key.
+#[test]
+fn leaders_dying_before_the_planned_record_is_durable_keep_the_job_exact() {
+    run_with_leaders_crashing_at("before-planned-durable@5", "planned");
+}
+
+/// Runs a job on three replicas armed with `point`, restarting each one
+/// that crashes there without it, until the job finishes; at least two
+/// must have crashed. Checks the output per key.
+fn run_with_leaders_crashing_at(point: &str, job: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut c = LocalCluster::new(dir.path(), 3, 1);
     for id in 1..=3 {
-        c.start_driver_with(id, &[("WEIR_CRASH_AT", POINT)]);
+        c.start_driver_with(id, &[("WEIR_CRASH_AT", point)]);
     }
     c.start_executor(1);
     c.wait_leader(Duration::from_secs(20));
     let total = 120_000;
-    let spec = write_spec(dir.path(), "committed", total, 20_000);
+    let spec = write_spec(dir.path(), job, total, 20_000);
     c.weir_json(&["submit", &spec]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(150);
     let mut crashed = Vec::new();
@@ -147,15 +163,15 @@ fn leaders_dying_before_the_committed_record_is_durable_keep_the_job_exact() {
             if exited {
                 let log = fs::read_to_string(c.driver_log(id)).unwrap();
                 assert!(
-                    log.contains(&format!("crash point {POINT} reached")),
-                    "driver {id} ended, but not at {POINT}\n{}",
+                    log.contains(&format!("crash point {point} reached")),
+                    "driver {id} ended, but not at {point}\n{}",
                     c.logs()
                 );
                 crashed.push(id);
                 c.start_driver(id);
             }
         }
-        if c.weir_json(&["status", "committed"])
+        if c.weir_json(&["status", job])
             .is_ok_and(|s| s["state"] == "finished")
         {
             break;
@@ -169,10 +185,10 @@ fn leaders_dying_before_the_committed_record_is_durable_keep_the_job_exact() {
     }
     assert!(
         crashed.len() >= 2,
-        "only drivers {crashed:?} reached {POINT}: the job ended before the leaders changed\n{}",
+        "only drivers {crashed:?} reached {point}: the job ended before the leaders changed\n{}",
         c.logs()
     );
-    check_counts(dir.path(), "committed", total);
+    check_counts(dir.path(), job, total);
 }
 
 #[test]

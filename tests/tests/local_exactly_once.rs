@@ -145,6 +145,7 @@ fn crashes_at_every_commit_step_keep_counts_exact() {
     for point in [
         "stage-a@4",
         "batch-planned@2",
+        "before-planned-durable@3",
         "after-precommit@7",
         "checkpoint-write@9",
         "before-committing@1",

@@ -688,11 +688,12 @@ impl Inner {
             .and_then(|b| b.get(&task.batch_id));
         task.sources
             .iter()
+            .map(|r| r.partition)
             .map(|s| {
                 outputs
-                    .and_then(|o| o.get(s))
+                    .and_then(|o| o.get(&s))
                     .map(|(_, t)| pb::ShuffleLocation {
-                        source_partition: *s,
+                        source_partition: s,
                         executor_address: t.address.clone(),
                     })
                     .ok_or_else(|| {
@@ -727,7 +728,11 @@ impl Inner {
                     .map(|l| l.executor_address.clone())
                     .unwrap_or_default()
             };
-            let used: HashMap<u32, String> = task.sources.iter().map(|s| (*s, used(*s))).collect();
+            let used: HashMap<u32, String> = task
+                .sources
+                .iter()
+                .map(|r| (r.partition, used(r.partition)))
+                .collect();
             match self
                 .run(
                     Call::StageB(task.clone(), locations),
@@ -761,21 +766,34 @@ impl Inner {
         source: u32,
         used_address: &str,
     ) -> Result<(), TaskFailure> {
-        let known = self
+        let Some(range) = task.sources.iter().find(|r| r.partition == source).copied() else {
+            return Err(internal(format!(
+                "job {}, batch {}: source partition {source} is not among the stage-B task's sources",
+                task.job, task.batch_id
+            )));
+        };
+        // The stage-A task of the stage-B task's plan (the recorded one can
+        // be of an earlier plan of the batch).
+        let a_task = pb::StageATask {
+            job: task.job.clone(),
+            batch_id: task.batch_id,
+            range: Some(range),
+            watermark_ms: task.watermark_ms,
+            replay: task.replay,
+        };
+        let ran_on = self
             .lock()
             .outputs
             .get(&task.job)
             .and_then(|b| b.get(&task.batch_id))
-            .and_then(|o| o.get(&source).cloned());
-        let Some((a_task, ran_on)) = known else {
-            return Err(internal(format!(
-                "job {}, batch {}: stage-A task of source partition {source} is unknown",
-                task.job, task.batch_id
-            )));
-        };
-        if ran_on.address != used_address && self.is_current(&ran_on) {
-            // Another stage-B task of this batch already re-ran it.
-            return Ok(());
+            .and_then(|o| o.get(&source))
+            .filter(|(recorded, _)| *recorded == a_task)
+            .map(|(_, t)| t.clone());
+        if let Some(ran_on) = ran_on {
+            if ran_on.address != used_address && self.is_current(&ran_on) {
+                // Another stage-B task of this batch already re-ran it.
+                return Ok(());
+            }
         }
         self.stage_a(a_task).await.map(|_| ())
     }

@@ -5,7 +5,7 @@ use super::fence::Fence;
 use super::status::{missing_shuffle, task_panicked, to_status};
 use crate::operators::aggregate::ShuffleBlock;
 use crate::runtime::Executor;
-use crate::shuffle::ipc;
+use crate::shuffle::{ipc, ShuffleKey};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -121,10 +121,12 @@ impl TaskService {
             .shuffle_stride(&task.job)
             .map_err(|e| to_status(&e))?;
         let mut fetches = Vec::new();
-        for &source in &task.sources {
+        for range in &task.sources {
+            let source = range.partition;
+            let key = ShuffleKey::new(task.batch_id, range, task.watermark_ms);
             let local = self
                 .executor
-                .shuffle_block(&task.job, task.batch_id, source, task.partition)
+                .shuffle_block(&task.job, &key, task.partition)
                 .map_err(|e| to_status(&e))?;
             if local.is_some() {
                 continue;
@@ -142,6 +144,9 @@ impl TaskService {
                 batch_id: task.batch_id,
                 source_partition: source,
                 partition: task.partition,
+                start: range.start,
+                end: range.end,
+                watermark_ms: task.watermark_ms,
             };
             let address = location.executor_address.clone();
             fetches.push(async move {
@@ -295,7 +300,7 @@ impl ExecutorService for TaskService {
         let executor = self.executor.clone();
         let chunks = tokio::task::spawn_blocking(move || {
             let block = executor
-                .shuffle_block(&r.job, r.batch_id, r.source_partition, r.partition)
+                .shuffle_block(&r.job, &fetch_key(&r), r.partition)
                 .map_err(|e| to_status(&e))?
                 .ok_or_else(|| {
                     missing_shuffle(
@@ -314,5 +319,16 @@ impl ExecutorService for TaskService {
         .map_err(|e| task_panicked("shuffle fetch", e))??;
         let stream = tokio_stream::iter(chunks.into_iter().map(|data| Ok(ShuffleChunk { data })));
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The stage-A output a fetch asks for.
+fn fetch_key(r: &FetchShuffleRequest) -> ShuffleKey {
+    ShuffleKey {
+        batch_id: r.batch_id,
+        source_partition: r.source_partition,
+        start: r.start,
+        end: r.end,
+        watermark_ms: r.watermark_ms,
     }
 }

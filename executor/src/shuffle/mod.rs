@@ -8,21 +8,52 @@ use crate::operators::aggregate::ShuffleBlock;
 use crate::sinks::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use weir_proto::pb;
+
+/// Which stage-A output a block belongs to: the batch, the source range
+/// the task read and the watermark it filtered late records with.
+///
+/// Two plans of the same batch can differ (a leader may run stage A while
+/// its plan is still becoming durable, then lose leadership; the next
+/// leader plans the batch again), and stage A of each is deterministic in
+/// these inputs: keying by them means stage B only ever merges the output
+/// of the plan it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShuffleKey {
+    /// The batch.
+    pub batch_id: u64,
+    /// The source partition read.
+    pub source_partition: u32,
+    /// First offset read.
+    pub start: u64,
+    /// Offset after the last one read.
+    pub end: u64,
+    /// The plan's watermark (ms).
+    pub watermark_ms: i64,
+}
+
+impl ShuffleKey {
+    /// The key of the output of reading `range` in `batch_id` at `watermark_ms`.
+    pub fn new(batch_id: u64, range: &pb::OffsetRange, watermark_ms: i64) -> Self {
+        ShuffleKey {
+            batch_id,
+            source_partition: range.partition,
+            start: range.start,
+            end: range.end,
+            watermark_ms,
+        }
+    }
+}
 
 /// Where stage-A output waits for stage B.
 pub trait Shuffle: Send + Sync {
     /// Stores the blocks (one per state partition) of a stage-A task,
     /// replacing an earlier attempt's.
-    fn put(&self, batch_id: u64, source_partition: u32, blocks: Vec<ShuffleBlock>);
+    fn put(&self, key: ShuffleKey, blocks: Vec<ShuffleBlock>);
 
-    /// The block of `partition` from the stage-A task of `source_partition`,
-    /// or `None` if that task's output is missing.
-    fn fetch(
-        &self,
-        batch_id: u64,
-        source_partition: u32,
-        partition: u32,
-    ) -> Option<Arc<ShuffleBlock>>;
+    /// The block of `partition` from the stage-A output `key`, or `None` if
+    /// that output is missing.
+    fn fetch(&self, key: &ShuffleKey, partition: u32) -> Option<Arc<ShuffleBlock>>;
 
     /// Drops every block of batches before `batch_id`.
     fn release_before(&self, batch_id: u64);
@@ -31,30 +62,27 @@ pub trait Shuffle: Send + Sync {
 /// Shuffle blocks held in this process's memory.
 #[derive(Debug, Default)]
 pub struct MemoryShuffle {
-    /// `(batch, source partition)` → one block per state partition.
-    blocks: Mutex<HashMap<(u64, u32), TaskOutput>>,
+    /// Stage-A output → one block per state partition.
+    blocks: Mutex<HashMap<ShuffleKey, TaskOutput>>,
 }
 
 type TaskOutput = Vec<Arc<ShuffleBlock>>;
 
 impl Shuffle for MemoryShuffle {
-    fn put(&self, batch_id: u64, source_partition: u32, blocks: Vec<ShuffleBlock>) {
+    fn put(&self, key: ShuffleKey, blocks: Vec<ShuffleBlock>) {
         let blocks = blocks.into_iter().map(Arc::new).collect();
-        lock(&self.blocks).insert((batch_id, source_partition), blocks);
+        // Another plan's output of the same batch stays until the batch is
+        // released: a deposed leader's late stage A must not displace it.
+        lock(&self.blocks).insert(key, blocks);
     }
 
-    fn fetch(
-        &self,
-        batch_id: u64,
-        source_partition: u32,
-        partition: u32,
-    ) -> Option<Arc<ShuffleBlock>> {
+    fn fetch(&self, key: &ShuffleKey, partition: u32) -> Option<Arc<ShuffleBlock>> {
         lock(&self.blocks)
-            .get(&(batch_id, source_partition))
+            .get(key)
             .and_then(|b| b.get(partition as usize).cloned())
     }
 
     fn release_before(&self, batch_id: u64) {
-        lock(&self.blocks).retain(|(b, _), _| *b >= batch_id);
+        lock(&self.blocks).retain(|k, _| k.batch_id >= batch_id);
     }
 }

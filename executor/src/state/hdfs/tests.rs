@@ -405,14 +405,15 @@ fn thousand_checkpointed_batches_keep_state_files_bounded() {
     let options = config.checkpoints;
     let bound = (options.retain_snapshots * (options.snapshot_every + 2) + 2) as usize;
     let run_batch = |ex: &Executor, batch_id: u64, start: u64, end: u64| {
+        let range = pb::OffsetRange {
+            partition: 0,
+            start,
+            end,
+        };
         ex.stage_a(&pb::StageATask {
             job: "j".into(),
             batch_id,
-            range: Some(pb::OffsetRange {
-                partition: 0,
-                start,
-                end,
-            }),
+            range: Some(range),
             watermark_ms: i64::MIN,
             replay: false,
         })
@@ -422,7 +423,7 @@ fn thousand_checkpointed_batches_keep_state_files_bounded() {
                 job: "j".into(),
                 batch_id,
                 partition,
-                sources: vec![0],
+                sources: vec![range],
                 watermark_ms: i64::MIN,
                 checkpoint: true,
                 replay: false,
