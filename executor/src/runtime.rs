@@ -546,16 +546,14 @@ impl JobRuntime {
                     part.state.delta_size_hint(),
                 )
                 .map_err(state_err)?;
-            let mut snapshot = if checkpoints.should_snapshot(task.batch_id, part.state.len()) {
+            let snapshot = if checkpoints.should_snapshot(task.batch_id, part.state.len()) {
                 let name = CheckpointFileName::snapshot(task.batch_id);
                 let size = part.state.snapshot_size_hint();
                 Some(checkpoints.encoder(name, 0, size).map_err(state_err)?)
             } else {
                 None
             };
-            part.state
-                .checkpoint(&mut delta, snapshot.as_mut())
-                .map_err(state_err)?;
+            part.state.checkpoint(&mut delta).map_err(state_err)?;
             // Written off the batch's path, as Flink's asynchronous
             // snapshots are: the batch's output does not wait for its state
             // to be durable, since a restore from an older version replays
@@ -564,8 +562,15 @@ impl JobRuntime {
             checkpoints.write_in_background(delta).map_err(state_err)?;
             failpoint::hit("checkpoint-write");
             if let Some(snapshot) = snapshot {
+                // Encoded by the writer from a copy: the batch pays the copy.
+                let frozen = part.state.frozen();
+                let entries = frozen.len() as u64;
                 checkpoints
-                    .write_in_background(snapshot)
+                    .fill_in_background(
+                        snapshot,
+                        entries,
+                        Box::new(move |file| frozen.encode_into(file)),
+                    )
                     .map_err(state_err)?;
             }
             part.last_checkpoint = task.batch_id;

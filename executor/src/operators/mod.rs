@@ -3,6 +3,7 @@
 
 pub mod accumulator;
 pub mod aggregate;
+mod cow_chunks;
 pub mod partition_state;
 pub mod stateless;
 pub mod window;

@@ -9,6 +9,7 @@
 
 use super::accumulator::OutputBuilder;
 use super::aggregate::{AggregatePlan, ShuffleBlock};
+use super::cow_chunks::CowChunks;
 use crate::keys::{decode_state_key, encode_state_key_into, Key, StateKey};
 use crate::state::format::{CheckpointEncoder, ENTRY_OVERHEAD};
 use crate::state::{RestoreTarget, StateError};
@@ -35,8 +36,10 @@ pub struct PartitionState {
     pub version: u64,
     /// Accumulator slots per group (from the plan or the restored values).
     stride: usize,
-    /// Each group's key; the key of a free index is [`Key::Null`].
-    keys: Vec<StateKey>,
+    /// Each group's key; the key of a free index is [`Key::Null`]. In
+    /// shared chunks: a [frozen](Self::frozen) copy shares what did not
+    /// change since.
+    keys: CowChunks<StateKey>,
     /// `stride` slots per index.
     slots: Vec<u64>,
     /// [`LIVE`], [`DIRTY`] and [`CHANGED`] per index.
@@ -96,7 +99,7 @@ impl PartitionState {
         let i = match self.free.pop() {
             Some(i) => {
                 let i = i as usize;
-                self.keys[i] = key;
+                self.keys.replace(i, key);
                 self.slots[i * self.stride..(i + 1) * self.stride].copy_from_slice(slots);
                 self.flags[i] = LIVE;
                 i
@@ -120,7 +123,7 @@ impl PartitionState {
         if let Ok(entry) = self.index.find_entry(hash, |&j| j as usize == i) {
             entry.remove();
         }
-        let key = std::mem::replace(&mut self.keys[i], (Key::Null, 0));
+        let key = self.keys.replace(i, (Key::Null, 0));
         self.removed.push(key);
         self.flags[i] = 0;
         self.free.push(i as u32);
@@ -227,28 +230,16 @@ impl PartitionState {
             .expect("columns follow the output schema")
     }
 
-    /// Encodes the changes since the previous checkpoint into `delta` and,
-    /// when given, the whole state into `snapshot` (the delta beside a
-    /// snapshot lets recovery fall back past a corrupt snapshot). Marks the
-    /// state clean.
+    /// Encodes the changes since the previous checkpoint into `delta` and
+    /// marks the state clean. (A snapshot is written beside a delta, from
+    /// [`frozen`](Self::frozen): the delta lets recovery fall back past a
+    /// corrupt snapshot.)
     ///
     /// A delta lists its tombstones before its values, so a key removed and
     /// stored again since the previous checkpoint restores as stored.
-    pub fn checkpoint(
-        &mut self,
-        delta: &mut CheckpointEncoder,
-        snapshot: Option<&mut CheckpointEncoder>,
-    ) -> Result<(), StateError> {
+    pub fn checkpoint(&mut self, delta: &mut CheckpointEncoder) -> Result<(), StateError> {
         let mut key_bytes = Vec::with_capacity(64);
         let mut value_bytes = Vec::with_capacity(64);
-        if let Some(snapshot) = snapshot {
-            for (i, flags) in self.flags.iter().enumerate() {
-                if flags & LIVE != 0 {
-                    self.encode_entry(i, &mut key_bytes, &mut value_bytes);
-                    snapshot.push(&key_bytes, Some(&value_bytes))?;
-                }
-            }
-        }
         for key in self.removed.drain(..) {
             key_bytes.clear();
             encode_state_key_into(&key, &mut key_bytes);
@@ -273,11 +264,25 @@ impl PartitionState {
     /// Encodes the key and slots at index `i` into the two buffers (cleared
     /// first).
     fn encode_entry(&self, i: usize, key_bytes: &mut Vec<u8>, value_bytes: &mut Vec<u8>) {
-        key_bytes.clear();
-        encode_state_key_into(&self.keys[i], key_bytes);
-        value_bytes.clear();
-        for s in &self.slots[i * self.stride..(i + 1) * self.stride] {
-            value_bytes.extend_from_slice(&s.to_le_bytes());
+        encode_entry(
+            &self.keys[i],
+            &self.slots[i * self.stride..(i + 1) * self.stride],
+            key_bytes,
+            value_bytes,
+        );
+    }
+
+    /// A copy of the whole state as it is now, to encode as a snapshot
+    /// elsewhere (on the checkpoint writer's thread) while the state moves
+    /// on. It shares the keys' chunks and copies the slots and flags: a
+    /// fraction of the cost of encoding them.
+    pub fn frozen(&self) -> FrozenState {
+        FrozenState {
+            stride: self.stride,
+            keys: self.keys.clone(),
+            slots: self.slots.clone(),
+            flags: self.flags.clone(),
+            len: self.len(),
         }
     }
 
@@ -294,6 +299,57 @@ impl PartitionState {
 
     fn entry_size_hint(&self) -> usize {
         ENTRY_OVERHEAD + KEY_SIZE_HINT + self.stride * 8
+    }
+}
+
+/// A copy of a partition's state at one version (see
+/// [`PartitionState::frozen`]).
+#[derive(Debug)]
+pub struct FrozenState {
+    stride: usize,
+    keys: CowChunks<StateKey>,
+    slots: Vec<u64>,
+    flags: Vec<u8>,
+    len: usize,
+}
+
+impl FrozenState {
+    /// The number of groups.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no group.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Pushes every group into `snapshot`.
+    pub fn encode_into(&self, snapshot: &mut CheckpointEncoder) -> Result<(), StateError> {
+        let mut key_bytes = Vec::with_capacity(64);
+        let mut value_bytes = Vec::with_capacity(64);
+        for (i, flags) in self.flags.iter().enumerate() {
+            if flags & LIVE != 0 {
+                encode_entry(
+                    &self.keys[i],
+                    &self.slots[i * self.stride..(i + 1) * self.stride],
+                    &mut key_bytes,
+                    &mut value_bytes,
+                );
+                snapshot.push(&key_bytes, Some(&value_bytes))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a key and its slots into the two buffers (cleared first).
+fn encode_entry(key: &StateKey, slots: &[u64], key_bytes: &mut Vec<u8>, value_bytes: &mut Vec<u8>) {
+    key_bytes.clear();
+    encode_state_key_into(key, key_bytes);
+    value_bytes.clear();
+    for s in slots {
+        value_bytes.extend_from_slice(&s.to_le_bytes());
     }
 }
 

@@ -21,8 +21,12 @@ use weir_proto::pb::{self, step::Kind, AggregateFunction};
 /// back: the delta's entries and, if asked for, the snapshot's.
 fn checkpoint(state: &mut PartitionState, snapshot: bool) -> (Vec<Entry>, Option<Vec<Entry>>) {
     let mut delta = CheckpointEncoder::delta("d", 7, 6, 0).unwrap();
-    let mut full = snapshot.then(|| CheckpointEncoder::snapshot("s", 7, 0));
-    state.checkpoint(&mut delta, full.as_mut()).unwrap();
+    let full = snapshot.then(|| {
+        let mut full = CheckpointEncoder::snapshot("s", 7, 0);
+        state.frozen().encode_into(&mut full).unwrap();
+        full
+    });
+    state.checkpoint(&mut delta).unwrap();
     let entries = |file: CheckpointEncoder| format::decode("f", &file.finish()).unwrap().entries;
     (entries(delta), full.map(entries))
 }
@@ -290,6 +294,30 @@ fn checkpoints_restore_the_same_state() {
 }
 
 #[test]
+fn a_frozen_state_encodes_the_state_as_it_was_when_frozen() {
+    let b = batch();
+    let plan = aggregate_plan(None, &b.schema());
+    let apply = |state: &mut PartitionState, records: &RecordBatch| {
+        let mut pre = PreAggregator::new(&plan, i64::MIN);
+        pre.add(records).unwrap();
+        state.apply(&plan, &merge_all(pre.finish(1).0));
+    };
+    let mut state = PartitionState::default();
+    apply(&mut state, &b.slice(0, 2));
+    let before = held(&mut state);
+    let frozen = state.frozen();
+    assert_eq!(frozen.len(), before.len());
+    // The state moves on: values change and keys are added.
+    apply(&mut state, &b);
+    let after = held(&mut state);
+    assert_ne!(after, before);
+    let mut file = CheckpointEncoder::snapshot("s", 1, 0);
+    frozen.encode_into(&mut file).unwrap();
+    let encoded = format::decode("s", &file.finish()).unwrap().entries;
+    assert_eq!(first_slots(encoded), before);
+}
+
+#[test]
 fn windows_close_at_the_watermark_and_late_records_are_counted() {
     let b = batch();
     let window = pb::WindowStep {
@@ -370,8 +398,12 @@ fn count_plan(window: Option<pb::WindowStep>) -> AggregatePlan {
 /// The groups a partition holds, read back from a snapshot of it.
 fn held(state: &mut PartitionState) -> BTreeMap<StateKey, u64> {
     let (_, snapshot) = checkpoint(state, true);
-    snapshot
-        .unwrap()
+    first_slots(snapshot.unwrap())
+}
+
+/// Each entry's key and first slot.
+fn first_slots(entries: Vec<Entry>) -> BTreeMap<StateKey, u64> {
+    entries
         .into_iter()
         .map(|(k, v)| {
             let v = v.unwrap();
@@ -451,15 +483,21 @@ fn partition_state_matches_a_model_through_windows_checkpoints_and_restores() {
         let mut delta = files
             .encoder(CheckpointFileName::delta(v), last_checkpoint, 0)
             .unwrap();
-        let mut snapshot = files.should_snapshot(v, state.len()).then(|| {
+        let snapshot = files.should_snapshot(v, state.len()).then(|| {
             files
                 .encoder(CheckpointFileName::snapshot(v), 0, 0)
                 .unwrap()
         });
-        state.checkpoint(&mut delta, snapshot.as_mut()).unwrap();
+        state.checkpoint(&mut delta).unwrap();
         files.write(delta).unwrap();
         if let Some(snapshot) = snapshot {
-            files.write_in_background(snapshot).unwrap();
+            // Frozen now, encoded on the writer's thread while the state
+            // moves on: it must restore as of this batch.
+            let frozen = state.frozen();
+            let entries = frozen.len() as u64;
+            files
+                .fill_in_background(snapshot, entries, Box::new(move |f| frozen.encode_into(f)))
+                .unwrap();
         }
         files.prune(last_checkpoint).unwrap();
         last_checkpoint = v;

@@ -40,6 +40,7 @@ pub use partition::{PartitionCheckpoints, PartitionOptions};
 pub use recovery::{
     plan_restore, restore, restore_into, RestoreOutcome, RestorePlan, RestoreTarget, Restored,
 };
+pub use writer::Fill;
 
 /// The name of one checkpoint file: its version and kind.
 ///

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::format::{self, CheckpointEncoder, Entry};
 use super::recovery::{self, RestoreOutcome, RestoreTarget, Restored};
-use super::writer::{BackgroundWriter, Done};
+use super::writer::{BackgroundWriter, Done, Fill, PendingFile};
 use super::{partition_dir, CheckpointFileName, CheckpointKind, StateBackend, StateError};
 
 /// Tuning of a partition's checkpoints.
@@ -159,7 +159,26 @@ impl PartitionCheckpoints {
     pub fn write_in_background(&mut self, file: CheckpointEncoder) -> Result<(), StateError> {
         let name = encoded_name(&file);
         self.count_entries(name, file.entry_count());
-        self.writer.submit(name, name.path_in(&self.dir), file)
+        self.writer
+            .submit(name, name.path_in(&self.dir), PendingFile::Encoded(file))
+    }
+
+    /// Like [`write_in_background`](Self::write_in_background) for a file
+    /// whose `entries` entries `fill` pushes into `file` on the writer's
+    /// thread. An error of `fill` counts as a failed write.
+    pub fn fill_in_background(
+        &mut self,
+        file: CheckpointEncoder,
+        entries: u64,
+        fill: Fill,
+    ) -> Result<(), StateError> {
+        let name = encoded_name(&file);
+        self.count_entries(name, entries);
+        self.writer.submit(
+            name,
+            name.path_in(&self.dir),
+            PendingFile::Deferred(file, fill),
+        )
     }
 
     /// The newest version that written files restore (0 before any): only
@@ -343,7 +362,12 @@ impl PartitionCheckpoints {
             .copied()
             .filter(|f| f.version > version)
             .collect();
-        self.delete_all(&doomed)
+        // Now, not in the background: the replay writes these names again.
+        for name in &doomed {
+            self.backend.delete(&name.path_in(&self.dir))?;
+            self.files.remove(name);
+        }
+        Ok(doomed.len())
     }
 
     /// Deletes the files no recovery to a version ≥ `durable_version` can
@@ -374,24 +398,24 @@ impl PartitionCheckpoints {
                 CheckpointKind::Delta => f.version <= oldest_kept,
             })
             .collect();
-        self.delete_all(&doomed)
-    }
-
-    fn delete_all(&mut self, doomed: &[CheckpointFileName]) -> Result<usize, StateError> {
-        for name in doomed {
-            self.backend.delete(&name.path_in(&self.dir))?;
+        // Off the batch's path: no later write reuses these names.
+        for name in &doomed {
             self.files.remove(name);
         }
+        self.writer
+            .delete_in_background(doomed.iter().map(|n| n.path_in(&self.dir)).collect());
         if !doomed.is_empty() {
             tracing::debug!(dir = %self.dir, deleted = doomed.len(), "deleted state checkpoints");
         }
         Ok(doomed.len())
     }
 
+    /// Learns the files from a listing, less those being deleted.
     fn refresh(&mut self) -> Result<(), StateError> {
         let names = self.backend.list(&self.dir)?;
         self.files = CheckpointFileName::parse_listing(&names)
             .into_iter()
+            .filter(|name| !self.writer.doomed(&name.path_in(&self.dir)))
             .collect();
         Ok(())
     }
@@ -521,6 +545,41 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, ["00000000000000000001.delta"]);
+    }
+
+    #[test]
+    fn pruned_files_are_deleted_by_the_writer_and_a_restore_finds_them_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = PartitionOptions {
+            snapshot_every: 2,
+            retain_snapshots: 1,
+        };
+        let mut p = open(tmp.path(), options);
+        let on_disk = |p: &PartitionCheckpoints| p.backend.list(p.dir()).unwrap().len();
+        // Snapshots at 1 and 4, deltas at 2 and 3 (and beside each snapshot).
+        for v in 1..=4u64 {
+            let mut delta = p.encoder(CheckpointFileName::delta(v), v - 1, 0).unwrap();
+            delta.push(b"k", Some(&v.to_le_bytes())).unwrap();
+            p.write_in_background(delta).unwrap();
+            if v == 1 || v == 4 {
+                let mut snapshot = p.encoder(CheckpointFileName::snapshot(v), 0, 0).unwrap();
+                snapshot.push(b"k", Some(&v.to_le_bytes())).unwrap();
+                p.write_in_background(snapshot).unwrap();
+            }
+        }
+        p.settle();
+        assert_eq!(on_disk(&p), 6);
+        // Everything below the snapshot at 4 goes: gone from the known
+        // files at once, from the store once the writer got to it.
+        assert_eq!(p.prune(4).unwrap(), 5);
+        assert_eq!(
+            p.files().collect::<Vec<_>>(),
+            [CheckpointFileName::snapshot(4)]
+        );
+        assert_eq!(p.prune(4).unwrap(), 0, "a second prune finds nothing new");
+        let restored = p.restore(4).unwrap();
+        assert_eq!(restored.version, 4);
+        assert_eq!(on_disk(&p), 1);
     }
 
     #[test]

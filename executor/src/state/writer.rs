@@ -20,9 +20,50 @@ const QUEUE: usize = 2;
 /// partition's delta and snapshot.
 const SPARE_BUFFERS: usize = 2;
 
-/// A write to do: the file's name, its path and its bytes (checksummed on
-/// the writer's thread).
-type Job = (CheckpointFileName, String, CheckpointEncoder);
+/// Fills a checkpoint file's encoder on the writer's thread (see
+/// [`PendingFile::Deferred`]).
+pub type Fill = Box<dyn FnOnce(&mut CheckpointEncoder) -> Result<(), StateError> + Send>;
+
+/// A checkpoint file handed to the writer.
+pub(super) enum PendingFile {
+    /// Encoded on the batch's path; checksummed and written by the writer.
+    Encoded(CheckpointEncoder),
+    /// An encoder (header written) and what fills it, run by the writer
+    /// before the checksum: a snapshot encoded from a copy of the state
+    /// costs the batch the copy, not the encoding.
+    Deferred(CheckpointEncoder, Fill),
+}
+
+impl PendingFile {
+    /// The bytes of the finished file.
+    fn finish(self) -> Result<Vec<u8>, StateError> {
+        match self {
+            PendingFile::Encoded(file) => Ok(file.finish()),
+            PendingFile::Deferred(mut file, fill) => {
+                fill(&mut file)?;
+                Ok(file.finish())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for PendingFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PendingFile::Encoded(file) => f.debug_tuple("Encoded").field(file).finish(),
+            PendingFile::Deferred(file, _) => f.debug_tuple("Deferred").field(file).finish(),
+        }
+    }
+}
+
+/// What the writer's thread is asked to do.
+enum Job {
+    /// Write a file: its name, its path and its contents (checksummed on
+    /// the writer's thread).
+    Write(CheckpointFileName, String, PendingFile),
+    /// Delete the doomed files now (the thread was idle).
+    Sweep,
+}
 
 /// The outcome of one write, in submission order.
 pub(super) type Done = (CheckpointFileName, Result<(), StateError>);
@@ -39,6 +80,9 @@ pub(super) struct BackgroundWriter {
     queued: VecDeque<CheckpointFileName>,
     /// Buffers of written files, for [`spare_buffer`](Self::spare_buffer).
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Paths to delete after the write in progress, see
+    /// [`delete_in_background`](Self::delete_in_background).
+    doomed: Arc<Mutex<Vec<String>>>,
 }
 
 #[derive(Debug)]
@@ -56,7 +100,21 @@ impl BackgroundWriter {
             thread: None,
             queued: VecDeque::new(),
             spare: Arc::default(),
+            doomed: Arc::default(),
         }
+    }
+
+    /// Deletes files off the batch's path: after the write in progress and
+    /// before the next one (at once if no write ever started). A failed
+    /// delete leaves the file for a later prune to find again.
+    pub(super) fn delete_in_background(&mut self, paths: Vec<String>) {
+        let Some(running) = &self.thread else {
+            delete_all(self.backend.as_ref(), &paths);
+            return;
+        };
+        lock(&self.doomed).extend(paths);
+        // A full queue means a busy thread, which sweeps after its write.
+        let _ = running.jobs.try_send(Job::Sweep);
     }
 
     /// The buffer of a written file to encode the next one into, the
@@ -80,15 +138,14 @@ impl BackgroundWriter {
         &mut self,
         name: CheckpointFileName,
         path: String,
-        file: CheckpointEncoder,
+        file: PendingFile,
     ) -> Result<(), StateError> {
         if self.thread.is_none() {
             self.thread = Some(self.start(&path)?);
         }
         let running = self.thread.as_ref().expect("started above");
-        let job = (name, path, file);
-        if let Err(mpsc::SendError((_, path, _))) = running.jobs.send(job) {
-            return Err(gone(&path));
+        if running.jobs.send(Job::Write(name, path, file)).is_err() {
+            return Err(gone(&name.to_string()));
         }
         self.queued.push_back(name);
         Ok(())
@@ -99,17 +156,25 @@ impl BackgroundWriter {
         let (report, done) = mpsc::channel();
         let backend = self.backend.clone();
         let spare = self.spare.clone();
+        let doomed = self.doomed.clone();
         let handle = std::thread::Builder::new()
             .name("weir-checkpoint".into())
             .spawn(move || {
+                let sweep = || sweep(backend.as_ref(), &doomed);
                 // Every queued file is written, also once nobody waits
                 // for the outcome (the writer is being dropped).
-                for (name, path, file) in queue {
-                    let bytes = file.finish();
-                    let written = backend.put_atomic(&path, &bytes);
-                    keep_spare(&spare, bytes);
-                    let _ = report.send((name, written));
+                for job in queue {
+                    if let Job::Write(name, path, file) = job {
+                        let written = file.finish().and_then(|bytes| {
+                            let written = backend.put_atomic(&path, &bytes);
+                            keep_spare(&spare, bytes);
+                            written
+                        });
+                        let _ = report.send((name, written));
+                    }
+                    sweep();
                 }
+                sweep();
             })
             .map_err(|source| StateError::Io {
                 op: "start the checkpoint writer for",
@@ -129,9 +194,17 @@ impl BackgroundWriter {
         self.collect(false)
     }
 
-    /// Waits for every submitted write; their outcomes.
+    /// Whether `path` is to be deleted and may still exist.
+    pub(super) fn doomed(&self, path: &str) -> bool {
+        lock(&self.doomed).iter().any(|p| p == path)
+    }
+
+    /// Waits for every submitted write, deletes the doomed files not yet
+    /// deleted; the writes' outcomes.
     pub(super) fn wait_all(&mut self) -> Vec<Done> {
-        self.collect(true)
+        let done = self.collect(true);
+        sweep(self.backend.as_ref(), &self.doomed);
+        done
     }
 
     fn collect(&mut self, wait: bool) -> Vec<Done> {
@@ -177,6 +250,26 @@ fn keep_spare(spare: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>) {
     } else if let Some(smallest) = spare.iter_mut().min_by_key(|b| b.capacity()) {
         if smallest.capacity() < buf.capacity() {
             *smallest = buf;
+        }
+    }
+}
+
+/// Deletes the doomed files, then forgets them (so that, until then, a
+/// listing that still shows them knows they are going).
+fn sweep(backend: &dyn StateBackend, doomed: &Mutex<Vec<String>>) {
+    let paths = lock(doomed).clone();
+    if paths.is_empty() {
+        return;
+    }
+    delete_all(backend, &paths);
+    lock(doomed).retain(|p| !paths.contains(p));
+}
+
+/// Deletes `paths`, logging failures (the files stay for a later prune).
+fn delete_all(backend: &dyn StateBackend, paths: &[String]) {
+    for path in paths {
+        if let Err(e) = backend.delete(path) {
+            tracing::warn!(%path, error = %e, "could not delete a pruned checkpoint; a later prune retries");
         }
     }
 }
