@@ -553,17 +553,33 @@ impl JobRuntime {
             } else {
                 None
             };
-            part.state.checkpoint(&mut delta).map_err(state_err)?;
             // Written off the batch's path, as Flink's asynchronous
             // snapshots are: the batch's output does not wait for its state
             // to be durable, since a restore from an older version replays
             // the committed batches after it. The durable version the
             // driver learns (and keeps the plans of) is what was written.
-            checkpoints.write_in_background(delta).map_err(state_err)?;
+            // Encoded here when few groups changed; else the batch pays a
+            // copy of the state (sharing its keys) and the writer encodes.
+            let frozen = if part.state.delta_is_cheaper_frozen() {
+                let frozen = Arc::new(part.state.frozen_with_changes());
+                let entries = frozen.delta_len() as u64;
+                let of = frozen.clone();
+                checkpoints
+                    .fill_in_background(
+                        delta,
+                        entries,
+                        Box::new(move |file| of.encode_delta_into(file)),
+                    )
+                    .map_err(state_err)?;
+                Some(frozen)
+            } else {
+                part.state.checkpoint(&mut delta).map_err(state_err)?;
+                checkpoints.write_in_background(delta).map_err(state_err)?;
+                None
+            };
             failpoint::hit("checkpoint-write");
             if let Some(snapshot) = snapshot {
-                // Encoded by the writer from a copy: the batch pays the copy.
-                let frozen = part.state.frozen();
+                let frozen = frozen.unwrap_or_else(|| Arc::new(part.state.frozen()));
                 let entries = frozen.len() as u64;
                 checkpoints
                     .fill_in_background(

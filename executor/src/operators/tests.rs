@@ -318,6 +318,35 @@ fn a_frozen_state_encodes_the_state_as_it_was_when_frozen() {
 }
 
 #[test]
+fn a_frozen_delta_holds_what_an_inline_one_does() {
+    let b = batch();
+    let plan = aggregate_plan(None, &b.schema());
+    let build = || {
+        let mut state = PartitionState::default();
+        for records in [b.slice(0, 3), b.slice(1, 3)] {
+            let mut pre = PreAggregator::new(&plan, i64::MIN);
+            pre.add(&records).unwrap();
+            state.apply(&plan, &merge_all(pre.finish(1).0));
+        }
+        state
+    };
+    let (mut inline, mut frozen) = (build(), build());
+    let (want, _) = checkpoint(&mut inline, false);
+    let copy = frozen.frozen_with_changes();
+    assert_eq!(copy.delta_len(), want.len());
+    // Clean now, as after an inline checkpoint.
+    assert!(checkpoint(&mut frozen, false).0.is_empty());
+    let mut delta = CheckpointEncoder::delta("d", 7, 6, 0).unwrap();
+    copy.encode_delta_into(&mut delta).unwrap();
+    let got = format::decode("d", &delta.finish()).unwrap().entries;
+    let sorted = |mut e: Vec<Entry>| {
+        e.sort();
+        e
+    };
+    assert_eq!(sorted(got), sorted(want));
+}
+
+#[test]
 fn windows_close_at_the_watermark_and_late_records_are_counted() {
     let b = batch();
     let window = pb::WindowStep {
@@ -488,12 +517,23 @@ fn partition_state_matches_a_model_through_windows_checkpoints_and_restores() {
                 .encoder(CheckpointFileName::snapshot(v), 0, 0)
                 .unwrap()
         });
-        state.checkpoint(&mut delta).unwrap();
-        files.write(delta).unwrap();
+        // Every other checkpoint's delta is frozen and encoded on the
+        // writer's thread while the state moves on, as is every snapshot:
+        // both must restore as of this batch.
+        let frozen = if v % 6 == 0 {
+            let frozen = Arc::new(state.frozen_with_changes());
+            let (of, entries) = (frozen.clone(), frozen.delta_len() as u64);
+            files
+                .fill_in_background(delta, entries, Box::new(move |f| of.encode_delta_into(f)))
+                .unwrap();
+            Some(frozen)
+        } else {
+            state.checkpoint(&mut delta).unwrap();
+            files.write(delta).unwrap();
+            None
+        };
         if let Some(snapshot) = snapshot {
-            // Frozen now, encoded on the writer's thread while the state
-            // moves on: it must restore as of this batch.
-            let frozen = state.frozen();
+            let frozen = frozen.unwrap_or_else(|| Arc::new(state.frozen()));
             let entries = frozen.len() as u64;
             files
                 .fill_in_background(snapshot, entries, Box::new(move |f| frozen.encode_into(f)))
@@ -503,6 +543,8 @@ fn partition_state_matches_a_model_through_windows_checkpoints_and_restores() {
         last_checkpoint = v;
         assert_eq!(state.len(), model.len(), "batch {v}");
         if v % 9 == 0 {
+            // What a restarted executor finds once the writes are done.
+            files.settle();
             let mut reopened =
                 PartitionCheckpoints::new(backend.clone(), "j", "agg", 0, options).unwrap();
             let mut restorer = StateRestorer::new(plan.stride);

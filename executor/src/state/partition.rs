@@ -224,7 +224,7 @@ impl PartitionCheckpoints {
     }
 
     /// Waits for the background writes and records them.
-    fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         let outcomes = self.writer.wait_all();
         self.record(outcomes);
     }
