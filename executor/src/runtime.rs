@@ -661,6 +661,18 @@ mod tests {
         }
     }
 
+    /// Restores both state partitions of the test job to version 0.
+    fn restore_all(ex: &Executor) {
+        for partition in 0..2 {
+            ex.restore(&pb::RestoreTask {
+                job: "j".into(),
+                partition,
+                target_version: 0,
+            })
+            .unwrap();
+        }
+    }
+
     #[test]
     fn failing_records_are_skipped_and_counted() {
         let dir = tempfile::tempdir().unwrap();
@@ -669,13 +681,8 @@ mod tests {
         let r = ex.stage_a(&stage_a(1)).unwrap();
         assert_eq!((r.records_in, r.records_skipped), (10, 8));
         let mut out = 0;
+        restore_all(&ex);
         for partition in 0..2 {
-            ex.restore(&pb::RestoreTask {
-                job: "j".into(),
-                partition,
-                target_version: 0,
-            })
-            .unwrap();
             let b = ex
                 .stage_b(&pb::StageBTask {
                     job: "j".into(),
@@ -762,16 +769,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ex = executor(dir.path());
         ex.deploy(&record(&job("skip"))).unwrap();
-        let restore = || {
-            for partition in 0..2 {
-                ex.restore(&pb::RestoreTask {
-                    job: "j".into(),
-                    partition,
-                    target_version: 0,
-                })
-                .unwrap();
-            }
-        };
+        let restore = || restore_all(&ex);
         let task = |partition, source, watermark_ms| pb::StageBTask {
             job: "j".into(),
             batch_id: 1,

@@ -238,38 +238,24 @@ impl PartitionState {
     /// A delta lists its tombstones before its values, so a key removed and
     /// stored again since the previous checkpoint restores as stored.
     pub fn checkpoint(&mut self, delta: &mut CheckpointEncoder) -> Result<(), StateError> {
-        let mut key_bytes = Vec::with_capacity(64);
-        let mut value_bytes = Vec::with_capacity(64);
-        for key in self.removed.drain(..) {
-            key_bytes.clear();
-            encode_state_key_into(&key, &mut key_bytes);
-            delta.push(&key_bytes, None)?;
-        }
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        let encoded = encode_changes(self.arena(), &self.removed, &mut dirty, delta);
         for &i in &dirty {
-            let i = i as usize;
-            // Removed since (its tombstone is written), or already written:
-            // a reused index can be listed twice.
-            if self.flags[i] & (LIVE | DIRTY) == LIVE | DIRTY {
-                self.flags[i] &= !DIRTY;
-                self.encode_entry(i, &mut key_bytes, &mut value_bytes);
-                delta.push(&key_bytes, Some(&value_bytes))?;
-            }
+            self.flags[i as usize] &= !DIRTY;
         }
+        dirty.clear();
         self.dirty = dirty;
-        self.dirty.clear();
-        Ok(())
+        self.removed.clear();
+        encoded
     }
 
-    /// Encodes the key and slots at index `i` into the two buffers (cleared
-    /// first).
-    fn encode_entry(&self, i: usize, key_bytes: &mut Vec<u8>, value_bytes: &mut Vec<u8>) {
-        encode_entry(
-            &self.keys[i],
-            &self.slots[i * self.stride..(i + 1) * self.stride],
-            key_bytes,
-            value_bytes,
-        );
+    fn arena(&self) -> Arena<'_> {
+        Arena {
+            keys: &self.keys,
+            slots: &self.slots,
+            flags: &self.flags,
+            stride: self.stride,
+        }
     }
 
     /// A copy of the whole state as it is now, to encode as a snapshot
@@ -353,29 +339,7 @@ impl FrozenState {
     /// [`PartitionState::checkpoint`] would have: tombstones first, then
     /// the groups still held, in index order.
     pub fn encode_delta_into(&self, delta: &mut CheckpointEncoder) -> Result<(), StateError> {
-        let mut key_bytes = Vec::with_capacity(64);
-        let mut value_bytes = Vec::with_capacity(64);
-        for key in &self.removed {
-            key_bytes.clear();
-            encode_state_key_into(key, &mut key_bytes);
-            delta.push(&key_bytes, None)?;
-        }
-        let mut dirty = self.dirty.clone();
-        dirty.sort_unstable();
-        dirty.dedup();
-        for i in dirty {
-            let i = i as usize;
-            if self.flags[i] & (LIVE | DIRTY) == LIVE | DIRTY {
-                encode_entry(
-                    &self.keys[i],
-                    &self.slots[i * self.stride..(i + 1) * self.stride],
-                    &mut key_bytes,
-                    &mut value_bytes,
-                );
-                delta.push(&key_bytes, Some(&value_bytes))?;
-            }
-        }
-        Ok(())
+        encode_changes(self.arena(), &self.removed, &mut self.dirty.clone(), delta)
     }
 
     /// The number of groups.
@@ -388,18 +352,22 @@ impl FrozenState {
         self.len == 0
     }
 
+    fn arena(&self) -> Arena<'_> {
+        Arena {
+            keys: &self.keys,
+            slots: &self.slots,
+            flags: &self.flags,
+            stride: self.stride,
+        }
+    }
+
     /// Pushes every group into `snapshot`.
     pub fn encode_into(&self, snapshot: &mut CheckpointEncoder) -> Result<(), StateError> {
-        let mut key_bytes = Vec::with_capacity(64);
-        let mut value_bytes = Vec::with_capacity(64);
+        let arena = self.arena();
+        let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
         for (i, flags) in self.flags.iter().enumerate() {
             if flags & LIVE != 0 {
-                encode_entry(
-                    &self.keys[i],
-                    &self.slots[i * self.stride..(i + 1) * self.stride],
-                    &mut key_bytes,
-                    &mut value_bytes,
-                );
+                arena.encode_entry(i, &mut key_bytes, &mut value_bytes);
                 snapshot.push(&key_bytes, Some(&value_bytes))?;
             }
         }
@@ -407,14 +375,55 @@ impl FrozenState {
     }
 }
 
-/// Encodes a key and its slots into the two buffers (cleared first).
-fn encode_entry(key: &StateKey, slots: &[u64], key_bytes: &mut Vec<u8>, value_bytes: &mut Vec<u8>) {
-    key_bytes.clear();
-    encode_state_key_into(key, key_bytes);
-    value_bytes.clear();
-    for s in slots {
-        value_bytes.extend_from_slice(&s.to_le_bytes());
+/// A view of a partition's arena (live or frozen).
+#[derive(Clone, Copy)]
+struct Arena<'a> {
+    keys: &'a CowChunks<StateKey>,
+    slots: &'a [u64],
+    flags: &'a [u8],
+    stride: usize,
+}
+
+impl Arena<'_> {
+    /// Encodes the key and slots of the group at index `i` into the two
+    /// buffers (cleared first).
+    fn encode_entry(&self, i: usize, key_bytes: &mut Vec<u8>, value_bytes: &mut Vec<u8>) {
+        key_bytes.clear();
+        encode_state_key_into(&self.keys[i], key_bytes);
+        value_bytes.clear();
+        for s in &self.slots[i * self.stride..(i + 1) * self.stride] {
+            value_bytes.extend_from_slice(&s.to_le_bytes());
+        }
     }
+}
+
+/// Pushes the changes since a checkpoint into `delta`: the tombstones of
+/// `removed` first (so a key removed and stored again restores as stored),
+/// then, in index order, the groups at the `dirty` indices that are still
+/// live and dirty (a group removed since has its tombstone; a reused index
+/// can be listed twice). Sorts and dedups `dirty`.
+fn encode_changes(
+    arena: Arena<'_>,
+    removed: &[StateKey],
+    dirty: &mut Vec<u32>,
+    delta: &mut CheckpointEncoder,
+) -> Result<(), StateError> {
+    let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
+    for key in removed {
+        key_bytes.clear();
+        encode_state_key_into(key, &mut key_bytes);
+        delta.push(&key_bytes, None)?;
+    }
+    dirty.sort_unstable();
+    dirty.dedup();
+    for &i in dirty.iter() {
+        let i = i as usize;
+        if arena.flags[i] & (LIVE | DIRTY) == LIVE | DIRTY {
+            arena.encode_entry(i, &mut key_bytes, &mut value_bytes);
+            delta.push(&key_bytes, Some(&value_bytes))?;
+        }
+    }
+    Ok(())
 }
 
 /// Builds a partition's state from checkpoint entries, as a
