@@ -787,7 +787,8 @@ impl JobDriver {
         self.runner.stage_a(a_tasks)
     }
 
-    /// Stage B of a batch (for jobs with state) after its stage A `a`.
+    /// The commit record of a batch from its stage-A results `a`, after
+    /// running its stage B (jobs with state).
     fn stage_b(
         &self,
         plan: &pb::BatchPlan,

@@ -769,7 +769,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ex = executor(dir.path());
         ex.deploy(&record(&job("skip"))).unwrap();
-        let restore = || restore_all(&ex);
         let task = |partition, source, watermark_ms| pb::StageBTask {
             job: "j".into(),
             batch_id: 1,
@@ -781,7 +780,7 @@ mod tests {
         };
         // Records out of both partitions, or the first failure.
         let stage_b = |source, watermark_ms| -> Result<u64, ExecError> {
-            restore();
+            restore_all(&ex);
             let mut out = 0;
             for partition in 0..2 {
                 out += ex

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::format::{self, CheckpointEncoder, Entry};
 use super::recovery::{self, RestoreOutcome, RestoreTarget, Restored};
-use super::writer::{BackgroundWriter, Done, Fill, PendingFile};
+use super::writer::{BackgroundWriter, Done, Fill};
 use super::{partition_dir, CheckpointFileName, CheckpointKind, StateBackend, StateError};
 
 /// Tuning of a partition's checkpoints.
@@ -157,10 +157,8 @@ impl PartitionCheckpoints {
     /// restored. [`restore`](Self::restore), [`discard_after`](Self::discard_after),
     /// [`write`](Self::write) and dropping wait for the queue to drain.
     pub fn write_in_background(&mut self, file: CheckpointEncoder) -> Result<(), StateError> {
-        let name = encoded_name(&file);
-        self.count_entries(name, file.entry_count());
-        self.writer
-            .submit(name, name.path_in(&self.dir), PendingFile::Encoded(file))
+        let entries = file.entry_count();
+        self.submit(file, entries, None)
     }
 
     /// Like [`write_in_background`](Self::write_in_background) for a file
@@ -172,13 +170,19 @@ impl PartitionCheckpoints {
         entries: u64,
         fill: Fill,
     ) -> Result<(), StateError> {
+        self.submit(file, entries, Some(fill))
+    }
+
+    fn submit(
+        &mut self,
+        file: CheckpointEncoder,
+        entries: u64,
+        fill: Option<Fill>,
+    ) -> Result<(), StateError> {
         let name = encoded_name(&file);
         self.count_entries(name, entries);
-        self.writer.submit(
-            name,
-            name.path_in(&self.dir),
-            PendingFile::Deferred(file, fill),
-        )
+        self.writer
+            .submit(name, name.path_in(&self.dir), file, fill)
     }
 
     /// The newest version that written files restore (0 before any): only

@@ -20,47 +20,16 @@ const QUEUE: usize = 2;
 /// partition's delta and snapshot.
 const SPARE_BUFFERS: usize = 2;
 
-/// Fills a checkpoint file's encoder on the writer's thread (see
-/// [`PendingFile::Deferred`]).
+/// Fills a checkpoint file's encoder on the writer's thread, before its
+/// checksum: a snapshot encoded from a copy of the state costs the batch
+/// the copy, not the encoding.
 pub type Fill = Box<dyn FnOnce(&mut CheckpointEncoder) -> Result<(), StateError> + Send>;
-
-/// A checkpoint file handed to the writer.
-pub(super) enum PendingFile {
-    /// Encoded on the batch's path; checksummed and written by the writer.
-    Encoded(CheckpointEncoder),
-    /// An encoder (header written) and what fills it, run by the writer
-    /// before the checksum: a snapshot encoded from a copy of the state
-    /// costs the batch the copy, not the encoding.
-    Deferred(CheckpointEncoder, Fill),
-}
-
-impl PendingFile {
-    /// The bytes of the finished file.
-    fn finish(self) -> Result<Vec<u8>, StateError> {
-        match self {
-            PendingFile::Encoded(file) => Ok(file.finish()),
-            PendingFile::Deferred(mut file, fill) => {
-                fill(&mut file)?;
-                Ok(file.finish())
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for PendingFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PendingFile::Encoded(file) => f.debug_tuple("Encoded").field(file).finish(),
-            PendingFile::Deferred(file, _) => f.debug_tuple("Deferred").field(file).finish(),
-        }
-    }
-}
 
 /// What the writer's thread is asked to do.
 enum Job {
-    /// Write a file: its name, its path and its contents (checksummed on
-    /// the writer's thread).
-    Write(CheckpointFileName, String, PendingFile),
+    /// Write a file: its name, its path, its encoder (checksummed on the
+    /// writer's thread) and what fills the encoder first, if anything.
+    Write(CheckpointFileName, String, CheckpointEncoder, Option<Fill>),
     /// Delete the doomed files now (the thread was idle).
     Sweep,
 }
@@ -138,14 +107,19 @@ impl BackgroundWriter {
         &mut self,
         name: CheckpointFileName,
         path: String,
-        file: PendingFile,
+        file: CheckpointEncoder,
+        fill: Option<Fill>,
     ) -> Result<(), StateError> {
         if self.thread.is_none() {
             self.thread = Some(self.start(&path)?);
         }
         let running = self.thread.as_ref().expect("started above");
-        if running.jobs.send(Job::Write(name, path, file)).is_err() {
-            return Err(gone(&name.to_string()));
+        if let Err(mpsc::SendError(job)) = running.jobs.send(Job::Write(name, path, file, fill)) {
+            let path = match job {
+                Job::Write(_, path, ..) => path,
+                Job::Sweep => name.to_string(),
+            };
+            return Err(gone(&path));
         }
         self.queued.push_back(name);
         Ok(())
@@ -164,8 +138,10 @@ impl BackgroundWriter {
                 // Every queued file is written, also once nobody waits
                 // for the outcome (the writer is being dropped).
                 for job in queue {
-                    if let Job::Write(name, path, file) = job {
-                        let written = file.finish().and_then(|bytes| {
+                    if let Job::Write(name, path, mut file, fill) = job {
+                        let filled = fill.map_or(Ok(()), |fill| fill(&mut file));
+                        let written = filled.and_then(|()| {
+                            let bytes = file.finish();
                             let written = backend.put_atomic(&path, &bytes);
                             keep_spare(&spare, bytes);
                             written
