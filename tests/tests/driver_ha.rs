@@ -168,6 +168,11 @@ fn run_with_leaders_crashing_at(point: &str, job: &str) {
                     c.logs()
                 );
                 crashed.push(id);
+                // Back once an armed replica leads: restarted at once, the
+                // unarmed one could win the election and no leader would
+                // crash again.
+                let leader = c.wait_leader(Duration::from_secs(20));
+                assert_ne!(leader, id, "{}", c.logs());
                 c.start_driver(id);
             }
         }
