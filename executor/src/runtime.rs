@@ -10,7 +10,9 @@ use crate::operators::stateless::StatelessOp;
 use crate::plan::JobPlan;
 use crate::shuffle::{MemoryShuffle, Shuffle, ShuffleKey};
 use crate::sinks::{lock, FileSink, KafkaSink, NoopSink, Sink, StdoutSink};
-use crate::state::{CheckpointFileName, PartitionCheckpoints, PartitionOptions, StateBackend};
+use crate::state::{
+    CheckpointFileName, PartitionCheckpoints, PartitionOptions, StateBackend, Tenure,
+};
 use arrow_array::RecordBatch;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -233,8 +235,20 @@ impl Executor {
 
     /// Brings a state partition to the newest durable version ≤ the target.
     /// Batches between the restored version and the target must then be
-    /// replayed (`replay: true`).
+    /// replayed (`replay: true`). For the only executor of a store (see
+    /// [`restore_under`](Self::restore_under)).
     pub fn restore(&self, task: &pb::RestoreTask) -> Result<pb::RestoreResult, ExecError> {
+        self.restore_under(task, Tenure::unfenced())
+    }
+
+    /// Like [`restore`](Self::restore) for a task given under `tenure`: the
+    /// partition's files are changed only while it holds, from now on
+    /// until a later task of the partition brings another.
+    pub fn restore_under(
+        &self,
+        task: &pb::RestoreTask,
+        tenure: Tenure,
+    ) -> Result<pb::RestoreResult, ExecError> {
         let job = self.job(&task.job)?;
         let Some(agg) = &job.plan.aggregate else {
             return Ok(pb::RestoreResult {
@@ -259,6 +273,7 @@ impl Executor {
             {
                 // Files of an uncommitted batch another owner may have
                 // written are not part of this state.
+                part.checkpoints.set_tenure(tenure);
                 part.checkpoints
                     .discard_after(task.target_version)
                     .map_err(state_err)?;
@@ -283,6 +298,7 @@ impl Executor {
             self.config.checkpoints,
         )
         .map_err(state_err)?;
+        checkpoints.set_tenure(tenure);
         let mut restorer = StateRestorer::new(agg.stride);
         let restored = checkpoints
             .restore_into(task.target_version, &mut restorer)
@@ -290,6 +306,7 @@ impl Executor {
         for (path, reason) in &restored.skipped {
             warn!(job = %task.job, partition = task.partition, path = %path, reason = %reason, "state restore fell back past an unusable checkpoint");
         }
+        failpoint::hit("restore-discard");
         checkpoints
             .discard_after(restored.version)
             .map_err(state_err)?;
@@ -314,23 +331,29 @@ impl Executor {
     }
 
     /// Runs a stage-B task. On failure the partition is dropped from memory
-    /// and must be restored before its next batch.
+    /// and must be restored before its next batch. For the only executor of
+    /// a store (see [`stage_b_with_blocks`](Self::stage_b_with_blocks)).
     pub fn stage_b(&self, task: &pb::StageBTask) -> Result<pb::StageBResult, ExecError> {
-        self.stage_b_with_blocks(task, &HashMap::new())
+        self.stage_b_with_blocks(task, &HashMap::new(), Tenure::unfenced())
     }
 
-    /// Runs a stage-B task with shuffle blocks fetched from other executors
-    /// (by source partition); the other sources' blocks come from this
-    /// executor's own stage-A output. Same failure semantics as
+    /// Runs a stage-B task given under `tenure` with shuffle blocks fetched
+    /// from other executors (by source partition); the other sources'
+    /// blocks come from this executor's own stage-A output. The partition's
+    /// checkpoints are written under `tenure`. Same failure semantics as
     /// [`Executor::stage_b`].
     pub fn stage_b_with_blocks(
         &self,
         task: &pb::StageBTask,
         fetched: &HashMap<u32, Arc<ShuffleBlock>>,
+        tenure: Tenure,
     ) -> Result<pb::StageBResult, ExecError> {
         let job = self.job(&task.job)?;
         let slot = job.slot(task.partition)?;
         let mut guard = lock(slot);
+        if let Some(part) = guard.as_mut() {
+            part.checkpoints.set_tenure(tenure);
+        }
         let outcome = job.stage_b(task, fetched, &mut guard);
         if outcome.is_err() {
             *guard = None;

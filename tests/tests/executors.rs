@@ -429,6 +429,62 @@ fn a_paused_executor_is_fenced_and_counts_stay_exact() {
     }
 }
 
+#[test]
+fn an_executor_paused_while_restoring_changes_no_files_once_replaced() {
+    // e3 joins, is given a partition and stops itself in the middle of
+    // restoring it: restored from the files, about to discard those above
+    // the restored version. The partition moves on without it; its new
+    // owner writes newer checkpoints (and prunes the older ones).
+    let mut cluster = Cluster::start();
+    cluster.start_executor("e1");
+    cluster.start_executor("e2");
+    cluster.wait_live(&["e1", "e2"]);
+    let job = run_job(&cluster, "stale_restore", 600_000, 3_000);
+    job.wait_batch(&cluster, 3);
+    cluster.start_executor_with("e3", &[("WEIR_PAUSE_AT", "restore-discard")]);
+    let paused = |cluster: &Cluster| {
+        std::fs::read_to_string(cluster.log("e3"))
+            .unwrap_or_default()
+            .contains("pause point restore-discard@1 reached")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !paused(&cluster) {
+        assert!(
+            Instant::now() < deadline && !job.thread.is_finished(),
+            "e3 never paused while restoring\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.wait_live(&["e1", "e2"]);
+    // Long enough for the driver to forget the plans of the batches before
+    // the restored version: a restore that finds less must fail the job.
+    let at = job.batches.load(Ordering::SeqCst);
+    job.wait_batch(&cluster, at + 25);
+    // The owners that wrote those checkpoints die; e3 wakes up late and
+    // is the only executor left. Its stale restore must not delete the
+    // newer files: restored from the store, the job resumes where it was.
+    for id in ["e1", "e2"] {
+        cluster.executors.get_mut(id).unwrap().kill().unwrap();
+    }
+    cluster.signal("e3", "-CONT");
+    let refused = |cluster: &Cluster| {
+        let log = std::fs::read_to_string(cluster.log("e3")).unwrap_or_default();
+        log.contains("pause point restore-discard@1: continued") && log.contains("lost its lease")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !refused(&cluster) {
+        assert!(
+            Instant::now() < deadline,
+            "the late restore was not refused\n{}",
+            log_tail(&cluster.log("e3"), 40)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.wait_live(&["e3"]);
+    job.finish(&cluster);
+}
+
 /// Three executors, `e2` set to abort at crash point `point`: the job runs
 /// until `e2` dies there, goes on without it, takes it back as a new
 /// incarnation, and its counts stay exact.

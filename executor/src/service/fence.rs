@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tonic::Status;
 
 use super::status::stale_epoch;
+use crate::state::Lease;
 
 #[derive(Debug, Default)]
 struct State {
@@ -72,6 +73,13 @@ impl Fence {
             Some(c) if c == epoch => Ok(()),
             current => Err(stale_epoch(epoch, current)),
         }
+    }
+}
+
+impl Lease for Fence {
+    /// The same test as [`Fence::check`], for changes to the state store.
+    fn holds(&self, epoch: u64) -> bool {
+        self.current(Instant::now()) == Some(epoch)
     }
 }
 

@@ -6,6 +6,7 @@ use super::status::{missing_shuffle, task_panicked, to_status};
 use crate::operators::aggregate::ShuffleBlock;
 use crate::runtime::Executor;
 use crate::shuffle::{ipc, ShuffleKey};
+use crate::state::Tenure;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,12 @@ impl TaskService {
         })
     }
 
+    /// What a task of `epoch` may change in the state store: nothing once
+    /// the epoch loses its lease.
+    fn tenure(&self, epoch: u64) -> Tenure {
+        Tenure::new(self.fence.clone(), epoch)
+    }
+
     /// Runs a task on the blocking pool if `epoch` is current before and
     /// after: a result computed across an epoch change is not returned.
     async fn run<T: Send + 'static>(
@@ -60,7 +67,10 @@ impl TaskService {
         let out = tokio::task::spawn_blocking(move || f(&executor))
             .await
             .map_err(|e| task_panicked(what, e))?
-            .map_err(|e| to_status(&e))?;
+            .map_err(|e| {
+                debug!(epoch, task = what, error = %e, "task failed");
+                to_status(&e)
+            })?;
         self.check(epoch, what)?;
         Ok(Response::new(out))
     }
@@ -251,11 +261,13 @@ impl ExecutorService for TaskService {
         // Fetch in async code, then hand every block to the sync runtime.
         let blocks = self.fetch_blocks(&task, &r.locations).await?;
         debug!(job = %task.job, batch_id = task.batch_id, partition = task.partition, fetched = blocks.len(), "shuffle blocks fetched");
+        let tenure = self.tenure(r.epoch);
         self.run(r.epoch, "stage b", move |ex| {
-            ex.stage_b_with_blocks(&task, &blocks).map(|mut result| {
-                result.work_us = started.elapsed().as_micros() as u64;
-                result
-            })
+            ex.stage_b_with_blocks(&task, &blocks, tenure)
+                .map(|mut result| {
+                    result.work_us = started.elapsed().as_micros() as u64;
+                    result
+                })
         })
         .await
     }
@@ -269,8 +281,11 @@ impl ExecutorService for TaskService {
         let task = r
             .task
             .ok_or_else(|| Status::invalid_argument("restore without a task"))?;
-        self.run(r.epoch, "restore", move |ex| ex.restore(&task))
-            .await
+        let tenure = self.tenure(r.epoch);
+        self.run(r.epoch, "restore", move |ex| {
+            ex.restore_under(&task, tenure)
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(epoch = request.get_ref().epoch))]

@@ -171,6 +171,24 @@ pub enum StateError {
         detail: String,
     },
 
+    /// This executor may no longer change the partition's files: the epoch
+    /// its task was sent under lost its lease (the executor was paused or cut
+    /// off past the leader's failure timeout), so the leader may have given
+    /// the partition to another executor.
+    #[error(
+        "not allowed to {op} `{path}`: this executor's epoch {epoch} lost its lease, and the \
+         leader may have given the partition to another executor; nothing was changed, the \
+         task fails and the leader re-runs it where the partition is now"
+    )]
+    Fenced {
+        /// The change refused (`write`, `delete`, ...).
+        op: &'static str,
+        /// The file it concerned.
+        path: String,
+        /// The epoch the task was sent under.
+        epoch: u64,
+    },
+
     /// A caller asked for something the checkpoint format cannot represent or
     /// that breaks the checkpoint chain (a bug in the caller).
     #[error("cannot write `{path}`: {detail}; this is a bug in the caller of the state module")]
@@ -198,7 +216,8 @@ impl StateError {
             | StateError::Unavailable { path, .. }
             | StateError::PermissionDenied { path, .. }
             | StateError::SafeMode { path, .. }
-            | StateError::ParentMissing { path, .. } => path,
+            | StateError::ParentMissing { path, .. }
+            | StateError::Fenced { path, .. } => path,
             StateError::InvalidConfig { .. } => "",
         }
     }

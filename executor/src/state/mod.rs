@@ -29,6 +29,7 @@ pub mod hdfs;
 mod local;
 mod partition;
 pub mod recovery;
+mod tenure;
 mod writer;
 
 pub use backend::StateBackend;
@@ -40,6 +41,7 @@ pub use partition::{PartitionCheckpoints, PartitionOptions};
 pub use recovery::{
     plan_restore, restore, restore_into, RestoreOutcome, RestorePlan, RestoreTarget, Restored,
 };
+pub use tenure::{Lease, Tenure};
 pub use writer::Fill;
 
 /// The name of one checkpoint file: its version and kind.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::format::{self, CheckpointEncoder, Entry};
 use super::recovery::{self, RestoreOutcome, RestoreTarget, Restored};
 use super::writer::{BackgroundWriter, Done, Fill};
-use super::{partition_dir, CheckpointFileName, CheckpointKind, StateBackend, StateError};
+use super::{partition_dir, CheckpointFileName, CheckpointKind, StateBackend, StateError, Tenure};
 
 /// Tuning of a partition's checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,9 @@ impl Default for PartitionOptions {
 
 /// The checkpoint files of one `(job, operator, partition)`.
 ///
-/// Assumes it is the only writer of its directory. It remembers which files
+/// Assumes it is the only writer of its directory, and makes sure of it
+/// with a [`Tenure`]: every write and delete is refused once the tenure it
+/// was asked under ends (see [`set_tenure`](Self::set_tenure)). It remembers which files
 /// exist (from a listing when opened, then its own writes and deletes) to
 /// decide when a snapshot is due.
 ///
@@ -67,6 +69,8 @@ pub struct PartitionCheckpoints {
     /// reads beyond the snapshot (learnt from [`restore_into`](Self::restore_into)
     /// after a restart).
     delta_entries: u64,
+    /// What the changes asked for from now on are made under.
+    tenure: Tenure,
 }
 
 impl PartitionCheckpoints {
@@ -91,9 +95,17 @@ impl PartitionCheckpoints {
             durable: 0,
             failure: None,
             delta_entries: 0,
+            tenure: Tenure::unfenced(),
         };
         this.refresh()?;
         Ok(this)
+    }
+
+    /// Makes the writes and deletes asked for from now on under `tenure`
+    /// (those already queued keep the tenure they were asked under). A new
+    /// instance is [unfenced](Tenure::unfenced).
+    pub fn set_tenure(&mut self, tenure: Tenure) {
+        self.tenure = tenure;
     }
 
     /// The partition's directory relative to the backend root
@@ -140,8 +152,9 @@ impl PartitionCheckpoints {
         self.settle();
         let name = encoded_name(&file);
         self.count_entries(name, file.entry_count());
-        self.backend
-            .put_atomic(&name.path_in(&self.dir), &file.finish())?;
+        let path = name.path_in(&self.dir);
+        self.tenure.check("write", &path)?;
+        self.backend.put_atomic(&path, &file.finish())?;
         self.written(name);
         Ok(())
     }
@@ -181,8 +194,13 @@ impl PartitionCheckpoints {
     ) -> Result<(), StateError> {
         let name = encoded_name(&file);
         self.count_entries(name, entries);
-        self.writer
-            .submit(name, name.path_in(&self.dir), file, fill)
+        self.writer.submit(
+            name,
+            name.path_in(&self.dir),
+            file,
+            fill,
+            self.tenure.clone(),
+        )
     }
 
     /// The newest version that written files restore (0 before any): only
@@ -339,7 +357,11 @@ impl PartitionCheckpoints {
     /// meanwhile: the writer has settled. A failure only leaves garbage,
     /// hidden from listings, for the next restore.
     fn sweep_temp(&self) {
-        match self.backend.sweep_temp(&self.dir) {
+        let swept = self
+            .tenure
+            .check("delete temporary files in", &self.dir)
+            .and_then(|()| self.backend.sweep_temp(&self.dir));
+        match swept {
             Ok(0) => {}
             Ok(swept) => {
                 tracing::info!(dir = %self.dir, swept, "deleted temporary files of interrupted checkpoint writes")
@@ -368,7 +390,9 @@ impl PartitionCheckpoints {
             .collect();
         // Now, not in the background: the replay writes these names again.
         for name in &doomed {
-            self.backend.delete(&name.path_in(&self.dir))?;
+            let path = name.path_in(&self.dir);
+            self.tenure.check("delete", &path)?;
+            self.backend.delete(&path)?;
             self.files.remove(name);
         }
         Ok(doomed.len())
@@ -406,8 +430,10 @@ impl PartitionCheckpoints {
         for name in &doomed {
             self.files.remove(name);
         }
-        self.writer
-            .delete_in_background(doomed.iter().map(|n| n.path_in(&self.dir)).collect());
+        self.writer.delete_in_background(
+            doomed.iter().map(|n| n.path_in(&self.dir)).collect(),
+            &self.tenure,
+        );
         if !doomed.is_empty() {
             tracing::debug!(dir = %self.dir, deleted = doomed.len(), "deleted state checkpoints");
         }
@@ -584,6 +610,64 @@ mod tests {
         let restored = p.restore(4).unwrap();
         assert_eq!(restored.version, 4);
         assert_eq!(on_disk(&p), 1);
+    }
+
+    #[test]
+    fn an_owner_whose_tenure_ended_changes_no_file() {
+        use crate::state::tenure::tests::TestLease;
+        use crate::state::Tenure;
+        let tmp = tempfile::tempdir().unwrap();
+        let options = PartitionOptions {
+            snapshot_every: 1,
+            retain_snapshots: 1,
+        };
+        let lease = Arc::new(TestLease::default());
+        lease.set(1);
+        let mut p = open(tmp.path(), options);
+        p.set_tenure(Tenure::new(lease.clone(), 1));
+        let on_disk = |p: &PartitionCheckpoints| p.backend.list(p.dir()).unwrap();
+        let write = |p: &mut PartitionCheckpoints, v: u64| {
+            let mut delta = p.encoder(CheckpointFileName::delta(v), v - 1, 0).unwrap();
+            delta.push(b"k", Some(&v.to_le_bytes())).unwrap();
+            p.write_in_background(delta).unwrap();
+            let mut snapshot = p.encoder(CheckpointFileName::snapshot(v), 0, 0).unwrap();
+            snapshot.push(b"k", Some(&v.to_le_bytes())).unwrap();
+            p.write_in_background(snapshot).unwrap();
+        };
+        for v in 1..=3 {
+            write(&mut p, v);
+        }
+        p.settle();
+        assert_eq!(p.durable_version(), 3);
+        let before = on_disk(&p);
+        assert_eq!(before.len(), 6);
+        // The leader gave the partition to another executor (epoch 2 is
+        // this process's next registration): no write, prune, discard or
+        // sweep of the old tenure reaches the store.
+        lease.set(2);
+        write(&mut p, 4);
+        p.settle();
+        let failed = p.take_failure().expect("the late write failed");
+        assert!(
+            matches!(failed, StateError::Fenced { epoch: 1, .. }),
+            "{failed}"
+        );
+        assert_eq!(p.durable_version(), 3);
+        assert_eq!(
+            p.prune(3).unwrap(),
+            5,
+            "all but the snapshot at 3 are prunable"
+        );
+        p.settle();
+        let refused = p.discard_after(1).unwrap_err();
+        assert!(matches!(refused, StateError::Fenced { .. }), "{refused}");
+        let mut state = HashMap::new();
+        assert_eq!(p.restore_into(3, &mut state).unwrap().version, 3);
+        assert_eq!(on_disk(&p), before, "the store is as the tenure left it");
+        // A task of the current epoch brings its own tenure.
+        p.set_tenure(Tenure::new(lease.clone(), 2));
+        assert_eq!(p.discard_after(2).unwrap(), 2);
+        assert_eq!(on_disk(&p).len(), 4);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::format::CheckpointEncoder;
-use super::{CheckpointFileName, StateBackend, StateError};
+use super::{CheckpointFileName, StateBackend, StateError, Tenure};
 use crate::sinks::lock;
 
 /// Files queued beyond the one being written before
@@ -28,8 +28,15 @@ pub type Fill = Box<dyn FnOnce(&mut CheckpointEncoder) -> Result<(), StateError>
 /// What the writer's thread is asked to do.
 enum Job {
     /// Write a file: its name, its path, its encoder (checksummed on the
-    /// writer's thread) and what fills the encoder first, if anything.
-    Write(CheckpointFileName, String, CheckpointEncoder, Option<Fill>),
+    /// writer's thread), what fills the encoder first, if anything, and the
+    /// tenure it is written under.
+    Write(
+        CheckpointFileName,
+        String,
+        CheckpointEncoder,
+        Option<Fill>,
+        Tenure,
+    ),
     /// Delete the doomed files now (the thread was idle).
     Sweep,
 }
@@ -49,9 +56,9 @@ pub(super) struct BackgroundWriter {
     queued: VecDeque<CheckpointFileName>,
     /// Buffers of written files, for [`spare_buffer`](Self::spare_buffer).
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
-    /// Paths to delete after the write in progress, see
-    /// [`delete_in_background`](Self::delete_in_background).
-    doomed: Arc<Mutex<Vec<String>>>,
+    /// Paths to delete after the write in progress, each under the tenure
+    /// that doomed it, see [`delete_in_background`](Self::delete_in_background).
+    doomed: Arc<Mutex<Vec<Doomed>>>,
 }
 
 #[derive(Debug)]
@@ -73,15 +80,17 @@ impl BackgroundWriter {
         }
     }
 
-    /// Deletes files off the batch's path: after the write in progress and
-    /// before the next one (at once if no write ever started). A failed
-    /// delete leaves the file for a later prune to find again.
-    pub(super) fn delete_in_background(&mut self, paths: Vec<String>) {
+    /// Deletes files off the batch's path, under `tenure`: after the write
+    /// in progress and before the next one (at once if no write ever
+    /// started). A failed delete leaves the file for a later prune to find
+    /// again.
+    pub(super) fn delete_in_background(&mut self, paths: Vec<String>, tenure: &Tenure) {
+        let doomed: Vec<Doomed> = paths.into_iter().map(|p| (p, tenure.clone())).collect();
         let Some(running) = &self.thread else {
-            delete_all(self.backend.as_ref(), &paths);
+            delete_all(self.backend.as_ref(), &doomed);
             return;
         };
-        lock(&self.doomed).extend(paths);
+        lock(&self.doomed).extend(doomed);
         // A full queue means a busy thread, which sweeps after its write.
         let _ = running.jobs.try_send(Job::Sweep);
     }
@@ -102,19 +111,24 @@ impl BackgroundWriter {
         pick.map_or_else(Vec::new, |i| spare.swap_remove(i))
     }
 
-    /// Queues `file` to be written at `path`; waits while the queue is full.
+    /// Queues `file` to be written at `path` under `tenure`; waits while the
+    /// queue is full.
     pub(super) fn submit(
         &mut self,
         name: CheckpointFileName,
         path: String,
         file: CheckpointEncoder,
         fill: Option<Fill>,
+        tenure: Tenure,
     ) -> Result<(), StateError> {
         if self.thread.is_none() {
             self.thread = Some(self.start(&path)?);
         }
         let running = self.thread.as_ref().expect("started above");
-        if let Err(mpsc::SendError(job)) = running.jobs.send(Job::Write(name, path, file, fill)) {
+        if let Err(mpsc::SendError(job)) = running
+            .jobs
+            .send(Job::Write(name, path, file, fill, tenure))
+        {
             let path = match job {
                 Job::Write(_, path, ..) => path,
                 Job::Sweep => name.to_string(),
@@ -138,11 +152,13 @@ impl BackgroundWriter {
                 // Every queued file is written, also once nobody waits
                 // for the outcome (the writer is being dropped).
                 for job in queue {
-                    if let Job::Write(name, path, mut file, fill) = job {
+                    if let Job::Write(name, path, mut file, fill, tenure) = job {
                         let filled = fill.map_or(Ok(()), |fill| fill(&mut file));
                         let written = filled.and_then(|()| {
                             let bytes = file.finish();
-                            let written = backend.put_atomic(&path, &bytes);
+                            let written = tenure
+                                .check("write", &path)
+                                .and_then(|()| backend.put_atomic(&path, &bytes));
                             keep_spare(&spare, bytes);
                             written
                         });
@@ -172,7 +188,7 @@ impl BackgroundWriter {
 
     /// Whether `path` is to be deleted and may still exist.
     pub(super) fn doomed(&self, path: &str) -> bool {
-        lock(&self.doomed).iter().any(|p| p == path)
+        lock(&self.doomed).iter().any(|(p, _)| p == path)
     }
 
     /// Waits for every submitted write, deletes the doomed files not yet
@@ -230,22 +246,35 @@ fn keep_spare(spare: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>) {
     }
 }
 
+/// A path to delete and the tenure it is deleted under.
+type Doomed = (String, Tenure);
+
 /// Deletes the doomed files, then forgets them (so that, until then, a
 /// listing that still shows them knows they are going).
-fn sweep(backend: &dyn StateBackend, doomed: &Mutex<Vec<String>>) {
+fn sweep(backend: &dyn StateBackend, doomed: &Mutex<Vec<Doomed>>) {
     let paths = lock(doomed).clone();
     if paths.is_empty() {
         return;
     }
     delete_all(backend, &paths);
-    lock(doomed).retain(|p| !paths.contains(p));
+    lock(doomed).retain(|(p, _)| !paths.iter().any(|(gone, _)| gone == p));
 }
 
-/// Deletes `paths`, logging failures (the files stay for a later prune).
-fn delete_all(backend: &dyn StateBackend, paths: &[String]) {
-    for path in paths {
-        if let Err(e) = backend.delete(path) {
-            tracing::warn!(%path, error = %e, "could not delete a pruned checkpoint; a later prune retries");
+/// Deletes `paths`, logging failures (the files stay for a later prune;
+/// those refused by a lost tenure belong to another owner now).
+fn delete_all(backend: &dyn StateBackend, paths: &[Doomed]) {
+    for (path, tenure) in paths {
+        let deleted = tenure
+            .check("delete", path)
+            .and_then(|()| backend.delete(path));
+        match deleted {
+            Ok(()) => {}
+            Err(e @ StateError::Fenced { .. }) => {
+                tracing::warn!(%path, error = %e, "left a pruned checkpoint to the partition's new owner");
+            }
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "could not delete a pruned checkpoint; a later prune retries");
+            }
         }
     }
 }
