@@ -273,17 +273,32 @@ impl Executor {
             {
                 // Files of an uncommitted batch another owner may have
                 // written are not part of this state.
-                part.checkpoints.set_tenure(tenure);
+                part.checkpoints.set_tenure(tenure.clone());
                 part.checkpoints
                     .discard_after(task.target_version)
                     .map_err(state_err)?;
-                debug!(job = %task.job, partition = task.partition, version = task.target_version, "state partition already at the target version in memory");
-                return Ok(pb::RestoreResult {
-                    partition: task.partition,
-                    restored_version: task.target_version,
-                });
+                // A checkpoint write that failed (e.g. refused while the
+                // lease lapsed during a leader change) left the store
+                // behind this state: the files must chain on again.
+                match part.checkpoints.take_failure() {
+                    None => {
+                        debug!(job = %task.job, partition = task.partition, version = task.target_version, "state partition already at the target version in memory");
+                        return Ok(pb::RestoreResult {
+                            partition: task.partition,
+                            restored_version: task.target_version,
+                        });
+                    }
+                    Some(e) => {
+                        warn!(job = %task.job, partition = task.partition, error = %e, "a checkpoint write of this partition failed; restoring it from the store");
+                    }
+                }
             }
         }
+        // The partition held here, if any, is of no further use; dropping
+        // it waits for its queued checkpoint writes, which must not land
+        // after the files the restore discards.
+        let held = lock(slot).take();
+        drop(held);
         // Each state generation lives in its own directory: a reset never
         // reads the state of an earlier generation.
         let operator = match record.state_generation {
@@ -738,6 +753,58 @@ mod tests {
                 .unwrap();
             assert_eq!(r.restored_version, 1);
         }
+    }
+
+    #[test]
+    fn a_partition_whose_checkpoint_was_refused_is_read_back_from_the_store() {
+        use crate::state::tenure::tests::TestLease;
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path());
+        ex.deploy(&record(&job("skip"))).unwrap();
+        let lease = Arc::new(TestLease::default());
+        lease.set(1);
+        let under = |epoch| Tenure::new(lease.clone(), epoch);
+        let b_task = |batch_id| pb::StageBTask {
+            job: "j".into(),
+            batch_id,
+            partition: 0,
+            sources: vec![SOURCE],
+            watermark_ms: i64::MIN,
+            checkpoint: true,
+            replay: false,
+        };
+        let restore = |target_version, epoch| {
+            ex.restore_under(
+                &pb::RestoreTask {
+                    job: "j".into(),
+                    partition: 0,
+                    target_version,
+                },
+                under(epoch),
+            )
+            .unwrap()
+            .restored_version
+        };
+        assert_eq!(restore(0, 1), 0);
+        ex.stage_a(&stage_a(1)).unwrap();
+        ex.stage_b_with_blocks(&b_task(1), &HashMap::new(), under(1))
+            .unwrap();
+        // (in memory; also waits for batch 1's checkpoint to be written)
+        assert_eq!(restore(1, 1), 1);
+        // Batch 2's checkpoint is refused: its epoch lost the lease (the
+        // leader changed, and this executor registered again as epoch 2).
+        ex.stage_a(&stage_a(2)).unwrap();
+        lease.set(2);
+        ex.stage_b_with_blocks(&b_task(2), &HashMap::new(), under(1))
+            .unwrap();
+        // State in memory is at batch 2, but the store only restores 1:
+        // the partition is read back, and batch 2 must be replayed.
+        assert_eq!(restore(2, 2), 1);
+        // Once the replay checkpointed again, memory is used as it is.
+        ex.stage_a(&stage_a(2)).unwrap();
+        ex.stage_b_with_blocks(&b_task(2), &HashMap::new(), under(2))
+            .unwrap();
+        assert_eq!(restore(2, 2), 2);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod hdfs;
 mod local;
 mod partition;
 pub mod recovery;
-mod tenure;
+pub(crate) mod tenure;
 mod writer;
 
 pub use backend::StateBackend;
