@@ -71,6 +71,10 @@ pub struct PartitionCheckpoints {
     delta_entries: u64,
     /// What the changes asked for from now on are made under.
     tenure: Tenure,
+    /// The newest snapshot kept by the last [`prune`](Self::prune) that
+    /// listed the store (`None` before any): until a newer one is durable,
+    /// nothing more is prunable and the listing is skipped.
+    pruned_at: Option<u64>,
 }
 
 impl PartitionCheckpoints {
@@ -96,6 +100,7 @@ impl PartitionCheckpoints {
             failure: None,
             delta_entries: 0,
             tenure: Tenure::unfenced(),
+            pruned_at: None,
         };
         this.refresh()?;
         Ok(this)
@@ -348,6 +353,7 @@ impl PartitionCheckpoints {
         self.delta_entries = outcome.delta_entries;
         self.durable = outcome.version;
         self.failure = None;
+        self.pruned_at = None;
         Ok(outcome)
     }
 
@@ -381,6 +387,7 @@ impl PartitionCheckpoints {
     pub fn discard_after(&mut self, version: u64) -> Result<usize, StateError> {
         self.settle();
         self.durable = self.durable.min(version);
+        self.pruned_at = None;
         self.refresh()?;
         let doomed: Vec<_> = self
             .files
@@ -403,8 +410,22 @@ impl PartitionCheckpoints {
     /// and every delta newer than the oldest of them, and never deletes
     /// anything above `durable_version`. Does nothing while there is no
     /// snapshot ≤ `durable_version`. Returns the number of files deleted.
+    ///
+    /// Lists the store only once a snapshot newer than the one kept by the
+    /// last prune is durable (before, it would find nothing to delete): a
+    /// namenode RPC saved on most checkpoint batches. A delete that failed
+    /// is retried at the next listing.
     pub fn prune(&mut self, durable_version: u64) -> Result<usize, StateError> {
         self.reap();
+        let newest_known = self
+            .files
+            .iter()
+            .rev()
+            .find(|f| f.kind == CheckpointKind::Snapshot && f.version <= durable_version)
+            .map(|f| f.version);
+        if newest_known == self.pruned_at {
+            return Ok(0);
+        }
         self.refresh()?;
         let kept_snapshots: Vec<u64> = self
             .files
@@ -417,6 +438,7 @@ impl PartitionCheckpoints {
         let Some(&oldest_kept) = kept_snapshots.last() else {
             return Ok(0);
         };
+        self.pruned_at = kept_snapshots.first().copied();
         let doomed: Vec<_> = self
             .files
             .iter()
@@ -764,6 +786,68 @@ mod tests {
             .filter(|f| f.kind == CheckpointKind::Snapshot)
             .count();
         assert_eq!(snapshots, 2);
+    }
+
+    /// A local backend counting its listings.
+    #[derive(Debug)]
+    struct Counting {
+        inner: LocalBackend,
+        lists: std::sync::atomic::AtomicUsize,
+    }
+
+    impl StateBackend for Counting {
+        fn put_atomic(&self, path: &str, bytes: &[u8]) -> Result<(), StateError> {
+            self.inner.put_atomic(path, bytes)
+        }
+        fn get(&self, path: &str) -> Result<Option<Vec<u8>>, StateError> {
+            self.inner.get(path)
+        }
+        fn list(&self, dir: &str) -> Result<Vec<String>, StateError> {
+            self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.list(dir)
+        }
+        fn delete(&self, path: &str) -> Result<(), StateError> {
+            self.inner.delete(path)
+        }
+        fn sweep_temp(&self, dir: &str) -> Result<usize, StateError> {
+            self.inner.sweep_temp(dir)
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+    }
+
+    #[test]
+    fn prune_lists_the_store_only_once_a_newer_snapshot_is_durable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let backend = Arc::new(Counting {
+            inner: LocalBackend::new(tmp.path().to_path_buf()),
+            lists: Default::default(),
+        });
+        let options = PartitionOptions {
+            snapshot_every: 4,
+            retain_snapshots: 2,
+        };
+        let parts = PartitionCheckpoints::new(backend.clone(), "job", "agg", 7, options).unwrap();
+        let mut d = Driver {
+            parts,
+            state: BTreeMap::new(),
+            last: 0,
+        };
+        let lists = || backend.lists.load(std::sync::atomic::Ordering::SeqCst);
+        let bound = (options.retain_snapshots * (options.snapshot_every + 2) + 2) as usize;
+        let opened = lists();
+        for v in 1..=100 {
+            d.step(v, true);
+            assert!(backend.inner.list(d.parts.dir()).unwrap().len() <= bound);
+        }
+        // Snapshots at 5, 10, ..., 100: one listing per snapshot, not one
+        // per batch.
+        let snapshots = 100 / 5;
+        assert_eq!(lists() - opened, snapshots, "listings by 100 prunes");
+        let r = d.parts.restore(100).unwrap();
+        assert_eq!(r.version, 100);
+        assert_eq!(r.entries, d.expected());
     }
 
     #[test]
