@@ -699,6 +699,19 @@ mod tests {
         }
     }
 
+    /// The checkpointing stage-B task of state partition 0 of a batch.
+    fn stage_b_task(batch_id: u64) -> pb::StageBTask {
+        pb::StageBTask {
+            job: "j".into(),
+            batch_id,
+            partition: 0,
+            sources: vec![SOURCE],
+            watermark_ms: i64::MIN,
+            checkpoint: true,
+            replay: false,
+        }
+    }
+
     /// Restores both state partitions of the test job to version 0.
     fn restore_all(ex: &Executor) {
         for partition in 0..2 {
@@ -764,15 +777,6 @@ mod tests {
         let lease = Arc::new(TestLease::default());
         lease.set(1);
         let under = |epoch| Tenure::new(lease.clone(), epoch);
-        let b_task = |batch_id| pb::StageBTask {
-            job: "j".into(),
-            batch_id,
-            partition: 0,
-            sources: vec![SOURCE],
-            watermark_ms: i64::MIN,
-            checkpoint: true,
-            replay: false,
-        };
         let restore = |target_version, epoch| {
             ex.restore_under(
                 &pb::RestoreTask {
@@ -787,7 +791,7 @@ mod tests {
         };
         assert_eq!(restore(0, 1), 0);
         ex.stage_a(&stage_a(1)).unwrap();
-        ex.stage_b_with_blocks(&b_task(1), &HashMap::new(), under(1))
+        ex.stage_b_with_blocks(&stage_b_task(1), &HashMap::new(), under(1))
             .unwrap();
         // (in memory; also waits for batch 1's checkpoint to be written)
         assert_eq!(restore(1, 1), 1);
@@ -795,14 +799,14 @@ mod tests {
         // leader changed, and this executor registered again as epoch 2).
         ex.stage_a(&stage_a(2)).unwrap();
         lease.set(2);
-        ex.stage_b_with_blocks(&b_task(2), &HashMap::new(), under(1))
+        ex.stage_b_with_blocks(&stage_b_task(2), &HashMap::new(), under(1))
             .unwrap();
         // State in memory is at batch 2, but the store only restores 1:
         // the partition is read back, and batch 2 must be replayed.
         assert_eq!(restore(2, 2), 1);
         // Once the replay checkpointed again, memory is used as it is.
         ex.stage_a(&stage_a(2)).unwrap();
-        ex.stage_b_with_blocks(&b_task(2), &HashMap::new(), under(2))
+        ex.stage_b_with_blocks(&stage_b_task(2), &HashMap::new(), under(2))
             .unwrap();
         assert_eq!(restore(2, 2), 2);
     }
@@ -962,15 +966,7 @@ mod tests {
         };
         let stage_b = |batch_id| {
             ex.stage_a(&stage_a(batch_id)).unwrap();
-            ex.stage_b(&pb::StageBTask {
-                job: "j".into(),
-                batch_id,
-                partition: 0,
-                sources: vec![SOURCE],
-                watermark_ms: i64::MIN,
-                checkpoint: true,
-                replay: false,
-            })
+            ex.stage_b(&stage_b_task(batch_id))
         };
         assert_eq!(restore(0), 0);
         stage_b(1).unwrap();
