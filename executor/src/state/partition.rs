@@ -599,6 +599,19 @@ mod tests {
         assert_eq!(names, ["00000000000000000001.delta"]);
     }
 
+    /// Queues the checkpoint of version `v` setting key `k` to `v`: the
+    /// delta on top of `v - 1`, and a snapshot too if `snapshot`.
+    fn queue_checkpoint(p: &mut PartitionCheckpoints, v: u64, snapshot: bool) {
+        let mut delta = p.encoder(CheckpointFileName::delta(v), v - 1, 0).unwrap();
+        delta.push(b"k", Some(&v.to_le_bytes())).unwrap();
+        p.write_in_background(delta).unwrap();
+        if snapshot {
+            let mut file = p.encoder(CheckpointFileName::snapshot(v), 0, 0).unwrap();
+            file.push(b"k", Some(&v.to_le_bytes())).unwrap();
+            p.write_in_background(file).unwrap();
+        }
+    }
+
     #[test]
     fn pruned_files_are_deleted_by_the_writer_and_a_restore_finds_them_gone() {
         let tmp = tempfile::tempdir().unwrap();
@@ -610,14 +623,7 @@ mod tests {
         let on_disk = |p: &PartitionCheckpoints| p.backend.list(p.dir()).unwrap().len();
         // Snapshots at 1 and 4, deltas at 2 and 3 (and beside each snapshot).
         for v in 1..=4u64 {
-            let mut delta = p.encoder(CheckpointFileName::delta(v), v - 1, 0).unwrap();
-            delta.push(b"k", Some(&v.to_le_bytes())).unwrap();
-            p.write_in_background(delta).unwrap();
-            if v == 1 || v == 4 {
-                let mut snapshot = p.encoder(CheckpointFileName::snapshot(v), 0, 0).unwrap();
-                snapshot.push(b"k", Some(&v.to_le_bytes())).unwrap();
-                p.write_in_background(snapshot).unwrap();
-            }
+            queue_checkpoint(&mut p, v, v == 1 || v == 4);
         }
         p.settle();
         assert_eq!(on_disk(&p), 6);
@@ -648,16 +654,8 @@ mod tests {
         let mut p = open(tmp.path(), options);
         p.set_tenure(Tenure::new(lease.clone(), 1));
         let on_disk = |p: &PartitionCheckpoints| p.backend.list(p.dir()).unwrap();
-        let write = |p: &mut PartitionCheckpoints, v: u64| {
-            let mut delta = p.encoder(CheckpointFileName::delta(v), v - 1, 0).unwrap();
-            delta.push(b"k", Some(&v.to_le_bytes())).unwrap();
-            p.write_in_background(delta).unwrap();
-            let mut snapshot = p.encoder(CheckpointFileName::snapshot(v), 0, 0).unwrap();
-            snapshot.push(b"k", Some(&v.to_le_bytes())).unwrap();
-            p.write_in_background(snapshot).unwrap();
-        };
         for v in 1..=3 {
-            write(&mut p, v);
+            queue_checkpoint(&mut p, v, true);
         }
         p.settle();
         assert_eq!(p.durable_version(), 3);
@@ -667,7 +665,7 @@ mod tests {
         // this process's next registration): no write, prune, discard or
         // sweep of the old tenure reaches the store.
         lease.set(2);
-        write(&mut p, 4);
+        queue_checkpoint(&mut p, 4, true);
         p.settle();
         let failed = p.take_failure().expect("the late write failed");
         assert!(
