@@ -13,7 +13,12 @@
 //! The HDFS runs use `WEIR_HDFS_URL` (`deploy/dev/hdfs.sh start`); without
 //! it they are left out with a notice. `WEIR_BENCH_BATCHES` sets the batches
 //! per run (default 60, of 100 000 records each), `WEIR_BENCH_ROUNDS` how
-//! many times each run is repeated (default 3; the table gives medians).
+//! many times each run is repeated (default 3; the table gives medians),
+//! `WEIR_BENCH_EVERY` which runs are made (default `1,5,none`; one alone
+//! is handy under a profiler).
+//! The CPU column is the process's CPU time during the run (user and
+//! system, the checkpoint writer's included): what checkpoints cost in work,
+//! which wall-clock throughput on a shared machine blurs.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -57,6 +62,21 @@ struct Run {
     seconds: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time of the whole process (the checkpoint writer's included).
+    process_cpu: f64,
+}
+
+/// CPU seconds (user and system) of the process so far, its ended threads
+/// included.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// Runs the job to its end on `backend`, the metadata under `meta_dir`.
@@ -81,12 +101,14 @@ fn run(
         let driver = JobDriver::new(meta, runner, &name, options)?;
         let mut durations = Vec::new();
         let mut records = 0;
+        let cpu_before = process_cpu_seconds();
         let started = Instant::now();
         let outcome = driver.run(&AtomicBool::new(false), &mut |r| {
             durations.push(r.duration);
             records += r.commit.records_in;
         })?;
         let seconds = started.elapsed().as_secs_f64();
+        let process_cpu = process_cpu_seconds() - cpu_before;
         anyhow::ensure!(outcome == Outcome::Finished, "the job did not finish");
         anyhow::ensure!(records == total, "read {records} of {total} records");
         durations.sort();
@@ -94,6 +116,7 @@ fn run(
             seconds,
             p50: percentile(&durations, 0.5),
             p99: percentile(&durations, 0.99),
+            process_cpu,
         })
     })
 }
@@ -179,6 +202,15 @@ fn main() -> anyhow::Result<()> {
             ))?;
         }
     }
+    let every = std::env::var("WEIR_BENCH_EVERY").unwrap_or_else(|_| "1,5,none".into());
+    let intervals: Vec<(&str, u32)> = INTERVALS
+        .into_iter()
+        .filter(|(label, _)| every.split(',').any(|e| e.trim() == *label))
+        .collect();
+    anyhow::ensure!(
+        !intervals.is_empty(),
+        "WEIR_BENCH_EVERY={every} names none of the runs 1, 5 and none"
+    );
     let rounds: usize = std::env::var("WEIR_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -186,8 +218,8 @@ fn main() -> anyhow::Result<()> {
         .max(1);
     println!("{rounds} rounds; medians, \"vs none\" paired within each round (range in brackets)");
     println!();
-    println!("| store | checkpoint_every | records | seconds | records/s | vs none | batch p50 | batch p99 |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("| store | checkpoint_every | records | seconds | records/s | vs none | batch p50 | batch p99 | CPU |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut restores = Vec::new();
     for store in ["local", "hdfs"] {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == store) {
@@ -200,9 +232,9 @@ fn main() -> anyhow::Result<()> {
         // Rounds alternate the intervals, so that each "vs none" compares
         // runs next to each other in time; the table gives medians.
         let mut runs: Vec<(&str, Vec<Run>)> =
-            INTERVALS.iter().map(|(l, _)| (*l, Vec::new())).collect();
+            intervals.iter().map(|(l, _)| (*l, Vec::new())).collect();
         for round in 0..rounds {
-            for (i, (label, every)) in INTERVALS.iter().enumerate() {
+            for (i, (label, every)) in intervals.iter().enumerate() {
                 let dir = tempfile::tempdir()?;
                 let backend: Arc<dyn StateBackend> = match store {
                     "local" => Arc::new(LocalBackend::new(dir.path().join("state"))),
@@ -239,17 +271,22 @@ fn main() -> anyhow::Result<()> {
                 .zip(&none)
                 .map(|(r, none)| (none / r.seconds - 1.0) * 100.0)
                 .collect();
-            let spread = format!(
-                "{:+.1}% ({:+.1} to {:+.1})",
-                median(versus.clone()),
-                versus.iter().copied().fold(f64::INFINITY, f64::min),
-                versus.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            );
+            let spread = if versus.is_empty() {
+                "(no run without checkpoints)".to_owned()
+            } else {
+                format!(
+                    "{:+.1}% ({:+.1} to {:+.1})",
+                    median(versus.clone()),
+                    versus.iter().copied().fold(f64::INFINITY, f64::min),
+                    versus.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                )
+            };
             println!(
-                "| {store} | {label} | {total} | {seconds:.2} | {:.0} | {spread} | {} ms | {} ms |",
+                "| {store} | {label} | {total} | {seconds:.2} | {:.0} | {spread} | {} ms | {} ms | {:.2} s |",
                 total as f64 / seconds,
                 median(rs.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()).round(),
                 median(rs.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()).round(),
+                median(rs.iter().map(|r| r.process_cpu).collect()),
             );
         }
     }

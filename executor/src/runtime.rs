@@ -577,7 +577,7 @@ impl JobRuntime {
         let precommitted = started.elapsed();
         if task.checkpoint {
             let checkpoints = &mut part.checkpoints;
-            let mut delta = checkpoints
+            let delta = checkpoints
                 .encoder(
                     CheckpointFileName::delta(task.batch_id),
                     part.last_checkpoint,
@@ -596,28 +596,21 @@ impl JobRuntime {
             // to be durable, since a restore from an older version replays
             // the committed batches after it. The durable version the
             // driver learns (and keeps the plans of) is what was written.
-            // Encoded here when few groups changed; else the batch pays a
-            // copy of the state (sharing its keys) and the writer encodes.
-            let frozen = if part.state.delta_is_cheaper_frozen() {
-                let frozen = Arc::new(part.state.frozen_with_changes());
-                let entries = frozen.delta_len() as u64;
-                let of = frozen.clone();
-                checkpoints
-                    .fill_in_background(
-                        delta,
-                        entries,
-                        Box::new(move |file| of.encode_delta_into(file)),
-                    )
-                    .map_err(state_err)?;
-                Some(frozen)
-            } else {
-                part.state.checkpoint(&mut delta).map_err(state_err)?;
-                checkpoints.write_in_background(delta).map_err(state_err)?;
-                None
-            };
+            // The batch pays a copy of what the writer encodes: the changed
+            // groups' slots for a delta, all slots for a snapshot (both
+            // share the keys).
+            let changes = part.state.take_changes();
+            let entries = changes.len() as u64;
+            checkpoints
+                .fill_in_background(
+                    delta,
+                    entries,
+                    Box::new(move |file| changes.encode_into(file)),
+                )
+                .map_err(state_err)?;
             failpoint::hit("checkpoint-write");
             if let Some(snapshot) = snapshot {
-                let frozen = frozen.unwrap_or_else(|| Arc::new(part.state.frozen()));
+                let frozen = part.state.frozen();
                 let entries = frozen.len() as u64;
                 checkpoints
                     .fill_in_background(

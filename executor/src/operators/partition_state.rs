@@ -231,30 +231,41 @@ impl PartitionState {
     }
 
     /// Encodes the changes since the previous checkpoint into `delta` and
-    /// marks the state clean. (A snapshot is written beside a delta, from
-    /// [`frozen`](Self::frozen): the delta lets recovery fall back past a
-    /// corrupt snapshot.)
-    ///
-    /// A delta lists its tombstones before its values, so a key removed and
-    /// stored again since the previous checkpoint restores as stored.
+    /// marks the state clean: [`take_changes`](Self::take_changes), encoded
+    /// at once.
     pub fn checkpoint(&mut self, delta: &mut CheckpointEncoder) -> Result<(), StateError> {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        let encoded = encode_changes(self.arena(), &self.removed, &mut dirty, delta);
-        for &i in &dirty {
-            self.flags[i as usize] &= !DIRTY;
-        }
-        dirty.clear();
-        self.dirty = dirty;
-        self.removed.clear();
-        encoded
+        self.take_changes().encode_into(delta)
     }
 
-    fn arena(&self) -> Arena<'_> {
-        Arena {
-            keys: &self.keys,
-            slots: &self.slots,
-            flags: &self.flags,
-            stride: self.stride,
+    /// The changes since the previous checkpoint, to encode as a delta
+    /// elsewhere (on the checkpoint writer's thread) while the state moves
+    /// on; marks the state clean. It shares the keys' chunks and copies the
+    /// slots of the changed groups only: the batch pays a fraction of
+    /// encoding them, and nothing for the groups that did not change. (A
+    /// snapshot is written beside a delta, from [`frozen`](Self::frozen):
+    /// the delta lets recovery fall back past a corrupt snapshot.)
+    pub fn take_changes(&mut self) -> Changes {
+        let stride = self.stride;
+        let mut indices = Vec::with_capacity(self.dirty.len());
+        let mut slots = Vec::with_capacity(self.dirty.len() * stride);
+        for &i in &self.dirty {
+            let flags = &mut self.flags[i as usize];
+            // A group removed since has its tombstone; a reused index is
+            // listed twice, and is taken once since this clears its flag.
+            if *flags & (LIVE | DIRTY) == LIVE | DIRTY {
+                *flags &= !DIRTY;
+                indices.push(i);
+                let i = i as usize;
+                slots.extend_from_slice(&self.slots[i * stride..(i + 1) * stride]);
+            }
+        }
+        self.dirty.clear();
+        Changes {
+            stride,
+            keys: self.keys.clone(),
+            removed: std::mem::take(&mut self.removed),
+            indices,
+            slots,
         }
     }
 
@@ -269,31 +280,7 @@ impl PartitionState {
             slots: self.slots.clone(),
             flags: self.flags.clone(),
             len: self.len(),
-            removed: Vec::new(),
-            dirty: Vec::new(),
         }
-    }
-
-    /// Whether a delta of the current changes costs the batch less as a
-    /// [frozen copy](Self::frozen_with_changes) encoded elsewhere than
-    /// encoded here: copying a group's slots and flags costs about a
-    /// twentieth of encoding a changed group, so from one change in
-    /// sixteen groups on.
-    pub fn delta_is_cheaper_frozen(&self) -> bool {
-        self.dirty.len() + self.removed.len() >= self.flags.len().div_ceil(16).max(1)
-    }
-
-    /// [`frozen`](Self::frozen), also holding the changes since the last
-    /// checkpoint to [encode as a delta](FrozenState::encode_delta_into);
-    /// marks the state clean, as [`checkpoint`](Self::checkpoint) does.
-    pub fn frozen_with_changes(&mut self) -> FrozenState {
-        let mut frozen = self.frozen();
-        frozen.removed = std::mem::take(&mut self.removed);
-        frozen.dirty = std::mem::take(&mut self.dirty);
-        for f in &mut self.flags {
-            *f &= !DIRTY;
-        }
-        frozen
     }
 
     /// Bytes a delta of the current changes takes, about (for sizing its
@@ -312,6 +299,55 @@ impl PartitionState {
     }
 }
 
+/// The changes of a partition's state since a checkpoint (see
+/// [`PartitionState::take_changes`]).
+#[derive(Debug)]
+pub struct Changes {
+    stride: usize,
+    keys: CowChunks<StateKey>,
+    /// Keys removed (tombstones).
+    removed: Vec<StateKey>,
+    /// Index of each changed group still held, each once.
+    indices: Vec<u32>,
+    /// `stride` slots per entry of `indices`, as they were when taken.
+    slots: Vec<u64>,
+}
+
+impl Changes {
+    /// The number of entries of the delta: tombstones and groups.
+    pub fn len(&self) -> usize {
+        self.removed.len() + self.indices.len()
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pushes the changes into `delta`: the tombstones first (so a key
+    /// removed and stored again restores as stored), then the groups in
+    /// index order.
+    pub fn encode_into(&self, delta: &mut CheckpointEncoder) -> Result<(), StateError> {
+        let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
+        for key in &self.removed {
+            key_bytes.clear();
+            encode_state_key_into(key, &mut key_bytes);
+            delta.push(&key_bytes, None)?;
+        }
+        let mut order: Vec<u32> = (0..self.indices.len() as u32).collect();
+        order.sort_unstable_by_key(|&at| self.indices[at as usize]);
+        let stride = self.stride;
+        for at in order {
+            let at = at as usize;
+            let key = &self.keys[self.indices[at] as usize];
+            let slots = &self.slots[at * stride..(at + 1) * stride];
+            encode_group(key, slots, &mut key_bytes, &mut value_bytes);
+            delta.push(&key_bytes, Some(&value_bytes))?;
+        }
+        Ok(())
+    }
+}
+
 /// A copy of a partition's state at one version (see
 /// [`PartitionState::frozen`]).
 #[derive(Debug)]
@@ -321,27 +357,9 @@ pub struct FrozenState {
     slots: Vec<u64>,
     flags: Vec<u8>,
     len: usize,
-    /// Tombstones of the delta (see [`PartitionState::frozen_with_changes`]).
-    removed: Vec<StateKey>,
-    /// Indices made dirty since the last checkpoint (a reused index can be
-    /// listed twice).
-    dirty: Vec<u32>,
 }
 
 impl FrozenState {
-    /// Entries of the delta it holds, about (an index listed twice counts
-    /// twice).
-    pub fn delta_len(&self) -> usize {
-        self.removed.len() + self.dirty.len()
-    }
-
-    /// Pushes the changes it holds into `delta`, as
-    /// [`PartitionState::checkpoint`] would have: tombstones first, then
-    /// the groups still held, in index order.
-    pub fn encode_delta_into(&self, delta: &mut CheckpointEncoder) -> Result<(), StateError> {
-        encode_changes(self.arena(), &self.removed, &mut self.dirty.clone(), delta)
-    }
-
     /// The number of groups.
     pub fn len(&self) -> usize {
         self.len
@@ -352,22 +370,14 @@ impl FrozenState {
         self.len == 0
     }
 
-    fn arena(&self) -> Arena<'_> {
-        Arena {
-            keys: &self.keys,
-            slots: &self.slots,
-            flags: &self.flags,
-            stride: self.stride,
-        }
-    }
-
     /// Pushes every group into `snapshot`.
     pub fn encode_into(&self, snapshot: &mut CheckpointEncoder) -> Result<(), StateError> {
-        let arena = self.arena();
         let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
+        let stride = self.stride;
         for (i, flags) in self.flags.iter().enumerate() {
             if flags & LIVE != 0 {
-                arena.encode_entry(i, &mut key_bytes, &mut value_bytes);
+                let slots = &self.slots[i * stride..(i + 1) * stride];
+                encode_group(&self.keys[i], slots, &mut key_bytes, &mut value_bytes);
                 snapshot.push(&key_bytes, Some(&value_bytes))?;
             }
         }
@@ -375,55 +385,14 @@ impl FrozenState {
     }
 }
 
-/// A view of a partition's arena (live or frozen).
-#[derive(Clone, Copy)]
-struct Arena<'a> {
-    keys: &'a CowChunks<StateKey>,
-    slots: &'a [u64],
-    flags: &'a [u8],
-    stride: usize,
-}
-
-impl Arena<'_> {
-    /// Encodes the key and slots of the group at index `i` into the two
-    /// buffers (cleared first).
-    fn encode_entry(&self, i: usize, key_bytes: &mut Vec<u8>, value_bytes: &mut Vec<u8>) {
-        key_bytes.clear();
-        encode_state_key_into(&self.keys[i], key_bytes);
-        value_bytes.clear();
-        for s in &self.slots[i * self.stride..(i + 1) * self.stride] {
-            value_bytes.extend_from_slice(&s.to_le_bytes());
-        }
+/// Encodes a group's key and slots into the two buffers (cleared first).
+fn encode_group(key: &StateKey, slots: &[u64], key_bytes: &mut Vec<u8>, value_bytes: &mut Vec<u8>) {
+    key_bytes.clear();
+    encode_state_key_into(key, key_bytes);
+    value_bytes.clear();
+    for s in slots {
+        value_bytes.extend_from_slice(&s.to_le_bytes());
     }
-}
-
-/// Pushes the changes since a checkpoint into `delta`: the tombstones of
-/// `removed` first (so a key removed and stored again restores as stored),
-/// then, in index order, the groups at the `dirty` indices that are still
-/// live and dirty (a group removed since has its tombstone; a reused index
-/// can be listed twice). Sorts and dedups `dirty`.
-fn encode_changes(
-    arena: Arena<'_>,
-    removed: &[StateKey],
-    dirty: &mut Vec<u32>,
-    delta: &mut CheckpointEncoder,
-) -> Result<(), StateError> {
-    let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
-    for key in removed {
-        key_bytes.clear();
-        encode_state_key_into(key, &mut key_bytes);
-        delta.push(&key_bytes, None)?;
-    }
-    dirty.sort_unstable();
-    dirty.dedup();
-    for &i in dirty.iter() {
-        let i = i as usize;
-        if arena.flags[i] & (LIVE | DIRTY) == LIVE | DIRTY {
-            arena.encode_entry(i, &mut key_bytes, &mut value_bytes);
-            delta.push(&key_bytes, Some(&value_bytes))?;
-        }
-    }
-    Ok(())
 }
 
 /// Builds a partition's state from checkpoint entries, as a

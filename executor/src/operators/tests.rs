@@ -318,32 +318,70 @@ fn a_frozen_state_encodes_the_state_as_it_was_when_frozen() {
 }
 
 #[test]
-fn a_frozen_delta_holds_what_an_inline_one_does() {
+fn changes_taken_encode_the_delta_as_it_was_when_taken() {
     let b = batch();
     let plan = aggregate_plan(None, &b.schema());
+    let apply = |state: &mut PartitionState, records: &RecordBatch| {
+        let mut pre = PreAggregator::new(&plan, i64::MIN);
+        pre.add(records).unwrap();
+        state.apply(&plan, &merge_all(pre.finish(1).0));
+    };
     let build = || {
         let mut state = PartitionState::default();
         for records in [b.slice(0, 3), b.slice(1, 3)] {
-            let mut pre = PreAggregator::new(&plan, i64::MIN);
-            pre.add(&records).unwrap();
-            state.apply(&plan, &merge_all(pre.finish(1).0));
+            apply(&mut state, &records);
         }
         state
     };
-    let (mut inline, mut frozen) = (build(), build());
+    let (mut inline, mut taken) = (build(), build());
     let (want, _) = checkpoint(&mut inline, false);
-    let copy = frozen.frozen_with_changes();
-    assert_eq!(copy.delta_len(), want.len());
-    // Clean now, as after an inline checkpoint.
-    assert!(checkpoint(&mut frozen, false).0.is_empty());
+    assert!(!want.is_empty());
+    let changes = taken.take_changes();
+    assert_eq!(changes.len(), want.len());
+    // Clean now, as after an inline checkpoint; then the state moves on
+    // before the changes are encoded.
+    assert!(checkpoint(&mut taken, false).0.is_empty());
+    apply(&mut taken, &b);
     let mut delta = CheckpointEncoder::delta("d", 7, 6, 0).unwrap();
-    copy.encode_delta_into(&mut delta).unwrap();
+    changes.encode_into(&mut delta).unwrap();
     let got = format::decode("d", &delta.finish()).unwrap().entries;
-    let sorted = |mut e: Vec<Entry>| {
-        e.sort();
-        e
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_group_removed_and_stored_again_at_the_same_index_is_taken_once_after_its_tombstone() {
+    let b = batch();
+    let window = pb::WindowStep {
+        size_ms: 4_000,
+        slide_ms: 4_000,
+        time: "ts".into(),
+        watermark_ms: 0,
     };
-    assert_eq!(sorted(got), sorted(want));
+    let plan = aggregate_plan(Some(window), &b.schema());
+    let mut state = PartitionState::default();
+    let apply = |state: &mut PartitionState, records: &RecordBatch, watermark: i64| {
+        let mut pre = PreAggregator::new(&plan, i64::MIN);
+        pre.add(records).unwrap();
+        state.apply(&plan, &merge_all(pre.finish(1).0));
+        state.emit(&plan, watermark)
+    };
+    apply(&mut state, &b.slice(0, 1), i64::MIN);
+    let held_before = state.len();
+    // Its window closes: the group is removed (a tombstone), and its index
+    // is free; the same record stored again reuses that index.
+    apply(&mut state, &b.slice(0, 0), i64::MAX);
+    assert_eq!(state.len(), 0);
+    apply(&mut state, &b.slice(0, 1), i64::MIN);
+    assert_eq!(state.len(), held_before);
+    let (delta, _) = checkpoint(&mut state, false);
+    let tombstones = delta.iter().filter(|(_, v)| v.is_none()).count();
+    let values = delta.iter().filter(|(_, v)| v.is_some()).count();
+    assert_eq!(
+        (tombstones, values),
+        (held_before, held_before),
+        "{delta:?}"
+    );
+    assert!(delta[..tombstones].iter().all(|(_, v)| v.is_none()));
 }
 
 #[test]
@@ -517,23 +555,21 @@ fn partition_state_matches_a_model_through_windows_checkpoints_and_restores() {
                 .encoder(CheckpointFileName::snapshot(v), 0, 0)
                 .unwrap()
         });
-        // Every other checkpoint's delta is frozen and encoded on the
+        // Every other checkpoint's delta is taken and encoded on the
         // writer's thread while the state moves on, as is every snapshot:
         // both must restore as of this batch.
-        let frozen = if v % 6 == 0 {
-            let frozen = Arc::new(state.frozen_with_changes());
-            let (of, entries) = (frozen.clone(), frozen.delta_len() as u64);
+        if v % 6 == 0 {
+            let changes = state.take_changes();
+            let entries = changes.len() as u64;
             files
-                .fill_in_background(delta, entries, Box::new(move |f| of.encode_delta_into(f)))
+                .fill_in_background(delta, entries, Box::new(move |f| changes.encode_into(f)))
                 .unwrap();
-            Some(frozen)
         } else {
             state.checkpoint(&mut delta).unwrap();
             files.write(delta).unwrap();
-            None
-        };
+        }
         if let Some(snapshot) = snapshot {
-            let frozen = frozen.unwrap_or_else(|| Arc::new(state.frozen()));
+            let frozen = state.frozen();
             let entries = frozen.len() as u64;
             files
                 .fill_in_background(snapshot, entries, Box::new(move |f| frozen.encode_into(f)))

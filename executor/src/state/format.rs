@@ -218,18 +218,20 @@ impl CheckpointEncoder {
         self.check_len("key", key.len())?;
         self.check_len("value", value.map_or(0, <[u8]>::len))?;
         let shared = shared_prefix(&self.prev_key, key);
-        put_varint(&mut self.buf, shared as u64);
-        put_varint(&mut self.buf, (key.len() - shared) as u64);
-        self.buf.extend_from_slice(&key[shared..]);
-        match value {
-            None => self.buf.push(0),
-            Some(v) => {
-                put_varint(&mut self.buf, v.len() as u64 + 1);
-                self.buf.extend_from_slice(v);
-            }
+        let suffix = &key[shared..];
+        // Varints are written into a small array and copied out whole.
+        let mut head = [0u8; 2 * MAX_VARINT];
+        let len = put_varint_at(&mut head, 0, shared as u64);
+        let len = put_varint_at(&mut head, len, suffix.len() as u64);
+        self.buf.extend_from_slice(&head[..len]);
+        self.buf.extend_from_slice(suffix);
+        let len = put_varint_at(&mut head, 0, value.map_or(0, |v| v.len() as u64 + 1));
+        self.buf.extend_from_slice(&head[..len]);
+        if let Some(v) = value {
+            self.buf.extend_from_slice(v);
         }
         self.prev_key.truncate(shared);
-        self.prev_key.extend_from_slice(&key[shared..]);
+        self.prev_key.extend_from_slice(suffix);
         self.count += 1;
         Ok(())
     }
@@ -264,18 +266,38 @@ impl CheckpointEncoder {
     }
 }
 
-/// The number of leading bytes `a` and `b` have in common.
+/// The number of leading bytes `a` and `b` have in common, compared eight
+/// at a time.
 fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    let (mut i, n) = (0, a.len().min(b.len()));
+    while i + 8 <= n {
+        let word = |s: &[u8]| u64::from_le_bytes(s[i..i + 8].try_into().expect("eight bytes"));
+        let differ = word(a) ^ word(b);
+        if differ != 0 {
+            return i + (differ.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + a[i..n]
+        .iter()
+        .zip(&b[i..n])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
-/// Appends `v` as an unsigned LEB128 varint.
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+/// The longest varint.
+const MAX_VARINT: usize = 10;
+
+/// Writes `v` as an unsigned LEB128 varint into `buf` at `at`; returns
+/// where it ends.
+fn put_varint_at(buf: &mut [u8; 2 * MAX_VARINT], mut at: usize, mut v: u64) -> usize {
     while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
+        buf[at] = (v as u8) | 0x80;
         v >>= 7;
+        at += 1;
     }
-    buf.push(v as u8);
+    buf[at] = v as u8;
+    at + 1
 }
 
 /// Bytes `v` takes as a varint.
@@ -815,10 +837,11 @@ mod tests {
             u64::from(u32::MAX) + 1,
             u64::MAX,
         ] {
-            let mut buf = Vec::new();
-            put_varint(&mut buf, v);
+            let mut head = [0u8; 2 * MAX_VARINT];
+            let len = put_varint_at(&mut head, 0, v);
+            let buf = &head[..len];
             assert_eq!(buf.len(), varint_len(v), "{v}");
-            let mut r = Reader { buf: &buf };
+            let mut r = Reader { buf };
             assert!(matches!(r.varint(), Varint::Value(x) if x == v), "{v}");
             assert!(r.buf.is_empty());
             let mut short = Reader {
@@ -828,6 +851,33 @@ mod tests {
         }
         let mut r = Reader { buf: &[0xff; 11] };
         assert!(matches!(r.varint(), Varint::Overlong));
+    }
+
+    #[test]
+    fn shared_prefixes_are_found_at_every_offset_and_length() {
+        let naive = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let base: Vec<u8> = (0..40).collect();
+        for len in 0..base.len() {
+            for other_len in 0..base.len() {
+                for differ_at in 0..=other_len {
+                    let mut other = base[..other_len].to_vec();
+                    if let Some(b) = other.get_mut(differ_at) {
+                        *b ^= 0x10;
+                    }
+                    let (a, b) = (&base[..len], &other[..]);
+                    assert_eq!(
+                        shared_prefix(a, b),
+                        naive(a, b),
+                        "{len} {other_len} {differ_at}"
+                    );
+                    assert_eq!(
+                        shared_prefix(b, a),
+                        naive(a, b),
+                        "{len} {other_len} {differ_at}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
