@@ -334,12 +334,17 @@ impl Changes {
             encode_state_key_into(key, &mut key_bytes);
             delta.push(&key_bytes, None)?;
         }
-        let mut order: Vec<u32> = (0..self.indices.len() as u32).collect();
-        order.sort_unstable_by_key(|&at| self.indices[at as usize]);
+        // Index order reads the keys' chunks front to back. Each entry of
+        // `order` is a group's index above where its slots are, so that
+        // sorting compares plain integers.
+        let mut order: Vec<u64> = (self.indices.iter().enumerate())
+            .map(|(at, &i)| (u64::from(i) << 32) | at as u64)
+            .collect();
+        order.sort_unstable();
         let stride = self.stride;
-        for at in order {
-            let at = at as usize;
-            let key = &self.keys[self.indices[at] as usize];
+        for packed in order {
+            let (i, at) = ((packed >> 32) as usize, packed as u32 as usize);
+            let key = &self.keys[i];
             let slots = &self.slots[at * stride..(at + 1) * stride];
             encode_group(key, slots, &mut key_bytes, &mut value_bytes);
             delta.push(&key_bytes, Some(&value_bytes))?;

@@ -690,6 +690,28 @@ mod tests {
         assert_eq!(on_disk(&p).len(), 4);
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn files_are_encoded_and_written_below_the_batches_priority() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = open(tmp.path(), PartitionOptions::default());
+        // SAFETY: reads the calling thread's nice value.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let (seen, writer_nice) = std::sync::mpsc::channel();
+        let delta = p.encoder(CheckpointFileName::delta(1), 0, 16).unwrap();
+        let fill: Fill = Box::new(move |file: &mut CheckpointEncoder| {
+            seen.send(nice()).unwrap();
+            file.push(b"a", Some(b"1"))
+        });
+        p.fill_in_background(delta, 1, fill).unwrap();
+        p.settle();
+        assert_eq!(p.durable_version(), 1);
+        assert_eq!(
+            writer_nice.recv().unwrap(),
+            (nice() + super::super::writer::NICENESS).min(19)
+        );
+    }
+
     #[test]
     fn encoders_reuse_the_buffers_of_written_files() {
         let tmp = tempfile::tempdir().unwrap();

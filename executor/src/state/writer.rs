@@ -16,6 +16,12 @@ use crate::sinks::lock;
 /// holds the batches back instead of piling up encoded state in memory.
 const QUEUE: usize = 2;
 
+/// How far below the batches' the writer thread's scheduling priority is
+/// (a nice increment, Linux only): checkpoint files are encoded and written
+/// with the CPU the batches leave, like a database's background compaction,
+/// and a batch waits for the writer only once its queue is full.
+pub(super) const NICENESS: i32 = 10;
+
 /// Buffers of written files kept for the next encoders: enough for a
 /// partition's delta and snapshot.
 const SPARE_BUFFERS: usize = 2;
@@ -148,6 +154,7 @@ impl BackgroundWriter {
         let handle = std::thread::Builder::new()
             .name("weir-checkpoint".into())
             .spawn(move || {
+                lower_priority();
                 let sweep = || sweep(backend.as_ref(), &doomed);
                 // Every queued file is written, also once nobody waits
                 // for the outcome (the writer is being dropped).
@@ -229,6 +236,23 @@ impl Drop for BackgroundWriter {
             drop(jobs);
             let _ = handle.join();
             drop(done);
+        }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority by [`NICENESS`]; on
+/// failure the thread keeps its priority (the writes are the same).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread (on Linux a nice value
+    // is per thread, and PRIO_PROCESS with id 0 names the calling thread).
+    unsafe {
+        let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+        if libc::setpriority(libc::PRIO_PROCESS, 0, (current + NICENESS).min(19)) != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "the checkpoint writer keeps the batches' priority"
+            );
         }
     }
 }
