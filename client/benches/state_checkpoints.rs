@@ -19,6 +19,9 @@
 //! The CPU column is the process's CPU time during the run (user and
 //! system, the checkpoint writer's included): what checkpoints cost in work,
 //! which wall-clock throughput on a shared machine blurs.
+//! `WEIR_BENCH_STORE_PID` names a process on the same machine whose CPU time
+//! during each run the "store CPU" column gives: the dev MiniDFS's
+//! (`$(cat ~/.cache/weir/dev/hdfs.pid)`), which competes for the same cores.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -64,6 +67,31 @@ struct Run {
     p99: Duration,
     /// CPU time of the whole process (the checkpoint writer's included).
     process_cpu: f64,
+    /// CPU time of the `WEIR_BENCH_STORE_PID` process, if set.
+    store_cpu: Option<f64>,
+}
+
+/// CPU seconds (user and system) of process `pid` so far, from
+/// `/proc/<pid>/stat`; `None` if it cannot be read.
+fn pid_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 on:
+    // utime and stime are fields 14 and 15, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+    // SAFETY: sysconf only reads a system setting.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((ticks(14)? + ticks(15)?) / per_second)
+}
+
+/// The `WEIR_BENCH_STORE_PID` process, if set.
+fn store_pid() -> Option<u32> {
+    std::env::var("WEIR_BENCH_STORE_PID")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// CPU seconds (user and system) of the process so far, its ended threads
@@ -102,6 +130,7 @@ fn run(
         let mut durations = Vec::new();
         let mut records = 0;
         let cpu_before = process_cpu_seconds();
+        let store_before = store_pid().and_then(pid_cpu_seconds);
         let started = Instant::now();
         let outcome = driver.run(&AtomicBool::new(false), &mut |r| {
             durations.push(r.duration);
@@ -109,6 +138,10 @@ fn run(
         })?;
         let seconds = started.elapsed().as_secs_f64();
         let process_cpu = process_cpu_seconds() - cpu_before;
+        let store_cpu = store_pid()
+            .and_then(pid_cpu_seconds)
+            .zip(store_before)
+            .map(|(after, before)| after - before);
         anyhow::ensure!(outcome == Outcome::Finished, "the job did not finish");
         anyhow::ensure!(records == total, "read {records} of {total} records");
         durations.sort();
@@ -117,6 +150,7 @@ fn run(
             p50: percentile(&durations, 0.5),
             p99: percentile(&durations, 0.99),
             process_cpu,
+            store_cpu,
         })
     })
 }
@@ -218,8 +252,8 @@ fn main() -> anyhow::Result<()> {
         .max(1);
     println!("{rounds} rounds; medians, \"vs none\" paired within each round (range in brackets)");
     println!();
-    println!("| store | checkpoint_every | records | seconds | records/s | vs none | batch p50 | batch p99 | CPU |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| store | checkpoint_every | records | seconds | records/s | vs none | batch p50 | batch p99 | CPU | store CPU |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut restores = Vec::new();
     for store in ["local", "hdfs"] {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == store) {
@@ -281,8 +315,14 @@ fn main() -> anyhow::Result<()> {
                     versus.iter().copied().fold(f64::NEG_INFINITY, f64::max)
                 )
             };
+            let store_cpu: Vec<f64> = rs.iter().filter_map(|r| r.store_cpu).collect();
+            let store_cpu = if store_cpu.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.2} s", median(store_cpu))
+            };
             println!(
-                "| {store} | {label} | {total} | {seconds:.2} | {:.0} | {spread} | {} ms | {} ms | {:.2} s |",
+                "| {store} | {label} | {total} | {seconds:.2} | {:.0} | {spread} | {} ms | {} ms | {:.2} s | {store_cpu} |",
                 total as f64 / seconds,
                 median(rs.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()).round(),
                 median(rs.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()).round(),
