@@ -3,6 +3,7 @@
 //! Unknown keys in the file are errors; [`Config::validate`] checks the
 //! result before anything starts.
 
+use crate::state::PartitionOptions;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -32,8 +33,16 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Driver addresses (`host:port`); any of them, the leader is found.
     pub drivers: Vec<String>,
-    /// Root of the state store: a local directory (an HDFS URL later).
+    /// Root of the state store: a local directory or an `hdfs://`/`viewfs://` URL.
     pub state_root: String,
+    /// A partition's checkpoint also writes a snapshot once this many deltas
+    /// were written since the last one (or sooner, see docs/hdfs.md); 0
+    /// makes every checkpoint a snapshot.
+    pub state_snapshot_every: u32,
+    /// Snapshots kept per partition at or below the last committed batch
+    /// (with the deltas after the oldest): how far recovery can fall back
+    /// past corrupt files.
+    pub state_retain_snapshots: u32,
     /// Tasks this executor runs at once.
     pub slots: u32,
     /// Time between heartbeats.
@@ -50,6 +59,8 @@ impl Default for Config {
             advertise: None,
             drivers: Vec::new(),
             state_root: String::new(),
+            state_snapshot_every: PartitionOptions::default().snapshot_every,
+            state_retain_snapshots: PartitionOptions::default().retain_snapshots,
             slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             heartbeat_interval: Duration::from_secs(1),
             log_format: LogFormat::Human,
@@ -100,6 +111,10 @@ pub struct FileConfig {
     pub drivers: Option<Vec<String>>,
     /// See [`Config::state_root`].
     pub state_root: Option<String>,
+    /// See [`Config::state_snapshot_every`].
+    pub state_snapshot_every: Option<u32>,
+    /// See [`Config::state_retain_snapshots`].
+    pub state_retain_snapshots: Option<u32>,
     /// See [`Config::slots`].
     pub slots: Option<u32>,
     /// See [`Config::heartbeat_interval`], in milliseconds.
@@ -132,9 +147,15 @@ pub struct Args {
     /// Driver addresses, comma-separated.
     #[arg(long, env = "WEIR_DRIVERS", value_delimiter = ',')]
     pub drivers: Option<Vec<String>>,
-    /// State store root (a local directory).
+    /// State store root (a local directory, hdfs://namenode:port/path or viewfs://).
     #[arg(long, env = "WEIR_STATE_ROOT")]
     pub state_root: Option<String>,
+    /// Deltas per partition between two state snapshots (0: every checkpoint is a snapshot).
+    #[arg(long, env = "WEIR_STATE_SNAPSHOT_EVERY")]
+    pub state_snapshot_every: Option<u32>,
+    /// State snapshots kept per partition (at least 1).
+    #[arg(long, env = "WEIR_STATE_RETAIN_SNAPSHOTS")]
+    pub state_retain_snapshots: Option<u32>,
     /// Tasks run at once.
     #[arg(long, env = "WEIR_SLOTS")]
     pub slots: Option<u32>,
@@ -202,6 +223,12 @@ impl Config {
                 if let Some(v) = src.state_root {
                     c.state_root = v;
                 }
+                if let Some(v) = src.state_snapshot_every {
+                    c.state_snapshot_every = v;
+                }
+                if let Some(v) = src.state_retain_snapshots {
+                    c.state_retain_snapshots = v;
+                }
                 if let Some(v) = src.slots {
                     c.slots = v;
                 }
@@ -260,6 +287,20 @@ impl Config {
                 );
             }
         }
+        if self.state_snapshot_every > MAX_SNAPSHOT_EVERY {
+            return invalid(
+                "state_snapshot_every",
+                &format!(
+                    "must be at most {MAX_SNAPSHOT_EVERY} (0 makes every checkpoint a snapshot)"
+                ),
+            );
+        }
+        if !(1..=MAX_RETAIN_SNAPSHOTS).contains(&self.state_retain_snapshots) {
+            return invalid(
+                "state_retain_snapshots",
+                &format!("must be between 1 and {MAX_RETAIN_SNAPSHOTS}"),
+            );
+        }
         if self.slots == 0 {
             return invalid("slots", "must be at least 1");
         }
@@ -268,7 +309,21 @@ impl Config {
         }
         Ok(())
     }
+
+    /// The snapshot and retention policy of state checkpoints.
+    pub fn checkpoints(&self) -> PartitionOptions {
+        PartitionOptions {
+            snapshot_every: self.state_snapshot_every,
+            retain_snapshots: self.state_retain_snapshots,
+        }
+    }
 }
+
+/// Largest `state_snapshot_every`: a restore reads at most this many deltas
+/// past a snapshot (fewer when they hold more entries than the state).
+const MAX_SNAPSHOT_EVERY: u32 = 1_000;
+/// Largest `state_retain_snapshots`.
+const MAX_RETAIN_SNAPSHOTS: u32 = 100;
 
 fn is_host_port(s: &str) -> bool {
     s.rsplit_once(':')
@@ -292,6 +347,7 @@ mod tests {
         };
         let c = Config::layered(file, args);
         assert_eq!(c.id, "from-file");
+        assert_eq!(c.checkpoints(), PartitionOptions::default());
         assert_eq!(c.listen, "127.0.0.1:2");
         assert_eq!(c.drivers, vec!["d1:1", "d2:2"]);
         assert_eq!(c.slots, 5);
@@ -314,10 +370,23 @@ mod tests {
             "/tmp/s",
             "--listen",
             "127.0.0.1:0",
+            "--state-snapshot-every",
+            "0",
+            "--state-retain-snapshots",
+            "3",
         ])
         .unwrap();
-        let c = Config::layered(FileConfig::default(), args);
+        let file =
+            FileConfig::parse("state_snapshot_every: 20\nstate_retain_snapshots: 5\n").unwrap();
+        let c = Config::layered(file, args);
         assert_eq!(c.drivers, vec!["a:1", "b:2"]);
+        assert_eq!(
+            c.checkpoints(),
+            PartitionOptions {
+                snapshot_every: 0,
+                retain_snapshots: 3
+            }
+        );
         c.validate().unwrap();
     }
 
@@ -361,6 +430,20 @@ mod tests {
                 ..ok.clone()
             }),
             "state_root"
+        );
+        assert_eq!(
+            field(Config {
+                state_retain_snapshots: 0,
+                ..ok.clone()
+            }),
+            "state_retain_snapshots"
+        );
+        assert_eq!(
+            field(Config {
+                state_snapshot_every: 1_001,
+                ..ok.clone()
+            }),
+            "state_snapshot_every"
         );
         assert_eq!(
             field(Config {

@@ -575,6 +575,64 @@ fn all_executors_killed_and_replaced_resume_from_the_state_store() {
     );
 }
 
+/// The versions of each state partition's `kind` files (`delta` or
+/// `snapshot`) of `job` under the cluster's state root, by partition dir.
+fn checkpoint_versions(cluster: &Cluster, job: &str, kind: &str) -> BTreeMap<PathBuf, Vec<u64>> {
+    let mut out = BTreeMap::new();
+    let job_dir = cluster.dir.path().join("state").join(job);
+    for operator in std::fs::read_dir(&job_dir).unwrap() {
+        for part in std::fs::read_dir(operator.unwrap().path()).unwrap() {
+            let part = part.unwrap().path();
+            let mut versions: Vec<u64> = std::fs::read_dir(&part)
+                .unwrap()
+                .filter_map(|f| {
+                    let name = f.unwrap().file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(&format!(".{kind}"))?.parse().ok()
+                })
+                .collect();
+            versions.sort();
+            out.insert(part, versions);
+        }
+    }
+    out
+}
+
+#[test]
+fn executors_snapshot_and_retain_as_their_settings_say() {
+    // Every checkpoint a snapshot, nothing pruned: the state root shows the
+    // settings were applied (by default the first checkpoint is a delta
+    // only, and old snapshots are pruned).
+    let settings = [
+        ("WEIR_STATE_SNAPSHOT_EVERY", "0"),
+        ("WEIR_STATE_RETAIN_SNAPSHOTS", "100"),
+    ];
+    let mut cluster = Cluster::start();
+    for id in ["e1", "e2"] {
+        cluster.start_executor_with(id, &settings);
+    }
+    cluster.wait_live(&["e1", "e2"]);
+    // 8 batches of 15 000 records, checkpoints at the even ones; every
+    // executor is killed mid-run, so the end state is restored from the
+    // snapshots they wrote.
+    let job = run_job(&cluster, "settings", 120_000, 5_000);
+    job.wait_batch(&cluster, 4);
+    for id in ["e1", "e2"] {
+        cluster.executors.get_mut(id).unwrap().kill().unwrap();
+    }
+    for id in ["e3", "e4"] {
+        cluster.start_executor_with(id, &settings);
+    }
+    job.finish(&cluster);
+    let snapshots = checkpoint_versions(&cluster, "settings", "snapshot");
+    let deltas = checkpoint_versions(&cluster, "settings", "delta");
+    assert_eq!(snapshots.len(), 4, "state partitions: {snapshots:?}");
+    for (part, versions) in &snapshots {
+        assert_eq!(versions, &[2, 4, 6, 8], "snapshots of {}", part.display());
+        // Retention keeps the deltas after the oldest snapshot kept.
+        assert_eq!(deltas[part], [4, 6, 8], "deltas of {}", part.display());
+    }
+}
+
 #[test]
 fn a_joining_executor_takes_over_partitions_between_batches() {
     let mut cluster = Cluster::start();

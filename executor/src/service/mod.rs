@@ -84,8 +84,8 @@ pub async fn run_with(
     let reported = operators.operators();
     let executor = Arc::new(Executor::new(
         ExecutorConfig {
+            checkpoints: config.checkpoints(),
             operators,
-            ..Default::default()
         },
         backend,
     ));
