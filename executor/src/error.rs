@@ -50,6 +50,17 @@ pub enum ExecError {
         #[source]
         source: StateError,
     },
+    /// A task's output was not pre-committed: the epoch it was sent under
+    /// lost its lease (see [`Tenure`](crate::state::Tenure)), so its batch
+    /// may already be committed by the partition's new owner.
+    #[error("job {job}: {source}")]
+    OutputFenced {
+        /// Job name.
+        job: String,
+        /// The refusal ([`StateError::Fenced`]).
+        #[source]
+        source: StateError,
+    },
     /// The sink could not pre-commit or commit output.
     #[error("job {job}: sink {sink}: {message}")]
     Sink {
@@ -119,7 +130,9 @@ impl ExecError {
     pub fn domain(&self) -> ErrorDomain {
         match self {
             ExecError::Plan { .. } | ExecError::Expr { .. } => ErrorDomain::User,
-            ExecError::State { .. } | ExecError::Sink { .. } => ErrorDomain::External,
+            ExecError::State { .. } | ExecError::OutputFenced { .. } | ExecError::Sink { .. } => {
+                ErrorDomain::External
+            }
             ExecError::OutputLost { .. } => ErrorDomain::OutputLost,
             ExecError::Source { transient, .. } => {
                 if *transient {

@@ -160,6 +160,16 @@ impl Executor {
 
     /// Runs a stage-A task.
     pub fn stage_a(&self, task: &pb::StageATask) -> Result<pb::StageAResult, ExecError> {
+        self.stage_a_under(task, &Tenure::unfenced())
+    }
+
+    /// Like [`stage_a`](Self::stage_a) for a task given under `tenure`: a
+    /// stateless job's output is pre-committed only while it holds.
+    pub fn stage_a_under(
+        &self,
+        task: &pb::StageATask,
+        tenure: &Tenure,
+    ) -> Result<pb::StageAResult, ExecError> {
         failpoint::hit("stage-a");
         let job = self.job(&task.job)?;
         let range = task.range.unwrap_or_default();
@@ -224,6 +234,7 @@ impl Executor {
                 result.records_in += counted + skipped;
                 result.records_skipped += skipped;
                 if !task.replay {
+                    check_output(tenure, &task.job, task.batch_id, range.partition)?;
                     result.records_out =
                         job.sink.pre_commit(task.batch_id, range.partition, &out)?;
                 }
@@ -569,6 +580,12 @@ impl JobRuntime {
         let applied = started.elapsed();
         if !task.replay {
             let output = run_steps(&self.plan.post, emitted).map_err(|e| self.expr_error(e))?;
+            check_output(
+                part.checkpoints.tenure(),
+                name,
+                task.batch_id,
+                task.partition,
+            )?;
             result.records_out = self
                 .sink
                 .pre_commit(task.batch_id, task.partition, &[output])?;
@@ -630,6 +647,20 @@ impl JobRuntime {
         debug!(job = %name, batch_id = task.batch_id, partition = task.partition, apply_ms = applied.as_millis() as u64, pre_commit_ms = (precommitted - applied).as_millis() as u64, checkpoint_ms = (started.elapsed() - precommitted).as_millis() as u64, "stage b done");
         Ok(result)
     }
+}
+
+/// `Ok` if the output of `(batch, partition)` may be pre-committed under
+/// `tenure`. Output is fenced like state: a task whose epoch lost its lease
+/// may be running a batch the partition's new owner already committed, and
+/// a hidden file it wrote now would never be made visible nor swept.
+fn check_output(tenure: &Tenure, job: &str, batch: u64, partition: u32) -> Result<(), ExecError> {
+    let output = format!("the output of batch {batch}, partition {partition}");
+    tenure
+        .check("pre-commit", &output)
+        .map_err(|source| ExecError::OutputFenced {
+            job: job.to_owned(),
+            source,
+        })
 }
 
 fn run_steps(
@@ -790,9 +821,15 @@ mod tests {
         assert_eq!(restore(1, 1), 1);
         // Batch 2's checkpoint is refused: its epoch lost the lease (the
         // leader changed, and this executor registered again as epoch 2).
+        // A replay, which pre-commits no output, so only the checkpoint is
+        // refused (and in the background, so the task succeeds).
         ex.stage_a(&stage_a(2)).unwrap();
         lease.set(2);
-        ex.stage_b_with_blocks(&stage_b_task(2), &HashMap::new(), under(1))
+        let replay = pb::StageBTask {
+            replay: true,
+            ..stage_b_task(2)
+        };
+        ex.stage_b_with_blocks(&replay, &HashMap::new(), under(1))
             .unwrap();
         // State in memory is at batch 2, but the store only restores 1:
         // the partition is read back, and batch 2 must be replayed.
@@ -802,6 +839,64 @@ mod tests {
         ex.stage_b_with_blocks(&stage_b_task(2), &HashMap::new(), under(2))
             .unwrap();
         assert_eq!(restore(2, 2), 2);
+    }
+
+    #[test]
+    fn output_is_not_pre_committed_under_a_lost_lease() {
+        use crate::state::tenure::tests::TestLease;
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path());
+        let sink =
+            |out: &std::path::Path| format!("sink:\n  file: {{ path: {} }}\n", out.display());
+        let (out_b, out_a) = (dir.path().join("stateful"), dir.path().join("stateless"));
+        let stateful = job("skip").replace("sink:\n  noop: {}\n", &sink(&out_b));
+        let stateless = format!(
+            "name: s\nsource:\n  generator: {{ partitions: 1, keys: 3, rate: 0, total: 10 }}\n{}",
+            sink(&out_a)
+        );
+        ex.deploy(&record(&stateful)).unwrap();
+        ex.deploy(&record(&stateless)).unwrap();
+        let files = |out: &std::path::Path| std::fs::read_dir(out).unwrap().count();
+        let lease = Arc::new(TestLease::default());
+        lease.set(2);
+        let stale = Tenure::new(lease.clone(), 1);
+        let fenced = |e: ExecError| {
+            assert!(matches!(e, ExecError::OutputFenced { .. }), "{e:?}");
+            assert_eq!(e.domain(), crate::ErrorDomain::External);
+            let msg = e.to_string();
+            assert!(msg.contains("not allowed to pre-commit"), "{msg}");
+        };
+        restore_all(&ex);
+        ex.stage_a(&stage_a(1)).unwrap();
+        fenced(
+            ex.stage_b_with_blocks(&stage_b_task(1), &HashMap::new(), stale.clone())
+                .unwrap_err(),
+        );
+        let stateless_task = pb::StageATask {
+            job: "s".into(),
+            ..stage_a(1)
+        };
+        fenced(ex.stage_a_under(&stateless_task, &stale).unwrap_err());
+        assert_eq!((files(&out_a), files(&out_b)), (0, 0));
+        // The current epoch pre-commits both.
+        let current = Tenure::new(lease, 2);
+        let a = ex.stage_a_under(&stateless_task, &current).unwrap();
+        assert_eq!((a.records_out, files(&out_a)), (10, 1));
+        restore_all(&ex);
+        ex.stage_a(&stage_a(1)).unwrap();
+        let mut with_output = 0;
+        for partition in 0..2 {
+            let task = pb::StageBTask {
+                partition,
+                ..stage_b_task(1)
+            };
+            let b = ex
+                .stage_b_with_blocks(&task, &HashMap::new(), current.clone())
+                .unwrap();
+            with_output += usize::from(b.records_out > 0);
+        }
+        assert!(with_output > 0);
+        assert_eq!(files(&out_b), with_output);
     }
 
     #[test]

@@ -485,6 +485,58 @@ fn an_executor_paused_while_restoring_changes_no_files_once_replaced() {
     job.finish(&cluster);
 }
 
+#[test]
+fn an_executor_paused_before_pre_commit_leaves_no_output_file_once_replaced() {
+    // e3 stops itself in a stage-B task, before the partition's output is
+    // pre-committed. The batch is re-run and committed elsewhere; woken up
+    // late, e3 must not write that output again: a hidden file of a
+    // committed batch is never made visible nor swept.
+    let mut cluster = Cluster::start();
+    cluster.start_executor("e1");
+    cluster.start_executor("e2");
+    cluster.start_executor_with("e3", &[("WEIR_PAUSE_AT", "stage-b@3")]);
+    cluster.wait_live(&["e1", "e2", "e3"]);
+    let job = run_job(&cluster, "stale_output", 300_000, 3_000);
+    let paused = |cluster: &Cluster| {
+        std::fs::read_to_string(cluster.log("e3"))
+            .unwrap_or_default()
+            .contains("pause point stage-b@3 reached")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !paused(&cluster) {
+        assert!(
+            Instant::now() < deadline && !job.thread.is_finished(),
+            "e3 never paused in stage B\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.wait_live(&["e1", "e2"]);
+    let at = job.batches.load(Ordering::SeqCst);
+    job.wait_batch(&cluster, at + 3);
+    cluster.signal("e3", "-CONT");
+    cluster.wait_live(&["e1", "e2", "e3"]);
+    let out = job.out.clone();
+    job.finish(&cluster);
+    // Every batch committed: no output file is left hidden.
+    let hidden: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(
+        hidden.is_empty(),
+        "hidden output files {hidden:?}\n{}",
+        log_tail(&cluster.log("e3"), 40)
+    );
+    let log = std::fs::read_to_string(cluster.log("e3")).unwrap();
+    assert!(
+        log.contains("not allowed to pre-commit"),
+        "the late pre-commit was not refused\n{}",
+        log_tail(&cluster.log("e3"), 40)
+    );
+}
+
 /// Three executors, `e2` set to abort at crash point `point`: the job runs
 /// until `e2` dies there, goes on without it, takes it back as a new
 /// incarnation, and its counts stay exact.

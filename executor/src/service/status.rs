@@ -33,7 +33,9 @@ pub fn error_domain(status: &Status) -> Option<ErrorDomain> {
 pub fn to_status(e: &ExecError) -> Status {
     let code = match e {
         ExecError::Plan { .. } | ExecError::Expr { .. } => Code::InvalidArgument,
-        ExecError::State { .. } | ExecError::Sink { .. } => Code::Unavailable,
+        ExecError::State { .. } | ExecError::OutputFenced { .. } | ExecError::Sink { .. } => {
+            Code::Unavailable
+        }
         ExecError::UnknownJob(_) => Code::NotFound,
         ExecError::StateGap { .. } => Code::Aborted,
         ExecError::MissingShuffle { .. } => Code::NotFound,

@@ -236,9 +236,10 @@ impl ExecutorService for TaskService {
         let task = r
             .task
             .ok_or_else(|| Status::invalid_argument("stage A without a task"))?;
+        let tenure = self.tenure(r.epoch);
         self.run(r.epoch, "stage a", move |ex| {
             let started = std::time::Instant::now();
-            ex.stage_a(&task).map(|mut result| {
+            ex.stage_a_under(&task, &tenure).map(|mut result| {
                 result.work_us = started.elapsed().as_micros() as u64;
                 result
             })

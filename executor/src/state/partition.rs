@@ -113,6 +113,12 @@ impl PartitionCheckpoints {
         self.tenure = tenure;
     }
 
+    /// What the changes asked for from now on are made under (see
+    /// [`set_tenure`](Self::set_tenure)).
+    pub fn tenure(&self) -> &Tenure {
+        &self.tenure
+    }
+
     /// The partition's directory relative to the backend root
     /// (`<job>/<operator>/part-<partition:05>`).
     pub fn dir(&self) -> &str {
