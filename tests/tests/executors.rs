@@ -244,6 +244,24 @@ impl RunningJob {
         }
     }
 
+    /// Waits until executor `id` stopped itself at pause point `point`
+    /// (`name@n`), while the job runs.
+    fn wait_paused(&self, cluster: &Cluster, id: &str, point: &str) {
+        let reached = format!("pause point {point} reached");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(cluster.log(id))
+            .unwrap_or_default()
+            .contains(&reached)
+        {
+            assert!(
+                Instant::now() < deadline && !self.thread.is_finished(),
+                "{id} never paused at {point}\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn finish(self, cluster: &Cluster) -> Arc<RemoteRunner> {
         let deadline = Instant::now() + Duration::from_secs(300);
         while !self.thread.is_finished() {
@@ -442,20 +460,7 @@ fn an_executor_paused_while_restoring_changes_no_files_once_replaced() {
     let job = run_job(&cluster, "stale_restore", 600_000, 3_000);
     job.wait_batch(&cluster, 3);
     cluster.start_executor_with("e3", &[("WEIR_PAUSE_AT", "restore-discard")]);
-    let paused = |cluster: &Cluster| {
-        std::fs::read_to_string(cluster.log("e3"))
-            .unwrap_or_default()
-            .contains("pause point restore-discard@1 reached")
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !paused(&cluster) {
-        assert!(
-            Instant::now() < deadline && !job.thread.is_finished(),
-            "e3 never paused while restoring\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    job.wait_paused(&cluster, "e3", "restore-discard@1");
     cluster.wait_live(&["e1", "e2"]);
     // Long enough for the driver to forget the plans of the batches before
     // the restored version: a restore that finds less must fail the job.
@@ -497,20 +502,7 @@ fn an_executor_paused_before_pre_commit_leaves_no_output_file_once_replaced() {
     cluster.start_executor_with("e3", &[("WEIR_PAUSE_AT", "stage-b@3")]);
     cluster.wait_live(&["e1", "e2", "e3"]);
     let job = run_job(&cluster, "stale_output", 300_000, 3_000);
-    let paused = |cluster: &Cluster| {
-        std::fs::read_to_string(cluster.log("e3"))
-            .unwrap_or_default()
-            .contains("pause point stage-b@3 reached")
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !paused(&cluster) {
-        assert!(
-            Instant::now() < deadline && !job.thread.is_finished(),
-            "e3 never paused in stage B\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    job.wait_paused(&cluster, "e3", "stage-b@3");
     cluster.wait_live(&["e1", "e2"]);
     let at = job.batches.load(Ordering::SeqCst);
     job.wait_batch(&cluster, at + 3);
