@@ -35,14 +35,12 @@ pub struct Config {
     pub drivers: Vec<String>,
     /// Root of the state store: a local directory or an `hdfs://`/`viewfs://` URL.
     pub state_root: String,
-    /// A partition's checkpoint also writes a snapshot once this many deltas
-    /// were written since the last one (or sooner, see docs/hdfs.md); 0
-    /// makes every checkpoint a snapshot.
-    pub state_snapshot_every: u32,
-    /// Snapshots kept per partition at or below the last committed batch
-    /// (with the deltas after the oldest): how far recovery can fall back
-    /// past corrupt files.
-    pub state_retain_snapshots: u32,
+    /// The snapshot and retention policy of state checkpoints: settings
+    /// `state_snapshot_every` (deltas per partition between two snapshots,
+    /// or sooner, see docs/hdfs.md; 0 makes every checkpoint a snapshot) and
+    /// `state_retain_snapshots` (snapshots kept per partition: how far
+    /// recovery can fall back past corrupt files).
+    pub checkpoints: PartitionOptions,
     /// Tasks this executor runs at once.
     pub slots: u32,
     /// Time between heartbeats.
@@ -59,8 +57,7 @@ impl Default for Config {
             advertise: None,
             drivers: Vec::new(),
             state_root: String::new(),
-            state_snapshot_every: PartitionOptions::default().snapshot_every,
-            state_retain_snapshots: PartitionOptions::default().retain_snapshots,
+            checkpoints: PartitionOptions::default(),
             slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             heartbeat_interval: Duration::from_secs(1),
             log_format: LogFormat::Human,
@@ -111,9 +108,9 @@ pub struct FileConfig {
     pub drivers: Option<Vec<String>>,
     /// See [`Config::state_root`].
     pub state_root: Option<String>,
-    /// See [`Config::state_snapshot_every`].
+    /// See [`Config::checkpoints`].
     pub state_snapshot_every: Option<u32>,
-    /// See [`Config::state_retain_snapshots`].
+    /// See [`Config::checkpoints`].
     pub state_retain_snapshots: Option<u32>,
     /// See [`Config::slots`].
     pub slots: Option<u32>,
@@ -224,10 +221,10 @@ impl Config {
                     c.state_root = v;
                 }
                 if let Some(v) = src.state_snapshot_every {
-                    c.state_snapshot_every = v;
+                    c.checkpoints.snapshot_every = v;
                 }
                 if let Some(v) = src.state_retain_snapshots {
-                    c.state_retain_snapshots = v;
+                    c.checkpoints.retain_snapshots = v;
                 }
                 if let Some(v) = src.slots {
                     c.slots = v;
@@ -287,7 +284,7 @@ impl Config {
                 );
             }
         }
-        if self.state_snapshot_every > MAX_SNAPSHOT_EVERY {
+        if self.checkpoints.snapshot_every > MAX_SNAPSHOT_EVERY {
             return invalid(
                 "state_snapshot_every",
                 &format!(
@@ -295,7 +292,7 @@ impl Config {
                 ),
             );
         }
-        if !(1..=MAX_RETAIN_SNAPSHOTS).contains(&self.state_retain_snapshots) {
+        if !(1..=MAX_RETAIN_SNAPSHOTS).contains(&self.checkpoints.retain_snapshots) {
             return invalid(
                 "state_retain_snapshots",
                 &format!("must be between 1 and {MAX_RETAIN_SNAPSHOTS}"),
@@ -308,14 +305,6 @@ impl Config {
             return invalid("heartbeat_interval_ms", "must be between 1 and 60000");
         }
         Ok(())
-    }
-
-    /// The snapshot and retention policy of state checkpoints.
-    pub fn checkpoints(&self) -> PartitionOptions {
-        PartitionOptions {
-            snapshot_every: self.state_snapshot_every,
-            retain_snapshots: self.state_retain_snapshots,
-        }
     }
 }
 
@@ -347,7 +336,7 @@ mod tests {
         };
         let c = Config::layered(file, args);
         assert_eq!(c.id, "from-file");
-        assert_eq!(c.checkpoints(), PartitionOptions::default());
+        assert_eq!(c.checkpoints, PartitionOptions::default());
         assert_eq!(c.listen, "127.0.0.1:2");
         assert_eq!(c.drivers, vec!["d1:1", "d2:2"]);
         assert_eq!(c.slots, 5);
@@ -381,7 +370,7 @@ mod tests {
         let c = Config::layered(file, args);
         assert_eq!(c.drivers, vec!["a:1", "b:2"]);
         assert_eq!(
-            c.checkpoints(),
+            c.checkpoints,
             PartitionOptions {
                 snapshot_every: 0,
                 retain_snapshots: 3
@@ -433,14 +422,20 @@ mod tests {
         );
         assert_eq!(
             field(Config {
-                state_retain_snapshots: 0,
+                checkpoints: PartitionOptions {
+                    retain_snapshots: 0,
+                    ..PartitionOptions::default()
+                },
                 ..ok.clone()
             }),
             "state_retain_snapshots"
         );
         assert_eq!(
             field(Config {
-                state_snapshot_every: 1_001,
+                checkpoints: PartitionOptions {
+                    snapshot_every: 1_001,
+                    ..PartitionOptions::default()
+                },
                 ..ok.clone()
             }),
             "state_snapshot_every"

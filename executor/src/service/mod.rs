@@ -84,7 +84,7 @@ pub async fn run_with(
     let reported = operators.operators();
     let executor = Arc::new(Executor::new(
         ExecutorConfig {
-            checkpoints: config.checkpoints(),
+            checkpoints: config.checkpoints,
             operators,
         },
         backend,
