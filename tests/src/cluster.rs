@@ -5,14 +5,34 @@ use crate::{binary, Proc};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound and released; fine for tests).
+/// The ports test processes listen on: below Linux's default ephemeral
+/// range (32768–60999), where `bind(…:0)` and outgoing connections take
+/// theirs, so nothing else is handed a port between its choice and the
+/// bind of the process it was chosen for.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// How many candidates this process has tried, shared by all its tests.
+static TRIED_PORTS: AtomicU32 = AtomicU32::new(0);
+
+/// A loopback port that is free now and that no other test of this process
+/// was given, so tests running side by side never share one.
+///
+/// Each process starts at an offset taken from its pid, so two test
+/// processes at once walk different parts of the range.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let offset = std::process::id() % span;
+    for _ in 0..span {
+        let n = TRIED_PORTS.fetch_add(1, Ordering::SeqCst);
+        let port = TEST_PORTS.start + ((offset + n % span) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORTS:?}");
 }
 
 /// One driver replica.

@@ -55,6 +55,9 @@ impl Proc {
         // WEIR_TEST_LOG sets the log filter of every process a test starts.
         let filter = std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info,sled=warn".into());
         cmd.env("WEIR_LOG", filter);
+        // An error a process exits with is printed without a backtrace
+        // (panics keep theirs), so the error itself stays in a log's tail.
+        cmd.env("RUST_LIB_BACKTRACE", "0");
         for (k, v) in env {
             cmd.env(k, v);
         }
