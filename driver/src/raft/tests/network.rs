@@ -1,10 +1,11 @@
 //! A simulated network of Raft nodes in one process, after raft-rs
 //! `harness/src/network.rs`: messages go through a queue the test drains,
 //! links can be cut per direction, nodes can be stopped, restarted on their
-//! sled directory, or wiped. No sockets, no sleeps: time is `tick()`.
+//! sled directory, or wiped. No sockets, and time is `tick()`.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use raft::prelude::{Entry, Message, MessageType};
 use raft::SnapshotStatus;
@@ -104,8 +105,24 @@ impl Network {
         self.base.path().join(format!("node-{id}"))
     }
 
+    /// Opens node `id`'s storage. sled lets go of a database's file lock
+    /// once its background writes of the last buffers end, which can be a
+    /// moment after a stopped node's storage was dropped: opening it again
+    /// waits for that (no simulated time passes meanwhile).
     fn open_storage(&self, id: u64) -> SledRaftStorage {
-        SledRaftStorage::open(&self.dir(id), CACHE).expect("open storage")
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match SledRaftStorage::open(&self.dir(id), CACHE) {
+                Ok(storage) => return storage,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("open storage of node {id}: {e}"),
+            }
+        }
     }
 
     pub fn peer(&self, id: u64) -> &Peer {
