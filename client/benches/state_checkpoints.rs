@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::local::{with_local_meta, LocalRunner};
 use weir_driver::{submit_with, DriverOptions, JobDriver, Outcome, SubmitOptions};
-use weir_executor::state::{HdfsBackend, LocalBackend, StateBackend};
+use weir_executor::state::{partition_dir, HdfsBackend, LocalBackend, StateBackend};
 use weir_executor::{Executor, ExecutorConfig};
 use weir_proto::pb;
 
@@ -185,6 +185,18 @@ fn restore(
     Ok((elapsed, result.restored_version))
 }
 
+/// The size in bytes of the newest snapshot of partition 0.
+fn newest_snapshot_len(backend: &dyn StateBackend) -> anyhow::Result<usize> {
+    let dir = partition_dir("ckpt", "aggregate", 0)?;
+    let newest = (backend.list(&dir)?.into_iter())
+        .filter(|name| name.ends_with(".snapshot"))
+        .max()
+        .ok_or_else(|| anyhow::anyhow!("no snapshot in {dir}"))?;
+    let bytes = (backend.get(&format!("{dir}/{newest}"))?)
+        .ok_or_else(|| anyhow::anyhow!("{dir}/{newest} is listed but gone"))?;
+    Ok(bytes.len())
+}
+
 /// Times `put_atomic` of a 1 KiB file on HDFS: p50, p90 and max.
 fn put_latency(url: &str) -> anyhow::Result<()> {
     let backend = HdfsBackend::new(url, HashMap::new())?;
@@ -288,8 +300,9 @@ fn main() -> anyhow::Result<()> {
                     // Newest version on disk: the last batch with checkpoint_every 1,
                     // the last multiple of 5 otherwise.
                     let target = batches - batches % u64::from(*every);
-                    let (elapsed, version) = restore(backend, &yaml, target)?;
-                    restores.push((store, *label, version, elapsed));
+                    let (elapsed, version) = restore(backend.clone(), &yaml, target)?;
+                    let snapshot = newest_snapshot_len(backend.as_ref())?;
+                    restores.push((store, *label, version, elapsed, snapshot));
                 }
             }
         }
@@ -331,13 +344,15 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!();
-    println!("| store | checkpoint_every | keys | restored version | restore |");
-    println!("|---|---|---:|---:|---:|");
-    for (store, label, version, elapsed) in restores {
+    println!("| store | checkpoint_every | keys | restored version | restore | newest snapshot |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (store, label, version, elapsed, snapshot) in restores {
+        let keys = KEYS.min(version * PER_BATCH);
         println!(
-            "| {store} | {label} | {} | {version} | {:.2} s |",
-            KEYS.min(version * PER_BATCH),
-            elapsed.as_secs_f64()
+            "| {store} | {label} | {keys} | {version} | {:.2} s | {:.1} MB, {:.1} bytes per key |",
+            elapsed.as_secs_f64(),
+            snapshot as f64 / 1e6,
+            snapshot as f64 / keys as f64,
         );
     }
     Ok(())

@@ -5,6 +5,7 @@ pub mod accumulator;
 pub mod aggregate;
 mod cow_chunks;
 pub mod partition_state;
+mod slot_codec;
 pub mod stateless;
 pub mod window;
 

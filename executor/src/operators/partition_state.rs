@@ -10,6 +10,7 @@
 use super::accumulator::OutputBuilder;
 use super::aggregate::{AggregatePlan, ShuffleBlock};
 use super::cow_chunks::CowChunks;
+use super::slot_codec::{self, COMPACT_SLOTS};
 use crate::keys::{decode_state_key, encode_state_key_into, Key, StateKey};
 use crate::state::format::{CheckpointEncoder, ENTRY_OVERHEAD};
 use crate::state::{RestoreTarget, StateError};
@@ -328,6 +329,7 @@ impl Changes {
     /// removed and stored again restores as stored), then the groups in
     /// index order.
     pub fn encode_into(&self, delta: &mut CheckpointEncoder) -> Result<(), StateError> {
+        delta.set_value_layout(COMPACT_SLOTS);
         let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
         for key in &self.removed {
             key_bytes.clear();
@@ -377,6 +379,7 @@ impl FrozenState {
 
     /// Pushes every group into `snapshot`.
     pub fn encode_into(&self, snapshot: &mut CheckpointEncoder) -> Result<(), StateError> {
+        snapshot.set_value_layout(COMPACT_SLOTS);
         let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
         let stride = self.stride;
         for (i, flags) in self.flags.iter().enumerate() {
@@ -390,14 +393,13 @@ impl FrozenState {
     }
 }
 
-/// Encodes a group's key and slots into the two buffers (cleared first).
+/// Encodes a group's key and slots (in the [`COMPACT_SLOTS`] layout) into
+/// the two buffers (cleared first).
 fn encode_group(key: &StateKey, slots: &[u64], key_bytes: &mut Vec<u8>, value_bytes: &mut Vec<u8>) {
     key_bytes.clear();
     encode_state_key_into(key, key_bytes);
     value_bytes.clear();
-    for s in slots {
-        value_bytes.extend_from_slice(&s.to_le_bytes());
-    }
+    slot_codec::encode_compact(slots, value_bytes);
 }
 
 /// Builds a partition's state from checkpoint entries, as a
@@ -408,6 +410,8 @@ fn encode_group(key: &StateKey, slots: &[u64], key_bytes: &mut Vec<u8>, value_by
 pub struct StateRestorer {
     state: PartitionState,
     slots: Vec<u64>,
+    /// How the values of the file being read are laid out.
+    layout: u8,
     error: Option<String>,
 }
 
@@ -420,6 +424,7 @@ impl StateRestorer {
                 ..Default::default()
             },
             slots: Vec::with_capacity(stride),
+            layout: COMPACT_SLOTS,
             error: None,
         }
     }
@@ -453,6 +458,10 @@ impl RestoreTarget for StateRestorer {
         self.error = None;
     }
 
+    fn set_value_layout(&mut self, layout: u8) {
+        self.layout = layout;
+    }
+
     fn reserve(&mut self, additional: usize) {
         let s = &mut self.state;
         s.keys.reserve(additional);
@@ -468,23 +477,13 @@ impl RestoreTarget for StateRestorer {
             return;
         }
         let stride = self.state.stride;
-        if value.len() != stride * 8 {
-            self.error = Some(format!(
-                "a state value holds {} bytes, the job's aggregates need {}; was the aggregate set changed?",
-                value.len(),
-                stride * 8
-            ));
+        if let Err(e) = slot_codec::decode(self.layout, value, stride, &mut self.slots) {
+            self.error = Some(format!("{e}; was the aggregate set changed?"));
             return;
         }
         let Some(key) = self.decode_key(key) else {
             return;
         };
-        self.slots.clear();
-        self.slots.extend(
-            value
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())),
-        );
         let s = &mut self.state;
         let hash = s.hash(&key);
         match s.find(hash, &key) {

@@ -2,6 +2,7 @@
 
 use super::aggregate::{AggregatePlan, PreAggregator, ShuffleBlock};
 use super::partition_state::{PartitionState, StateRestorer};
+use super::slot_codec::{self, COMPACT_SLOTS, FIXED_SLOTS};
 use super::stateless::StatelessOp;
 use crate::custom::OperatorRegistry;
 use crate::keys::{decode_state_key, Key, StateKey};
@@ -304,17 +305,17 @@ fn a_frozen_state_encodes_the_state_as_it_was_when_frozen() {
     };
     let mut state = PartitionState::default();
     apply(&mut state, &b.slice(0, 2));
-    let before = held(&mut state);
+    let before = held(&mut state, plan.stride);
     let frozen = state.frozen();
     assert_eq!(frozen.len(), before.len());
     // The state moves on: values change and keys are added.
     apply(&mut state, &b);
-    let after = held(&mut state);
+    let after = held(&mut state, plan.stride);
     assert_ne!(after, before);
     let mut file = CheckpointEncoder::snapshot("s", 1, 0);
     frozen.encode_into(&mut file).unwrap();
     let encoded = format::decode("s", &file.finish()).unwrap().entries;
-    assert_eq!(first_slots(encoded), before);
+    assert_eq!(first_slots(encoded, plan.stride), before);
 }
 
 #[test]
@@ -463,23 +464,91 @@ fn count_plan(window: Option<pb::WindowStep>) -> AggregatePlan {
 }
 
 /// The groups a partition holds, read back from a snapshot of it.
-fn held(state: &mut PartitionState) -> BTreeMap<StateKey, u64> {
+fn held(state: &mut PartitionState, stride: usize) -> BTreeMap<StateKey, u64> {
     let (_, snapshot) = checkpoint(state, true);
-    first_slots(snapshot.unwrap())
+    first_slots(snapshot.unwrap(), stride)
 }
 
 /// Each entry's key and first slot.
-fn first_slots(entries: Vec<Entry>) -> BTreeMap<StateKey, u64> {
+fn first_slots(entries: Vec<Entry>, stride: usize) -> BTreeMap<StateKey, u64> {
     entries
         .into_iter()
         .map(|(k, v)| {
             let v = v.unwrap();
-            (
-                decode_state_key(&k).unwrap(),
-                u64::from_le_bytes(v[..8].try_into().unwrap()),
-            )
+            let mut slots = Vec::new();
+            slot_codec::decode(COMPACT_SLOTS, &v, stride, &mut slots).unwrap();
+            (decode_state_key(&k).unwrap(), slots[0])
         })
         .collect()
+}
+
+/// A partition checkpointed by a build from before value layouts (format
+/// version 2, each slot in 8 bytes) restores on this build, with the deltas
+/// this build wrote on top of those files.
+#[test]
+fn a_snapshot_of_the_previous_format_restores_under_this_builds_deltas() {
+    let b = batch();
+    let plan = aggregate_plan(None, &b.schema());
+    let apply = |state: &mut PartitionState, records: &RecordBatch| {
+        let mut pre = PreAggregator::new(&plan, i64::MIN);
+        pre.add(records).unwrap();
+        state.apply(&plan, &merge_all(pre.finish(1).0));
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn StateBackend> = Arc::new(LocalBackend::new(dir.path().to_path_buf()));
+    let options = PartitionOptions::default();
+    let mut state = PartitionState::default();
+    apply(&mut state, &b.slice(0, 2));
+
+    // Version 1, as the previous build wrote it.
+    let mut file = CheckpointEncoder::snapshot("s", 1, 0);
+    state.frozen().encode_into(&mut file).unwrap();
+    let snapshot = format::decode("s", &file.finish()).unwrap();
+    assert_eq!(snapshot.value_layout, COMPACT_SLOTS);
+    let fixed: Vec<Entry> = (snapshot.entries.into_iter())
+        .map(|(k, v)| {
+            let mut slots = Vec::new();
+            slot_codec::decode(COMPACT_SLOTS, &v.unwrap(), plan.stride, &mut slots).unwrap();
+            (
+                k,
+                Some(slots.iter().flat_map(|s| s.to_le_bytes()).collect()),
+            )
+        })
+        .collect();
+    let files = PartitionCheckpoints::new(backend.clone(), "j", "agg", 0, options).unwrap();
+    let path = CheckpointFileName::snapshot(1).path_in(files.dir());
+    let old = format::v2_file(format::CheckpointKind::Snapshot, 1, 1, &fixed);
+    backend.put_atomic(&path, &old).unwrap();
+    let _ = state.take_changes();
+
+    // Version 2 from this build.
+    apply(&mut state, &b);
+    let mut files = PartitionCheckpoints::new(backend.clone(), "j", "agg", 0, options).unwrap();
+    let mut delta = files.encoder(CheckpointFileName::delta(2), 1, 0).unwrap();
+    state.checkpoint(&mut delta).unwrap();
+    files.write(delta).unwrap();
+
+    let mut reopened = PartitionCheckpoints::new(backend, "j", "agg", 0, options).unwrap();
+    let mut restorer = StateRestorer::new(plan.stride);
+    let outcome = reopened.restore_into(2, &mut restorer).unwrap();
+    assert_eq!(outcome.version, 2);
+    assert!(outcome.skipped.is_empty(), "{:?}", outcome.skipped);
+    let mut restored = restorer.finish(2).unwrap();
+    // Both emit the same running aggregates once the next batch is merged.
+    for s in [&mut state, &mut restored] {
+        apply(s, &b);
+    }
+    let (a, r) = (state.emit(&plan, i64::MIN), restored.emit(&plan, i64::MIN));
+    assert_eq!(strings(&r, "key"), strings(&a, "key"));
+    assert_eq!(ints(&r, "n"), ints(&a, "n"));
+    assert_eq!(ints(&r, "total"), ints(&a, "total"));
+    assert_eq!(ints(&r, "total").len(), 3);
+    // The old file's values are the fixed layout: read as compact they
+    // would not decode.
+    let mut slots = Vec::new();
+    let v = fixed[0].1.as_deref().unwrap();
+    assert!(slot_codec::decode(FIXED_SLOTS, v, plan.stride, &mut slots).is_ok());
+    assert!(slot_codec::decode(COMPACT_SLOTS, v, plan.stride, &mut slots).is_err());
 }
 
 /// Windows close and their groups go; groups come and go again (a closed
@@ -588,8 +657,12 @@ fn partition_state_matches_a_model_through_windows_checkpoints_and_restores() {
             assert_eq!(outcome.version, v);
             assert!(outcome.skipped.is_empty(), "{:?}", outcome.skipped);
             let mut restored = restorer.finish(v).unwrap();
-            assert_eq!(held(&mut restored), model, "restored at batch {v}");
+            assert_eq!(
+                held(&mut restored, plan.stride),
+                model,
+                "restored at batch {v}"
+            );
         }
     }
-    assert!(held(&mut state) == model);
+    assert!(held(&mut state, plan.stride) == model);
 }

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! magic          8 bytes  b"WEIRSTAT"
-//! format version u16      = 2 (version 1 is still read)
+//! format version u16      = 3 (versions 1 and 2 are still read)
 //! kind           u8       0 = delta, 1 = snapshot
+//! value layout   u8       how the values are laid out (see below)
 //! version        u64      batch id of this checkpoint
 //! base_version   u64      delta: version of the checkpoint it applies on top of
 //!                         snapshot: == version
@@ -21,7 +22,15 @@
 //! `value len + 1` for a value. Varints are unsigned LEB128 (7 bits per byte,
 //! low bits first), at most 10 bytes; key and value lengths are below 4 GiB.
 //!
-//! Format version 1 (written by earlier builds, still read) stores each entry
+//! Values are opaque to the file: whoever pushes the entries picks the
+//! value layout, a number it defines, so that it can change how it lays
+//! values out and still read the files written before (layout 0 is the
+//! default). The state of stateful aggregates is laid out as described in
+//! `operators::partition_state`.
+//!
+//! Format version 2 (written by earlier builds, still read) has no value
+//! layout byte; its files read as layout 0. Format version 1 (also still
+//! read) stores each entry
 //! as `{ key len u32, key, tag u8 (0 tombstone, 1 value), value len u32,
 //! value }`: 9 bytes besides key and value, against 3 for version 2 on keys
 //! and values under 128 bytes, and fewer key bytes when keys share prefixes
@@ -33,11 +42,17 @@ use super::StateError;
 pub const MAGIC: &[u8; 8] = b"WEIRSTAT";
 /// The checkpoint format version this build writes; it reads this one and
 /// every earlier one.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// The first checkpoint format version, still read.
 const FORMAT_V1: u16 = 1;
+/// The last format version without a value layout byte.
+const FORMAT_V2: u16 = 2;
 /// Length of the fixed header before the entries.
-pub const HEADER_LEN: usize = 8 + 2 + 1 + 8 + 8 + 8;
+pub const HEADER_LEN: usize = 8 + 2 + 1 + 1 + 8 + 8 + 8;
+/// Length of the header of format versions 1 and 2 (no value layout).
+const V2_HEADER_LEN: usize = HEADER_LEN - 1;
+/// Where the value layout byte is.
+const VALUE_LAYOUT_OFFSET: usize = 8 + 2 + 1;
 /// Length of the trailing checksum.
 pub const TRAILER_LEN: usize = 4;
 /// Bytes of one entry besides its key and value when both are shorter than
@@ -97,6 +112,8 @@ pub struct Checkpoint {
     pub version: u64,
     /// For a delta, the version it applies on top of; for a snapshot, `version`.
     pub base_version: u64,
+    /// How the values are laid out (0 for files of format 1 and 2).
+    pub value_layout: u8,
     /// The entries in file order.
     pub entries: Vec<Entry>,
 }
@@ -189,6 +206,7 @@ impl CheckpointEncoder {
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         buf.push(kind.as_u8());
+        buf.push(0); // value layout, set by set_value_layout
         buf.extend_from_slice(&version.to_le_bytes());
         buf.extend_from_slice(&base_version.to_le_bytes());
         buf.extend_from_slice(&0u64.to_le_bytes()); // entry count, patched in finish
@@ -210,6 +228,12 @@ impl CheckpointEncoder {
     /// The version being encoded.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Records how the values pushed are laid out (0 unless set), for
+    /// whoever reads them back.
+    pub fn set_value_layout(&mut self, layout: u8) {
+        self.buf[VALUE_LAYOUT_OFFSET] = layout;
     }
 
     /// Appends one entry: `Some(value)` sets `key`, `None` is a tombstone.
@@ -366,6 +390,7 @@ pub fn decode(path: &str, bytes: &[u8]) -> Result<Checkpoint, StateError> {
         kind: file.kind,
         version: file.version,
         base_version: file.base_version,
+        value_layout: file.value_layout,
         entries,
     })
 }
@@ -385,6 +410,8 @@ pub struct CheckpointFile<'a> {
     /// The number of entries the header declares (at most what the file
     /// can hold).
     pub count: u64,
+    /// How the values are laid out (0 for files of format 1 and 2).
+    pub value_layout: u8,
     format: u16,
     body: &'a [u8],
 }
@@ -430,11 +457,16 @@ pub fn open<'a>(path: &'a str, bytes: &'a [u8]) -> Result<CheckpointFile<'a>, St
             supported: FORMAT_VERSION,
         });
     }
-    if bytes.len() < HEADER_LEN + TRAILER_LEN {
+    let header_len = if format <= FORMAT_V2 {
+        V2_HEADER_LEN
+    } else {
+        HEADER_LEN
+    };
+    if bytes.len() < header_len + TRAILER_LEN {
         return Err(truncated(format!(
             "{} bytes, shorter than header and checksum ({} bytes)",
             bytes.len(),
-            HEADER_LEN + TRAILER_LEN
+            header_len + TRAILER_LEN
         )));
     }
     let (content, trailer) = bytes.split_at(bytes.len() - TRAILER_LEN);
@@ -452,6 +484,11 @@ pub fn open<'a>(path: &'a str, bytes: &'a [u8]) -> Result<CheckpointFile<'a>, St
         buf: &content[10..],
     };
     let kind_byte = r.u8().expect("header length checked");
+    let value_layout = if format <= FORMAT_V2 {
+        0
+    } else {
+        r.u8().expect("header length checked")
+    };
     let version = r.u64().expect("header length checked");
     let base_version = r.u64().expect("header length checked");
     let count = r.u64().expect("header length checked");
@@ -489,6 +526,7 @@ pub fn open<'a>(path: &'a str, bytes: &'a [u8]) -> Result<CheckpointFile<'a>, St
         version,
         base_version,
         count,
+        value_layout,
         format,
         body: r.buf,
     })
@@ -706,6 +744,19 @@ pub(crate) fn v1_file(kind: CheckpointKind, version: u64, base: u64, entries: &[
 }
 
 #[cfg(test)]
+/// A format version 2 file, laid out as earlier builds wrote it: version 3
+/// without the value layout byte.
+pub(crate) fn v2_file(kind: CheckpointKind, version: u64, base: u64, entries: &[Entry]) -> Vec<u8> {
+    let mut b = encode("v2", kind, version, base, entries).expect("valid entries");
+    b.truncate(b.len() - TRAILER_LEN);
+    b[8..10].copy_from_slice(&FORMAT_V2.to_le_bytes());
+    b.remove(VALUE_LAYOUT_OFFSET);
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -736,6 +787,7 @@ mod tests {
                     kind,
                     version: v,
                     base_version: b,
+                    value_layout: 0,
                     entries: vec![]
                 }
             );
@@ -770,8 +822,9 @@ mod tests {
         .unwrap();
         let mut expected = Vec::new();
         expected.extend_from_slice(b"WEIRSTAT");
-        expected.extend_from_slice(&2u16.to_le_bytes());
+        expected.extend_from_slice(&3u16.to_le_bytes());
         expected.push(1);
+        expected.push(0);
         expected.extend_from_slice(&9u64.to_le_bytes());
         expected.extend_from_slice(&9u64.to_le_bytes());
         expected.extend_from_slice(&3u64.to_le_bytes());
@@ -788,6 +841,35 @@ mod tests {
         let crc = crc32c::crc32c(&expected);
         expected.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn the_value_layout_is_read_back_as_set() {
+        let mut enc = CheckpointEncoder::snapshot(P, 9, 0);
+        enc.push(b"k", Some(b"v")).unwrap();
+        enc.set_value_layout(7);
+        let bytes = enc.finish();
+        assert_eq!(bytes[VALUE_LAYOUT_OFFSET], 7);
+        let cp = decode(P, &bytes).unwrap();
+        assert_eq!(cp.value_layout, 7);
+        assert_eq!(cp.entries, vec![(b"k".to_vec(), Some(b"v".to_vec()))]);
+        assert_eq!(open(P, &bytes).unwrap().value_layout, 7);
+    }
+
+    #[test]
+    fn format_version_2_files_are_still_read_as_layout_0() {
+        let entries = sample();
+        let bytes = v2_file(CheckpointKind::Delta, 7, 4, &entries);
+        assert_eq!(bytes.len(), encoded_len(&entries) - 1);
+        let cp = decode(P, &bytes).unwrap();
+        assert_eq!(
+            (cp.kind, cp.version, cp.base_version, cp.value_layout),
+            (CheckpointKind::Delta, 7, 4, 0)
+        );
+        assert_eq!(cp.entries, entries);
+        for len in 0..bytes.len() {
+            assert!(decode(P, &bytes[..len]).unwrap_err().is_corrupt_file());
+        }
     }
 
     #[test]
@@ -812,13 +894,13 @@ mod tests {
         }
         let content = bytes[..bytes.len() - TRAILER_LEN].to_vec();
         let mut c = content.clone();
-        c[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        c[V2_HEADER_LEN..V2_HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
             decode(P, &seal(c)),
             Err(StateError::Truncated { .. })
         ));
         let mut c = content;
-        c[HEADER_LEN + 4 + 5] = 9; // the tag of "alpha"
+        c[V2_HEADER_LEN + 4 + 5] = 9; // the tag of "alpha"
         assert!(matches!(
             decode(P, &seal(c)),
             Err(StateError::Malformed { .. })
@@ -1015,12 +1097,12 @@ mod tests {
     #[test]
     fn future_format_version() {
         let mut bytes = encode(P, CheckpointKind::Delta, 7, 4, &sample()).unwrap();
-        bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&4u16.to_le_bytes());
         match decode(P, &bytes) {
             Err(StateError::UnsupportedFormatVersion {
                 found, supported, ..
             }) => {
-                assert_eq!((found, supported), (3, 2));
+                assert_eq!((found, supported), (4, 3));
             }
             other => panic!("expected UnsupportedFormatVersion, got {other:?}"),
         }

@@ -101,6 +101,12 @@ pub trait RestoreTarget {
     fn reserve(&mut self, additional: usize) {
         let _ = additional;
     }
+    /// The values of the file about to be read are laid out as `layout`
+    /// (what its writer [set](super::format::CheckpointEncoder::set_value_layout);
+    /// 0 by default). Called before each file's entries.
+    fn set_value_layout(&mut self, layout: u8) {
+        let _ = layout;
+    }
     /// Sets `key` to `value`.
     fn set(&mut self, key: &[u8], value: &[u8]);
     /// Removes `key` (a tombstone).
@@ -176,6 +182,7 @@ pub fn restore_into(
             let name = CheckpointFileName::snapshot(s);
             let applied = read_checkpoint(backend, dir, name, |file| {
                 into.reserve(file.count as usize);
+                into.set_value_layout(file.value_layout);
                 file.for_each_entry(|key, value| match value {
                     Some(value) => into.set(key, value),
                     None => into.remove(key),
@@ -200,6 +207,7 @@ pub fn restore_into(
                 // reached so far stays usable if this delta is not.
                 file.validate()?;
                 delta_entries += file.count;
+                into.set_value_layout(file.value_layout);
                 file.for_each_entry(|key, value| match value {
                     Some(value) => into.set(key, value),
                     None => into.remove(key),
