@@ -13,7 +13,7 @@ use weir_driver::{
     submit_with, BatchReport, DriverOptions, FailureKind, JobDriver, Outcome, SubmitOptions,
     TaskFailure, TaskRunner,
 };
-use weir_executor::state::LocalBackend;
+use weir_executor::state::{LocalBackend, PartitionOptions};
 use weir_executor::{ErrorDomain, ExecError, Executor, ExecutorConfig};
 use weir_proto::pb;
 
@@ -32,19 +32,28 @@ pub fn run_job(
     run_job_with(
         spec,
         root,
-        &SubmitOptions::default(),
+        &LocalOptions::default(),
         options,
         shutdown,
         report,
     )
 }
 
-/// [`run_job`] with upgrade options (`--reset-state`, `--from`) for an
-/// existing job whose spec changed.
+/// What `weir local` takes beside the spec and the driver's options.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOptions {
+    /// Upgrade options (`--reset-state`, `--from`) for an existing job
+    /// whose spec changed.
+    pub submit: SubmitOptions,
+    /// The snapshot and retention policy of the job's state checkpoints.
+    pub checkpoints: PartitionOptions,
+}
+
+/// [`run_job`] with upgrade options and a checkpoint policy.
 pub fn run_job_with(
     spec: pb::JobSpec,
     root: &Path,
-    submit_options: &SubmitOptions,
+    local: &LocalOptions,
     options: DriverOptions,
     shutdown: &AtomicBool,
     report: &mut dyn FnMut(&BatchReport),
@@ -58,7 +67,7 @@ pub fn run_job_with(
     })?;
     with_local_meta(root, |meta| {
         let name = spec.name.clone();
-        let submitted = submit_with(meta.as_ref(), spec, submit_options)?;
+        let submitted = submit_with(meta.as_ref(), spec, &local.submit)?;
         let record = &submitted.record;
         if !submitted.resumed {
             tracing::info!(job = %name, state_dir = %root.display(), fingerprint = %record.fingerprint, "starting a new job");
@@ -68,7 +77,11 @@ pub fn run_job_with(
             tracing::info!(job = %name, state_dir = %root.display(), version = record.version, state_generation = record.state_generation, verdict = submitted.verdict(), "resuming with an upgraded spec");
         }
         let backend = Arc::new(LocalBackend::new(dirs.state.clone()));
-        let executor = Executor::new(ExecutorConfig::default(), backend);
+        let config = ExecutorConfig {
+            checkpoints: local.checkpoints,
+            ..ExecutorConfig::default()
+        };
+        let executor = Executor::new(config, backend);
         let runner = Arc::new(LocalRunner::new(executor));
         let driver = JobDriver::new(meta, runner, &name, options)?;
         Ok(driver.run(shutdown, report)?)

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use weir_driver::{submit_with, DriverOptions, FromOffsets, MetadataStore, Outcome, SubmitOptions};
 use weir_executor::custom::OperatorRegistry;
 use weir_executor::plan::JobPlan;
+use weir_executor::state::{PartitionOptions, MAX_RETAIN_SNAPSHOTS, MAX_SNAPSHOT_EVERY};
 use weir_proto::{pb, spec};
 
 #[derive(Parser)]
@@ -55,6 +56,24 @@ enum Command {
         /// Exit 0 once a finite source is exhausted and every batch committed.
         #[arg(long)]
         exit_when_idle: bool,
+        /// Deltas per state partition between two snapshots (0: every
+        /// checkpoint is a snapshot); the executors' setting of that name.
+        #[arg(
+            long,
+            env = "WEIR_STATE_SNAPSHOT_EVERY",
+            default_value_t = PartitionOptions::default().snapshot_every,
+            value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_SNAPSHOT_EVERY))
+        )]
+        state_snapshot_every: u32,
+        /// State snapshots kept per partition; the executors' setting of
+        /// that name.
+        #[arg(
+            long,
+            env = "WEIR_STATE_RETAIN_SNAPSHOTS",
+            default_value_t = PartitionOptions::default().retain_snapshots,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RETAIN_SNAPSHOTS))
+        )]
+        state_retain_snapshots: u32,
         #[command(flatten)]
         upgrade: UpgradeArgs,
     },
@@ -220,8 +239,16 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
             spec,
             state_dir,
             exit_when_idle,
+            state_snapshot_every,
+            state_retain_snapshots,
             upgrade,
-        } => run_local(&spec, state_dir, exit_when_idle, &upgrade),
+        } => {
+            let checkpoints = PartitionOptions {
+                snapshot_every: state_snapshot_every,
+                retain_snapshots: state_retain_snapshots,
+            };
+            run_local(&spec, state_dir, exit_when_idle, checkpoints, &upgrade)
+        }
         Command::Diff {
             spec,
             state_dir: Some(dir),
@@ -391,6 +418,7 @@ fn run_local(
     spec_path: &Path,
     state_dir: Option<PathBuf>,
     exit_when_idle: bool,
+    checkpoints: PartitionOptions,
     upgrade: &UpgradeArgs,
 ) -> anyhow::Result<ExitCode> {
     let submit_options = upgrade.options(false)?;
@@ -412,7 +440,11 @@ fn run_local(
     };
     let shutdown = local::shutdown_on_signals()?;
     let mut line = status::StatusLine::new();
-    let outcome = local::run_job_with(spec, &root, &submit_options, options, &shutdown, &mut |r| {
+    let local = local::LocalOptions {
+        submit: submit_options,
+        checkpoints,
+    };
+    let outcome = local::run_job_with(spec, &root, &local, options, &shutdown, &mut |r| {
         line.batch(r)
     });
     line.finish();

@@ -3,7 +3,7 @@
 //! Unknown keys in the file are errors; [`Config::validate`] checks the
 //! result before anything starts.
 
-use crate::state::PartitionOptions;
+use crate::state::{PartitionOptions, MAX_RETAIN_SNAPSHOTS, MAX_SNAPSHOT_EVERY};
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -307,12 +307,6 @@ impl Config {
         Ok(())
     }
 }
-
-/// Largest `state_snapshot_every`: a restore reads at most this many deltas
-/// past a snapshot (fewer when they hold more entries than the state).
-const MAX_SNAPSHOT_EVERY: u32 = 1_000;
-/// Largest `state_retain_snapshots`.
-const MAX_RETAIN_SNAPSHOTS: u32 = 100;
 
 fn is_host_port(s: &str) -> bool {
     s.rsplit_once(':')

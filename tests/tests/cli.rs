@@ -129,3 +129,78 @@ fn sigterm_stops_after_a_batch_and_the_job_resumes() {
         assert_eq!(row["count"].as_u64(), Some(8_000));
     }
 }
+
+#[test]
+fn local_snapshots_and_retains_as_its_flags_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("job.yaml");
+    fs::write(
+        &spec,
+        "name: snaps\nbatch_interval: 1ms\nstate_partitions: 1\ncheckpoint_every: 1\n\
+         source:\n  generator: { partitions: 1, keys: 50, rate: 0, total: 600, max_records_per_partition: 100 }\n\
+         pipeline:\n  - key_by: key\n  - aggregate: { count: {} }\nsink:\n  noop: {}\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let (spec, state) = (spec.to_str().unwrap(), state.to_str().unwrap());
+    let out = weir(&[
+        "local",
+        spec,
+        "--state-dir",
+        state,
+        "--exit-when-idle",
+        "--state-snapshot-every",
+        "0",
+        "--state-retain-snapshots",
+        "100",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every checkpoint is a snapshot, and none is pruned: under the
+    // defaults (a snapshot every 10 deltas, 2 kept) this job keeps three.
+    let part = dir.path().join("state/state/snaps/aggregate/part-00000");
+    let versions = |ext: &str| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&part)
+            .unwrap_or_else(|e| panic!("{}: {e}", part.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|n| n.strip_suffix(ext).map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    };
+    let (deltas, snapshots) = (versions(".delta"), versions(".snapshot"));
+    // Six batches, each with a snapshot beside its delta; the deltas up to
+    // the oldest snapshot kept are pruned.
+    assert_eq!(snapshots.len(), 6, "snapshots {snapshots:?}");
+    assert!(!deltas.is_empty(), "no deltas");
+    assert!(
+        deltas.iter().all(|d| snapshots.contains(d)),
+        "deltas {deltas:?}, snapshots {snapshots:?}"
+    );
+
+    let out = weir(&[
+        "local",
+        spec,
+        "--state-dir",
+        state,
+        "--state-retain-snapshots",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--state-retain-snapshots"), "{stderr}");
+    let out = weir(&[
+        "local",
+        spec,
+        "--state-dir",
+        state,
+        "--state-snapshot-every",
+        "1001",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--state-snapshot-every"), "{stderr}");
+}

@@ -209,6 +209,13 @@ fn merge_all(blocks: Vec<ShuffleBlock>) -> Vec<Arc<ShuffleBlock>> {
     blocks.into_iter().map(Arc::new).collect()
 }
 
+/// Pre-aggregates `records` as one stage-A task and merges them into `state`.
+fn merge(state: &mut PartitionState, plan: &AggregatePlan, records: &RecordBatch) {
+    let mut pre = PreAggregator::new(plan, i64::MIN);
+    pre.add(records).unwrap();
+    state.apply(plan, &merge_all(pre.finish(1).0));
+}
+
 #[test]
 fn running_aggregate_across_tasks_and_batches() {
     let b = batch();
@@ -298,11 +305,7 @@ fn checkpoints_restore_the_same_state() {
 fn a_frozen_state_encodes_the_state_as_it_was_when_frozen() {
     let b = batch();
     let plan = aggregate_plan(None, &b.schema());
-    let apply = |state: &mut PartitionState, records: &RecordBatch| {
-        let mut pre = PreAggregator::new(&plan, i64::MIN);
-        pre.add(records).unwrap();
-        state.apply(&plan, &merge_all(pre.finish(1).0));
-    };
+    let apply = |state: &mut PartitionState, records: &RecordBatch| merge(state, &plan, records);
     let mut state = PartitionState::default();
     apply(&mut state, &b.slice(0, 2));
     let before = held(&mut state, plan.stride);
@@ -322,11 +325,7 @@ fn a_frozen_state_encodes_the_state_as_it_was_when_frozen() {
 fn changes_taken_encode_the_delta_as_it_was_when_taken() {
     let b = batch();
     let plan = aggregate_plan(None, &b.schema());
-    let apply = |state: &mut PartitionState, records: &RecordBatch| {
-        let mut pre = PreAggregator::new(&plan, i64::MIN);
-        pre.add(records).unwrap();
-        state.apply(&plan, &merge_all(pre.finish(1).0));
-    };
+    let apply = |state: &mut PartitionState, records: &RecordBatch| merge(state, &plan, records);
     let build = || {
         let mut state = PartitionState::default();
         for records in [b.slice(0, 3), b.slice(1, 3)] {
@@ -489,11 +488,7 @@ fn first_slots(entries: Vec<Entry>, stride: usize) -> BTreeMap<StateKey, u64> {
 fn a_snapshot_of_the_previous_format_restores_under_this_builds_deltas() {
     let b = batch();
     let plan = aggregate_plan(None, &b.schema());
-    let apply = |state: &mut PartitionState, records: &RecordBatch| {
-        let mut pre = PreAggregator::new(&plan, i64::MIN);
-        pre.add(records).unwrap();
-        state.apply(&plan, &merge_all(pre.finish(1).0));
-    };
+    let apply = |state: &mut PartitionState, records: &RecordBatch| merge(state, &plan, records);
     let dir = tempfile::tempdir().unwrap();
     let backend: Arc<dyn StateBackend> = Arc::new(LocalBackend::new(dir.path().to_path_buf()));
     let options = PartitionOptions::default();

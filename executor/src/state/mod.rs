@@ -37,7 +37,9 @@ pub use error::StateError;
 pub use format::CheckpointKind;
 pub use hdfs::HdfsBackend;
 pub use local::LocalBackend;
-pub use partition::{PartitionCheckpoints, PartitionOptions};
+pub use partition::{
+    PartitionCheckpoints, PartitionOptions, MAX_RETAIN_SNAPSHOTS, MAX_SNAPSHOT_EVERY,
+};
 pub use recovery::{
     plan_restore, restore, restore_into, RestoreOutcome, RestorePlan, RestoreTarget, Restored,
 };

@@ -21,6 +21,13 @@ pub struct PartitionOptions {
     pub retain_snapshots: u32,
 }
 
+/// Largest [`PartitionOptions::snapshot_every`] a setting may give: a
+/// restore reads at most this many deltas past a snapshot (fewer when they
+/// hold more entries than the state).
+pub const MAX_SNAPSHOT_EVERY: u32 = 1_000;
+/// Largest [`PartitionOptions::retain_snapshots`] a setting may give.
+pub const MAX_RETAIN_SNAPSHOTS: u32 = 100;
+
 impl Default for PartitionOptions {
     /// A snapshot every 10 deltas; keep 2 snapshots.
     fn default() -> Self {
