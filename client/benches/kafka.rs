@@ -84,6 +84,8 @@ fn raw_consume(brokers: &str, topic: &str) -> anyhow::Result<(u64, f64)> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As `weir local` and `weir-executor` do.
+    weir_executor::allocator::keep_freed_memory();
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

@@ -217,6 +217,8 @@ fn put_latency(url: &str) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As `weir local` and `weir-executor` do.
+    weir_executor::allocator::keep_freed_memory();
     // WEIR_LOG=weir_executor::runtime=debug shows each stage-B task's phases.
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

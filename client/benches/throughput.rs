@@ -43,6 +43,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As `weir local` and `weir-executor` do.
+    weir_executor::allocator::keep_freed_memory();
     let records: u64 = std::env::var("WEIR_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -194,6 +194,8 @@ enum ClusterChange {
 }
 
 fn main() -> ExitCode {
+    // `weir local` runs an executor in this process.
+    weir_executor::allocator::keep_freed_memory();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match run(cli.command, &cli.drivers, cli.json) {

@@ -2,6 +2,7 @@
 //! owns state partitions and persists them to a state store.
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod config;
 pub mod custom;
 pub mod error;

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 /// shows), serves until SIGTERM or SIGINT, and returns the exit code
 /// (2 for a bad configuration, 1 when the executor failed).
 pub fn main_with(operators: OperatorRegistry) -> ExitCode {
+    let allocator = crate::allocator::keep_freed_memory();
     let config = match Config::load(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
@@ -21,6 +22,7 @@ pub fn main_with(operators: OperatorRegistry) -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    tracing::debug!(?allocator, "allocator");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
