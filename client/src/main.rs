@@ -194,8 +194,6 @@ enum ClusterChange {
 }
 
 fn main() -> ExitCode {
-    // `weir local` runs an executor in this process.
-    weir_executor::allocator::keep_freed_memory();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match run(cli.command, &cli.drivers, cli.json) {
@@ -245,6 +243,9 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
             state_retain_snapshots,
             upgrade,
         } => {
+            // The job's executor runs in this process.
+            let allocator = weir_executor::allocator::keep_freed_memory();
+            tracing::debug!(?allocator, "allocator");
             let checkpoints = PartitionOptions {
                 snapshot_every: state_snapshot_every,
                 retain_snapshots: state_retain_snapshots,

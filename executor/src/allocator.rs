@@ -36,7 +36,7 @@ pub enum AllocatorTuning {
 /// 32 MiB come from the heap, and up to 32 MiB of free memory at the top of
 /// each of its heaps stays mapped. The process's resident size stays near
 /// its peak instead of falling between batches (for the benchmark's job,
-/// 137 MB at most instead of 121 MB). Call it once, first thing in `main`, before
+/// 137 MB at most instead of 121 MB). Call it once, before the job's
 /// threads start; it changes nothing when `GLIBC_TUNABLES` already sets
 /// `glibc.malloc.*` keys, so operators can choose other values.
 pub fn keep_freed_memory() -> AllocatorTuning {
