@@ -149,6 +149,16 @@ impl LocalRunner {
         f: impl Fn(&T) -> Result<R, ExecError> + Sync,
     ) -> Result<Vec<R>, TaskFailure> {
         let chunk = tasks.len().div_ceil(self.threads.max(1)).max(1);
+        if tasks.len() <= chunk {
+            // One chunk: run it here. A thread of its own would only add a
+            // spawn and two wake-ups to the batch's path, each a wait for a
+            // core when the machine is busy.
+            return tasks
+                .iter()
+                .map(&f)
+                .collect::<Result<_, _>>()
+                .map_err(failure);
+        }
         let results: Vec<Result<Vec<R>, ExecError>> = std::thread::scope(|s| {
             let handles: Vec<_> = tasks
                 .chunks(chunk)
