@@ -11,7 +11,8 @@
 # Env: WEIR_DEV_DIR (default ~/.cache/weir/dev), WEIR_HDFS_PORT (9000),
 #      WEIR_HDFS_HTTP_PORT (9870), WEIR_HDFS_DATANODES (2),
 #      WEIR_HDFS_HEAP (768m), WEIR_HDFS_START_TIMEOUT (120 seconds),
-#      WEIR_HDFS_JIT (client: C1 only; full: the JVM's default).
+#      WEIR_HDFS_JIT (client: C1 only; full: the JVM's default),
+#      WEIR_HDFS_SCHED (normal; idle: every JVM thread under SCHED_IDLE).
 set -euo pipefail
 
 SERVICE=hdfs
@@ -106,6 +107,9 @@ do_start() {
     fi
     [[ "$WEIR_HDFS_DATANODES" =~ ^[1-9][0-9]*$ ]] ||
         die "WEIR_HDFS_DATANODES must be a positive integer, got '$WEIR_HDFS_DATANODES'"
+    local sched="${WEIR_HDFS_SCHED:-normal}"
+    [[ "$sched" == normal || "$sched" == idle ]] ||
+        die "WEIR_HDFS_SCHED must be 'normal' or 'idle', got '$sched'"
     local -a ports=("$WEIR_HDFS_PORT")
     if [[ "$WEIR_HDFS_HTTP_PORT" != 0 ]]; then ports+=("$WEIR_HDFS_HTTP_PORT"); fi
     ensure_ports_free "${ports[@]}"
@@ -118,7 +122,7 @@ do_start() {
     # WEIR_HDFS_JIT=full keeps the JVM's default tiered compilation.
     local -a JIT=(-XX:TieredStopAtLevel=1)
     if [[ "${WEIR_HDFS_JIT:-client}" == full ]]; then JIT=(); fi
-    info "starting MiniDFS on $HDFS_URL with $WEIR_HDFS_DATANODES datanode(s), log $LOG"
+    info "starting MiniDFS on $HDFS_URL with $WEIR_HDFS_DATANODES datanode(s) ($sched scheduling), log $LOG"
     WEIR_HDFS_BASEDIR="$HDFS_DATA" start_java hdfs "$LOG" \
         "-Xms128m" "-Xmx$HDFS_HEAP" "${JIT[@]}" -Djava.awt.headless=true \
         -Djava.net.preferIPv4Stack=true \
@@ -126,6 +130,14 @@ do_start() {
         "${ADD_OPENS[@]}" \
         -cp "$HDFS_CLASSES:$(<"$HDFS_CP")" "$MAIN_CLASS"
     wait_ready hdfs "$START_TIMEOUT" hdfs_ready
+    # SCHED_IDLE: the MiniDFS runs only on CPU that nothing else wants and
+    # never preempts the job's threads, as a store on other machines would
+    # not (a nice value does not stop a woken thread from preempting).
+    # Threads the JVM starts later inherit the policy.
+    if [[ "$sched" == idle ]]; then
+        chrt --idle -a -p 0 "$(service_pid hdfs)" >/dev/null ||
+            die "could not put the MiniDFS under SCHED_IDLE (chrt --idle)"
+    fi
     echo "WEIR_HDFS_URL=$HDFS_URL" >"$ENV_FILE"
     info "ready: WEIR_HDFS_URL=$HDFS_URL (pid $(service_pid hdfs))"
 }
