@@ -21,7 +21,9 @@
 //! which wall-clock throughput on a shared machine blurs.
 //! `WEIR_BENCH_STORE_PID` names a process on the same machine whose CPU time
 //! during each run the "store CPU" column gives: the dev MiniDFS's
-//! (`$(cat ~/.cache/weir/dev/hdfs.pid)`), which competes for the same cores.
+//! (`$(cat ~/.cache/weir/dev/hdfs.pid)`), which competes for the same cores;
+//! its scheduling policy is printed above the table (`WEIR_HDFS_SCHED=idle
+//! deploy/dev/hdfs.sh start` keeps it from preempting the job).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -92,6 +94,22 @@ fn store_pid() -> Option<u32> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The scheduling policy of process `pid` (its main thread), as named in
+/// `sched(7)`; see `WEIR_HDFS_SCHED` in docs/dev-services.md.
+fn pid_policy(pid: u32) -> String {
+    // SAFETY: sched_getscheduler only reads the policy of the given thread.
+    let policy = unsafe { libc::sched_getscheduler(pid as libc::pid_t) };
+    match policy {
+        libc::SCHED_OTHER => "SCHED_OTHER".to_owned(),
+        libc::SCHED_BATCH => "SCHED_BATCH".to_owned(),
+        libc::SCHED_IDLE => "SCHED_IDLE".to_owned(),
+        libc::SCHED_FIFO => "SCHED_FIFO".to_owned(),
+        libc::SCHED_RR => "SCHED_RR".to_owned(),
+        -1 => format!("unknown ({})", std::io::Error::last_os_error()),
+        other => format!("policy {other}"),
+    }
 }
 
 /// CPU seconds (user and system) of the process so far, its ended threads
@@ -265,6 +283,9 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(3)
         .max(1);
     println!("{rounds} rounds; medians, \"vs none\" paired within each round (range in brackets)");
+    if let Some(pid) = store_pid() {
+        println!("store process {pid}: {}", pid_policy(pid));
+    }
     println!();
     println!("| store | checkpoint_every | records | seconds | records/s | vs none | batch p50 | batch p99 | CPU | store CPU |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");

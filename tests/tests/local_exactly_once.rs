@@ -20,6 +20,17 @@ struct Job {
 
 impl Job {
     fn new(name: &str, checkpoint_every: u32, extra: &str) -> Job {
+        Job::with_partitions(name, checkpoint_every, extra, PARTITIONS, 4)
+    }
+
+    /// A job over `partitions` source partitions and `state_partitions`.
+    fn with_partitions(
+        name: &str,
+        checkpoint_every: u32,
+        extra: &str,
+        partitions: u64,
+        state_partitions: u32,
+    ) -> Job {
         let dir = tempfile::tempdir().unwrap();
         let spec = dir.path().join("job.yaml");
         let out = dir.path().join("out");
@@ -31,8 +42,8 @@ impl Job {
         fs::write(
             &spec,
             format!(
-                "name: {name}\nbatch_interval: 100ms\ncheckpoint_every: {checkpoint_every}\nstate_partitions: 4\n\
-                 source:\n  generator: {{ partitions: {PARTITIONS}, keys: {KEYS}, rate: 0, total: {TOTAL}, \
+                "name: {name}\nbatch_interval: 100ms\ncheckpoint_every: {checkpoint_every}\nstate_partitions: {state_partitions}\n\
+                 source:\n  generator: {{ partitions: {partitions}, keys: {KEYS}, rate: 0, total: {TOTAL}, \
                  max_records_per_partition: 8000, event_time_rate: 4000 }}\n\
                  pipeline:\n{pipeline}sink:\n  file: {{ path: {} }}\n",
                 out.display()
@@ -163,6 +174,29 @@ fn crashes_at_every_commit_step_keep_counts_exact() {
     let log = fs::read_to_string(job.log()).unwrap();
     assert!(log.contains("finishing the commit of a batch decided before the restart"));
     assert!(log.contains("re-running a planned batch"));
+}
+
+/// One source and one state partition: `weir local` runs each stage's
+/// only task on the batch's own thread instead of a thread of its own.
+/// Crashes around stage A, the pre-commit, the checkpoint and the commit
+/// keep the counts exact there too.
+#[test]
+fn a_single_partition_job_stays_exact_through_crashes() {
+    let mut job = Job::with_partitions("single", 1, "", 1, 1);
+    for point in [
+        "stage-a@4",
+        "after-precommit@7",
+        "checkpoint-write@9",
+        "after-committing@2",
+        "sink-commit@3",
+    ] {
+        assert!(
+            job.crash_at(point),
+            "job finished before crash point {point}"
+        );
+    }
+    job.finish();
+    check_running_counts(&job);
 }
 
 #[test]
