@@ -141,40 +141,38 @@ impl LocalRunner {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         LocalRunner { executor, threads }
     }
+}
 
-    /// Runs `f` over every task on up to `threads` threads; results keep the task order.
-    fn parallel<T: Sync, R: Send>(
-        &self,
-        tasks: &[T],
-        f: impl Fn(&T) -> Result<R, ExecError> + Sync,
-    ) -> Result<Vec<R>, TaskFailure> {
-        let chunk = tasks.len().div_ceil(self.threads.max(1)).max(1);
-        if tasks.len() <= chunk {
-            // One chunk: run it here. A thread of its own would only add a
-            // spawn and two wake-ups to the batch's path, each a wait for a
-            // core when the machine is busy.
-            return tasks
-                .iter()
-                .map(&f)
-                .collect::<Result<_, _>>()
-                .map_err(failure);
-        }
-        let results: Vec<Result<Vec<R>, ExecError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = tasks
-                .chunks(chunk)
-                .map(|part| s.spawn(|| part.iter().map(&f).collect::<Result<Vec<R>, ExecError>>()))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        let mut out = Vec::with_capacity(tasks.len());
-        for r in results {
-            out.extend(r.map_err(failure)?);
-        }
-        Ok(out)
+/// Runs `f` over every task on up to `threads` threads, the calling thread
+/// among them; results keep the task order, and the first task's failure
+/// in that order is the one returned.
+fn parallel<T: Sync, R: Send>(
+    threads: usize,
+    tasks: &[T],
+    f: impl Fn(&T) -> Result<R, ExecError> + Sync,
+) -> Result<Vec<R>, TaskFailure> {
+    let chunk = tasks.len().div_ceil(threads.max(1)).max(1);
+    let run = |part: &[T]| part.iter().map(&f).collect::<Result<Vec<R>, ExecError>>();
+    // The last chunk runs here, so a stage whose tasks fit in one chunk
+    // starts no thread: a thread of its own would add a spawn and two
+    // wake-ups to the batch's path, each a wait for a core when the machine
+    // is busy.
+    let mut chunks = tasks.chunks(chunk);
+    let last = chunks.next_back().unwrap_or_default();
+    let results: Vec<Result<Vec<R>, ExecError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks.map(|part| s.spawn(move || run(part))).collect();
+        let last = run(last);
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .chain(std::iter::once(last))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(tasks.len());
+    for r in results {
+        out.extend(r.map_err(failure)?);
     }
+    Ok(out)
 }
 
 fn failure(e: ExecError) -> TaskFailure {
@@ -196,20 +194,19 @@ impl TaskRunner for LocalRunner {
     }
 
     fn stage_a(&self, tasks: Vec<pb::StageATask>) -> Result<Vec<pb::StageAResult>, TaskFailure> {
-        self.parallel(&tasks, |t| self.executor.stage_a(t))
+        parallel(self.threads, &tasks, |t| self.executor.stage_a(t))
     }
 
     fn restore(&self, tasks: Vec<pb::RestoreTask>) -> Result<Vec<pb::RestoreResult>, TaskFailure> {
-        self.parallel(&tasks, |t| self.executor.restore(t))
+        parallel(self.threads, &tasks, |t| self.executor.restore(t))
     }
 
     fn stage_b(&self, tasks: Vec<pb::StageBTask>) -> Result<Vec<pb::StageBResult>, TaskFailure> {
-        self.parallel(&tasks, |t| self.executor.stage_b(t))
+        parallel(self.threads, &tasks, |t| self.executor.stage_b(t))
     }
 
     fn commit(&self, tasks: Vec<pb::CommitTask>) -> Result<(), TaskFailure> {
-        self.parallel(&tasks, |t| self.executor.commit(t))
-            .map(|_| ())
+        parallel(self.threads, &tasks, |t| self.executor.commit(t)).map(|_| ())
     }
 }
 
@@ -258,4 +255,62 @@ pub fn shutdown_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
             })
         })?;
     Ok(flag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread::{self, ThreadId};
+
+    /// Runs `tasks` tasks on `threads` threads; each task reports its
+    /// number and the thread it ran on.
+    fn run(threads: usize, tasks: usize) -> Vec<(usize, ThreadId)> {
+        let tasks: Vec<usize> = (0..tasks).collect();
+        parallel(threads, &tasks, |&t| Ok((t, thread::current().id()))).unwrap()
+    }
+
+    #[test]
+    fn results_keep_the_task_order() {
+        for threads in 1..=4 {
+            for tasks in 0..=9 {
+                let order: Vec<usize> = run(threads, tasks).into_iter().map(|(t, _)| t).collect();
+                assert_eq!(order, (0..tasks).collect::<Vec<_>>(), "{threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn tasks_that_fit_one_chunk_run_on_the_calling_thread() {
+        let here = thread::current().id();
+        assert!(run(2, 1).iter().all(|&(_, id)| id == here));
+        assert!(run(1, 5).iter().all(|&(_, id)| id == here));
+    }
+
+    #[test]
+    fn the_last_chunk_runs_on_the_calling_thread_and_the_others_on_their_own() {
+        let here = thread::current().id();
+        let ran = run(3, 6);
+        let threads: Vec<ThreadId> = ran.chunks(2).map(|c| c[0].1).collect();
+        for chunk in ran.chunks(2) {
+            assert_eq!(chunk[0].1, chunk[1].1, "a chunk runs on one thread");
+        }
+        assert_eq!(threads[2], here);
+        assert!(threads[0] != here && threads[1] != here && threads[0] != threads[1]);
+    }
+
+    #[test]
+    fn the_first_failure_in_task_order_is_returned() {
+        let tasks: Vec<usize> = (0..6).collect();
+        let fail = |t: usize| ExecError::UnknownJob(format!("job{t}"));
+        let result = parallel(2, &tasks, |&t| {
+            if t == 1 || t == 4 {
+                Err(fail(t))
+            } else {
+                Ok(t)
+            }
+        });
+        let failure = result.unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Internal);
+        assert!(failure.message.contains("job1"), "{}", failure.message);
+    }
 }
