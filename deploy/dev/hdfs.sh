@@ -132,8 +132,8 @@ do_start() {
     wait_ready hdfs "$START_TIMEOUT" hdfs_ready
     # SCHED_IDLE: the MiniDFS runs only on CPU that nothing else wants and
     # never preempts the job's threads, as a store on other machines would
-    # not (a nice value does not stop a woken thread from preempting).
-    # Threads the JVM starts later inherit the policy.
+    # not (a nice value only makes preemptions rarer). Threads the JVM
+    # starts later inherit the policy.
     if [[ "$sched" == idle ]]; then
         chrt --idle -a -p 0 "$(service_pid hdfs)" >/dev/null ||
             die "could not put the MiniDFS under SCHED_IDLE (chrt --idle)"
