@@ -3,12 +3,14 @@
 //! `checkpoint_every` 1, 5 and "none", then the time to restore its
 //! 1-million-key state partition. See docs/benchmarks.md.
 //!
-//!     cargo bench -p weir --bench state_checkpoints [-- local|hdfs|put ...]
+//!     cargo bench -p weir --bench state_checkpoints [-- local|hdfs|put|encode ...]
 //!
 //! `WEIR_LOG` sets the log filter (default `warn`).
 //!
 //! `put` times 40 `put_atomic` calls of a 1 KiB file on HDFS (the latency
-//! floor of one checkpoint file).
+//! floor of one checkpoint file). `encode` times encoding the snapshot of
+//! the 1-million-key partition in memory, the checkpoint writer's main work
+//! (a delta's entries are encoded the same way).
 //!
 //! The HDFS runs use `WEIR_HDFS_URL` (`deploy/dev/hdfs.sh start`); without
 //! it they are left out with a notice. `WEIR_BENCH_BATCHES` sets the batches
@@ -31,6 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::local::{with_local_meta, LocalRunner};
 use weir_driver::{submit_with, DriverOptions, JobDriver, Outcome, SubmitOptions};
+use weir_executor::keys::{encode_state_key_into, Key};
+use weir_executor::operators::partition_state::PartitionState;
+use weir_executor::state::format::CheckpointEncoder;
 use weir_executor::state::{partition_dir, HdfsBackend, LocalBackend, StateBackend};
 use weir_executor::{Executor, ExecutorConfig};
 use weir_proto::pb;
@@ -215,6 +220,41 @@ fn newest_snapshot_len(backend: &dyn StateBackend) -> anyhow::Result<usize> {
     Ok(bytes.len())
 }
 
+/// Times encoding the snapshot of a running count's partition of 1 million
+/// keys (`k0` to `k999999`, as the generator names them) into a reused
+/// buffer: nanoseconds per entry, best and median of 20 rounds.
+fn encode_speed() -> anyhow::Result<()> {
+    const ROUNDS: usize = 20;
+    let entries = (0..KEYS).map(|k| {
+        let mut key = Vec::new();
+        encode_state_key_into(&(Key::Str(format!("k{k}").into()), 0), &mut key);
+        // A count of 1 to 13 in the compact slot layout: an empty raw-slot
+        // mask, then the count's zigzag varint (twice the count).
+        (key, vec![0, 2 * (1 + (k % 13) as u8)])
+    });
+    let state = PartitionState::restore(1, entries, 1).map_err(anyhow::Error::msg)?;
+    let frozen = state.frozen();
+    let (mut buf, mut times) = (Vec::new(), Vec::with_capacity(ROUNDS));
+    for _ in 0..ROUNDS {
+        let capacity = state.snapshot_size_hint();
+        let mut file =
+            CheckpointEncoder::snapshot_into(std::mem::take(&mut buf), "bench", 1, capacity);
+        let started = Instant::now();
+        frozen.encode_into(&mut file)?;
+        buf = file.finish();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let per_entry = |d: Duration| d.as_secs_f64() * 1e9 / KEYS as f64;
+    println!(
+        "encode a {KEYS}-key snapshot ({} bytes): best {:.1} ns, median {:.1} ns per entry ({ROUNDS} rounds)",
+        buf.len(),
+        per_entry(times[0]),
+        per_entry(percentile(&times, 0.5)),
+    );
+    Ok(())
+}
+
 /// Times `put_atomic` of a 1 KiB file on HDFS: p50, p90 and max.
 fn put_latency(url: &str) -> anyhow::Result<()> {
     let backend = HdfsBackend::new(url, HashMap::new())?;
@@ -267,6 +307,12 @@ fn main() -> anyhow::Result<()> {
                 std::process::id()
             ))?;
         }
+    }
+    if wanted.is_empty() || wanted.iter().any(|w| w == "encode") {
+        encode_speed()?;
+    }
+    if !wanted.is_empty() && !wanted.iter().any(|w| w == "local" || w == "hdfs") {
+        return Ok(());
     }
     let every = std::env::var("WEIR_BENCH_EVERY").unwrap_or_else(|_| "1,5,none".into());
     let intervals: Vec<(&str, u32)> = INTERVALS
