@@ -330,11 +330,9 @@ impl Changes {
     /// index order.
     pub fn encode_into(&self, delta: &mut CheckpointEncoder) -> Result<(), StateError> {
         delta.set_value_layout(COMPACT_SLOTS);
-        let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
         for key in &self.removed {
-            key_bytes.clear();
-            encode_state_key_into(key, &mut key_bytes);
-            delta.push(&key_bytes, None)?;
+            encode_state_key_into(key, delta.next_key());
+            delta.push_next_tombstone()?;
         }
         // Index order reads the keys' chunks front to back. Each entry of
         // `order` is a group's index above where its slots are, so that
@@ -346,10 +344,11 @@ impl Changes {
         let stride = self.stride;
         for packed in order {
             let (i, at) = ((packed >> 32) as usize, packed as u32 as usize);
-            let key = &self.keys[i];
-            let slots = &self.slots[at * stride..(at + 1) * stride];
-            encode_group(key, slots, &mut key_bytes, &mut value_bytes);
-            delta.push(&key_bytes, Some(&value_bytes))?;
+            push_group(
+                delta,
+                &self.keys[i],
+                &self.slots[at * stride..(at + 1) * stride],
+            )?;
         }
         Ok(())
     }
@@ -380,26 +379,29 @@ impl FrozenState {
     /// Pushes every group into `snapshot`.
     pub fn encode_into(&self, snapshot: &mut CheckpointEncoder) -> Result<(), StateError> {
         snapshot.set_value_layout(COMPACT_SLOTS);
-        let (mut key_bytes, mut value_bytes) = (Vec::with_capacity(64), Vec::with_capacity(64));
         let stride = self.stride;
         for (i, flags) in self.flags.iter().enumerate() {
             if flags & LIVE != 0 {
-                let slots = &self.slots[i * stride..(i + 1) * stride];
-                encode_group(&self.keys[i], slots, &mut key_bytes, &mut value_bytes);
-                snapshot.push(&key_bytes, Some(&value_bytes))?;
+                push_group(
+                    snapshot,
+                    &self.keys[i],
+                    &self.slots[i * stride..(i + 1) * stride],
+                )?;
             }
         }
         Ok(())
     }
 }
 
-/// Encodes a group's key and slots (in the [`COMPACT_SLOTS`] layout) into
-/// the two buffers (cleared first).
-fn encode_group(key: &StateKey, slots: &[u64], key_bytes: &mut Vec<u8>, value_bytes: &mut Vec<u8>) {
-    key_bytes.clear();
-    encode_state_key_into(key, key_bytes);
-    value_bytes.clear();
-    slot_codec::encode_compact(slots, value_bytes);
+/// Appends a group's key and slots (in the [`COMPACT_SLOTS`] layout) to
+/// `file`, each encoded in place.
+fn push_group(
+    file: &mut CheckpointEncoder,
+    key: &StateKey,
+    slots: &[u64],
+) -> Result<(), StateError> {
+    encode_state_key_into(key, file.next_key());
+    file.push_next(|value| slot_codec::encode_compact(slots, value))
 }
 
 /// Builds a partition's state from checkpoint entries, as a

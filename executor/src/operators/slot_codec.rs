@@ -15,6 +15,8 @@
 //! Counts and integer sums, the common slots, take one or two bytes
 //! instead of eight.
 
+use crate::state::format::{put_varint, varint_len};
+
 /// Value layout 0: 8 bytes per slot.
 pub const FIXED_SLOTS: u8 = 0;
 /// Value layout 1: a raw-slot mask, then varints or raw slots.
@@ -26,6 +28,14 @@ const MASKED_SLOTS: usize = 64;
 /// Appends `slots` to `out` in the [`COMPACT_SLOTS`] layout.
 pub fn encode_compact(slots: &[u64], out: &mut Vec<u8>) {
     let raw = |s: u64| varint_len(zigzag(s)) > 8;
+    // A single slot (a count) stored as a varint: no mask to work out.
+    if let [slot] = *slots {
+        if !raw(slot) {
+            out.push(0);
+            put_varint(out, zigzag(slot));
+            return;
+        }
+    }
     let mask = slots
         .iter()
         .take(MASKED_SLOTS)
@@ -108,18 +118,6 @@ fn unzigzag(v: u64) -> u64 {
     (v >> 1) ^ (v & 1).wrapping_neg()
 }
 
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Reads one varint off the front of `buf`; `None` if it is cut short or
 /// overflows 64 bits.
 fn take_varint(buf: &mut &[u8]) -> Option<u64> {
@@ -165,6 +163,10 @@ mod tests {
     #[test]
     fn every_edge_value_round_trips_in_any_position() {
         for &a in &EDGES {
+            // Alone (a count's layout) and beside another slot.
+            let mut got = Vec::new();
+            decode(COMPACT_SLOTS, &compact(&[a]), 1, &mut got).unwrap();
+            assert_eq!(got, [a]);
             for &b in &EDGES {
                 let value = compact(&[a, b]);
                 let mut got = Vec::new();

@@ -131,6 +131,9 @@ pub struct CheckpointEncoder {
     count: u64,
     /// The previous entry's key, which the next key is encoded against.
     prev_key: Vec<u8>,
+    /// The key of the entry being pushed (see [`next_key`](Self::next_key));
+    /// it trades places with `prev_key` once pushed.
+    next_key: Vec<u8>,
 }
 
 impl CheckpointEncoder {
@@ -217,6 +220,7 @@ impl CheckpointEncoder {
             buf,
             count: 0,
             prev_key: Vec::new(),
+            next_key: Vec::new(),
         }
     }
 
@@ -239,24 +243,75 @@ impl CheckpointEncoder {
     /// Appends one entry: `Some(value)` sets `key`, `None` is a tombstone.
     /// Fails if the key or value is longer than `u32::MAX` bytes.
     pub fn push(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
-        self.check_len("key", key.len())?;
-        self.check_len("value", value.map_or(0, <[u8]>::len))?;
-        let shared = shared_prefix(&self.prev_key, key);
-        let suffix = &key[shared..];
-        // Varints are written into a small array and copied out whole.
-        let mut head = [0u8; 2 * MAX_VARINT];
-        let len = put_varint_at(&mut head, 0, shared as u64);
-        let len = put_varint_at(&mut head, len, suffix.len() as u64);
-        self.buf.extend_from_slice(&head[..len]);
-        self.buf.extend_from_slice(suffix);
-        let len = put_varint_at(&mut head, 0, value.map_or(0, |v| v.len() as u64 + 1));
-        self.buf.extend_from_slice(&head[..len]);
-        if let Some(v) = value {
-            self.buf.extend_from_slice(v);
+        self.next_key().extend_from_slice(key);
+        match value {
+            Some(v) => self.push_next(|file| file.extend_from_slice(v)),
+            None => self.push_next_tombstone(),
         }
-        self.prev_key.truncate(shared);
-        self.prev_key.extend_from_slice(suffix);
+    }
+
+    /// The buffer to build the next entry's key in, empty; then
+    /// [`push_next`](Self::push_next) or
+    /// [`push_next_tombstone`](Self::push_next_tombstone) appends the entry.
+    /// Encoding the key here and the value straight into the file spares
+    /// copying either from buffers of the caller's.
+    pub fn next_key(&mut self) -> &mut Vec<u8> {
+        self.next_key.clear();
+        &mut self.next_key
+    }
+
+    /// Appends an entry setting the key in [`next_key`](Self::next_key) to
+    /// the bytes `value` appends to the vector it is given (the file).
+    /// Fails if the key or value is longer than `u32::MAX` bytes.
+    pub fn push_next(&mut self, value: impl FnOnce(&mut Vec<u8>)) -> Result<(), StateError> {
+        self.push_next_key()?;
+        // The value field (its length plus one) is known once the value is
+        // written: one byte is kept for it, enough for values under 127
+        // bytes, and widened in place after a longer one.
+        let field = self.buf.len();
+        self.buf.push(0);
+        value(&mut self.buf);
+        let len = self.buf.len() - field - 1;
+        if let Err(e) = self.check_len("value", len) {
+            self.buf.truncate(field);
+            return Err(e);
+        }
+        if len < 0x7f {
+            self.buf[field] = len as u8 + 1;
+        } else {
+            let mut head = [0u8; 2 * MAX_VARINT];
+            let n = put_varint_at(&mut head, 0, len as u64 + 1);
+            self.buf.splice(field..=field, head[..n].iter().copied());
+        }
         self.count += 1;
+        Ok(())
+    }
+
+    /// Appends a tombstone for the key in [`next_key`](Self::next_key).
+    /// Fails if the key is longer than `u32::MAX` bytes.
+    pub fn push_next_tombstone(&mut self) -> Result<(), StateError> {
+        self.push_next_key()?;
+        self.buf.push(0);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Appends the key in `next_key` as the bytes it shares with the
+    /// previous key and the rest; it becomes the previous key.
+    fn push_next_key(&mut self) -> Result<(), StateError> {
+        self.check_len("key", self.next_key.len())?;
+        let shared = shared_prefix(&self.prev_key, &self.next_key);
+        let suffix = &self.next_key[shared..];
+        if shared < 0x80 && suffix.len() < 0x80 {
+            // Two one-byte varints, stored whole.
+            self.buf
+                .extend_from_slice(&[shared as u8, suffix.len() as u8]);
+        } else {
+            put_varint(&mut self.buf, shared as u64);
+            put_varint(&mut self.buf, suffix.len() as u64);
+        }
+        self.buf.extend_from_slice(suffix);
+        std::mem::swap(&mut self.prev_key, &mut self.next_key);
         Ok(())
     }
 
@@ -324,8 +379,17 @@ fn put_varint_at(buf: &mut [u8; 2 * MAX_VARINT], mut at: usize, mut v: u64) -> u
     at + 1
 }
 
+/// Appends `v` as an unsigned LEB128 varint.
+pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
 /// Bytes `v` takes as a varint.
-fn varint_len(v: u64) -> usize {
+pub(crate) fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
@@ -975,6 +1039,36 @@ mod tests {
             })
             .collect();
         let bytes = encode(P, CheckpointKind::Snapshot, 3, 3, &entries).unwrap();
+        assert_eq!(bytes.len(), encoded_len(&entries));
+        assert_eq!(decode(P, &bytes).unwrap().entries, entries);
+    }
+
+    #[test]
+    fn entries_encoded_in_place_round_trip_at_every_field_width() {
+        // Keys and values around the one-byte varint limit (127), keys
+        // sharing long and short prefixes, tombstones between them.
+        let long: Vec<u8> = (0..300).map(|i| i as u8).collect();
+        let mut entries: Vec<Entry> = Vec::new();
+        for (i, key_len) in [0, 1, 9, 126, 127, 128, 129, 300, 300, 200]
+            .into_iter()
+            .enumerate()
+        {
+            for value_len in [0, 1, 125, 126, 127, 128, 300] {
+                let mut key = long[..key_len].to_vec();
+                key.push(value_len as u8);
+                let value = (value_len != 1).then(|| vec![i as u8; value_len]);
+                entries.push((key, value));
+            }
+        }
+        let mut enc = CheckpointEncoder::snapshot(P, 3, 0);
+        for (k, v) in &entries {
+            enc.next_key().extend_from_slice(k);
+            match v {
+                Some(v) => enc.push_next(|file| file.extend_from_slice(v)).unwrap(),
+                None => enc.push_next_tombstone().unwrap(),
+            }
+        }
+        let bytes = enc.finish();
         assert_eq!(bytes.len(), encoded_len(&entries));
         assert_eq!(decode(P, &bytes).unwrap().entries, entries);
     }
