@@ -243,6 +243,7 @@ impl CheckpointEncoder {
     /// Appends one entry: `Some(value)` sets `key`, `None` is a tombstone.
     /// Fails if the key or value is longer than `u32::MAX` bytes.
     pub fn push(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        self.check_len("value", value.map_or(0, <[u8]>::len))?;
         self.next_key().extend_from_slice(key);
         match value {
             Some(v) => self.push_next(|file| file.extend_from_slice(v)),
@@ -262,8 +263,10 @@ impl CheckpointEncoder {
 
     /// Appends an entry setting the key in [`next_key`](Self::next_key) to
     /// the bytes `value` appends to the vector it is given (the file).
-    /// Fails if the key or value is longer than `u32::MAX` bytes.
+    /// Fails if the key or value is longer than `u32::MAX` bytes, leaving
+    /// the file as it was.
     pub fn push_next(&mut self, value: impl FnOnce(&mut Vec<u8>)) -> Result<(), StateError> {
+        let start = self.buf.len();
         self.push_next_key()?;
         // The value field (its length plus one) is known once the value is
         // written: one byte is kept for it, enough for values under 127
@@ -273,7 +276,9 @@ impl CheckpointEncoder {
         value(&mut self.buf);
         let len = self.buf.len() - field - 1;
         if let Err(e) = self.check_len("value", len) {
-            self.buf.truncate(field);
+            // Drop the entry and take the previous key back.
+            self.buf.truncate(start);
+            std::mem::swap(&mut self.prev_key, &mut self.next_key);
             return Err(e);
         }
         if len < 0x7f {
