@@ -82,6 +82,10 @@ pub struct PartitionCheckpoints {
     /// listed the store (`None` before any): until a newer one is durable,
     /// nothing more is prunable and the listing is skipped.
     pruned_at: Option<u64>,
+    /// The known files are those of the listing a restore just made, and
+    /// nothing was asked since: [`discard_after`](Self::discard_after)
+    /// need not list the store again.
+    listed_by_restore: bool,
 }
 
 impl PartitionCheckpoints {
@@ -108,6 +112,7 @@ impl PartitionCheckpoints {
             delta_entries: 0,
             tenure: Tenure::unfenced(),
             pruned_at: None,
+            listed_by_restore: false,
         };
         this.refresh()?;
         Ok(this)
@@ -117,6 +122,8 @@ impl PartitionCheckpoints {
     /// (those already queued keep the tenure they were asked under). A new
     /// instance is [unfenced](Tenure::unfenced).
     pub fn set_tenure(&mut self, tenure: Tenure) {
+        // Another owner may have written in between.
+        self.listed_by_restore = false;
         self.tenure = tenure;
     }
 
@@ -212,6 +219,7 @@ impl PartitionCheckpoints {
     ) -> Result<(), StateError> {
         let name = encoded_name(&file);
         self.count_entries(name, entries);
+        self.listed_by_restore = false;
         self.writer.submit(
             name,
             name.path_in(&self.dir),
@@ -361,12 +369,14 @@ impl PartitionCheckpoints {
     ) -> Result<RestoreOutcome, StateError> {
         self.settle();
         self.sweep_temp();
-        self.refresh()?;
-        let outcome = recovery::restore_into(self.backend.as_ref(), &self.dir, target, into)?;
+        let listed = self.refresh()?;
+        let outcome =
+            recovery::restore_listed(self.backend.as_ref(), &self.dir, &listed, target, into)?;
         self.delta_entries = outcome.delta_entries;
         self.durable = outcome.version;
         self.failure = None;
         self.pruned_at = None;
+        self.listed_by_restore = true;
         Ok(outcome)
     }
 
@@ -401,7 +411,11 @@ impl PartitionCheckpoints {
         self.settle();
         self.durable = self.durable.min(version);
         self.pruned_at = None;
-        self.refresh()?;
+        // Right after a restore the store was just listed; otherwise files
+        // another owner wrote since may be there.
+        if !std::mem::take(&mut self.listed_by_restore) {
+            self.refresh()?;
+        }
         let doomed: Vec<_> = self
             .files
             .iter()
@@ -475,14 +489,14 @@ impl PartitionCheckpoints {
         Ok(doomed.len())
     }
 
-    /// Learns the files from a listing, less those being deleted.
-    fn refresh(&mut self) -> Result<(), StateError> {
-        let names = self.backend.list(&self.dir)?;
-        self.files = CheckpointFileName::parse_listing(&names)
-            .into_iter()
+    /// Learns the files from a listing, less those being deleted; returns
+    /// the checkpoint files listed.
+    fn refresh(&mut self) -> Result<Vec<CheckpointFileName>, StateError> {
+        let listed = CheckpointFileName::parse_listing(&self.backend.list(&self.dir)?);
+        self.files = (listed.iter().copied())
             .filter(|name| !self.writer.doomed(&name.path_in(&self.dir)))
             .collect();
-        Ok(())
+        Ok(listed)
     }
 }
 
@@ -881,6 +895,57 @@ mod tests {
         let r = d.parts.restore(100).unwrap();
         assert_eq!(r.version, 100);
         assert_eq!(r.entries, d.expected());
+    }
+
+    #[test]
+    fn a_restore_and_the_discard_after_it_list_the_store_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let backend = Arc::new(Counting {
+            inner: LocalBackend::new(tmp.path().to_path_buf()),
+            lists: Default::default(),
+        });
+        let options = PartitionOptions::default();
+        let mut d = Driver {
+            parts: PartitionCheckpoints::new(backend.clone(), "job", "agg", 7, options).unwrap(),
+            state: BTreeMap::new(),
+            last: 0,
+        };
+        for v in 1..=12 {
+            d.step(v, true);
+        }
+        // Files of batches 13 and 14, which never committed.
+        queue_checkpoint(&mut d.parts, 13, false);
+        queue_checkpoint(&mut d.parts, 14, false);
+        d.parts.settle();
+        let lists = || backend.lists.load(std::sync::atomic::Ordering::SeqCst);
+
+        let mut parts =
+            PartitionCheckpoints::new(backend.clone(), "job", "agg", 7, options).unwrap();
+        let opened = lists();
+        let r = parts.restore(12).unwrap();
+        assert_eq!((r.version, &r.entries), (12, &d.expected()));
+        assert_eq!(lists() - opened, 1, "listings by the restore");
+        assert_eq!(parts.discard_after(12).unwrap(), 2);
+        assert_eq!(
+            lists() - opened,
+            1,
+            "the discard used the restore's listing"
+        );
+        let on_disk = parts.backend.list(parts.dir()).unwrap();
+        for gone in [CheckpointFileName::delta(13), CheckpointFileName::delta(14)] {
+            assert!(!on_disk.contains(&gone.to_string()), "{on_disk:?}");
+        }
+
+        // Later, or under a new tenure, another owner may have written:
+        // the discard lists again.
+        let before = lists();
+        parts.discard_after(12).unwrap();
+        assert_eq!(lists() - before, 1);
+        parts.restore(12).unwrap();
+        parts.set_tenure(Tenure::unfenced());
+        let before = lists();
+        parts.discard_after(12).unwrap();
+        assert_eq!(lists() - before, 1);
     }
 
     #[test]

@@ -160,12 +160,24 @@ pub fn restore_into(
     into: &mut dyn RestoreTarget,
 ) -> Result<RestoreOutcome, StateError> {
     let files = CheckpointFileName::parse_listing(&backend.list(dir)?);
+    restore_listed(backend, dir, &files, target, into)
+}
+
+/// [`restore_into`] from `files`, the checkpoint files a listing of `dir`
+/// just returned (each listing is a namenode RPC on HDFS).
+pub fn restore_listed(
+    backend: &dyn StateBackend,
+    dir: &str,
+    files: &[CheckpointFileName],
+    target: u64,
+    into: &mut dyn RestoreTarget,
+) -> Result<RestoreOutcome, StateError> {
     let mut excluded = HashSet::new();
     let mut skipped = Vec::new();
 
     'plan: loop {
         into.clear();
-        let (snapshot, deltas) = match plan_restore(&files, target, &excluded) {
+        let (snapshot, deltas) = match plan_restore(files, target, &excluded) {
             RestorePlan::Empty => {
                 return Ok(RestoreOutcome {
                     version: 0,
