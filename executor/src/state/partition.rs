@@ -82,10 +82,6 @@ pub struct PartitionCheckpoints {
     /// listed the store (`None` before any): until a newer one is durable,
     /// nothing more is prunable and the listing is skipped.
     pruned_at: Option<u64>,
-    /// The known files are those of the listing a restore just made, and
-    /// nothing was asked since: [`discard_after`](Self::discard_after)
-    /// need not list the store again.
-    listed_by_restore: bool,
 }
 
 impl PartitionCheckpoints {
@@ -112,7 +108,6 @@ impl PartitionCheckpoints {
             delta_entries: 0,
             tenure: Tenure::unfenced(),
             pruned_at: None,
-            listed_by_restore: false,
         };
         this.refresh()?;
         Ok(this)
@@ -122,8 +117,6 @@ impl PartitionCheckpoints {
     /// (those already queued keep the tenure they were asked under). A new
     /// instance is [unfenced](Tenure::unfenced).
     pub fn set_tenure(&mut self, tenure: Tenure) {
-        // Another owner may have written in between.
-        self.listed_by_restore = false;
         self.tenure = tenure;
     }
 
@@ -219,7 +212,6 @@ impl PartitionCheckpoints {
     ) -> Result<(), StateError> {
         let name = encoded_name(&file);
         self.count_entries(name, entries);
-        self.listed_by_restore = false;
         self.writer.submit(
             name,
             name.path_in(&self.dir),
@@ -376,7 +368,6 @@ impl PartitionCheckpoints {
         self.durable = outcome.version;
         self.failure = None;
         self.pruned_at = None;
-        self.listed_by_restore = true;
         Ok(outcome)
     }
 
@@ -411,11 +402,10 @@ impl PartitionCheckpoints {
         self.settle();
         self.durable = self.durable.min(version);
         self.pruned_at = None;
-        // Right after a restore the store was just listed; otherwise files
-        // another owner wrote since may be there.
-        if !std::mem::take(&mut self.listed_by_restore) {
-            self.refresh()?;
-        }
+        // Listed again even right after a restore: this owner may have
+        // been paused since, and the files another owner wrote meanwhile
+        // must meet the tenure check of their deletion.
+        self.refresh()?;
         let doomed: Vec<_> = self
             .files
             .iter()
@@ -898,7 +888,7 @@ mod tests {
     }
 
     #[test]
-    fn a_restore_and_the_discard_after_it_list_the_store_once() {
+    fn a_restore_lists_the_store_once() {
         let tmp = tempfile::tempdir().unwrap();
         let backend = Arc::new(Counting {
             inner: LocalBackend::new(tmp.path().to_path_buf()),
@@ -926,26 +916,10 @@ mod tests {
         assert_eq!((r.version, &r.entries), (12, &d.expected()));
         assert_eq!(lists() - opened, 1, "listings by the restore");
         assert_eq!(parts.discard_after(12).unwrap(), 2);
-        assert_eq!(
-            lists() - opened,
-            1,
-            "the discard used the restore's listing"
-        );
         let on_disk = parts.backend.list(parts.dir()).unwrap();
         for gone in [CheckpointFileName::delta(13), CheckpointFileName::delta(14)] {
             assert!(!on_disk.contains(&gone.to_string()), "{on_disk:?}");
         }
-
-        // Later, or under a new tenure, another owner may have written:
-        // the discard lists again.
-        let before = lists();
-        parts.discard_after(12).unwrap();
-        assert_eq!(lists() - before, 1);
-        parts.restore(12).unwrap();
-        parts.set_tenure(Tenure::unfenced());
-        let before = lists();
-        parts.discard_after(12).unwrap();
-        assert_eq!(lists() - before, 1);
     }
 
     #[test]
