@@ -854,13 +854,25 @@ mod tests {
         }
     }
 
+    impl Counting {
+        /// A counting backend over a local directory.
+        fn new(root: &std::path::Path) -> Arc<Counting> {
+            Arc::new(Counting {
+                inner: LocalBackend::new(root.to_path_buf()),
+                lists: Default::default(),
+            })
+        }
+
+        /// The listings so far.
+        fn lists(&self) -> usize {
+            self.lists.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
     #[test]
     fn prune_lists_the_store_only_once_a_newer_snapshot_is_durable() {
         let tmp = tempfile::tempdir().unwrap();
-        let backend = Arc::new(Counting {
-            inner: LocalBackend::new(tmp.path().to_path_buf()),
-            lists: Default::default(),
-        });
+        let backend = Counting::new(tmp.path());
         let options = PartitionOptions {
             snapshot_every: 4,
             retain_snapshots: 2,
@@ -871,9 +883,8 @@ mod tests {
             state: BTreeMap::new(),
             last: 0,
         };
-        let lists = || backend.lists.load(std::sync::atomic::Ordering::SeqCst);
         let bound = (options.retain_snapshots * (options.snapshot_every + 2) + 2) as usize;
-        let opened = lists();
+        let opened = backend.lists();
         for v in 1..=100 {
             d.step(v, true);
             assert!(backend.inner.list(d.parts.dir()).unwrap().len() <= bound);
@@ -881,7 +892,11 @@ mod tests {
         // Snapshots at 5, 10, ..., 100: one listing per snapshot, not one
         // per batch.
         let snapshots = 100 / 5;
-        assert_eq!(lists() - opened, snapshots, "listings by 100 prunes");
+        assert_eq!(
+            backend.lists() - opened,
+            snapshots,
+            "listings by 100 prunes"
+        );
         let r = d.parts.restore(100).unwrap();
         assert_eq!(r.version, 100);
         assert_eq!(r.entries, d.expected());
@@ -890,10 +905,7 @@ mod tests {
     #[test]
     fn a_restore_lists_the_store_once() {
         let tmp = tempfile::tempdir().unwrap();
-        let backend = Arc::new(Counting {
-            inner: LocalBackend::new(tmp.path().to_path_buf()),
-            lists: Default::default(),
-        });
+        let backend = Counting::new(tmp.path());
         let options = PartitionOptions::default();
         let mut d = Driver {
             parts: PartitionCheckpoints::new(backend.clone(), "job", "agg", 7, options).unwrap(),
@@ -907,14 +919,13 @@ mod tests {
         queue_checkpoint(&mut d.parts, 13, false);
         queue_checkpoint(&mut d.parts, 14, false);
         d.parts.settle();
-        let lists = || backend.lists.load(std::sync::atomic::Ordering::SeqCst);
 
         let mut parts =
             PartitionCheckpoints::new(backend.clone(), "job", "agg", 7, options).unwrap();
-        let opened = lists();
+        let opened = backend.lists();
         let r = parts.restore(12).unwrap();
         assert_eq!((r.version, &r.entries), (12, &d.expected()));
-        assert_eq!(lists() - opened, 1, "listings by the restore");
+        assert_eq!(backend.lists() - opened, 1, "listings by the restore");
         assert_eq!(parts.discard_after(12).unwrap(), 2);
         let on_disk = parts.backend.list(parts.dir()).unwrap();
         for gone in [CheckpointFileName::delta(13), CheckpointFileName::delta(14)] {
