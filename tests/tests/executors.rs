@@ -660,6 +660,22 @@ fn executors_snapshot_and_retain_as_their_settings_say() {
     // snapshots they wrote.
     let job = run_job(&cluster, "settings", 120_000, 5_000);
     job.wait_batch(&cluster, 4);
+    // Checkpoint files are written after their batch commits: killed
+    // between the delta and the snapshot of batch 4, an executor would
+    // leave a store that restores batch 4 without its snapshot, which
+    // nothing then writes again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let snapshots = checkpoint_versions(&cluster, "settings", "snapshot");
+        if snapshots.len() == 4 && snapshots.values().all(|v| v.contains(&4)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot of batch 4: {snapshots:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for id in ["e1", "e2"] {
         cluster.executors.get_mut(id).unwrap().kill().unwrap();
     }
