@@ -234,9 +234,9 @@ fn encode_speed() -> anyhow::Result<()> {
     });
     let state = PartitionState::restore(1, entries, 1).map_err(anyhow::Error::msg)?;
     let frozen = state.frozen();
+    let capacity = state.snapshot_size_hint();
     let (mut buf, mut times) = (Vec::new(), Vec::with_capacity(ROUNDS));
     for _ in 0..ROUNDS {
-        let capacity = state.snapshot_size_hint();
         let mut file =
             CheckpointEncoder::snapshot_into(std::mem::take(&mut buf), "bench", 1, capacity);
         let started = Instant::now();
