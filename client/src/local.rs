@@ -10,11 +10,11 @@ use std::time::Duration;
 use weir_driver::cluster::{check_data_dir, RaftMetadata, Replica};
 use weir_driver::config::DriverConfig;
 use weir_driver::{
-    submit_with, BatchReport, DriverOptions, FailureKind, JobDriver, Outcome, SubmitOptions,
-    TaskFailure, TaskRunner,
+    submit_with, BatchReport, DriverOptions, JobDriver, Outcome, SubmitOptions, TaskFailure,
+    TaskRunner,
 };
 use weir_executor::state::{LocalBackend, PartitionOptions};
-use weir_executor::{ErrorDomain, ExecError, Executor, ExecutorConfig};
+use weir_executor::{ExecError, Executor, ExecutorConfig};
 use weir_proto::pb;
 
 /// Runs (or resumes) a job with its metadata and state under `root` until
@@ -176,14 +176,8 @@ fn parallel<T: Sync, R: Send>(
 }
 
 fn failure(e: ExecError) -> TaskFailure {
-    let kind = match e.domain() {
-        ErrorDomain::User => FailureKind::User,
-        ErrorDomain::External => FailureKind::External,
-        ErrorDomain::Internal => FailureKind::Internal,
-        ErrorDomain::OutputLost => FailureKind::OutputLost,
-    };
     TaskFailure {
-        kind,
+        class: e.class(),
         message: e.to_string(),
     }
 }
@@ -310,7 +304,7 @@ mod tests {
             }
         });
         let failure = result.unwrap_err();
-        assert_eq!(failure.kind, FailureKind::Internal);
+        assert_eq!(failure.class, weir_driver::FailureClass::Internal);
         assert!(failure.message.contains("job1"), "{}", failure.message);
     }
 }

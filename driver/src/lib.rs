@@ -2,8 +2,10 @@
 //! commit protocol that makes a job's output exactly-once.
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod cluster;
 pub mod config;
+pub mod error;
 pub mod executors;
 pub mod job_health;
 pub mod kafka;
@@ -11,13 +13,13 @@ pub mod metadata;
 pub mod planner;
 pub mod raft;
 pub mod runner;
-pub mod scheduler;
 pub mod service;
+pub mod submit;
 pub mod upgrade;
 
+pub use batch::{BatchReport, DriverOptions, JobDriver, Outcome};
+pub use error::DriverError;
 pub use metadata::{MetadataStore, SledMetadata};
-pub use runner::{FailureKind, TaskFailure, TaskRunner};
-pub use scheduler::{
-    submit, submit_with, BatchReport, DriverError, DriverOptions, FromOffsets, JobDriver, Outcome,
-    SubmitOptions, Submitted,
-};
+pub use runner::{TaskFailure, TaskRunner};
+pub use submit::{submit, submit_with, FromOffsets, SubmitOptions, Submitted};
+pub use weir_proto::FailureClass;

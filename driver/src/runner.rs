@@ -2,29 +2,14 @@
 //! `weir local` runs tasks in-process, a cluster sends them over gRPC.
 
 use weir_proto::pb;
-
-/// Why a task failed, which decides what the scheduler does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The job's spec or data: retrying fails the same way; the job fails.
-    User,
-    /// An outside system: retry the batch with backoff.
-    External,
-    /// Lost executor state or shuffle output: recover state, then retry.
-    Internal,
-    /// A commit found the batch's pre-committed sink output gone (a Kafka
-    /// transaction aborted when its producer's process died) and not
-    /// committed: the batch must be re-run (same ranges; sinks skip the
-    /// partitions that did commit) before its commit can finish.
-    OutputLost,
-}
+use weir_proto::FailureClass;
 
 /// A failed task.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct TaskFailure {
-    /// The failure's class.
-    pub kind: FailureKind,
+    /// The failure's class, on which the batch policy acts.
+    pub class: FailureClass,
     /// What failed, naming the job, batch and partition.
     pub message: String,
 }

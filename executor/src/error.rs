@@ -2,20 +2,7 @@
 
 use crate::expr::ExprError;
 use crate::state::StateError;
-
-/// Who is at fault, which decides the retry policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorDomain {
-    /// The job spec or the data: retrying the same batch fails the same way.
-    User,
-    /// An outside system (state store, sink target): retry with backoff.
-    External,
-    /// A bug or a lost invariant in Weir.
-    Internal,
-    /// A commit found the pre-committed output gone and not committed: the
-    /// batch must be produced again.
-    OutputLost,
-}
+use weir_proto::FailureClass;
 
 /// Errors from running a task.
 #[derive(Debug, thiserror::Error)]
@@ -126,24 +113,24 @@ pub enum ExecError {
 }
 
 impl ExecError {
-    /// The error's domain, for the retry policy.
-    pub fn domain(&self) -> ErrorDomain {
+    /// The error's failure class, on which the driver's batch policy acts.
+    pub fn class(&self) -> FailureClass {
         match self {
-            ExecError::Plan { .. } | ExecError::Expr { .. } => ErrorDomain::User,
+            ExecError::Plan { .. } | ExecError::Expr { .. } => FailureClass::User,
             ExecError::State { .. } | ExecError::OutputFenced { .. } | ExecError::Sink { .. } => {
-                ErrorDomain::External
+                FailureClass::External
             }
-            ExecError::OutputLost { .. } => ErrorDomain::OutputLost,
+            ExecError::OutputLost { .. } => FailureClass::OutputLost,
             ExecError::Source { transient, .. } => {
                 if *transient {
-                    ErrorDomain::External
+                    FailureClass::External
                 } else {
-                    ErrorDomain::User
+                    FailureClass::User
                 }
             }
             ExecError::UnknownJob(_)
             | ExecError::StateGap { .. }
-            | ExecError::MissingShuffle { .. } => ErrorDomain::Internal,
+            | ExecError::MissingShuffle { .. } => FailureClass::Internal,
         }
     }
 }

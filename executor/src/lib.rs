@@ -19,6 +19,7 @@ pub mod sinks;
 pub mod sources;
 pub mod state;
 
-pub use error::{ErrorDomain, ExecError};
+pub use error::ExecError;
 pub use process::main_with;
 pub use runtime::{Executor, ExecutorConfig};
+pub use weir_proto::FailureClass;

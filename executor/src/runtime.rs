@@ -862,7 +862,7 @@ mod tests {
         let stale = Tenure::new(lease.clone(), 1);
         let fenced = |e: ExecError| {
             assert!(matches!(e, ExecError::OutputFenced { .. }), "{e:?}");
-            assert_eq!(e.domain(), crate::ErrorDomain::External);
+            assert_eq!(e.class(), crate::FailureClass::External);
             let msg = e.to_string();
             assert!(msg.contains("not allowed to pre-commit"), "{msg}");
         };
@@ -905,7 +905,7 @@ mod tests {
         let ex = executor(dir.path());
         ex.deploy(&record(&job("fail"))).unwrap();
         let e = ex.stage_a(&stage_a(1)).unwrap_err();
-        assert_eq!(e.domain(), crate::ErrorDomain::User);
+        assert_eq!(e.class(), crate::FailureClass::User);
         let msg = e.to_string();
         assert!(
             msg.contains("pipeline[0].filter") && msg.contains("overflow"),

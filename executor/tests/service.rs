@@ -9,8 +9,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, Response, Status};
 use weir_executor::config::Config;
-use weir_executor::service::status::error_domain;
-use weir_executor::ErrorDomain;
+use weir_executor::FailureClass;
 use weir_proto::pb::executor_control_server::{ExecutorControl, ExecutorControlServer};
 use weir_proto::pb::executor_service_client::ExecutorServiceClient;
 use weir_proto::pb::{
@@ -160,12 +159,12 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
         stale.message()
     );
     assert_eq!(
-        error_domain(&stale),
+        wire::class(&stale),
         None,
         "an epoch rejection is no task error"
     );
 
-    // A task error arrives with its domain.
+    // A task error arrives with its failure class.
     let missing = client
         .stage_a(pb::StageARequest {
             epoch: 7,
@@ -177,7 +176,7 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
         })
         .await
         .unwrap_err();
-    assert_eq!(error_domain(&missing), Some(ErrorDomain::Internal));
+    assert_eq!(wire::class(&missing), Some(FailureClass::Internal));
     assert!(missing.message().contains("job nope is not deployed"));
 
     // Stage A keeps its blocks here; they are served as Arrow IPC.

@@ -11,7 +11,10 @@ pub mod pb {
 }
 
 pub mod failpoint;
+pub mod failure;
 pub mod generator;
 pub mod json;
 pub mod spec;
 pub mod wire;
+
+pub use failure::FailureClass;

@@ -6,11 +6,13 @@
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
+use crate::FailureClass;
+
 /// Metadata key of a follower's answer naming the leader's address
 /// (`host:port`), on an `UNAVAILABLE` status.
 pub const LEADER_KEY: &str = "weir-leader";
 
-/// Metadata key carrying a failed task's error domain
+/// Metadata key carrying a failed task's [`FailureClass`]
 /// (`user`, `external`, `internal` or `output-lost`).
 pub const ERROR_DOMAIN_KEY: &str = "weir-error-domain";
 
@@ -18,59 +20,22 @@ pub const ERROR_DOMAIN_KEY: &str = "weir-error-domain";
 /// task could not get, so the driver can re-run just that stage-A task.
 pub const MISSING_SHUFFLE_KEY: &str = "weir-missing-shuffle";
 
-/// Who is at fault for a failed task, as carried on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Domain {
-    /// The job's spec or data.
-    User,
-    /// An outside system (state store, sink target).
-    External,
-    /// Lost executor state or shuffle output, or a bug.
-    Internal,
-    /// A commit found the batch's pre-committed sink output lost and not
-    /// committed: the batch must be produced again.
-    OutputLost,
-}
-
-impl Domain {
-    /// The metadata value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Domain::User => "user",
-            Domain::External => "external",
-            Domain::Internal => "internal",
-            Domain::OutputLost => "output-lost",
-        }
-    }
-
-    /// Parses a metadata value.
-    pub fn parse(s: &str) -> Option<Domain> {
-        match s {
-            "user" => Some(Domain::User),
-            "external" => Some(Domain::External),
-            "internal" => Some(Domain::Internal),
-            "output-lost" => Some(Domain::OutputLost),
-            _ => None,
-        }
-    }
-}
-
-/// Marks `status` with a task error domain.
-pub fn with_domain(mut status: Status, domain: Domain) -> Status {
-    status.metadata_mut().insert(
-        ERROR_DOMAIN_KEY,
-        MetadataValue::from_static(domain.as_str()),
-    );
+/// Marks `status` with a failed task's class.
+pub fn with_class(mut status: Status, class: FailureClass) -> Status {
+    status
+        .metadata_mut()
+        .insert(ERROR_DOMAIN_KEY, MetadataValue::from_static(class.as_str()));
     status
 }
 
-/// The task error domain a status carries, if any.
-pub fn domain(status: &Status) -> Option<Domain> {
+/// The failure class a status carries: `None` when it is not a task's
+/// failure (a transport error or an epoch rejection).
+pub fn class(status: &Status) -> Option<FailureClass> {
     status
         .metadata()
         .get(ERROR_DOMAIN_KEY)
         .and_then(|v| v.to_str().ok())
-        .and_then(Domain::parse)
+        .and_then(FailureClass::parse)
 }
 
 /// Marks `status` with the source partition whose shuffle output is missing.
@@ -119,11 +84,11 @@ mod tests {
 
     #[test]
     fn metadata_round_trips() {
-        for d in [Domain::User, Domain::External, Domain::Internal] {
-            let s = with_domain(Status::internal("x"), d);
-            assert_eq!(domain(&s), Some(d));
+        for c in FailureClass::ALL {
+            let s = with_class(Status::internal("x"), c);
+            assert_eq!(class(&s), Some(c));
         }
-        assert_eq!(domain(&Status::internal("x")), None);
+        assert_eq!(class(&Status::internal("x")), None);
         let s = with_missing_shuffle(Status::not_found("gone"), 7);
         assert_eq!(missing_shuffle(&s), Some(7));
         let s = not_leader(Some("10.0.0.2:7000"));

@@ -3,10 +3,11 @@
 
 use super::metadata::RaftMetadata;
 use super::replica::ReplicaHandle;
+use crate::batch::{BatchReport, DriverOptions, JobDriver, Outcome};
+use crate::error::DriverError;
 use crate::job_health::JobHealthBoard;
 use crate::metadata::MetadataStore;
 use crate::runner::TaskRunner;
-use crate::scheduler::{DriverError, DriverOptions, JobDriver, Outcome};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -185,7 +186,7 @@ fn run_job(
             return;
         }
     };
-    let mut report = |r: &crate::scheduler::BatchReport| {
+    let mut report = |r: &BatchReport| {
         tracing::info!(
             job,
             batch_id = r.commit.batch_id,
@@ -199,7 +200,7 @@ fn run_job(
         Ok(Outcome::Stopped) => info!(job, "job driver stopped"),
         Err(e @ DriverError::JobFailed { .. }) => warn!(job, error = %e, "job failed"),
         Err(e) => {
-            warn!(job, error = %e, "job driver interrupted; it restarts while this replica leads")
+            warn!(job, error = %e, "job driver stopped on an error; it restarts while this replica leads")
         }
     }
 }

@@ -27,7 +27,7 @@
 use super::assignment::assign;
 use super::operators::{can_run, describe};
 use super::registry::ExecutorRegistry;
-use crate::runner::{FailureKind, TaskFailure, TaskRunner};
+use crate::runner::{TaskFailure, TaskRunner};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,7 +39,8 @@ use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 use weir_proto::pb::executor_service_client::ExecutorServiceClient;
 use weir_proto::pb::{self, step::Kind};
-use weir_proto::wire::{self, Domain};
+use weir_proto::wire;
+use weir_proto::FailureClass;
 
 /// Settings of a [`RemoteRunner`].
 #[derive(Debug, Clone)]
@@ -210,16 +211,10 @@ enum AttemptError {
 }
 
 fn classify(status: Status, target: &Target, what: &str) -> AttemptError {
-    if let Some(domain) = wire::domain(&status) {
-        let kind = match domain {
-            Domain::User => FailureKind::User,
-            Domain::External => FailureKind::External,
-            Domain::Internal => FailureKind::Internal,
-            Domain::OutputLost => FailureKind::OutputLost,
-        };
+    if let Some(class) = wire::class(&status) {
         return AttemptError::Task(
             TaskFailure {
-                kind,
+                class,
                 message: status.message().to_string(),
             },
             wire::missing_shuffle(&status),
@@ -274,14 +269,14 @@ impl From<TaskFailure> for Failed {
 
 fn internal(message: String) -> TaskFailure {
     TaskFailure {
-        kind: FailureKind::Internal,
+        class: FailureClass::Internal,
         message,
     }
 }
 
 fn external(message: String) -> TaskFailure {
     TaskFailure {
-        kind: FailureKind::External,
+        class: FailureClass::External,
         message,
     }
 }
@@ -839,7 +834,12 @@ impl Inner {
             Ok(_) => Ok(()),
             // A decided commit must finish: anything but the job's own
             // fault is retried by the scheduler.
-            Err(f) if matches!(f.failure.kind, FailureKind::User | FailureKind::OutputLost) => {
+            Err(f)
+                if matches!(
+                    f.failure.class,
+                    FailureClass::User | FailureClass::OutputLost
+                ) =>
+            {
                 Err(f.failure)
             }
             Err(f) => Err(external(f.failure.message)),
@@ -874,7 +874,7 @@ impl TaskRunner for RemoteRunner {
                         inner.lock().deployed.insert((t.id.clone(), t.epoch, name));
                         Ok(true)
                     }
-                    Err(f) if f.failure.kind == FailureKind::User => Err(f.failure),
+                    Err(f) if f.failure.class == FailureClass::User => Err(f.failure),
                     // Deployed again before its first task there.
                     Err(f) => {
                         warn!(executor_id = %t.id, error = %f.failure.message, "deploy failed; retried before the executor's first task");

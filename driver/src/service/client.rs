@@ -3,10 +3,11 @@
 
 use super::status::{meta_status, not_leader};
 use crate::cluster::{RaftMetadata, ReplicaHandle};
+use crate::error::DriverError;
 use crate::job_health::JobHealthBoard;
 use crate::metadata::{command, MetadataStore};
 use crate::raft::{ConfChange, ConfChangeType};
-use crate::scheduler::{submit_with, DriverError, FromOffsets, SubmitOptions};
+use crate::submit::{submit_with, FromOffsets, SubmitOptions};
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 use weir_proto::pb;

@@ -1,36 +1,29 @@
 //! The one place where executor errors become gRPC statuses.
 //!
 //! The status code is for humans and generic tooling; the driver decides
-//! what to do from the error domain in the `weir-error-domain` metadata
-//! (see [`weir_proto::wire`]). A status without a domain is not a task
+//! what to do from the failure class in the `weir-error-domain` metadata
+//! (see [`weir_proto::wire`]). A status without a class is not a task
 //! error: a transport failure or an epoch rejection.
 
-use crate::error::{ErrorDomain, ExecError};
+use crate::error::ExecError;
 use tonic::{Code, Status};
-use weir_proto::wire::{self, Domain};
+use weir_proto::wire;
+use weir_proto::FailureClass;
 
-/// The wire form of an error domain.
-pub fn wire_domain(domain: ErrorDomain) -> Domain {
-    match domain {
-        ErrorDomain::User => Domain::User,
-        ErrorDomain::External => Domain::External,
-        ErrorDomain::Internal => Domain::Internal,
-        ErrorDomain::OutputLost => Domain::OutputLost,
+/// A task error as a status carrying its failure class.
+impl From<&ExecError> for Status {
+    fn from(e: &ExecError) -> Status {
+        to_status(e)
     }
 }
 
-/// The error domain a status carries, if it is a task error.
-pub fn error_domain(status: &Status) -> Option<ErrorDomain> {
-    wire::domain(status).map(|d| match d {
-        Domain::User => ErrorDomain::User,
-        Domain::External => ErrorDomain::External,
-        Domain::Internal => ErrorDomain::Internal,
-        Domain::OutputLost => ErrorDomain::OutputLost,
-    })
+impl From<ExecError> for Status {
+    fn from(e: ExecError) -> Status {
+        to_status(&e)
+    }
 }
 
-/// Maps a task error to a status carrying its domain.
-pub fn to_status(e: &ExecError) -> Status {
+fn to_status(e: &ExecError) -> Status {
     let code = match e {
         ExecError::Plan { .. } | ExecError::Expr { .. } => Code::InvalidArgument,
         ExecError::State { .. } | ExecError::OutputFenced { .. } | ExecError::Sink { .. } => {
@@ -45,7 +38,7 @@ pub fn to_status(e: &ExecError) -> Status {
         } => Code::Unavailable,
         ExecError::Source { .. } => Code::FailedPrecondition,
     };
-    let status = wire::with_domain(Status::new(code, e.to_string()), wire_domain(e.domain()));
+    let status = wire::with_class(Status::new(code, e.to_string()), e.class());
     match e {
         ExecError::MissingShuffle {
             source_partition, ..
@@ -63,7 +56,7 @@ pub fn missing_shuffle(job: &str, batch: u64, source_partition: u32, detail: &st
         batch,
         source_partition,
     };
-    let status = to_status(&e);
+    let status = Status::from(&e);
     let mut out = Status::new(status.code(), format!("{e} ({detail})"));
     *out.metadata_mut() = status.metadata().clone();
     out
@@ -71,9 +64,9 @@ pub fn missing_shuffle(job: &str, batch: u64, source_partition: u32, detail: &st
 
 /// A task that panicked or could not be scheduled on the blocking pool.
 pub fn task_panicked(what: &str, e: tokio::task::JoinError) -> Status {
-    wire::with_domain(
+    wire::with_class(
         Status::internal(format!("{what} did not complete: {e}")),
-        Domain::Internal,
+        FailureClass::Internal,
     )
 }
 
@@ -93,7 +86,7 @@ mod tests {
     use crate::state::StateError;
 
     #[test]
-    fn every_error_round_trips_its_domain() {
+    fn every_error_round_trips_its_class() {
         let errors = vec![
             ExecError::Plan {
                 job: "j".into(),
@@ -139,20 +132,20 @@ mod tests {
             },
         ];
         for e in &errors {
-            let s = to_status(e);
-            assert_eq!(error_domain(&s), Some(e.domain()), "{e}");
+            let s = Status::from(e);
+            assert_eq!(wire::class(&s), Some(e.class()), "{e}");
             assert_eq!(s.message(), e.to_string());
         }
-        let s = to_status(&errors[5]);
+        let s = Status::from(&errors[5]);
         assert_eq!(wire::missing_shuffle(&s), Some(2));
         let s = missing_shuffle("j", 3, 4, "connection refused");
-        assert_eq!(error_domain(&s), Some(ErrorDomain::Internal));
+        assert_eq!(wire::class(&s), Some(FailureClass::Internal));
         assert_eq!(wire::missing_shuffle(&s), Some(4));
         assert!(s.message().contains("source partition 4") && s.message().contains("refused"));
         // epoch rejections are not task errors
         let s = stale_epoch(3, Some(4));
         assert_eq!(
-            (s.code(), error_domain(&s)),
+            (s.code(), wire::class(&s)),
             (Code::FailedPrecondition, None)
         );
         assert_eq!(s.message(), "stale epoch 3, current 4");

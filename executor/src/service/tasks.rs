@@ -2,7 +2,7 @@
 //! blocking pool; and the shuffle blocks other executors fetch.
 
 use super::fence::Fence;
-use super::status::{missing_shuffle, task_panicked, to_status};
+use super::status::{missing_shuffle, task_panicked};
 use crate::operators::aggregate::ShuffleBlock;
 use crate::runtime::Executor;
 use crate::shuffle::{ipc, ShuffleKey};
@@ -69,7 +69,7 @@ impl TaskService {
             .map_err(|e| task_panicked(what, e))?
             .map_err(|e| {
                 debug!(epoch, task = what, error = %e, "task failed");
-                to_status(&e)
+                Status::from(&e)
             })?;
         self.check(epoch, what)?;
         Ok(Response::new(out))
@@ -129,7 +129,7 @@ impl TaskService {
         let stride = self
             .executor
             .shuffle_stride(&task.job)
-            .map_err(|e| to_status(&e))?;
+            .map_err(|e| Status::from(&e))?;
         let mut fetches = Vec::new();
         for range in &task.sources {
             let source = range.partition;
@@ -137,7 +137,7 @@ impl TaskService {
             let local = self
                 .executor
                 .shuffle_block(&task.job, &key, task.partition)
-                .map_err(|e| to_status(&e))?;
+                .map_err(|e| Status::from(&e))?;
             if local.is_some() {
                 continue;
             }
@@ -317,7 +317,7 @@ impl ExecutorService for TaskService {
         let chunks = tokio::task::spawn_blocking(move || {
             let block = executor
                 .shuffle_block(&r.job, &fetch_key(&r), r.partition)
-                .map_err(|e| to_status(&e))?
+                .map_err(|e| Status::from(&e))?
                 .ok_or_else(|| {
                     missing_shuffle(
                         &r.job,
@@ -326,7 +326,9 @@ impl ExecutorService for TaskService {
                         "not held by this executor",
                     )
                 })?;
-            let stride = executor.shuffle_stride(&r.job).map_err(|e| to_status(&e))?;
+            let stride = executor
+                .shuffle_stride(&r.job)
+                .map_err(|e| Status::from(&e))?;
             let bytes = ipc::encode(&block, stride)
                 .map_err(|e| Status::internal(format!("cannot encode shuffle block: {e}")))?;
             Ok::<_, Status>(ipc::chunks(bytes, ipc::MAX_CHUNK_BYTES))
