@@ -17,7 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/weir/v1/executor.proto",
         "proto/weir/v1/cluster.proto",
     ];
-    tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
+    // The descriptor set is kept for code that walks the messages and
+    // services themselves (tests that check every field or RPC has a rule).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("weir_descriptor.bin"))
+        .compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

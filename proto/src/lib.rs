@@ -10,6 +10,11 @@ pub mod pb {
     tonic::include_proto!("weir.v1");
 }
 
+/// The encoded `FileDescriptorSet` of every `weir.v1` message and service,
+/// for code that walks their fields and methods.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/weir_descriptor.bin"));
+
 pub mod failpoint;
 pub mod failure;
 pub mod generator;

@@ -344,10 +344,34 @@ fn sink_kind(s: Option<&pb::Sink>) -> &'static str {
 }
 
 fn on_error_text(p: i32) -> &'static str {
-    if p == pb::ErrorPolicy::Skip as i32 {
-        "skip"
-    } else {
-        "fail"
+    match pb::ErrorPolicy::try_from(p) {
+        Ok(pb::ErrorPolicy::Fail) => "fail",
+        Ok(pb::ErrorPolicy::Skip) => "skip",
+        Ok(pb::ErrorPolicy::DeadLetter) => "dead_letter",
+        Err(_) => "unknown",
+    }
+}
+
+/// A spec's dead-letter topic and brokers ("" when it has none).
+fn dead_letter(s: &pb::JobSpec) -> (&str, &str) {
+    s.dead_letter
+        .as_ref()
+        .map_or(("", ""), |d| (d.topic.as_str(), d.brokers.as_str()))
+}
+
+fn properties_text(properties: &[pb::Property]) -> String {
+    let pairs: Vec<String> = properties
+        .iter()
+        .map(|p| format!("{}={}", p.key, p.value))
+        .collect();
+    pairs.join(", ")
+}
+
+fn on_missing_text(p: i32) -> &'static str {
+    match pb::OnMissing::try_from(p) {
+        Ok(pb::OnMissing::Fail) => "fail",
+        Ok(pb::OnMissing::SkipToEarliest) => "skip_to_earliest",
+        Err(_) => "unknown",
     }
 }
 
@@ -396,6 +420,10 @@ pub fn diff(stored: &pb::JobSpec, new: &pb::JobSpec) -> PlanDiff {
         on_error_text(new.on_error),
         Compatible,
     );
+    // Dead letters of later batches go to the new topic.
+    let (a, b) = (dead_letter(stored), dead_letter(new));
+    d.cmp("dead_letter.topic", a.0, b.0, Compatible);
+    d.cmp("dead_letter.brokers", a.1, b.1, Compatible);
     diff_source(&mut d, stored, new);
     diff_pipeline(&mut d, &stored.pipeline, &new.pipeline);
     diff_sink(&mut d, stored.sink.as_ref(), new.sink.as_ref());
@@ -476,6 +504,20 @@ fn diff_source(d: &mut Diff, stored: &pb::JobSpec, new: &pb::JobSpec) {
                 format!("{}/{:?}", b.format, b.schema),
                 Compatible,
             );
+            // What happens at the next retention gap.
+            d.cmp(
+                &format!("{p}.on_missing"),
+                on_missing_text(a.on_missing),
+                on_missing_text(b.on_missing),
+                Compatible,
+            );
+            // Client settings: the consumers are created anew with them.
+            d.cmp(
+                &format!("{p}.properties"),
+                properties_text(&a.properties),
+                properties_text(&b.properties),
+                Compatible,
+            );
         }
         _ if a == b => {}
         _ => d.push(
@@ -488,7 +530,7 @@ fn diff_source(d: &mut Diff, stored: &pb::JobSpec, new: &pb::JobSpec) {
 }
 
 fn diff_sink(d: &mut Diff, a: Option<&pb::Sink>, b: Option<&pb::Sink>) {
-    use pb::sink::Kind::File;
+    use pb::sink::Kind::{File, Kafka};
     use ChangeClass::Compatible;
     match (
         a.and_then(|s| s.kind.as_ref()),
@@ -505,6 +547,27 @@ fn diff_sink(d: &mut Diff, a: Option<&pb::Sink>, b: Option<&pb::Sink>) {
                 "sink.file.format",
                 a.format.as_str(),
                 b.format.as_str(),
+                Compatible,
+            );
+        }
+        // Output of later batches goes to the new topic.
+        (Some(Kafka(a)), Some(Kafka(b))) => {
+            d.cmp(
+                "sink.kafka.brokers",
+                a.brokers.as_str(),
+                b.brokers.as_str(),
+                Compatible,
+            );
+            d.cmp(
+                "sink.kafka.topic",
+                a.topic.as_str(),
+                b.topic.as_str(),
+                Compatible,
+            );
+            d.cmp(
+                "sink.kafka.properties",
+                properties_text(&a.properties),
+                properties_text(&b.properties),
                 Compatible,
             );
         }
@@ -648,296 +711,6 @@ fn diff_stateful(d: &mut Diff, j: usize, x: &pb::Step, y: &pb::Step) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use weir_proto::spec::parse_spec;
-    use ChangeClass::*;
-
-    const BASE: &str = "name: j
-batch_interval: 100ms
-checkpoint_every: 10
-state_partitions: 4
-source:
-  generator: { partitions: 3, keys: 37, rate: 0, total: 1000, max_records_per_partition: 100, event_time_rate: 1000 }
-pipeline:
-  - filter: value > 1
-  - key_by: key
-  - aggregate: { count: {}, total: { sum: value } }
-sink:
-  file: { path: /tmp/out }
-";
-
-    fn spec(text: &str) -> pb::JobSpec {
-        parse_spec(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-    }
-
-    fn changed(from: &str, to: &str) -> PlanDiff {
-        let new = BASE.replace(from, to);
-        assert_ne!(new, BASE, "{from} not in the base spec");
-        diff(&spec(BASE), &spec(&new))
-    }
-
-    fn one(d: &PlanDiff) -> &Change {
-        assert_eq!(d.changes.len(), 1, "{d:?}");
-        &d.changes[0]
-    }
-
-    #[test]
-    fn same_spec_is_unchanged() {
-        let d = diff(&spec(BASE), &spec(BASE));
-        assert!(d.changes.is_empty());
-        assert_eq!(d.verdict(), Verdict::Unchanged);
-        assert!(d.table().contains("verdict: unchanged"));
-    }
-
-    #[test]
-    fn compatible_settings() {
-        for (from, to, path) in [
-            (
-                "batch_interval: 100ms",
-                "batch_interval: 2s",
-                "batch_interval",
-            ),
-            (
-                "checkpoint_every: 10",
-                "checkpoint_every: 5",
-                "checkpoint_every",
-            ),
-            (
-                "max_records_per_partition: 100",
-                "max_records_per_partition: 50",
-                "source.generator.max_records_per_partition",
-            ),
-            ("rate: 0", "rate: 500", "source.generator.rate"),
-            ("path: /tmp/out", "path: /tmp/other", "sink.file.path"),
-            (
-                "state_partitions: 4\n",
-                "state_partitions: 4\non_error: skip\n",
-                "on_error",
-            ),
-        ] {
-            let d = changed(from, to);
-            let c = one(&d);
-            assert_eq!(c.path, path);
-            assert_eq!(c.class, Compatible, "{path}");
-            assert_eq!(d.verdict(), Verdict::Compatible);
-            assert!(d.refused(false, false).is_empty());
-        }
-        let d = changed("batch_interval: 100ms", "batch_interval: 2s");
-        assert_eq!(
-            (one(&d).before.as_str(), one(&d).after.as_str()),
-            ("100ms", "2s")
-        );
-    }
-
-    #[test]
-    fn stateless_steps_are_compatible() {
-        let d = changed("value > 1", "value > 2");
-        let c = one(&d);
-        assert_eq!(c.path, "pipeline[0]");
-        assert_eq!(c.before, "filter: value > 1");
-        assert_eq!(c.after, "filter: value > 2");
-        assert_eq!(c.class, Compatible);
-
-        // Added before and after the stateful operator.
-        let d = changed(
-            "  - filter: value > 1\n",
-            "  - filter: value > 1\n  - map: { v2: value * 2 }\n",
-        );
-        assert_eq!(one(&d).path, "pipeline[1]");
-        assert_eq!(one(&d).before, "");
-        assert_eq!(d.verdict(), Verdict::Compatible);
-        let d = changed(
-            "total: { sum: value } }\n",
-            "total: { sum: value } }\n  - filter: count > 1\n",
-        );
-        assert_eq!(one(&d).path, "pipeline[3]");
-        assert_eq!(one(&d).class, Compatible);
-
-        // Removed.
-        let d = changed("  - filter: value > 1\n", "");
-        assert_eq!(one(&d).path, "pipeline[0]");
-        assert_eq!(one(&d).after, "");
-        assert_eq!(one(&d).class, Compatible);
-    }
-
-    #[test]
-    fn custom_steps_are_stateless_steps() {
-        // Added before the stateful operator and after it.
-        let d = changed(
-            "  - filter: value > 1\n",
-            "  - filter: value > 1\n  - custom: { name: redact, version: 1, config: { column: user } }\n",
-        );
-        let c = one(&d);
-        assert_eq!(c.path, "pipeline[1]");
-        assert_eq!(c.after, "custom: redact@1 {column=user}");
-        assert_eq!(c.class, Compatible);
-        let with = BASE.replace(
-            "  - filter: value > 1\n",
-            "  - custom: { name: redact, version: 1, config: { column: user } }\n",
-        );
-        // A new operator version and a new config are compatible changes.
-        for to in [
-            "custom: { name: redact, version: 2, config: { column: user } }",
-            "custom: { name: redact, version: 1, config: { column: user, keep: 2 } }",
-            "custom: { name: mask, version: 1 }",
-        ] {
-            let after = with.replace(
-                "custom: { name: redact, version: 1, config: { column: user } }",
-                to,
-            );
-            let d = diff(&spec(&with), &spec(&after));
-            assert_eq!(one(&d).path, "pipeline[0]");
-            assert_eq!(one(&d).class, Compatible, "{to}");
-            assert_eq!(d.verdict(), Verdict::Compatible);
-        }
-        // Moved across the stateful operator, then removed.
-        let moved = with
-            .replace(
-                "  - custom: { name: redact, version: 1, config: { column: user } }\n",
-                "",
-            )
-            .replace(
-                "total: { sum: value } }\n",
-                "total: { sum: value } }\n  - custom: { name: redact, version: 1, config: { column: user } }\n",
-            );
-        let d = diff(&spec(&with), &spec(&moved));
-        assert_eq!(d.verdict(), Verdict::Compatible);
-        assert_eq!(d.changes.len(), 2);
-        let d = diff(&spec(&with), &spec(BASE));
-        assert_eq!(one(&d).before, "custom: redact@1 {column=user}");
-        assert_eq!(one(&d).class, Compatible);
-    }
-
-    #[test]
-    fn state_changes_need_a_state_decision() {
-        for (from, to, path) in [
-            ("key_by: key", "key_by: value % 7", "pipeline[1].key_by"),
-            (
-                "total: { sum: value }",
-                "total: { max: value }",
-                "pipeline[2].aggregate",
-            ),
-            ("count: {}, ", "", "pipeline[2].aggregate"),
-            (
-                "state_partitions: 4",
-                "state_partitions: 8",
-                "state_partitions",
-            ),
-        ] {
-            let d = changed(from, to);
-            let c = one(&d);
-            assert_eq!(c.path, path);
-            assert_eq!(c.class, NeedsStateDecision, "{path}");
-            assert_eq!(d.verdict(), Verdict::NeedsStateDecision);
-            assert_eq!(d.refused(false, false).len(), 1);
-            assert!(d.refused(true, false).is_empty());
-            assert!(d.refused(false, true).is_empty());
-        }
-    }
-
-    #[test]
-    fn operator_order_around_state() {
-        // A stateful operator removed.
-        let d = changed(
-            "  - key_by: key\n  - aggregate: { count: {}, total: { sum: value } }\n",
-            "",
-        );
-        let c = one(&d);
-        assert_eq!(c.path, "pipeline");
-        assert_eq!(c.before, "filter -> key_by -> aggregate");
-        assert_eq!(c.after, "filter");
-        assert_eq!(c.class, NeedsStateDecision);
-        // A window added in front of the aggregate.
-        let d = changed(
-            "  - aggregate",
-            "  - window: { size: 10s, time: ts }\n  - aggregate",
-        );
-        assert_eq!(one(&d).class, NeedsStateDecision);
-        // A stateless step moved across the stateful operator: the steps on
-        // each side changed, which is compatible.
-        let d = changed(
-            "  - filter: value > 1\n  - key_by: key\n",
-            "  - key_by: key\n  - filter: value > 1\n",
-        );
-        assert_eq!(d.verdict(), Verdict::Compatible);
-    }
-
-    #[test]
-    fn window_changes_need_a_state_decision() {
-        let windowed = BASE.replace(
-            "  - aggregate",
-            "  - window: { size: 10s, slide: 5s, time: ts, watermark: 1s }\n  - aggregate",
-        );
-        let stored = spec(&windowed);
-        for (from, to, path) in [
-            ("size: 10s", "size: 20s", "pipeline[2].window.size"),
-            ("slide: 5s", "slide: 2s", "pipeline[2].window.slide"),
-            (
-                "watermark: 1s",
-                "watermark: 2s",
-                "pipeline[2].window.watermark",
-            ),
-            (
-                "event_time_rate: 1000",
-                "event_time_rate: 7",
-                "source.generator.event_time_rate",
-            ),
-        ] {
-            let new = spec(&windowed.replace(from, to));
-            let d = diff(&stored, &new);
-            let c = one(&d);
-            assert_eq!(c.path, path);
-            assert_eq!(c.class, NeedsStateDecision, "{path}");
-        }
-        // Without a window the event time rate is compatible.
-        let d = changed("event_time_rate: 1000", "event_time_rate: 7");
-        assert_eq!(one(&d).class, Compatible);
-    }
-
-    #[test]
-    fn source_identity_needs_an_offset_decision() {
-        for (from, to, path) in [
-            (
-                "partitions: 3",
-                "partitions: 4",
-                "source.generator.partitions",
-            ),
-            ("keys: 37", "keys: 38", "source.generator.keys"),
-            ("total: 1000", "total: 2000", "source.generator.total"),
-            ("rate: 0,", "rate: 0, seed: 9,", "source.generator.seed"),
-        ] {
-            let d = changed(from, to);
-            let c = one(&d);
-            assert_eq!(c.path, path);
-            assert_eq!(c.class, NeedsOffsetDecision, "{path}");
-            assert_eq!(d.verdict(), Verdict::NeedsOffsetDecision);
-            assert_eq!(d.refused(true, false).len(), 1);
-            assert!(d.refused(false, true).is_empty());
-        }
-    }
-
-    #[test]
-    fn verdict_is_the_most_demanding_class() {
-        let new = BASE
-            .replace("batch_interval: 100ms", "batch_interval: 1s")
-            .replace("key_by: key", "key_by: value")
-            .replace("keys: 37", "keys: 5");
-        let d = diff(&spec(BASE), &spec(&new));
-        assert_eq!(d.changes.len(), 3);
-        assert_eq!(d.verdict(), Verdict::NeedsOffsetDecision);
-        assert_eq!(d.refused(false, false).len(), 2);
-        assert_eq!(d.refused(true, false).len(), 1);
-        let msg = refusal_message("j", &d.refused(false, false));
-        assert!(msg.contains("pipeline[1].key_by: key -> value (needs-state-decision; allowed with --reset-state"), "{msg}");
-        assert!(
-            msg.contains(
-                "source.generator.keys: 37 -> 5 (needs-offset-decision; allowed with --from"
-            ),
-            "{msg}"
-        );
-        let table = d.table();
-        assert!(table.starts_with("PATH"), "{table}");
-        assert!(table.contains("verdict: needs-offset-decision"), "{table}");
-    }
-}
+mod every_field;
+#[cfg(test)]
+mod tests;
