@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod commands;
+pub mod exit;
 pub mod local;
 pub mod remote;
 pub mod status;

@@ -1,5 +1,6 @@
 //! `weir`: run and inspect Weir jobs.
 
+use weir::exit::{classified, ExitClass};
 use weir::{commands, local, remote, status};
 
 use anyhow::Context;
@@ -171,7 +172,12 @@ impl UpgradeArgs {
     fn options(&self, dry_run: bool) -> anyhow::Result<SubmitOptions> {
         Ok(SubmitOptions {
             reset_state: self.reset_state,
-            from: self.from.as_deref().map(FromOffsets::parse).transpose()?,
+            from: self
+                .from
+                .as_deref()
+                .map(FromOffsets::parse)
+                .transpose()
+                .map_err(|e| classified(ExitClass::Usage, e.to_string()))?,
             dry_run,
         })
     }
@@ -195,19 +201,37 @@ enum ClusterChange {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, matches!(cli.command, Command::Local { .. }));
     match run(cli.command, &cli.drivers, cli.json) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let class = ExitClass::of(&e);
+            if cli.json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": format!("{e:#}"), "class": class.as_str(), "exit_code": class.code()})
+                );
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            class.into()
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// The log filter unless `WEIR_LOG` sets one. `weir local` shows the job
+/// (its start, batches and end) and every warning, not the machinery a
+/// cluster logs at INFO: the one-replica metadata group's start and
+/// leadership, deploys and per-partition restores (`WEIR_LOG=info` shows
+/// them).
+const DEFAULT_LOG: &str = "info,sled=warn";
+const LOCAL_LOG: &str =
+    "info,sled=warn,weir_driver::cluster=warn,weir_driver::raft=warn,weir_executor::runtime=warn";
+
+fn init_logging(format: LogFormat, local: bool) {
+    let default = if local { LOCAL_LOG } else { DEFAULT_LOG };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -273,17 +297,20 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
             yes,
             state_dir: Some(dir),
         } => {
-            anyhow::ensure!(
-                purge,
-                "a `weir local` job stops with Ctrl-C; `weir stop --state-dir` only purges (--purge)"
-            );
+            if !purge {
+                return Err(classified(
+                    ExitClass::Usage,
+                    "a `weir local` job stops with Ctrl-C; `weir stop --state-dir` only purges (--purge)",
+                ));
+            }
             confirm_purge(&job, yes)?;
             local::with_local_meta(&dir, |meta| {
-                anyhow::ensure!(
-                    meta.job(&job)?.is_some(),
-                    "job {job} does not exist in {}",
-                    dir.display()
-                );
+                if meta.job(&job)?.is_none() {
+                    return Err(classified(
+                        ExitClass::NotFound,
+                        format!("job {job} does not exist in {}", dir.display()),
+                    ));
+                }
                 meta.apply(weir_driver::metadata::command::delete_job(&job))?;
                 Ok(())
             })?;
@@ -308,7 +335,10 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
         } => {
             local::with_local_meta(&dir, |meta| {
                 let current = meta.job(&job)?.ok_or_else(|| {
-                    anyhow::anyhow!("job {job} does not exist in {}", dir.display())
+                    classified(
+                        ExitClass::NotFound,
+                        format!("job {job} does not exist in {}", dir.display()),
+                    )
                 })?;
                 let mut versions = meta.history(&job)?;
                 versions.push(current);
@@ -378,23 +408,38 @@ fn confirm_purge(job: &str, yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
-    anyhow::ensure!(
-        std::io::stdin().is_terminal(),
-        "--purge deletes job {job}'s spec, history and progress (a resubmit starts from scratch); pass --yes to confirm"
-    );
+    if !std::io::stdin().is_terminal() {
+        return Err(classified(
+            ExitClass::Usage,
+            format!("--purge deletes job {job}'s spec, history and progress (a resubmit starts from scratch); pass --yes to confirm"),
+        ));
+    }
     eprint!("This deletes job {job}'s spec, history and progress; type the job name to confirm: ");
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    anyhow::ensure!(line.trim() == job, "not confirmed: nothing deleted");
+    if line.trim() != job {
+        return Err(classified(
+            ExitClass::Usage,
+            "not confirmed: nothing deleted",
+        ));
+    }
     Ok(())
 }
 
 fn load_spec(path: &Path) -> anyhow::Result<pb::JobSpec> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read job spec {}", path.display()))?;
-    spec::parse_spec(&text)
-        .map_err(|e| anyhow::anyhow!("invalid job spec {}:\n{e}", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        classified(
+            ExitClass::Usage,
+            format!("cannot read job spec {}: {e}", path.display()),
+        )
+    })?;
+    spec::parse_spec(&text).map_err(|e| {
+        classified(
+            ExitClass::InvalidSpec,
+            format!("invalid job spec {}:\n{e}", path.display()),
+        )
+    })
 }
 
 /// Compiles the spec's plan (expressions, types, columns) without running it.
@@ -414,7 +459,12 @@ fn check_plan(spec: &pb::JobSpec) -> anyhow::Result<()> {
     };
     JobPlan::compile(&record, &OperatorRegistry::new())
         .map(|_| ())
-        .map_err(|e| anyhow::anyhow!("invalid job spec {}: {e}", spec.name))
+        .map_err(|e| {
+            classified(
+                ExitClass::InvalidSpec,
+                format!("invalid job spec {}: {e}", spec.name),
+            )
+        })
 }
 
 fn run_local(
@@ -427,13 +477,17 @@ fn run_local(
     let submit_options = upgrade.options(false)?;
     let spec = load_spec(spec_path)?;
     let custom = spec::custom_operators(&spec);
-    anyhow::ensure!(
-        custom.is_empty(),
-        "job {} uses custom operators ({}); `weir local` runs only Weir's built-in steps. \
-         Run the job on a cluster whose executors are built with these operators (weir submit; see docs/custom-operators.md)",
-        spec.name,
-        custom.join(", ")
-    );
+    if !custom.is_empty() {
+        return Err(classified(
+            ExitClass::InvalidSpec,
+            format!(
+                "job {} uses custom operators ({}); `weir local` runs only Weir's built-in steps. \
+                 Run the job on a cluster whose executors are built with these operators (weir submit; see docs/custom-operators.md)",
+                spec.name,
+                custom.join(", ")
+            ),
+        ));
+    }
     check_plan(&spec)?;
     let root = state_dir.unwrap_or_else(|| PathBuf::from(".weir").join(&spec.name));
     let name = spec.name.clone();

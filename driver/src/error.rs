@@ -52,16 +52,6 @@ pub enum DriverError {
         /// What is wrong.
         error: PlanError,
     },
-    /// A resubmitted spec differs from the stored one.
-    #[error("job {job} exists with a different spec (fingerprint {stored}, submitted {submitted}); stop it or use a new name")]
-    SpecChanged {
-        /// Job name.
-        job: String,
-        /// Stored fingerprint.
-        stored: String,
-        /// Submitted fingerprint.
-        submitted: String,
-    },
     /// A resubmitted spec changes the state or offsets' meaning and the
     /// options do not allow it.
     #[error("{0}")]

@@ -8,14 +8,16 @@
 //!
 //! All calls here are blocking; callers run them on their own threads.
 
+mod context;
 pub mod markers;
+
+pub use context::{severity, Consumer, LogContext, Producer, Severity};
 
 pub use rdkafka;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::Duration;
@@ -168,7 +170,7 @@ pub struct Watermarks {
 
 /// Lists a topic's partitions and offsets (the driver's view of a source).
 pub struct TopicOffsets {
-    consumer: BaseConsumer,
+    consumer: Consumer,
     brokers: String,
     topic: String,
 }
@@ -189,10 +191,10 @@ impl TopicOffsets {
         topic: &str,
         properties: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<TopicOffsets, KafkaError> {
-        let consumer: BaseConsumer = client_config(brokers, properties)
+        let consumer: Consumer = client_config(brokers, properties)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
-            .create()
+            .create_with_context(LogContext)
             .map_err(|e| KafkaError::from_rd(brokers, "create a client", &e))?;
         Ok(TopicOffsets {
             consumer,
@@ -303,9 +305,9 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 fn admin<'a>(
     brokers: &str,
     properties: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+) -> Result<AdminClient<LogContext>, KafkaError> {
     client_config(brokers, properties)
-        .create()
+        .create_with_context(LogContext)
         .map_err(|e| KafkaError::from_rd(brokers, "create an admin client", &e))
 }
 
@@ -377,7 +379,7 @@ pub fn delete_topics(brokers: &str, topics: &[&str]) -> Result<(), KafkaError> {
 
 /// Sends a record through `producer`, polling while its queue is full.
 pub fn send_waiting<'a, K, P>(
-    producer: &rdkafka::producer::BaseProducer,
+    producer: &Producer,
     mut record: rdkafka::producer::BaseRecord<'a, K, P>,
 ) -> Result<(), RdError>
 where

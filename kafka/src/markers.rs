@@ -13,7 +13,8 @@
 //! job's markers for its own.
 
 use crate::{client_config, KafkaError, REQUEST_TIMEOUT};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use crate::{Consumer, LogContext};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
@@ -131,13 +132,13 @@ pub fn last_committed<'a>(
     control_partitions: i32,
     timeout: Duration,
 ) -> Result<Option<u64>, KafkaError> {
-    let consumer = |isolation: &str| -> Result<BaseConsumer, KafkaError> {
+    let consumer = |isolation: &str| -> Result<Consumer, KafkaError> {
         client_config(brokers, properties.clone())
             .set("group.id", format!("weir-markers-{job}"))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("isolation.level", isolation)
-            .create()
+            .create_with_context(LogContext)
             .map_err(|e| KafkaError::from_rd(brokers, "create a client", &e))
     };
     let committed = consumer("read_committed")?;
@@ -162,8 +163,8 @@ pub fn last_committed<'a>(
 /// two consumers of [`last_committed`].
 fn scan(
     brokers: &str,
-    committed: &BaseConsumer,
-    uncommitted: &BaseConsumer,
+    committed: &Consumer,
+    uncommitted: &Consumer,
     (job, incarnation, partition): (&str, i64, u32),
     control_partitions: i32,
     timeout: Duration,
@@ -179,7 +180,7 @@ fn scan(
         ),
     }
     };
-    let watermarks = |c: &BaseConsumer| loop {
+    let watermarks = |c: &Consumer| loop {
         match c.fetch_watermarks(COMMITS_TOPIC, cp, REQUEST_TIMEOUT) {
             Ok(w) => return Ok(w),
             Err(e) => {

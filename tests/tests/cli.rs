@@ -204,3 +204,92 @@ fn local_snapshots_and_retains_as_its_flags_say() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--state-snapshot-every"), "{stderr}");
 }
+
+/// Each class of error has its own exit status (docs/cli.md), and `--json`
+/// prints the error as JSON with its class.
+#[test]
+fn exit_codes_tell_the_error_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let code = |out: &std::process::Output| out.status.code().expect("exited");
+
+    // Usage: an unknown command (clap), an unreadable spec.
+    assert_eq!(code(&weir(&["frobnicate"])), 2);
+    assert_eq!(code(&weir(&["validate", "/nonexistent/spec.yaml"])), 2);
+
+    // Invalid spec: one that does not validate, one that does not type-check.
+    fs::write(
+        path("bad.yaml"),
+        "name: w\nsource:\n  generator: {}\nsink:\n  nowhere: {}\n",
+    )
+    .unwrap();
+    assert_eq!(code(&weir(&["validate", &path("bad.yaml")])), 3);
+    fs::write(
+        path("types.yaml"),
+        "name: w\nsource:\n  generator: {}\npipeline:\n  - filter: \"nope > 1\"\nsink:\n  stdout: {}\n",
+    )
+    .unwrap();
+    assert_eq!(code(&weir(&["validate", &path("types.yaml")])), 3);
+    let out = weir(&["validate", &path("types.yaml"), "--json"]);
+    let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["class"], "invalid-spec", "{err}");
+    assert_eq!(err["exit_code"], 3);
+    assert!(
+        err["error"].as_str().unwrap().contains("unknown column"),
+        "{err}"
+    );
+
+    // Not found: a job a local state directory does not hold.
+    let out = weir(&["history", "nope", "--state-dir", &path("state")]);
+    assert_eq!(code(&out), 6, "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Job failed: a record overflows a BIGINT.
+    fs::write(
+        path("overflow.yaml"),
+        "name: ovf\nbatch_interval: 100ms\nsource:\n  generator: { partitions: 1, keys: 5, rate: 0, total: 20 }\n\
+         pipeline:\n  - map: { big: \"value * 9223372036854775807 * 9223372036854775807\" }\nsink:\n  noop: {}\n",
+    )
+    .unwrap();
+    let out = weir(&[
+        "local",
+        &path("overflow.yaml"),
+        "--exit-when-idle",
+        "--state-dir",
+        &path("ovf"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 8, "{stderr}");
+    assert!(stderr.contains("integer overflow"), "{stderr}");
+
+    // Refused: a change that needs a state decision, in local mode.
+    fs::write(
+        path("count.yaml"),
+        "name: c\nbatch_interval: 100ms\nstate_partitions: 2\nsource:\n  generator: { partitions: 1, keys: 5, rate: 0, total: 20 }\n\
+         pipeline:\n  - key_by: key\n  - aggregate: { count: {} }\nsink:\n  noop: {}\n",
+    )
+    .unwrap();
+    let local = |spec: &str| {
+        weir(&[
+            "local",
+            &path(spec),
+            "--exit-when-idle",
+            "--state-dir",
+            &path("count"),
+        ])
+    };
+    let out = local("count.yaml");
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let changed = fs::read_to_string(path("count.yaml"))
+        .unwrap()
+        .replace("key_by: key", "key_by: value");
+    fs::write(path("count2.yaml"), changed).unwrap();
+    let out = local("count2.yaml");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 4, "{stderr}");
+    assert!(stderr.contains("--reset-state"), "{stderr}");
+
+    // Unreachable: no driver listens there.
+    let port = weir_tests::cluster::free_port();
+    let out = weir(&["list", "--drivers", &format!("127.0.0.1:{port}")]);
+    assert_eq!(code(&out), 5, "{}", String::from_utf8_lossy(&out.stderr));
+}

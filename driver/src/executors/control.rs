@@ -2,7 +2,7 @@
 //! leader answers; a follower says `UNAVAILABLE` and names the leader in
 //! the `weir-leader` metadata so the executor can go there.
 
-use super::registry::{ExecutorRegistry, Registration, RegistryError};
+use super::registry::{ExecutorRegistry, Registration};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,16 +60,6 @@ impl ControlService {
     }
 }
 
-/// The status of a refused registration or heartbeat.
-pub fn registry_status(e: &RegistryError) -> Status {
-    match e {
-        RegistryError::StaleEpoch { .. }
-        | RegistryError::Unknown(_)
-        | RegistryError::IncompatibleBuild { .. } => Status::failed_precondition(e.to_string()),
-        RegistryError::Invalid(_) => Status::invalid_argument(e.to_string()),
-    }
-}
-
 #[tonic::async_trait]
 impl ExecutorControl for ControlService {
     #[instrument(skip_all, fields(executor_id = %request.get_ref().executor_id))]
@@ -91,7 +81,7 @@ impl ExecutorControl for ControlService {
                 },
                 Instant::now(),
             )
-            .map_err(|e| registry_status(&e))?;
+            .map_err(|e| Status::from(&e))?;
         Ok(Response::new(RegisterResponse {
             epoch,
             heartbeat_timeout_ms: self.registry.heartbeat_timeout().as_millis() as u64,
@@ -106,7 +96,7 @@ impl ExecutorControl for ControlService {
         let r = request.into_inner();
         self.registry
             .heartbeat(&r.executor_id, r.epoch, Instant::now())
-            .map_err(|e| registry_status(&e))?;
+            .map_err(|e| Status::from(&e))?;
         Ok(Response::new(HeartbeatResponse {}))
     }
 }

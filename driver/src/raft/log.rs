@@ -7,8 +7,10 @@ use std::fmt::{self, Write as _};
 use slog::{Drain, Key, Level, OwnedKVList, Record, Serializer, KV};
 
 /// Forwards every slog record to a `tracing` event with target `raft`,
-/// mapping levels (critical and error → `ERROR`, warning → `WARN`, info →
-/// `INFO`, debug → `DEBUG`, trace → `TRACE`). The record's key-values
+/// mapping levels (critical and error → `ERROR`, warning → `WARN`, info and
+/// debug → `DEBUG`, trace → `TRACE`). raft-rs logs every election step and
+/// configuration at info: internals an operator needs only when debugging;
+/// the node logs each leadership change at INFO itself. The record's key-values
 /// (raft-rs puts `raft_id`, `term` and the like there) become one `kv`
 /// field; they are only formatted when the event is enabled.
 #[derive(Clone, Copy, Debug, Default)]
@@ -56,10 +58,7 @@ impl Drain for TracingDrain {
             Level::Warning => tracing::warn!(
                 target: "raft", module, kv = %kv_string(record, values), "{msg}"
             ),
-            Level::Info => tracing::info!(
-                target: "raft", module, kv = %kv_string(record, values), "{msg}"
-            ),
-            Level::Debug => tracing::debug!(
+            Level::Info | Level::Debug => tracing::debug!(
                 target: "raft", module, kv = %kv_string(record, values), "{msg}"
             ),
             Level::Trace => tracing::trace!(

@@ -41,6 +41,8 @@ pub trait StateMachine {
 pub struct RaftNode {
     raw: RawNode<SledRaftStorage>,
     config: RaftConfig,
+    /// The leader last logged (0: none), so each change is logged once.
+    logged_leader: u64,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -134,6 +136,7 @@ impl RaftNode {
         Ok(Self {
             raw,
             config: config.clone(),
+            logged_leader: 0,
         })
     }
 
@@ -210,6 +213,9 @@ impl RaftNode {
     ) -> Result<()> {
         while self.raw.has_ready() {
             let mut ready = self.raw.ready();
+            if let Some(ss) = ready.ss() {
+                self.log_leader(ss.leader_id);
+            }
             ready.take_messages().into_iter().for_each(&mut send);
 
             if !ready.snapshot().is_empty() {
@@ -245,6 +251,36 @@ impl RaftNode {
             self.raw.advance_apply();
         }
         self.maybe_compact(sm)
+    }
+
+    /// One line per leadership change, in Weir's words; raft-rs's own
+    /// account of elections is at DEBUG (see [`super::log`]).
+    fn log_leader(&mut self, leader: u64) {
+        if leader == self.logged_leader {
+            return;
+        }
+        self.logged_leader = leader;
+        let (id, term) = (self.id(), self.term());
+        match leader {
+            0 => tracing::debug!(
+                raft_id = id,
+                term,
+                "no leader known; an election is under way"
+            ),
+            l if l == id => {
+                tracing::info!(
+                    raft_id = id,
+                    term,
+                    "this driver now leads the metadata group"
+                )
+            }
+            l => tracing::info!(
+                raft_id = id,
+                term,
+                leader = l,
+                "driver {l} now leads the metadata group"
+            ),
+        }
     }
 
     fn apply_entries(&mut self, sm: &mut impl StateMachine, entries: Vec<Entry>) -> Result<()> {

@@ -1,9 +1,8 @@
 //! The client service (`weir` CLI): submit, status, list, batches, stop,
 //! cluster and membership.
 
-use super::status::{meta_status, not_leader};
+use super::status::not_leader;
 use crate::cluster::{RaftMetadata, ReplicaHandle};
-use crate::error::DriverError;
 use crate::job_health::JobHealthBoard;
 use crate::metadata::{command, MetadataStore};
 use crate::raft::{ConfChange, ConfChangeType};
@@ -123,7 +122,7 @@ impl ClientService {
             .replica
             .metadata()
             .progress(&name)
-            .map_err(meta_status)?;
+            .map_err(Status::from)?;
         let state = match pb::JobState::try_from(record.state) {
             Ok(pb::JobState::Stopped) => "stopped",
             Ok(pb::JobState::Failed) => "failed",
@@ -182,7 +181,7 @@ impl ClientService {
         self.replica
             .metadata()
             .job(job)
-            .map_err(meta_status)?
+            .map_err(Status::from)?
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "job {job} does not exist; `weir list` shows the jobs"
@@ -307,14 +306,7 @@ impl WeirClient for ClientService {
                 version: s.record.version,
                 state_generation: s.record.state_generation,
             })),
-            Err(DriverError::Meta(e)) => Err(meta_status(e)),
-            Err(
-                e @ (DriverError::SpecChanged { .. }
-                | DriverError::UpgradeRefused(_)
-                | DriverError::UnsupportedFormat { .. }),
-            ) => Err(Status::failed_precondition(e.to_string())),
-            Err(e @ DriverError::BadFrom { .. }) => Err(Status::invalid_argument(e.to_string())),
-            Err(e) => Err(Status::internal(e.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -336,7 +328,7 @@ impl WeirClient for ClientService {
             .replica
             .metadata()
             .jobs()
-            .map_err(meta_status)?
+            .map_err(Status::from)?
             .iter()
             .map(|r| self.job_status(r))
             .collect::<Result<_, _>>()?;
@@ -355,7 +347,7 @@ impl WeirClient for ClientService {
             .replica
             .metadata()
             .batches(&r.job, limit)
-            .map_err(meta_status)?;
+            .map_err(Status::from)?;
         Ok(Response::new(pb::BatchesResponse { batches }))
     }
 
@@ -366,7 +358,11 @@ impl WeirClient for ClientService {
         self.require_leader()?;
         let job = request.into_inner().job;
         let current = self.record(&job)?;
-        let mut versions = self.replica.metadata().history(&job).map_err(meta_status)?;
+        let mut versions = self
+            .replica
+            .metadata()
+            .history(&job)
+            .map_err(Status::from)?;
         versions.push(current);
         Ok(Response::new(pb::HistoryResponse { versions }))
     }
@@ -382,7 +378,7 @@ impl WeirClient for ClientService {
         self.replica
             .propose(command::job_state(&job, pb::JobState::Stopped, ""))
             .await
-            .map_err(meta_status)?;
+            .map_err(Status::from)?;
         if !request.purge {
             return Ok(Response::new(pb::StopResponse::default()));
         }
@@ -402,7 +398,7 @@ impl WeirClient for ClientService {
                 .replica
                 .metadata()
                 .progress(&job)
-                .map_err(meta_status)?;
+                .map_err(Status::from)?;
             idle = if progress.pending.is_none() {
                 idle + 1
             } else {
@@ -412,7 +408,7 @@ impl WeirClient for ClientService {
         self.replica
             .propose(command::delete_job(&job))
             .await
-            .map_err(meta_status)?;
+            .map_err(Status::from)?;
         Ok(Response::new(pb::StopResponse {
             remains: format!(
                 "the state checkpoints of job {job} in the executors' state store (directory {job}/) and the sink's output"
@@ -448,14 +444,14 @@ impl WeirClient for ClientService {
         self.replica
             .propose(command::peer_address(r.id, &r.address))
             .await
-            .map_err(meta_status)?;
+            .map_err(Status::from)?;
         let mut cc = ConfChange::default();
         cc.set_change_type(ConfChangeType::AddNode);
         cc.node_id = r.id;
         self.replica
             .change_membership(cc)
             .await
-            .map_err(meta_status)?;
+            .map_err(Status::from)?;
         self.wait_for_voters(|v| v.contains(&r.id)).await?;
         Ok(Response::new(pb::MembershipResponse {
             cluster: Some(self.cluster_info()),
@@ -477,7 +473,7 @@ impl WeirClient for ClientService {
         self.replica
             .change_membership(cc)
             .await
-            .map_err(meta_status)?;
+            .map_err(Status::from)?;
         self.wait_for_voters(|v| !v.contains(&id)).await?;
         Ok(Response::new(pb::MembershipResponse {
             cluster: Some(self.cluster_info()),

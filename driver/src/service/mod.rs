@@ -8,4 +8,4 @@ mod status;
 
 pub use client::{ClientService, ExecutorView, LeaderExecutors};
 pub use raft::RaftService;
-pub use status::{meta_status, LEADER_METADATA_KEY};
+pub use status::LEADER_METADATA_KEY;

@@ -1,17 +1,56 @@
-//! Errors to gRPC status codes, in one place.
+//! The driver's errors as gRPC statuses, in one place. Clients (the `weir`
+//! CLI's exit codes among them) act on the code: `Unavailable` means try
+//! another driver or later, `FailedPrecondition` a refused change,
+//! `InvalidArgument` a bad request.
 
+use crate::error::DriverError;
+use crate::executors::registry::RegistryError;
 use crate::metadata::MetaError;
 use tonic::{Code, Status};
 
 pub use weir_proto::wire::{not_leader, LEADER_KEY as LEADER_METADATA_KEY};
 
-/// Maps a metadata error to a status.
-pub fn meta_status(e: MetaError) -> Status {
-    match e {
-        MetaError::NotLeader { leader } => not_leader(leader.as_deref()),
-        MetaError::NoQuorum(_) => Status::new(Code::Unavailable, e.to_string()),
-        MetaError::Rejected(_) => Status::failed_precondition(e.to_string()),
-        MetaError::Storage { .. } | MetaError::Corrupt { .. } => Status::internal(e.to_string()),
+impl From<MetaError> for Status {
+    fn from(e: MetaError) -> Status {
+        match e {
+            MetaError::NotLeader { leader } => not_leader(leader.as_deref()),
+            MetaError::NoQuorum(_) => Status::new(Code::Unavailable, e.to_string()),
+            MetaError::Rejected(_) => Status::failed_precondition(e.to_string()),
+            MetaError::Storage { .. } | MetaError::Corrupt { .. } => {
+                Status::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<DriverError> for Status {
+    fn from(e: DriverError) -> Status {
+        match e {
+            DriverError::Meta(e) => e.into(),
+            DriverError::UpgradeRefused(_) | DriverError::UnsupportedFormat { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
+            DriverError::BadFrom { .. } => Status::invalid_argument(e.to_string()),
+            DriverError::UnknownJob(_) => Status::not_found(e.to_string()),
+            DriverError::JobFailed { .. }
+            | DriverError::Interrupted { .. }
+            | DriverError::MissingPlan { .. }
+            | DriverError::Source { .. }
+            | DriverError::Restart => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// A refused registration or heartbeat: the executor re-registers on
+/// `FailedPrecondition`.
+impl From<&RegistryError> for Status {
+    fn from(e: &RegistryError) -> Status {
+        match e {
+            RegistryError::StaleEpoch { .. }
+            | RegistryError::Unknown(_)
+            | RegistryError::IncompatibleBuild { .. } => Status::failed_precondition(e.to_string()),
+            RegistryError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        }
     }
 }
 
@@ -21,7 +60,7 @@ mod tests {
 
     #[test]
     fn leader_hint_travels_in_metadata() {
-        let s = meta_status(MetaError::NotLeader {
+        let s = Status::from(MetaError::NotLeader {
             leader: Some("127.0.0.1:7071".into()),
         });
         assert_eq!(s.code(), Code::Unavailable);
@@ -30,12 +69,61 @@ mod tests {
             "127.0.0.1:7071"
         );
         assert_eq!(
-            meta_status(MetaError::NoQuorum("x".into())).code(),
+            Status::from(MetaError::NoQuorum("x".into())).code(),
             Code::Unavailable
         );
         assert_eq!(
-            meta_status(MetaError::Rejected("x".into())).code(),
+            Status::from(MetaError::Rejected("x".into())).code(),
             Code::FailedPrecondition
         );
+    }
+
+    /// Each driver error reaches clients with the code they act on.
+    #[test]
+    fn driver_errors_map_to_the_codes_clients_act_on() {
+        use crate::runner::TaskFailure;
+        let failure = TaskFailure {
+            class: weir_proto::FailureClass::User,
+            message: "m".into(),
+        };
+        for (e, code) in [
+            (
+                DriverError::UpgradeRefused("r".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                DriverError::UnsupportedFormat {
+                    job: "j".into(),
+                    what: "the submitted",
+                    found: 9,
+                    supported: 1,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                DriverError::BadFrom {
+                    value: "x".into(),
+                    message: "m".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (DriverError::UnknownJob("j".into()), Code::NotFound),
+            (
+                DriverError::Meta(MetaError::NoQuorum("q".into())),
+                Code::Unavailable,
+            ),
+            (
+                DriverError::JobFailed {
+                    job: "j".into(),
+                    batch_id: 1,
+                    failure,
+                },
+                Code::Internal,
+            ),
+        ] {
+            let message = e.to_string();
+            let s = Status::from(e);
+            assert_eq!((s.code(), s.message()), (code, message.as_str()));
+        }
     }
 }

@@ -28,8 +28,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tracing::{debug, info, warn};
 use weir_kafka::markers::{self, Marker, COMMITS_TOPIC};
-use weir_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use weir_kafka::rdkafka::producer::{BaseRecord, Producer as _};
 use weir_kafka::{client_config, KafkaError};
+use weir_kafka::{LogContext, Producer};
 use weir_proto::pb;
 
 /// Timeout of transaction calls (init, commit, abort, flush).
@@ -39,7 +40,7 @@ const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One partition's transactional producer and what it knows.
 struct PartitionProducer {
-    producer: BaseProducer,
+    producer: Producer,
     /// The newest batch known committed for this partition.
     committed: Option<u64>,
     /// The batch whose transaction is open.
@@ -117,12 +118,12 @@ impl KafkaSink {
     /// its open transaction), then reads the newest committed batch.
     fn open_producer(&self, partition: u32) -> Result<PartitionProducer, ExecError> {
         let control = self.control_partitions()?;
-        let producer: BaseProducer = client_config(&self.sink.brokers, self.properties())
+        let producer: Producer = client_config(&self.sink.brokers, self.properties())
             .set(
                 "transactional.id",
                 Self::transactional_id(&self.job, partition),
             )
-            .create()
+            .create_with_context(LogContext)
             .map_err(|e| self.kafka_error("create a transactional producer", &e))?;
         producer
             .init_transactions(TXN_TIMEOUT)

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use weir_kafka::rdkafka::consumer::BaseConsumer;
+use weir_kafka::Consumer;
 
 /// A pooled consumer unused for this long is closed (its partition moved
 /// to another executor, or the job stopped reading it).
@@ -20,7 +20,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A consumer assigned to one partition.
 pub(super) struct Positioned {
     /// The consumer, assigned to exactly one partition.
-    pub consumer: BaseConsumer,
+    pub consumer: Consumer,
     /// The offset the consumer delivers from next: every record below it
     /// was consumed (or skipped as a transaction marker).
     pub next: u64,
@@ -29,7 +29,7 @@ pub(super) struct Positioned {
 
 impl Positioned {
     /// A consumer whose next record is at or after `next`.
-    pub fn new(consumer: BaseConsumer, next: u64) -> Self {
+    pub fn new(consumer: Consumer, next: u64) -> Self {
         Positioned {
             consumer,
             next,

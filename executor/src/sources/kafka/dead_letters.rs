@@ -24,8 +24,9 @@ use tracing::{debug, info};
 use weir_kafka::markers::{self, Marker, COMMITS_TOPIC};
 use weir_kafka::rdkafka::error::KafkaError as RdError;
 use weir_kafka::rdkafka::message::{Header, OwnedHeaders};
-use weir_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use weir_kafka::rdkafka::producer::{BaseRecord, Producer as _};
 use weir_kafka::{client_config, KafkaError};
+use weir_kafka::{LogContext, Producer};
 
 /// Timeout of transaction calls (init, commit, flush).
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -43,7 +44,7 @@ pub(super) struct DeadRecord {
 
 /// One source partition's transactional producer and what it committed.
 struct PartitionProducer {
-    producer: BaseProducer,
+    producer: Producer,
     /// The newest batch whose dead letters are known committed.
     committed: Option<u64>,
 }
@@ -106,12 +107,12 @@ impl DeadLetters {
     fn open(&self, partition: u32) -> Result<PartitionProducer, String> {
         let control = self.control_partitions()?;
         let rd = |action: &str, e: &RdError| KafkaError::from_rd(&self.brokers, action, e);
-        let producer: BaseProducer = client_config(&self.brokers, [])
+        let producer: Producer = client_config(&self.brokers, [])
             .set(
                 "transactional.id",
                 Self::transactional_id(&self.job, partition),
             )
-            .create()
+            .create_with_context(LogContext)
             .map_err(|e| rd("create a transactional producer", &e).to_string())?;
         producer
             .init_transactions(TXN_TIMEOUT)

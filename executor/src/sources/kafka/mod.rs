@@ -29,11 +29,12 @@ use decode::{Decoder, RawBuilders};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
-use weir_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use weir_kafka::rdkafka::consumer::Consumer as _;
 use weir_kafka::rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use weir_kafka::rdkafka::message::Message;
 use weir_kafka::rdkafka::{Offset, TopicPartitionList};
 use weir_kafka::{consumer_config, KafkaError};
+use weir_kafka::{Consumer, LogContext};
 use weir_proto::pb;
 
 /// Rows per batch handed to the pipeline.
@@ -199,13 +200,13 @@ impl KafkaReader {
         let rd = |action: &str, e: &RdError| {
             self.kafka_error(KafkaError::from_rd(&self.source.brokers, action, e))
         };
-        let consumer: BaseConsumer = consumer_config(&self.source.brokers, self.properties())
+        let consumer: Consumer = consumer_config(&self.source.brokers, self.properties())
             .set("group.id", format!("weir-{}", self.job))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "error")
             .set("isolation.level", "read_committed")
-            .create()
+            .create_with_context(LogContext)
             .map_err(|e| rd("create a consumer", &e))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
@@ -234,7 +235,7 @@ impl KafkaReader {
     }
 
     /// Where retention left the partition: its low watermark.
-    fn low_watermark(&self, consumer: &BaseConsumer, partition: u32) -> Result<u64, ExecError> {
+    fn low_watermark(&self, consumer: &Consumer, partition: u32) -> Result<u64, ExecError> {
         let (low, _) = consumer
             .fetch_watermarks(
                 &self.source.topic,
@@ -354,7 +355,7 @@ impl KafkaReader {
     }
 
     /// The consumer's position in `partition` (0 when unknown).
-    fn position(&self, consumer: &BaseConsumer, partition: u32) -> u64 {
+    fn position(&self, consumer: &Consumer, partition: u32) -> u64 {
         consumer
             .position()
             .ok()
