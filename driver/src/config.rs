@@ -151,7 +151,7 @@ impl DriverConfig {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| err("--config", format!("cannot read {}: {e}", path.display())))?;
-                serde_yaml::from_str(&text)
+                serde_yaml_ng::from_str(&text)
                     .map_err(|e| err("--config", format!("{}: {e}", path.display())))?
             }
             None => DriverFile::default(),

@@ -182,7 +182,7 @@ impl FileConfig {
         if text.trim().is_empty() {
             return Ok(FileConfig::default());
         }
-        serde_yaml::from_str(text).map_err(|e| e.to_string())
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
     }
 }
 

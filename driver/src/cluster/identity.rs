@@ -66,7 +66,7 @@ pub fn check_data_dir(dir: &Path, cluster_id: &str, id: u64) -> Result<bool, Str
 
 /// The marker is JSON; YAML is a superset of JSON, so the YAML parser reads it.
 fn serde_json_like(text: &str) -> Option<Identity> {
-    serde_yaml::from_str(text).ok()
+    serde_yaml_ng::from_str(text).ok()
 }
 
 #[cfg(test)]

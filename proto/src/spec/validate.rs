@@ -27,7 +27,7 @@ const MAX_STATE_PARTITIONS: u32 = 4_096;
 /// (a window size that is not a multiple of the batch interval) are both
 /// reported with the field path.
 pub fn parse_spec(yaml: &str) -> Result<pb::JobSpec, SpecError> {
-    let parsed: JobSpecYaml = serde_yaml::from_str(yaml).map_err(|e| {
+    let parsed: JobSpecYaml = serde_yaml_ng::from_str(yaml).map_err(|e| {
         let path = e
             .location()
             .map(|l| format!("line {}", l.line()))
@@ -192,7 +192,7 @@ fn convert_kafka_source(k: KafkaSourceYaml, issues: &mut Issues) -> pb::KafkaSou
     };
     let mut schema = Vec::new();
     for (name, ty) in k.schema.unwrap_or_default() {
-        let serde_yaml::Value::String(name) = name else {
+        let serde_yaml_ng::Value::String(name) = name else {
             issues.add(
                 format!("{p}.schema"),
                 format!("field names must be strings, got {name:?}"),
@@ -237,7 +237,7 @@ fn convert_kafka_source(k: KafkaSourceYaml, issues: &mut Issues) -> pb::KafkaSou
 
 fn convert_properties(
     path: &str,
-    properties: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+    properties: Option<std::collections::BTreeMap<String, serde_yaml_ng::Value>>,
     issues: &mut Issues,
 ) -> Vec<pb::Property> {
     let mut out = Vec::new();
@@ -261,7 +261,7 @@ fn convert_step(path: &str, step: StepYaml, issues: &mut Issues) -> StepKind {
             let mut fields = Vec::with_capacity(m.len());
             for (k, v) in m {
                 match (k, v) {
-                    (serde_yaml::Value::String(name), v) => match yaml_scalar_text(&v) {
+                    (serde_yaml_ng::Value::String(name), v) => match yaml_scalar_text(&v) {
                         Some(expr) => fields.push(pb::Assignment { name, expr }),
                         None => issues.add(
                             format!("{path}.map.{name}"),
@@ -288,7 +288,7 @@ fn convert_step(path: &str, step: StepYaml, issues: &mut Issues) -> StepKind {
         StepYaml::Aggregate(m) => {
             let mut aggregates = Vec::with_capacity(m.len());
             for (k, v) in m {
-                let serde_yaml::Value::String(name) = k else {
+                let serde_yaml_ng::Value::String(name) = k else {
                     issues.add(format!("{path}.aggregate"), "output names must be strings");
                     continue;
                 };
@@ -346,11 +346,11 @@ fn convert_step(path: &str, step: StepYaml, issues: &mut Issues) -> StepKind {
     }
 }
 
-fn yaml_scalar_text(v: &serde_yaml::Value) -> Option<String> {
+fn yaml_scalar_text(v: &serde_yaml_ng::Value) -> Option<String> {
     match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+        serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
@@ -358,8 +358,8 @@ fn yaml_scalar_text(v: &serde_yaml::Value) -> Option<String> {
 const AGGREGATE_HELP: &str =
     "expected {} (count), or one of {count: EXPR}, {sum: EXPR}, {min: EXPR}, {max: EXPR}, {avg: EXPR}";
 
-fn convert_aggregate(v: &serde_yaml::Value) -> Result<(AggregateFunction, String), String> {
-    use serde_yaml::Value;
+fn convert_aggregate(v: &serde_yaml_ng::Value) -> Result<(AggregateFunction, String), String> {
+    use serde_yaml_ng::Value;
     let map = match v {
         Value::Null => return Ok((AggregateFunction::Count, String::new())),
         Value::Mapping(m) => m,

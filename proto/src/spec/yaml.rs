@@ -23,11 +23,11 @@ pub struct JobSpecYaml {
     #[serde(default)]
     pub dead_letter: Option<DeadLetterYaml>,
     // Enums are written as single-key maps (`generator: {...}`), not YAML tags.
-    #[serde(with = "serde_yaml::with::singleton_map")]
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
     pub source: SourceYaml,
-    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    #[serde(default, with = "serde_yaml_ng::with::singleton_map_recursive")]
     pub pipeline: Vec<StepYaml>,
-    #[serde(with = "serde_yaml::with::singleton_map")]
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
     pub sink: SinkYaml,
 }
 
@@ -63,7 +63,7 @@ pub enum SourceYaml {
 pub struct KafkaSourceYaml {
     pub brokers: String,
     pub topic: String,
-    #[serde(default, with = "serde_yaml::with::singleton_map")]
+    #[serde(default, with = "serde_yaml_ng::with::singleton_map")]
     pub start: Option<KafkaStartYaml>,
     #[serde(default)]
     pub max_records_per_partition: Option<u64>,
@@ -71,11 +71,11 @@ pub struct KafkaSourceYaml {
     pub format: Option<KafkaFormatYaml>,
     /// `field: type`, in order (a mapping keeps the order written).
     #[serde(default)]
-    pub schema: Option<serde_yaml::Mapping>,
+    pub schema: Option<serde_yaml_ng::Mapping>,
     #[serde(default)]
     pub on_missing: Option<OnMissingYaml>,
     #[serde(default)]
-    pub properties: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+    pub properties: Option<std::collections::BTreeMap<String, serde_yaml_ng::Value>>,
 }
 
 /// `start: earliest | latest | {offsets: {p: o}} | {timestamp_ms: t}`.
@@ -130,10 +130,10 @@ pub struct GeneratorYaml {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StepYaml {
     Filter(String),
-    Map(serde_yaml::Mapping),
+    Map(serde_yaml_ng::Mapping),
     FlatMap(FlatMapYaml),
     KeyBy(String),
-    Aggregate(serde_yaml::Mapping),
+    Aggregate(serde_yaml_ng::Mapping),
     Window(WindowYaml),
     Custom(CustomYaml),
 }
@@ -144,9 +144,9 @@ pub enum StepYaml {
 pub struct CustomYaml {
     pub name: String,
     /// A string; a number (`version: 1`) is read as its text.
-    pub version: serde_yaml::Value,
+    pub version: serde_yaml_ng::Value,
     #[serde(default)]
-    pub config: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+    pub config: Option<std::collections::BTreeMap<String, serde_yaml_ng::Value>>,
 }
 
 /// `flat_map: { field, separator, as }`.
@@ -189,7 +189,7 @@ pub struct KafkaSinkYaml {
     pub brokers: String,
     pub topic: String,
     #[serde(default)]
-    pub properties: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+    pub properties: Option<std::collections::BTreeMap<String, serde_yaml_ng::Value>>,
 }
 
 /// `{}` for sinks without options.
