@@ -1,6 +1,8 @@
 //! The cluster commands of the CLI: submit, status, list, batches, stop,
-//! cluster. Each prints a human table, or with `--json` the same as JSON.
+//! cluster, history, spec. Each prints a human table, or the same data as
+//! JSON or YAML ([`Output`]).
 
+use crate::output::{Align, Output, Table};
 use crate::remote::{connect, ClientError, Cluster, READ_TIMEOUT, WRITE_TIMEOUT};
 use serde_json::{json, Value};
 use weir_driver::upgrade::{Change, ChangeClass, PlanDiff};
@@ -78,38 +80,57 @@ fn status_details(s: &pb::JobStatus) -> Vec<String> {
         ));
     }
     if !s.partitions.is_empty() {
-        lines.push("PARTITION  EXECUTOR             ADDRESS                EPOCH".into());
+        let mut t = Table::new(&[
+            ("PARTITION", Align::Right),
+            ("EXECUTOR", Align::Left),
+            ("ADDRESS", Align::Left),
+            ("EPOCH", Align::Right),
+        ]);
         for p in &s.partitions {
-            lines.push(format!(
-                "{:<10} {:<20} {:<22} {}",
-                p.partition, p.executor_id, p.address, p.epoch
-            ));
+            t.row(vec![
+                p.partition.to_string(),
+                p.executor_id.clone(),
+                p.address.clone(),
+                p.epoch.to_string(),
+            ]);
         }
+        lines.extend(t.lines());
     }
     lines
 }
 
-fn status_line(s: &pb::JobStatus) -> String {
-    let t = s.totals.unwrap_or_default();
-    let pending = match s.pending_batch {
-        Some(b) if s.pending_committing => format!("batch {b} committing"),
-        Some(b) => format!("batch {b} running"),
-        None => "-".into(),
-    };
-    format!(
-        "{:<24} {:<9} {:>8} {:<20} {:>14} {:>14} {:>9} {:>9}",
-        s.job,
-        s.state,
-        s.last_committed_batch,
-        pending,
-        t.records_in,
-        t.records_out,
-        t.records_skipped,
-        t.records_late
-    )
+/// The job table of `weir status` and `weir list`.
+fn jobs_table(jobs: &[pb::JobStatus]) -> Table {
+    let mut t = Table::new(&[
+        ("JOB", Align::Left),
+        ("STATE", Align::Left),
+        ("COMMITTED", Align::Right),
+        ("IN FLIGHT", Align::Left),
+        ("RECORDS IN", Align::Right),
+        ("RECORDS OUT", Align::Right),
+        ("SKIPPED", Align::Right),
+        ("LATE", Align::Right),
+    ]);
+    for s in jobs {
+        let totals = s.totals.unwrap_or_default();
+        let pending = match s.pending_batch {
+            Some(b) if s.pending_committing => format!("batch {b} committing"),
+            Some(b) => format!("batch {b} running"),
+            None => "-".into(),
+        };
+        t.row(vec![
+            s.job.clone(),
+            s.state.clone(),
+            s.last_committed_batch.to_string(),
+            pending,
+            totals.records_in.to_string(),
+            totals.records_out.to_string(),
+            totals.records_skipped.to_string(),
+            totals.records_late.to_string(),
+        ]);
+    }
+    t
 }
-
-const STATUS_HEADER: &str = "JOB                      STATE     COMMITTED IN FLIGHT           RECORDS IN    RECORDS OUT   SKIPPED      LATE";
 
 /// Upgrade options of `weir submit` and `weir local`.
 #[derive(Debug, Clone, Default)]
@@ -151,9 +172,9 @@ pub fn diff_json(job: &str, diff: &PlanDiff, verdict: &str) -> Value {
 }
 
 /// Prints a diff as a table with its verdict, or as JSON.
-pub fn print_diff(job: &str, diff: &PlanDiff, verdict: &str, as_json: bool) {
-    if as_json {
-        println!("{}", diff_json(job, diff, verdict));
+pub fn print_diff(job: &str, diff: &PlanDiff, verdict: &str, out: Output) {
+    if out.structured() {
+        out.print(&diff_json(job, diff, verdict));
     } else if verdict == "new" {
         println!("job {job} does not exist: it would be created\nverdict: new");
     } else {
@@ -175,7 +196,7 @@ pub async fn submit(
     cluster: &Cluster,
     spec: pb::JobSpec,
     flags: &UpgradeFlags,
-    as_json: bool,
+    out: Output,
 ) -> Result<(), ClientError> {
     let r = cluster
         .call(WRITE_TIMEOUT, |mut c| {
@@ -184,13 +205,12 @@ pub async fn submit(
         })
         .await?;
     let diff = response_diff(&r.changes);
-    if as_json {
-        println!(
-            "{}",
-            json!({"job": r.job, "resumed": r.resumed, "fingerprint": r.fingerprint,
-                   "verdict": r.verdict, "version": r.version,
-                   "state_generation": r.state_generation,
-                   "changes": diff_json(&r.job, &diff, &r.verdict)["changes"]})
+    if out.structured() {
+        out.print(
+            &json!({"job": r.job, "resumed": r.resumed, "fingerprint": r.fingerprint,
+               "verdict": r.verdict, "version": r.version,
+               "state_generation": r.state_generation,
+               "changes": diff_json(&r.job, &diff, &r.verdict)["changes"]}),
         );
     } else if !r.resumed {
         println!("job {} submitted (fingerprint {})", r.job, r.fingerprint);
@@ -214,7 +234,7 @@ pub async fn diff(
     cluster: &Cluster,
     spec: pb::JobSpec,
     flags: &UpgradeFlags,
-    as_json: bool,
+    out: Output,
 ) -> Result<(), ClientError> {
     let r = cluster
         .call(READ_TIMEOUT, |mut c| {
@@ -222,12 +242,12 @@ pub async fn diff(
             async move { c.submit(req).await }
         })
         .await?;
-    print_diff(&spec.name, &response_diff(&r.changes), &r.verdict, as_json);
+    print_diff(&spec.name, &response_diff(&r.changes), &r.verdict, out);
     Ok(())
 }
 
 /// `weir status JOB`.
-pub async fn status(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
+pub async fn status(cluster: &Cluster, job: &str, out: Output) -> Result<(), ClientError> {
     let s = cluster
         .call(READ_TIMEOUT, |mut c| async move {
             c.status(pb::StatusRequest {
@@ -236,11 +256,10 @@ pub async fn status(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), C
             .await
         })
         .await?;
-    if as_json {
-        println!("{}", status_json(&s));
+    if out.structured() {
+        out.print(&status_json(&s));
     } else {
-        println!("{STATUS_HEADER}");
-        println!("{}", status_line(&s));
+        jobs_table(std::slice::from_ref(&s)).print();
         for line in status_details(&s) {
             println!("{line}");
         }
@@ -249,19 +268,16 @@ pub async fn status(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), C
 }
 
 /// `weir list`.
-pub async fn list(cluster: &Cluster, as_json: bool) -> Result<(), ClientError> {
+pub async fn list(cluster: &Cluster, out: Output) -> Result<(), ClientError> {
     let r = cluster
         .call(READ_TIMEOUT, |mut c| async move {
             c.list(pb::ListRequest {}).await
         })
         .await?;
-    if as_json {
-        println!("{}", Value::Array(r.jobs.iter().map(status_json).collect()));
+    if out.structured() {
+        out.print(&Value::Array(r.jobs.iter().map(status_json).collect()));
     } else {
-        println!("{STATUS_HEADER}");
-        for s in &r.jobs {
-            println!("{}", status_line(s));
-        }
+        jobs_table(&r.jobs).print();
     }
     Ok(())
 }
@@ -271,7 +287,7 @@ pub async fn batches(
     cluster: &Cluster,
     job: &str,
     limit: u32,
-    as_json: bool,
+    out: Output,
 ) -> Result<(), ClientError> {
     let r = cluster
         .call(READ_TIMEOUT, |mut c| async move {
@@ -282,7 +298,7 @@ pub async fn batches(
             .await
         })
         .await?;
-    if as_json {
+    if out.structured() {
         let rows: Vec<Value> = r
             .batches
             .iter()
@@ -298,23 +314,27 @@ pub async fn batches(
                 })
             })
             .collect();
-        println!("{}", Value::Array(rows));
+        out.print(&Value::Array(rows));
     } else {
-        println!(
-            "{:>8} {:>12} {:>12} {:>9} {:>9} {:>10}",
-            "BATCH", "IN", "OUT", "SKIPPED", "LATE", "DURATION"
-        );
+        let mut t = Table::new(&[
+            ("BATCH", Align::Right),
+            ("IN", Align::Right),
+            ("OUT", Align::Right),
+            ("SKIPPED", Align::Right),
+            ("LATE", Align::Right),
+            ("DURATION", Align::Right),
+        ]);
         for b in &r.batches {
-            println!(
-                "{:>8} {:>12} {:>12} {:>9} {:>9} {:>8}ms",
-                b.batch_id,
-                b.records_in,
-                b.records_out,
-                b.records_skipped,
-                b.records_late,
-                b.duration_ms
-            );
+            t.row(vec![
+                b.batch_id.to_string(),
+                b.records_in.to_string(),
+                b.records_out.to_string(),
+                b.records_skipped.to_string(),
+                b.records_late.to_string(),
+                format!("{}ms", b.duration_ms),
+            ]);
         }
+        t.print();
     }
     Ok(())
 }
@@ -324,7 +344,7 @@ pub async fn stop(
     cluster: &Cluster,
     job: &str,
     purge: bool,
-    as_json: bool,
+    out: Output,
 ) -> Result<(), ClientError> {
     // A purge waits for the job's batch in flight.
     let timeout = if purge {
@@ -341,14 +361,11 @@ pub async fn stop(
             .await
         })
         .await?;
-    if as_json {
+    if out.structured() {
         if purge {
-            println!(
-                "{}",
-                json!({"job": job, "purged": true, "remains": r.remains})
-            );
+            out.print(&json!({"job": job, "purged": true, "remains": r.remains}));
         } else {
-            println!("{}", json!({"job": job, "state": "stopped"}));
+            out.print(&json!({"job": job, "state": "stopped"}));
         }
     } else if purge {
         println!(
@@ -375,7 +392,7 @@ fn driver_json(d: &pb::DriverInfo) -> Value {
 
 /// `weir cluster`: asks every driver for its own view, so each row is what
 /// that replica says of itself (`unreachable` when it does not answer).
-pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError> {
+pub async fn cluster(cluster: &Cluster, out: Output) -> Result<(), ClientError> {
     let mut drivers: Vec<pb::DriverInfo> = Vec::new();
     let mut leader_view: Option<pb::ClusterInfo> = None;
     let mut addresses: Vec<String> = cluster.drivers().to_vec();
@@ -442,8 +459,8 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
         .as_ref()
         .map(|v| v.executors.clone())
         .unwrap_or_default();
-    if as_json {
-        let out = json!({
+    if out.structured() {
+        let value = json!({
             "cluster_id": leader_view.as_ref().map(|v| v.cluster_id.clone()),
             "leader_id": leader_view.as_ref().map(|v| v.leader_id),
             "drivers": drivers.iter().map(driver_json).collect::<Vec<_>>(),
@@ -454,46 +471,62 @@ pub async fn cluster(cluster: &Cluster, as_json: bool) -> Result<(), ClientError
                 "operators": e.operators,
             })).collect::<Vec<_>>(),
         });
-        println!("{out}");
+        out.print(&value);
     } else {
-        println!(
-            "{:>4} {:<22} {:<13} {:>6} {:>8} {:>8} {:>12}",
-            "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LAST CONTACT"
-        );
+        let mut t = Table::new(&[
+            ("ID", Align::Right),
+            ("ADDRESS", Align::Left),
+            ("ROLE", Align::Left),
+            ("TERM", Align::Right),
+            ("COMMIT", Align::Right),
+            ("APPLIED", Align::Right),
+            ("LAST CONTACT", Align::Right),
+        ]);
         for d in &drivers {
             let contact = match (d.role.as_str(), d.last_contact_ms) {
                 ("leader", _) => "-".to_string(),
                 (_, u64::MAX) => "never".to_string(),
                 (_, ms) => format!("{ms}ms ago"),
             };
-            println!(
-                "{:>4} {:<22} {:<13} {:>6} {:>8} {:>8} {:>12}",
-                d.id, d.address, d.role, d.term, d.commit_index, d.applied_index, contact
-            );
+            t.row(vec![
+                d.id.to_string(),
+                d.address.clone(),
+                d.role.clone(),
+                d.term.to_string(),
+                d.commit_index.to_string(),
+                d.applied_index.to_string(),
+                contact,
+            ]);
         }
+        t.print();
         if !executors.is_empty() {
             println!();
-            println!(
-                "{:<16} {:<22} {:>6} {:>6} {:<8} {:<16} PARTITIONS",
-                "EXECUTOR", "ADDRESS", "EPOCH", "SLOTS", "HEALTH", "OPERATORS"
-            );
+            let mut t = Table::new(&[
+                ("EXECUTOR", Align::Left),
+                ("ADDRESS", Align::Left),
+                ("EPOCH", Align::Right),
+                ("SLOTS", Align::Right),
+                ("HEALTH", Align::Left),
+                ("OPERATORS", Align::Left),
+                ("PARTITIONS", Align::Left),
+            ]);
             for e in &executors {
                 let operators = if e.operators.is_empty() {
                     "-".to_string()
                 } else {
                     e.operators.join(",")
                 };
-                println!(
-                    "{:<16} {:<22} {:>6} {:>6} {:<8} {:<16} {}",
-                    e.id,
-                    e.address,
-                    e.epoch,
-                    e.slots,
-                    e.health,
+                t.row(vec![
+                    e.id.clone(),
+                    e.address.clone(),
+                    e.epoch.to_string(),
+                    e.slots.to_string(),
+                    e.health.clone(),
                     operators,
-                    e.partitions.join(",")
-                );
+                    e.partitions.join(","),
+                ]);
             }
+            t.print();
         }
     }
     Ok(())
@@ -504,7 +537,7 @@ pub async fn membership(
     cluster: &Cluster,
     add: Option<(u64, String)>,
     remove: Option<u64>,
-    as_json: bool,
+    out: Output,
 ) -> Result<(), ClientError> {
     if let Some((id, address)) = add {
         cluster
@@ -513,8 +546,8 @@ pub async fn membership(
                 async move { c.add_driver(pb::AddDriverRequest { id, address }).await }
             })
             .await?;
-        if as_json {
-            println!("{}", json!({"added": id, "address": address}));
+        if out.structured() {
+            out.print(&json!({"added": id, "address": address}));
         } else {
             println!("driver {id} added; start it with --join and the same --cluster-id");
         }
@@ -525,8 +558,8 @@ pub async fn membership(
                 c.remove_driver(pb::RemoveDriverRequest { id }).await
             })
             .await?;
-        if as_json {
-            println!("{}", json!({"removed": id}));
+        if out.structured() {
+            out.print(&json!({"removed": id}));
         } else {
             println!("driver {id} removed");
         }
@@ -536,7 +569,7 @@ pub async fn membership(
 
 /// Prints a job's spec versions (oldest first) with the diff of each
 /// against the one before.
-pub fn print_history(job: &str, versions: &[pb::JobRecord], as_json: bool) {
+pub fn print_history(job: &str, versions: &[pb::JobRecord], out: Output) {
     let mut entries = Vec::new();
     for (i, r) in versions.iter().enumerate() {
         let diff = match (i.checked_sub(1).map(|p| &versions[p]), &r.spec) {
@@ -553,7 +586,7 @@ pub fn print_history(job: &str, versions: &[pb::JobRecord], as_json: bool) {
         };
         entries.push((r, at, diff));
     }
-    if as_json {
+    if out.structured() {
         let list: Vec<Value> = entries
             .iter()
             .map(|(r, at, d)| {
@@ -567,7 +600,7 @@ pub fn print_history(job: &str, versions: &[pb::JobRecord], as_json: bool) {
                 })
             })
             .collect();
-        println!("{}", json!({"job": job, "versions": list}));
+        out.print(&json!({"job": job, "versions": list}));
         return;
     }
     for (i, (r, at, d)) in entries.iter().enumerate() {
@@ -617,7 +650,7 @@ fn format_time(ms: i64) -> String {
 }
 
 /// `weir history JOB`.
-pub async fn history(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), ClientError> {
+pub async fn history(cluster: &Cluster, job: &str, out: Output) -> Result<(), ClientError> {
     let r = cluster
         .call(READ_TIMEOUT, |mut c| async move {
             c.history(pb::HistoryRequest {
@@ -626,6 +659,192 @@ pub async fn history(cluster: &Cluster, job: &str, as_json: bool) -> Result<(), 
             .await
         })
         .await?;
-    print_history(job, &r.versions, as_json);
+    print_history(job, &r.versions, out);
     Ok(())
+}
+
+/// Why `--wait` gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// The cluster could not be asked.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The job failed while we waited.
+    #[error("job {job} failed: {error}")]
+    JobFailed {
+        /// Job name.
+        job: String,
+        /// The job's recorded error.
+        error: String,
+    },
+    /// The wait's time ran out.
+    #[error(
+        "job {job}: {what} did not happen within {waited:?}; the job goes on (`weir status {job}`)"
+    )]
+    TimedOut {
+        /// Job name.
+        job: String,
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        waited: std::time::Duration,
+    },
+}
+
+/// How often `--wait` and `--watch` ask for the job's status.
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn job_status(cluster: &Cluster, job: &str) -> Result<pb::JobStatus, ClientError> {
+    cluster
+        .call(READ_TIMEOUT, |mut c| async move {
+            c.status(pb::StatusRequest {
+                job: job.to_string(),
+            })
+            .await
+        })
+        .await
+}
+
+/// Asks for `job`'s status until `done` says it is done (`Some(true)`), or
+/// it fails, or `timeout` passes. A failed job is an error unless `done`
+/// accepts it first.
+async fn wait_until(
+    cluster: &Cluster,
+    job: &str,
+    timeout: std::time::Duration,
+    what: &'static str,
+    mut done: impl FnMut(&pb::JobStatus) -> bool,
+) -> Result<pb::JobStatus, WaitError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let s = job_status(cluster, job).await?;
+        if done(&s) {
+            return Ok(s);
+        }
+        if s.state == "failed" {
+            return Err(WaitError::JobFailed {
+                job: job.to_string(),
+                error: s.error,
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(WaitError::TimedOut {
+                job: job.to_string(),
+                what,
+                waited: timeout,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `weir submit --wait`: waits until the job has committed a batch after
+/// the submit (it runs the submitted spec), or has finished.
+pub async fn wait_running(
+    cluster: &Cluster,
+    job: &str,
+    timeout: std::time::Duration,
+    out: Output,
+) -> Result<(), WaitError> {
+    let mut first: Option<u64> = None;
+    let s = wait_until(cluster, job, timeout, "a committed batch", |s| {
+        let since = *first.get_or_insert(s.last_committed_batch);
+        s.state == "finished" || (s.state == "running" && s.last_committed_batch > since)
+    })
+    .await?;
+    if out.structured() {
+        out.print(&status_json(&s));
+    } else {
+        println!(
+            "job {job} is {}: batch {} committed",
+            s.state, s.last_committed_batch
+        );
+    }
+    Ok(())
+}
+
+/// `weir stop --wait`: waits until the job is stopped and no batch is in
+/// flight (twice in a row, as the drivers reconcile their job threads
+/// every 200 ms).
+pub async fn wait_stopped(
+    cluster: &Cluster,
+    job: &str,
+    timeout: std::time::Duration,
+    out: Output,
+) -> Result<(), WaitError> {
+    let mut idle = 0;
+    let s = wait_until(cluster, job, timeout, "the stop", |s| {
+        idle = if s.state != "running" && s.pending_batch.is_none() {
+            idle + 1
+        } else {
+            0
+        };
+        idle >= 2 || s.state == "failed"
+    })
+    .await?;
+    if out.structured() {
+        out.print(&status_json(&s));
+    } else {
+        println!(
+            "job {job} is {}; last committed batch {}",
+            s.state, s.last_committed_batch
+        );
+    }
+    Ok(())
+}
+
+/// `weir status --watch`: the status every `interval` until interrupted
+/// (JSON and YAML: one document per status).
+pub async fn watch(
+    cluster: &Cluster,
+    job: &str,
+    interval: std::time::Duration,
+    out: Output,
+) -> Result<(), ClientError> {
+    loop {
+        status(cluster, job, out).await?;
+        if !out.structured() {
+            println!();
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// The current spec among a job's versions (the last one), as YAML.
+pub fn current_spec(versions: &[pb::JobRecord]) -> Option<String> {
+    versions
+        .last()
+        .and_then(|r| r.spec.as_ref())
+        .map(weir_proto::spec::to_yaml)
+}
+
+/// `weir spec JOB`: the stored spec as YAML (or, with `-o json`, in a
+/// JSON document).
+pub async fn spec(cluster: &Cluster, job: &str, out: Output) -> Result<(), ClientError> {
+    let r = cluster
+        .call(READ_TIMEOUT, |mut c| async move {
+            c.history(pb::HistoryRequest {
+                job: job.to_string(),
+            })
+            .await
+        })
+        .await?;
+    print_spec(job, &r.versions, out);
+    Ok(())
+}
+
+/// Prints the current spec of `versions`.
+pub fn print_spec(job: &str, versions: &[pb::JobRecord], out: Output) {
+    let Some(yaml) = current_spec(versions) else {
+        return;
+    };
+    match out {
+        Output::Table | Output::Yaml => print!("{yaml}"),
+        Output::Json => {
+            let version = versions.last().map_or(0, |r| r.version.max(1));
+            // The rendered spec is YAML Weir wrote: it always parses.
+            let spec: Value = serde_yaml_ng::from_str(&yaml).unwrap_or(Value::Null);
+            out.print(&json!({"job": job, "version": version, "spec": spec}))
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! bad spec from an unreachable cluster without reading the message. The
 //! table is documented in docs/cli.md; the values never change meaning.
 
+use crate::commands::WaitError;
 use crate::remote::ClientError;
 use std::fmt;
 use std::process::ExitCode;
@@ -82,10 +83,12 @@ impl ExitClass {
                 if let Some(c) = e.downcast_ref::<Classified>() {
                     Some(c.class)
                 } else if let Some(c) = e.downcast_ref::<ClientError>() {
-                    Some(match c {
-                        ClientError::NoDrivers => ExitClass::Usage,
-                        ClientError::NoLeader { .. } => ExitClass::Unreachable,
-                        ClientError::Status(s) => ExitClass::of_code(s.code()),
+                    Some(client_class(c))
+                } else if let Some(w) = e.downcast_ref::<WaitError>() {
+                    Some(match w {
+                        WaitError::Client(c) => client_class(c),
+                        WaitError::JobFailed { .. } => ExitClass::JobFailed,
+                        WaitError::TimedOut { .. } => ExitClass::Failure,
                     })
                 } else if let Some(s) = e.downcast_ref::<tonic::Status>() {
                     Some(ExitClass::of_code(s.code()))
@@ -100,6 +103,14 @@ impl ExitClass {
 impl From<ExitClass> for ExitCode {
     fn from(class: ExitClass) -> ExitCode {
         ExitCode::from(class.code())
+    }
+}
+
+fn client_class(e: &ClientError) -> ExitClass {
+    match e {
+        ClientError::NoDrivers => ExitClass::Usage,
+        ClientError::NoLeader { .. } => ExitClass::Unreachable,
+        ClientError::Status(s) => ExitClass::of_code(s.code()),
     }
 }
 

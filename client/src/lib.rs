@@ -5,5 +5,6 @@
 pub mod commands;
 pub mod exit;
 pub mod local;
+pub mod output;
 pub mod remote;
 pub mod status;

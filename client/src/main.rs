@@ -1,6 +1,7 @@
 //! `weir`: run and inspect Weir jobs.
 
 use weir::exit::{classified, ExitClass};
+use weir::output::Output;
 use weir::{commands, local, remote, status};
 
 use anyhow::Context;
@@ -31,7 +32,11 @@ struct Cli {
         default_value = "127.0.0.1:7070"
     )]
     drivers: String,
-    /// Print JSON instead of tables (for scripts).
+    /// Output format: a table for people, JSON or YAML for scripts (errors
+    /// too, on stderr).
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// Same as `-o json`.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -80,16 +85,18 @@ enum Command {
     },
     /// Check a job spec without running it.
     Validate {
-        /// The job spec (YAML).
+        /// The job spec (YAML; `-` reads standard input).
         spec: PathBuf,
     },
     /// Submit a job to the cluster (an existing job of the same spec resumes;
     /// compatible changes are applied at the next batch boundary).
     Submit {
-        /// The job spec (YAML).
+        /// The job spec (YAML; `-` reads standard input).
         spec: PathBuf,
         #[command(flatten)]
         upgrade: UpgradeArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Show what submitting a spec would change for the existing job, and
     /// whether it would be applied or refused.
@@ -114,6 +121,27 @@ enum Command {
     Status {
         /// Job name.
         job: String,
+        /// Show the status again every --interval until interrupted.
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// Time between two statuses of --watch (e.g. 500ms, 2s).
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        interval: std::time::Duration,
+    },
+    /// Print a job's current spec as YAML (the stored one, as the cluster
+    /// runs it).
+    Spec {
+        /// Job name.
+        job: String,
+        /// A `weir local` state directory instead of the cluster.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// on standard output.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// List the jobs.
     List,
@@ -140,12 +168,33 @@ enum Command {
         /// A `weir local` state directory instead of the cluster.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Show the driver replicas and executors, or change membership.
     Cluster {
         #[command(subcommand)]
         change: Option<ClusterChange>,
     },
+}
+
+/// `--wait` of `submit` and `stop`.
+#[derive(clap::Args, Clone, Default)]
+struct WaitArgs {
+    /// Wait until the job runs the submitted spec (a batch committed after
+    /// the submit, or the job finished), or until it is stopped with no
+    /// batch in flight; exit 8 if the job fails meanwhile.
+    #[arg(long)]
+    wait: bool,
+    /// The longest wait of --wait (e.g. 90s, 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, requires = "wait")]
+    timeout: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    spec::parse_duration_ms(s)
+        .map(std::time::Duration::from_millis)
+        .map_err(|e| e.to_string())
 }
 
 /// Options for a changed spec of an existing job.
@@ -202,14 +251,15 @@ enum ClusterChange {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, matches!(cli.command, Command::Local { .. }));
-    match run(cli.command, &cli.drivers, cli.json) {
+    let output = if cli.json { Output::Json } else { cli.output };
+    match run(cli.command, &cli.drivers, output) {
         Ok(code) => code,
         Err(e) => {
             let class = ExitClass::of(&e);
-            if cli.json {
+            if output.structured() {
                 eprintln!(
                     "{}",
-                    serde_json::json!({"error": format!("{e:#}"), "class": class.as_str(), "exit_code": class.code()})
+                    output.render(&serde_json::json!({"error": format!("{e:#}"), "class": class.as_str(), "exit_code": class.code()}))
                 );
             } else {
                 eprintln!("error: {e:#}");
@@ -242,13 +292,15 @@ fn init_logging(format: LogFormat, local: bool) {
     }
 }
 
-fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> {
+fn run(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { spec } => {
             let spec = load_spec(&spec)?;
             check_plan(&spec)?;
             let custom = spec::custom_operators(&spec);
-            if custom.is_empty() {
+            if out.structured() {
+                out.print(&serde_json::json!({"job": spec.name, "valid": true, "custom_operators": custom}));
+            } else if custom.is_empty() {
                 println!("{}: ok", spec.name);
             } else {
                 println!(
@@ -274,7 +326,7 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
                 snapshot_every: state_snapshot_every,
                 retain_snapshots: state_retain_snapshots,
             };
-            run_local(&spec, state_dir, exit_when_idle, checkpoints, &upgrade)
+            run_local(&spec, state_dir, exit_when_idle, checkpoints, &upgrade, out)
         }
         Command::Diff {
             spec,
@@ -286,7 +338,7 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
             let options = upgrade.options(true)?;
             local::with_local_meta(&dir, |meta| {
                 let s = submit_with(meta.as_ref(), spec.clone(), &options)?;
-                commands::print_diff(&spec.name, &s.diff, s.verdict(), json);
+                commands::print_diff(&spec.name, &s.diff, s.verdict(), out);
                 Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
@@ -296,6 +348,7 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
             purge,
             yes,
             state_dir: Some(dir),
+            ..
         } => {
             if !purge {
                 return Err(classified(
@@ -319,10 +372,9 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
                 std::fs::remove_dir_all(&state)
                     .with_context(|| format!("cannot delete {}", state.display()))?;
             }
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"job": job, "purged": true, "remains": "sink output"})
+            if out.structured() {
+                out.print(
+                    &serde_json::json!({"job": job, "purged": true, "remains": "sink output"}),
                 );
             } else {
                 println!("job {job} purged: metadata and state deleted from {}; the sink's output is kept", dir.display());
@@ -342,57 +394,99 @@ fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> 
                 })?;
                 let mut versions = meta.history(&job)?;
                 versions.push(current);
-                commands::print_history(&job, &versions, json);
+                commands::print_history(&job, &versions, out);
                 Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        remote => run_remote(remote, drivers, json),
+        Command::Spec {
+            job,
+            state_dir: Some(dir),
+        } => {
+            local::with_local_meta(&dir, |meta| {
+                let current = meta.job(&job)?.ok_or_else(|| {
+                    classified(
+                        ExitClass::NotFound,
+                        format!("job {job} does not exist in {}", dir.display()),
+                    )
+                })?;
+                commands::print_spec(&job, &[current], out);
+                Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "weir", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        remote => run_remote(remote, drivers, out),
     }
 }
 
 /// Runs a cluster command on a small runtime.
-fn run_remote(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> {
+fn run_remote(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let cluster = remote::Cluster::new(drivers)?;
     let result = runtime.block_on(async {
         match command {
-            Command::Submit { spec, upgrade } => {
+            Command::Submit {
+                spec,
+                upgrade,
+                wait,
+            } => {
                 let spec = load_spec(&spec)?;
                 check_plan(&spec)?;
                 upgrade.options(false)?;
-                commands::submit(&cluster, spec, &upgrade.flags(), json).await?
+                let job = spec.name.clone();
+                commands::submit(&cluster, spec, &upgrade.flags(), out).await?;
+                if wait.wait {
+                    commands::wait_running(&cluster, &job, wait.timeout, out).await?
+                }
             }
             Command::Diff { spec, upgrade, .. } => {
                 let spec = load_spec(&spec)?;
                 check_plan(&spec)?;
                 upgrade.options(true)?;
-                commands::diff(&cluster, spec, &upgrade.flags(), json).await?
+                commands::diff(&cluster, spec, &upgrade.flags(), out).await?
             }
-            Command::History { job, .. } => commands::history(&cluster, &job, json).await?,
-            Command::Status { job } => commands::status(&cluster, &job, json).await?,
-            Command::List => commands::list(&cluster, json).await?,
+            Command::History { job, .. } => commands::history(&cluster, &job, out).await?,
+            Command::Spec { job, .. } => commands::spec(&cluster, &job, out).await?,
+            Command::Status {
+                job,
+                watch: true,
+                interval,
+            } => commands::watch(&cluster, &job, interval, out).await?,
+            Command::Status { job, .. } => commands::status(&cluster, &job, out).await?,
+            Command::List => commands::list(&cluster, out).await?,
             Command::Batches { job, limit } => {
-                commands::batches(&cluster, &job, limit, json).await?
+                commands::batches(&cluster, &job, limit, out).await?
             }
             Command::Stop {
-                job, purge, yes, ..
+                job,
+                purge,
+                yes,
+                wait,
+                ..
             } => {
                 if purge {
                     confirm_purge(&job, yes)?;
                 }
-                commands::stop(&cluster, &job, purge, json).await?
+                commands::stop(&cluster, &job, purge, out).await?;
+                if wait.wait && !purge {
+                    commands::wait_stopped(&cluster, &job, wait.timeout, out).await?
+                }
             }
-            Command::Cluster { change: None } => commands::cluster(&cluster, json).await?,
+            Command::Cluster { change: None } => commands::cluster(&cluster, out).await?,
             Command::Cluster {
                 change: Some(ClusterChange::AddDriver { id, address }),
-            } => commands::membership(&cluster, Some((id, address)), None, json).await?,
+            } => commands::membership(&cluster, Some((id, address)), None, out).await?,
             Command::Cluster {
                 change: Some(ClusterChange::RemoveDriver { id }),
-            } => commands::membership(&cluster, None, Some(id), json).await?,
-            Command::Local { .. } | Command::Validate { .. } => {
+            } => commands::membership(&cluster, None, Some(id), out).await?,
+            Command::Local { .. } | Command::Validate { .. } | Command::Completions { .. } => {
                 anyhow::bail!("not a cluster command")
             }
         }
@@ -427,8 +521,14 @@ fn confirm_purge(job: &str, yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads and parses a spec file, or standard input for `-`.
 fn load_spec(path: &Path) -> anyhow::Result<pb::JobSpec> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let read = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let text = read.map_err(|e| {
         classified(
             ExitClass::Usage,
             format!("cannot read job spec {}: {e}", path.display()),
@@ -473,6 +573,7 @@ fn run_local(
     exit_when_idle: bool,
     checkpoints: PartitionOptions,
     upgrade: &UpgradeArgs,
+    out: Output,
 ) -> anyhow::Result<ExitCode> {
     let submit_options = upgrade.options(false)?;
     let spec = load_spec(spec_path)?;
@@ -505,13 +606,21 @@ fn run_local(
         line.batch(r)
     });
     line.finish();
-    match outcome? {
+    let outcome = outcome?;
+    match outcome {
         Outcome::Finished => {
             tracing::info!(job = %name, "source exhausted and every batch committed");
         }
         Outcome::Stopped => {
             tracing::info!(job = %name, "stopped; restart with the same --state-dir to resume");
         }
+    }
+    if out.structured() {
+        let outcome = match outcome {
+            Outcome::Finished => "finished",
+            Outcome::Stopped => "stopped",
+        };
+        out.print(&serde_json::json!({"job": name, "outcome": outcome, "state_dir": root}));
     }
     Ok(ExitCode::SUCCESS)
 }
