@@ -12,6 +12,10 @@ use crate::FailureClass;
 /// (`host:port`), on an `UNAVAILABLE` status.
 pub const LEADER_KEY: &str = "weir-leader";
 
+/// Metadata key marking a client call that a follower forwarded to the
+/// leader: the receiver answers it or refuses it, never forwards it again.
+pub const FORWARDED_KEY: &str = "weir-forwarded";
+
 /// Metadata key carrying a failed task's [`FailureClass`]
 /// (`user`, `external`, `internal` or `output-lost`).
 pub const ERROR_DOMAIN_KEY: &str = "weir-error-domain";

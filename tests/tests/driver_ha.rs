@@ -312,3 +312,86 @@ fn a_wiped_replica_rejoins_from_a_snapshot() {
     }
     check_counts(dir.path(), "wipe", 40_000);
 }
+
+/// A follower forwards client calls to the leader, so a client that knows
+/// one address (a port-forward, an Ingress, a Service) reaches the
+/// cluster; a call already forwarded is refused with the leader hint, not
+/// forwarded again.
+#[test]
+fn followers_forward_client_calls_to_the_leader() {
+    use weir_proto::pb;
+    use weir_proto::pb::weir_client_client::WeirClientClient;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 3, 1);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let follower = c.drivers.iter().find(|d| d.id != leader).unwrap();
+    let (follower, leader_address) = (
+        follower.address.clone(),
+        c.drivers[(leader - 1) as usize].address.clone(),
+    );
+    let spec = weir_proto::spec::parse_spec(
+        &fs::read_to_string(write_spec(dir.path(), "fwd", 20_000, 10_000)).unwrap(),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = WeirClientClient::connect(format!("http://{follower}"))
+            .await
+            .unwrap();
+        let submitted = client
+            .submit(pb::SubmitRequest {
+                spec: Some(spec),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("submit through a follower: {e:?}\n{}", c.logs()))
+            .into_inner();
+        assert_eq!(
+            (submitted.job.as_str(), submitted.verdict.as_str()),
+            ("fwd", "new")
+        );
+        let jobs = client
+            .list(pb::ListRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .jobs;
+        assert_eq!(jobs.len(), 1);
+        // Answered by the leader: it knows the job's live health.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = client
+                .status(pb::StatusRequest { job: "fwd".into() })
+                .await
+                .unwrap()
+                .into_inner();
+            if s.health == "healthy" && s.last_committed_batch > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{s:?}\n{}", c.logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let missing = client
+            .status(pb::StatusRequest { job: "nope".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+        // A call that says it was forwarded already is not forwarded again.
+        let mut again = tonic::Request::new(pb::ListRequest {});
+        again
+            .metadata_mut()
+            .insert(weir_proto::wire::FORWARDED_KEY, "1".parse().unwrap());
+        let refused = client.list(again).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert_eq!(
+            weir_proto::wire::leader_hint(&refused).as_deref(),
+            Some(leader_address.as_str())
+        );
+    });
+    c.wait_finished("fwd", Duration::from_secs(60));
+    check_counts(dir.path(), "fwd", 20_000);
+}

@@ -7,11 +7,15 @@ use crate::job_health::JobHealthBoard;
 use crate::metadata::{command, MetadataStore};
 use crate::raft::{ConfChange, ConfChangeType};
 use crate::submit::{submit_with, FromOffsets, SubmitOptions};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use weir_proto::pb;
+use weir_proto::pb::weir_client_client::WeirClientClient;
 use weir_proto::pb::weir_client_server::WeirClient;
-use weir_proto::spec;
+use weir_proto::{spec, wire};
 
 /// Executors as the leader knows them, for `weir cluster` and the
 /// custom-operator check of `weir submit`.
@@ -82,11 +86,26 @@ impl ExecutorView for LeaderExecutors {
     }
 }
 
+/// The longest a forwarded call may take on the leader: a purge waits up
+/// to 60 s for the job's batch in flight.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Where a client call runs (see [`ClientService::route`]).
+enum Route<T> {
+    /// On this replica, the leader.
+    Here(T),
+    /// On the leader, through this client (boxed: the request with its
+    /// metadata is large next to a bare message).
+    Leader(WeirClientClient<Channel>, Box<Request<T>>),
+}
+
 /// The `WeirClient` service of one replica.
 pub struct ClientService {
     replica: ReplicaHandle,
     executors: Option<std::sync::Arc<dyn ExecutorView>>,
     health: JobHealthBoard,
+    /// The channel to the leader that calls are forwarded on, by address.
+    leader_channel: Mutex<Option<(String, Channel)>>,
 }
 
 impl ClientService {
@@ -101,15 +120,53 @@ impl ClientService {
             replica,
             executors,
             health,
+            leader_channel: Mutex::new(None),
         }
     }
 
-    fn require_leader(&self) -> Result<(), Status> {
+    /// Where a call runs: here if this replica leads, else on the leader,
+    /// so a client reaches the cluster through any one replica (a
+    /// port-forward, an Ingress, a Service). A call that was already
+    /// forwarded is never forwarded again: a replica that stopped leading
+    /// meanwhile answers `Unavailable` with its leader hint, and the client
+    /// retries.
+    fn route<T>(&self, request: Request<T>) -> Result<Route<T>, Status> {
         if self.replica.is_leader() {
-            Ok(())
-        } else {
-            Err(not_leader(self.replica.leader_address().as_deref()))
+            return Ok(Route::Here(request.into_inner()));
         }
+        let leader = self.replica.leader_address();
+        let address = match leader {
+            Some(a) if !request.metadata().contains_key(wire::FORWARDED_KEY) => a,
+            _ => return Err(not_leader(leader.as_deref())),
+        };
+        let client = self.leader_client(&address)?;
+        let (mut metadata, _, message) = request.into_parts();
+        metadata.insert(wire::FORWARDED_KEY, MetadataValue::from_static("1"));
+        Ok(Route::Leader(
+            client,
+            Box::new(Request::from_parts(metadata, Default::default(), message)),
+        ))
+    }
+
+    /// A client of the leader at `address`, on a channel kept while that
+    /// replica leads.
+    fn leader_client(&self, address: &str) -> Result<WeirClientClient<Channel>, Status> {
+        let mut cached = self
+            .leader_channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((a, channel)) = cached.as_ref() {
+            if a == address {
+                return Ok(WeirClientClient::new(channel.clone()));
+            }
+        }
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| Status::internal(format!("leader address {address:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(FORWARD_TIMEOUT)
+            .connect_lazy();
+        *cached = Some((address.to_string(), channel.clone()));
+        Ok(WeirClientClient::new(channel))
     }
 
     fn job_status(&self, record: &pb::JobRecord) -> Result<pb::JobStatus, Status> {
@@ -253,19 +310,16 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        self.require_leader()?;
-        let request = request.into_inner();
+        let request = match self.route(request)? {
+            Route::Here(r) => r,
+            Route::Leader(mut leader, r) => return leader.submit(*r).await,
+        };
         let spec = request
             .spec
             .ok_or_else(|| Status::invalid_argument("spec: missing"))?;
-        if spec.format_version > spec::SPEC_FORMAT_VERSION {
-            return Err(Status::failed_precondition(format!(
-                "job {}: the submitted spec has format_version {}, this driver reads up to {}; upgrade the drivers first",
-                spec.name,
-                spec.format_version,
-                spec::SPEC_FORMAT_VERSION
-            )));
-        }
+        // A newer format is refused as such, before validation would call
+        // it invalid.
+        crate::submit::check_format(&spec.name, "the submitted", &spec).map_err(Status::from)?;
         spec::validate(&spec)
             .map_err(|e| Status::invalid_argument(format!("invalid job spec:\n{e}")))?;
         let needs = spec::custom_operators(&spec);
@@ -314,16 +368,22 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::JobStatus>, Status> {
-        self.require_leader()?;
-        let record = self.record(&request.into_inner().job)?;
+        let request = match self.route(request)? {
+            Route::Here(r) => r,
+            Route::Leader(mut leader, r) => return leader.status(*r).await,
+        };
+        let record = self.record(&request.job)?;
         Ok(Response::new(self.job_status(&record)?))
     }
 
     async fn list(
         &self,
-        _: Request<pb::ListRequest>,
+        request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        self.require_leader()?;
+        match self.route(request)? {
+            Route::Here(r) => r,
+            Route::Leader(mut leader, r) => return leader.list(*r).await,
+        };
         let jobs = self
             .replica
             .metadata()
@@ -339,8 +399,10 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::BatchesRequest>,
     ) -> Result<Response<pb::BatchesResponse>, Status> {
-        self.require_leader()?;
-        let r = request.into_inner();
+        let r = match self.route(request)? {
+            Route::Here(r) => r,
+            Route::Leader(mut leader, r) => return leader.batches(*r).await,
+        };
         self.record(&r.job)?;
         let limit = if r.limit == 0 { 20 } else { r.limit as usize };
         let batches = self
@@ -355,8 +417,11 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
-        self.require_leader()?;
-        let job = request.into_inner().job;
+        let job = match self.route(request)? {
+            Route::Here(r) => r,
+            Route::Leader(mut leader, r) => return leader.history(*r).await,
+        }
+        .job;
         let current = self.record(&job)?;
         let mut versions = self
             .replica
@@ -371,8 +436,10 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
-        self.require_leader()?;
-        let request = request.into_inner();
+        let request = match self.route(request)? {
+            Route::Here(r) => r,
+            Route::Leader(mut leader, r) => return leader.stop(*r).await,
+        };
         let job = request.job;
         self.record(&job)?;
         self.replica
@@ -428,8 +495,10 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::AddDriverRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        self.require_leader()?;
-        let r = request.into_inner();
+        let r = match self.route(request)? {
+            Route::Here(r) => r,
+            Route::Leader(mut leader, r) => return leader.add_driver(*r).await,
+        };
         if r.id == 0 || r.address.is_empty() {
             return Err(Status::invalid_argument(
                 "add-driver needs a positive id and host:port",
@@ -462,8 +531,11 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::RemoveDriverRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        self.require_leader()?;
-        let id = request.into_inner().id;
+        let id = match self.route(request)? {
+            Route::Here(r) => r,
+            Route::Leader(mut leader, r) => return leader.remove_driver(*r).await,
+        }
+        .id;
         if !self.replica.status().voters.contains(&id) {
             return Err(Status::not_found(format!("driver {id} is not a member")));
         }
