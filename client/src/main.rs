@@ -624,3 +624,6 @@ fn run_local(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod doc_examples;
