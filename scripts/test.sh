@@ -50,6 +50,15 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo deny: licences, bans and sources (deny.toml)"
+# Installed once per machine from crates.io (about 5 minutes on 2 cores).
+# The advisory check needs the RustSec database from GitHub, which the
+# test machines cannot reach: run `cargo deny check advisories` where it is.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    cargo install cargo-deny --locked --version 0.20.2
+fi
+cargo deny --locked check licenses bans sources
+
 step "cargo build (binaries used by the integration tests)"
 cargo build --workspace --bins --locked
 
