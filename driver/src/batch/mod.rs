@@ -503,7 +503,8 @@ impl JobDriver {
         Ok((commit, work_us))
     }
 
-    /// Runs a planned batch to its commit, retrying failures by their kind.
+    /// Runs a planned batch to its commit, acting on failures as the batch
+    /// policy says.
     /// `planned_at` is when its planning started.
     fn execute(
         &self,
