@@ -356,6 +356,8 @@ fn run(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode>
                     "a `weir local` job stops with Ctrl-C; `weir stop --state-dir` only purges (--purge)",
                 ));
             }
+            spec::check_job_name(&job)
+                .map_err(|e| classified(ExitClass::Usage, format!("job name: {e}")))?;
             confirm_purge(&job, yes)?;
             local::with_local_meta(&dir, |meta| {
                 if meta.job(&job)?.is_none() {
@@ -367,6 +369,8 @@ fn run(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode>
                 meta.apply(weir_driver::metadata::command::delete_job(&job))?;
                 Ok(())
             })?;
+            // A checked job name is one normal path component: the purge
+            // stays inside the job's own state directory.
             let state = local::LocalDirs::under(&dir).state.join(&job);
             if state.exists() {
                 std::fs::remove_dir_all(&state)

@@ -293,3 +293,31 @@ fn exit_codes_tell_the_error_class() {
     let out = weir(&["list", "--drivers", &format!("127.0.0.1:{port}")]);
     assert_eq!(code(&out), 5, "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `weir stop --purge` deletes only the job's own directories: a job name
+/// that is not one (`..`, a path) is refused before anything is touched.
+#[test]
+fn purge_never_leaves_the_jobs_own_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    fs::create_dir_all(root.join("keep")).unwrap();
+    fs::write(root.join("keep/data"), "precious").unwrap();
+    for job in ["..", ".", "../state", "a/b", ".meta"] {
+        let out = weir(&[
+            "stop",
+            "--purge",
+            "--yes",
+            "--state-dir",
+            root.to_str().unwrap(),
+            job,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{job}: {stderr}");
+        assert!(stderr.contains("job name"), "{job}: {stderr}");
+        assert_eq!(
+            fs::read_to_string(root.join("keep/data")).unwrap(),
+            "precious",
+            "{job}"
+        );
+    }
+}

@@ -441,6 +441,8 @@ impl WeirClient for ClientService {
             Route::Leader(mut leader, r) => return leader.stop(*r).await,
         };
         let job = request.job;
+        spec::check_job_name(&job)
+            .map_err(|e| Status::invalid_argument(format!("job name: {e}")))?;
         self.record(&job)?;
         self.replica
             .propose(command::job_state(&job, pb::JobState::Stopped, ""))

@@ -114,14 +114,18 @@ impl fmt::Display for CheckpointFileName {
 /// `job` and `operator` must each be a single valid path component (no `/`,
 /// not empty, not `.`/`..`, not starting with `.`).
 pub fn partition_dir(job: &str, operator: &str, partition: u32) -> Result<String, StateError> {
-    for component in [job, operator] {
-        if component.contains('/') || component.starts_with('.') {
-            return Err(StateError::InvalidPath {
-                path: format!("{job}/{operator}"),
-                reason:
-                    "job and operator names must be single path components not starting with '.'",
-            });
-        }
+    // The job name comes from the wire: checked again where it names a
+    // directory.
+    let invalid = |reason| StateError::InvalidPath {
+        path: format!("{job}/{operator}"),
+        reason,
+    };
+    weir_proto::spec::check_job_name(job)
+        .map_err(|_| invalid("the job name is not a valid job name (see weir validate)"))?;
+    if operator.contains('/') || operator.starts_with('.') || operator.is_empty() {
+        return Err(invalid(
+            "operator names must be single path components not starting with '.'",
+        ));
     }
     let dir = format!("{job}/{operator}/part-{partition:05}");
     backend::path_components(&dir, false)?;

@@ -1,6 +1,6 @@
 //! Spec parsing and validation: each error names its field path.
 
-use super::parse_spec;
+use super::{check_job_name, parse_spec, MAX_JOB_NAME};
 use crate::pb::{self, step::Kind};
 
 const BASE: &str =
@@ -297,3 +297,43 @@ fn custom_step_errors_name_their_field() {
     let e = errors(&with_pipeline("  - custom: { name: redact }\n"));
     assert!(e.contains("missing field `version`"), "{e}");
 }
+
+/// One rule for job names: a name is always a single visible path
+/// component, so no job can name `.`, `..`, a hidden directory or a path.
+#[test]
+fn job_names_are_single_visible_path_components() {
+    for ok in [
+        "a",
+        "clicks-per-user",
+        "job_1.v2",
+        "9",
+        &"x".repeat(MAX_JOB_NAME),
+    ] {
+        assert_eq!(check_job_name(ok), Ok(()), "{ok:?}");
+    }
+    for bad in [
+        "",
+        ".",
+        "..",
+        ".hidden",
+        "-flag",
+        "_x",
+        "a/b",
+        "../etc",
+        "a\\b",
+        "a b",
+        "é",
+        &"x".repeat(MAX_JOB_NAME + 1),
+    ] {
+        let e = check_job_name(bad).unwrap_err();
+        assert!(
+            e.contains("starting with a letter or digit"),
+            "{bad:?}: {e}"
+        );
+    }
+    // The spec's name goes through the same rule.
+    let e = parse_spec(&SPEC_WITH_NAME.replace("NAME", "..")).unwrap_err();
+    assert!(e.to_string().contains("name: must be 1-128"), "{e}");
+}
+
+const SPEC_WITH_NAME: &str = "name: \"NAME\"\nsource:\n  generator: {}\nsink:\n  stdout: {}\n";

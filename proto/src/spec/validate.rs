@@ -414,20 +414,8 @@ pub fn validate(spec: &pb::JobSpec) -> Result<(), SpecError> {
             ),
         );
     }
-    let name_ok = !spec.name.is_empty()
-        && spec.name.len() <= 128
-        && spec
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    if !name_ok {
-        issues.add(
-            "name",
-            format!(
-                "must be 1-128 characters of letters, digits, '-', '_' or '.', got {:?}",
-                spec.name
-            ),
-        );
+    if let Err(e) = check_job_name(&spec.name) {
+        issues.add("name", e);
     }
     if spec.batch_interval_ms == 0 {
         issues.add("batch_interval", "must be positive, e.g. 1s");
@@ -845,6 +833,34 @@ fn validate_pipeline(spec: &pb::JobSpec, issues: &mut Issues) {
             format!("pipeline[{k}].key_by"),
             "must be followed by an aggregate or window step",
         );
+    }
+}
+
+/// The longest job name (`MAX_JOB_NAME`): it names directories and
+/// Kafka transactional ids.
+pub const MAX_JOB_NAME: usize = 128;
+
+/// The one rule for job names, applied wherever a name arrives (a spec, a
+/// CLI argument, a gRPC request) before it names anything: 1 to
+/// [`MAX_JOB_NAME`] letters, digits, `-`, `_` or `.`, starting with a
+/// letter or digit. A job name is then always a single, visible path
+/// component: never `.`, `..`, a hidden directory or a path.
+pub fn check_job_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= MAX_JOB_NAME
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 1-{MAX_JOB_NAME} characters of letters, digits, '-', '_' or '.', starting with a letter or digit, got {:?}",
+            name.chars().take(MAX_JOB_NAME + 1).collect::<String>()
+        ))
     }
 }
 
