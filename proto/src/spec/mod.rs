@@ -12,6 +12,7 @@ mod tests;
 
 pub use duration::{format_duration_ms, parse_duration_ms};
 pub use render::to_yaml;
+pub use validate::limits;
 pub use validate::{
     check_job_name, check_operator_name, check_operator_version, custom_operators, fingerprint,
     operator_id, parse_spec, validate, COMMITS_TOPIC, MAX_JOB_NAME, SPEC_FORMAT_VERSION,

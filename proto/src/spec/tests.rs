@@ -337,3 +337,86 @@ fn job_names_are_single_visible_path_components() {
 }
 
 const SPEC_WITH_NAME: &str = "name: \"NAME\"\nsource:\n  generator: {}\nsink:\n  stdout: {}\n";
+
+/// Every limit of a spec is accepted at its value and refused one past it,
+/// with an error naming the limit.
+#[test]
+fn limits_hold_at_the_limit_and_refuse_one_past_it() {
+    use super::validate::limits::*;
+    let generator = |fields: &str| {
+        format!("name: j\nsource:\n  generator: {{ {fields} }}\nsink:\n  stdout: {{}}\n")
+    };
+    let window = |size: u64, slide: u64| {
+        format!(
+            "{BASE}pipeline:\n  - key_by: key\n  - window: {{ size: {size}s, slide: {slide}s, time: ts }}\n  - aggregate: {{ n: {{}} }}\n"
+        )
+    };
+    let kafka = |n: u64| {
+        format!("name: j\nsource:\n  kafka: {{ brokers: b:9092, topic: t, format: text, max_records_per_partition: {n} }}\nsink:\n  stdout: {{}}\n")
+    };
+    let cases: Vec<(String, String, &str)> = vec![
+        (
+            generator(&format!("keys: {MAX_GENERATOR_KEYS}")),
+            generator(&format!("keys: {}", MAX_GENERATOR_KEYS + 1)),
+            "max_generator_keys",
+        ),
+        (
+            generator(&format!(
+                "max_records_per_partition: {MAX_RECORDS_PER_PARTITION}"
+            )),
+            generator(&format!(
+                "max_records_per_partition: {}",
+                MAX_RECORDS_PER_PARTITION + 1
+            )),
+            "max_records_per_partition",
+        ),
+        (
+            kafka(MAX_RECORDS_PER_PARTITION),
+            kafka(MAX_RECORDS_PER_PARTITION + 1),
+            "max_records_per_partition",
+        ),
+        (
+            format!("checkpoint_every: {MAX_CHECKPOINT_EVERY}\n{BASE}"),
+            format!("checkpoint_every: {}\n{BASE}", MAX_CHECKPOINT_EVERY + 1),
+            "max_checkpoint_every",
+        ),
+        (
+            window(MAX_WINDOWS_PER_RECORD, 1),
+            window(MAX_WINDOWS_PER_RECORD + 1, 1),
+            "max_windows_per_record",
+        ),
+        (
+            format!("state_partitions: {MAX_STATE_PARTITIONS}\n{BASE}"),
+            format!("state_partitions: {}\n{BASE}", MAX_STATE_PARTITIONS + 1),
+            "between 1 and 4096",
+        ),
+        (
+            with_pipeline(&"  - filter: value > 1\n".repeat(MAX_PIPELINE_STEPS)),
+            with_pipeline(&"  - filter: value > 1\n".repeat(MAX_PIPELINE_STEPS + 1)),
+            "max_pipeline_steps",
+        ),
+    ];
+    for (at, past, name) in cases {
+        parse_spec(&at).unwrap_or_else(|e| panic!("{name} at the limit: {e}\n{at}"));
+        let e = parse_spec(&past).unwrap_err().to_string();
+        assert!(e.contains(name), "{name}: {e}");
+    }
+}
+
+/// A spec over the size limit is refused with its size and the limit.
+#[test]
+fn a_spec_over_max_spec_bytes_is_refused() {
+    use super::validate::limits::MAX_SPEC_BYTES;
+    let mut spec = parse_spec(BASE).unwrap();
+    let filler = |n: usize| pb::Step {
+        kind: Some(Kind::Filter(format!("value > {}", "1".repeat(n)))),
+    };
+    spec.pipeline = vec![filler(MAX_SPEC_BYTES / 2)];
+    assert_eq!(super::validate(&spec).map_err(|e| e.to_string()), Ok(()));
+    spec.pipeline = vec![filler(MAX_SPEC_BYTES)];
+    let e = super::validate(&spec).unwrap_err().to_string();
+    assert!(
+        e.contains("exceeds the 1048576-byte (1 MiB) limit (max_spec_bytes)"),
+        "{e}"
+    );
+}

@@ -19,7 +19,47 @@ const DEFAULT_GENERATOR_KEYS: u64 = 1_000;
 const DEFAULT_GENERATOR_RATE: u64 = 1_000;
 const DEFAULT_MAX_RECORDS_PER_PARTITION: u64 = 1_000_000;
 const DEFAULT_EVENT_TIME_RATE: u64 = 1_000_000;
-const MAX_STATE_PARTITIONS: u32 = 4_096;
+
+/// Limits on what a spec may ask for, each named in its error. A spec is
+/// data from the wire: these keep one spec from making a driver or an
+/// executor allocate, loop or store without bound (docs/job-spec.md,
+/// "Limits").
+pub mod limits {
+    /// The encoded size of a spec (`max_spec_bytes`): it is replicated in
+    /// every Raft entry that carries it and shipped to every executor.
+    pub const MAX_SPEC_BYTES: usize = 1 << 20;
+    /// State partitions of a job (`max_state_partitions`).
+    pub const MAX_STATE_PARTITIONS: u32 = 4_096;
+    /// Partitions of a generator source (`max_generator_partitions`).
+    pub const MAX_GENERATOR_PARTITIONS: u32 = 1_024;
+    /// Distinct keys of a generator source (`max_generator_keys`): each
+    /// key is a state entry.
+    pub const MAX_GENERATOR_KEYS: u64 = 1_000_000_000;
+    /// Records one batch reads from one source partition
+    /// (`max_records_per_partition`).
+    pub const MAX_RECORDS_PER_PARTITION: u64 = 100_000_000;
+    /// Batches between two state checkpoints (`max_checkpoint_every`): a
+    /// restore replays up to this many batches.
+    pub const MAX_CHECKPOINT_EVERY: u32 = 10_000;
+    /// Windows one record belongs to, `size / slide`
+    /// (`max_windows_per_record`): each is a state entry per record.
+    pub const MAX_WINDOWS_PER_RECORD: u64 = 1_000;
+    /// Steps of a pipeline (`max_pipeline_steps`).
+    pub const MAX_PIPELINE_STEPS: usize = 256;
+}
+
+use limits::*;
+
+/// `{what} {value} exceeds the {limit} limit ({name})`, the one shape of a
+/// limit's error.
+fn over_limit(
+    what: &str,
+    value: impl std::fmt::Display,
+    limit: impl std::fmt::Display,
+    name: &str,
+) -> String {
+    format!("{what} {value} exceeds the {limit} limit ({name})")
+}
 
 /// Parses a YAML job spec and validates it.
 ///
@@ -420,10 +460,43 @@ pub fn validate(spec: &pb::JobSpec) -> Result<(), SpecError> {
     if spec.batch_interval_ms == 0 {
         issues.add("batch_interval", "must be positive, e.g. 1s");
     }
+    let size = spec.encoded_len();
+    if size > MAX_SPEC_BYTES {
+        issues.add(
+            "spec",
+            over_limit(
+                "size",
+                format!("{size} bytes"),
+                format!("{MAX_SPEC_BYTES}-byte (1 MiB)"),
+                "max_spec_bytes",
+            ),
+        );
+    }
     if spec.checkpoint_every == 0 {
         issues.add(
             "checkpoint_every",
             "must be at least 1 (checkpoint every batch)",
+        );
+    } else if spec.checkpoint_every > MAX_CHECKPOINT_EVERY {
+        issues.add(
+            "checkpoint_every",
+            over_limit(
+                "batches",
+                spec.checkpoint_every,
+                MAX_CHECKPOINT_EVERY,
+                "max_checkpoint_every",
+            ),
+        );
+    }
+    if spec.pipeline.len() > MAX_PIPELINE_STEPS {
+        issues.add(
+            "pipeline",
+            over_limit(
+                "steps",
+                spec.pipeline.len(),
+                MAX_PIPELINE_STEPS,
+                "max_pipeline_steps",
+            ),
         );
     }
     if spec.state_partitions == 0 || spec.state_partitions > MAX_STATE_PARTITIONS {
@@ -560,6 +633,7 @@ fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
             "must be at least 1",
         );
     }
+    check_records_per_partition(issues, p, k.max_records_per_partition);
     match k.start.as_ref().and_then(|s| s.kind.as_ref()) {
         None => issues.add(
             format!("{p}.start"),
@@ -659,15 +733,24 @@ fn validate_error_policy(spec: &pb::JobSpec, issues: &mut Issues) {
 
 fn validate_generator(g: &pb::GeneratorSource, issues: &mut Issues) {
     let p = "source.generator";
-    if g.partitions == 0 || g.partitions > 1_024 {
+    if g.partitions == 0 || g.partitions > MAX_GENERATOR_PARTITIONS {
         issues.add(
             format!("{p}.partitions"),
-            format!("must be between 1 and 1024, got {}", g.partitions),
+            format!(
+                "must be between 1 and {MAX_GENERATOR_PARTITIONS}, got {}",
+                g.partitions
+            ),
         );
     }
     if g.keys == 0 {
         issues.add(format!("{p}.keys"), "must be at least 1");
+    } else if g.keys > MAX_GENERATOR_KEYS {
+        issues.add(
+            format!("{p}.keys"),
+            over_limit("keys", g.keys, MAX_GENERATOR_KEYS, "max_generator_keys"),
+        );
     }
+    check_records_per_partition(issues, p, g.max_records_per_partition);
     if g.event_time_rate == 0 {
         issues.add(
             format!("{p}.event_time_rate"),
@@ -785,6 +868,16 @@ fn validate_pipeline(spec: &pb::JobSpec, issues: &mut Issues) {
                             "must be a multiple of slide ({}), got {}",
                             format_duration_ms(w.slide_ms),
                             format_duration_ms(w.size_ms)
+                        ),
+                    );
+                } else if w.slide_ms > 0 && w.size_ms / w.slide_ms > MAX_WINDOWS_PER_RECORD {
+                    issues.add(
+                        format!("{wp}.slide"),
+                        over_limit(
+                            "windows per record (size / slide)",
+                            w.size_ms / w.slide_ms,
+                            MAX_WINDOWS_PER_RECORD,
+                            "max_windows_per_record",
                         ),
                     );
                 }
@@ -908,6 +1001,22 @@ pub fn custom_operators(spec: &pb::JobSpec) -> Vec<String> {
 /// How an operator is named in registrations and messages: `name@version`.
 pub fn operator_id(name: &str, version: &str) -> String {
     format!("{name}@{version}")
+}
+
+/// The cap on one batch's range per source partition (`0` is refused
+/// where the field is read).
+fn check_records_per_partition(issues: &mut Issues, source: &str, value: u64) {
+    if value > MAX_RECORDS_PER_PARTITION {
+        issues.add(
+            format!("{source}.max_records_per_partition"),
+            over_limit(
+                "records",
+                value,
+                MAX_RECORDS_PER_PARTITION,
+                "max_records_per_partition",
+            ),
+        );
+    }
 }
 
 fn check_multiple(issues: &mut Issues, path: &str, value_ms: u64, interval_ms: u64) {
