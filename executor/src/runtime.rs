@@ -113,6 +113,16 @@ impl Executor {
                 return Ok(());
             }
         }
+        // A deployed spec comes from the wire: validated again here, with
+        // every limit, before anything is built from it.
+        let spec = record.spec.as_ref().ok_or_else(|| ExecError::Plan {
+            job: name.clone(),
+            message: "the job record has no spec".into(),
+        })?;
+        weir_proto::spec::validate(spec).map_err(|e| ExecError::Plan {
+            job: name.clone(),
+            message: format!("invalid job spec:\n{e}"),
+        })?;
         let plan = JobPlan::compile(record, &self.config.operators).map_err(|message| {
             ExecError::Plan {
                 job: name.clone(),
@@ -746,6 +756,40 @@ mod tests {
             })
             .unwrap();
         }
+    }
+
+    /// A spec from the wire is validated again at deploy: one over a limit
+    /// (here a window with 10^8 windows per record, which would allocate
+    /// gigabytes for one record) or naming a path is refused, and nothing
+    /// is deployed.
+    #[test]
+    fn a_deployed_spec_is_validated_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path());
+        let mut r = record(&job("skip"));
+        let spec = r.spec.as_mut().unwrap();
+        spec.pipeline.insert(
+            1,
+            pb::Step {
+                kind: Some(pb::step::Kind::Window(pb::WindowStep {
+                    size_ms: 100_000_000_000,
+                    slide_ms: 1_000,
+                    time: "ts".into(),
+                    watermark_ms: 0,
+                })),
+            },
+        );
+        let e = ex.deploy(&r).unwrap_err();
+        assert_eq!(e.class(), crate::FailureClass::User);
+        assert!(e.to_string().contains("max_windows_per_record"), "{e}");
+        let mut r = record(&job("skip"));
+        r.spec.as_mut().unwrap().name = "../x".into();
+        let e = ex.deploy(&r).unwrap_err();
+        assert!(e.to_string().contains("name: must be"), "{e}");
+        assert!(matches!(
+            ex.stage_a(&stage_a(1)),
+            Err(ExecError::UnknownJob(_))
+        ));
     }
 
     #[test]
