@@ -216,17 +216,7 @@ pub fn shutdown_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
         .name("signals".into())
         .spawn(move || {
             rt.block_on(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = int.recv() => {},
-                }
+                weir_proto::process::shutdown_signal().await;
                 tracing::info!("shutdown requested: stopping after the current batch");
                 set.store(true, std::sync::atomic::Ordering::SeqCst);
             })

@@ -228,16 +228,7 @@ const LOCAL_LOG: &str =
 
 fn init_logging(format: LogFormat, local: bool) {
     let default = if local { LOCAL_LOG } else { DEFAULT_LOG };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    weir_proto::process::init_logging(default, matches!(format, LogFormat::Json));
 }
 
 fn run(command: Command, drivers: &str, json: bool) -> anyhow::Result<ExitCode> {
