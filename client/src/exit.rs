@@ -118,7 +118,9 @@ fn driver_class(e: &DriverError) -> ExitClass {
     match e {
         DriverError::JobFailed { .. } | DriverError::Source { .. } => ExitClass::JobFailed,
         DriverError::UpgradeRefused(_) => ExitClass::Refused,
-        DriverError::UnsupportedFormat { .. } => ExitClass::InvalidSpec,
+        DriverError::UnsupportedFormat { .. } | DriverError::InvalidSpec { .. } => {
+            ExitClass::InvalidSpec
+        }
         DriverError::UnknownJob(_) => ExitClass::NotFound,
         DriverError::BadFrom { .. } => ExitClass::Usage,
         DriverError::Meta(_)

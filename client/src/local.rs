@@ -2,7 +2,6 @@
 //! the same task interface a cluster uses, with the metadata checkpoint and
 //! the state store in a local directory.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -99,22 +98,9 @@ pub fn with_local_meta<T>(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let config = DriverConfig {
-        id: 1,
-        listen: String::new(),
-        advertise: "local".to_string(),
-        peers: BTreeMap::new(),
-        data_dir: dirs.meta.clone(),
-        cluster_id: LOCAL_CLUSTER.to_string(),
-        join: false,
-        tick: Duration::from_millis(100),
-        election_ticks: 10,
-        heartbeat_ticks: 2,
-        snapshot_threshold: 1_000,
-        proposal_timeout: Duration::from_secs(10),
-        log_format: String::new(),
-    };
-    let is_new = check_data_dir(&dirs.meta, LOCAL_CLUSTER, 1).map_err(anyhow::Error::msg)?;
+    let config = DriverConfig::local(dirs.meta.clone());
+    let is_new = check_data_dir(&config.data_dir, &config.cluster_id, config.id)
+        .map_err(anyhow::Error::msg)?;
     let replica =
         Replica::start(&config, is_new, runtime.handle().clone()).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
@@ -124,9 +110,6 @@ pub fn with_local_meta<T>(
     );
     f(Arc::new(RaftMetadata::new(replica)))
 }
-
-/// Cluster id of `weir local` metadata directories.
-const LOCAL_CLUSTER: &str = "weir-local";
 
 /// Runs tasks on an in-process executor, spreading independent tasks over
 /// the machine's cores.
@@ -233,17 +216,7 @@ pub fn shutdown_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
         .name("signals".into())
         .spawn(move || {
             rt.block_on(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = int.recv() => {},
-                }
+                weir_proto::process::shutdown_signal().await;
                 tracing::info!("shutdown requested: stopping after the current batch");
                 set.store(true, std::sync::atomic::Ordering::SeqCst);
             })

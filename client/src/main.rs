@@ -9,8 +9,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use weir_driver::{submit_with, DriverOptions, FromOffsets, MetadataStore, Outcome, SubmitOptions};
-use weir_executor::custom::OperatorRegistry;
-use weir_executor::plan::JobPlan;
 use weir_executor::state::{PartitionOptions, MAX_RETAIN_SNAPSHOTS, MAX_SNAPSHOT_EVERY};
 use weir_proto::{pb, spec};
 
@@ -280,16 +278,7 @@ const LOCAL_LOG: &str =
 
 fn init_logging(format: LogFormat, local: bool) {
     let default = if local { LOCAL_LOG } else { DEFAULT_LOG };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    weir_proto::process::init_logging(default, matches!(format, LogFormat::Json));
 }
 
 fn run(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode> {
@@ -546,29 +535,17 @@ fn load_spec(path: &Path) -> anyhow::Result<pb::JobSpec> {
     })
 }
 
-/// Compiles the spec's plan (expressions, types, columns) without running it.
-///
-/// A spec with custom steps is compiled by the executors that have its
-/// operators, when the job is deployed: the CLI cannot know their output
-/// schemas, so it only checks the spec itself.
+/// Type-checks the whole spec (expressions, types, columns) without running
+/// it: `weir_plan::check_spec`, the check drivers run at submit. A spec with
+/// custom steps is compiled by the executors that have its operators, when
+/// the job is deployed.
 fn check_plan(spec: &pb::JobSpec) -> anyhow::Result<()> {
-    if !spec::custom_operators(spec).is_empty() {
-        return Ok(());
-    }
-    let record = pb::JobRecord {
-        spec: Some(spec.clone()),
-        fingerprint: spec::fingerprint(spec),
-        created_at_ms: 0,
-        ..Default::default()
-    };
-    JobPlan::compile(&record, &OperatorRegistry::new())
-        .map(|_| ())
-        .map_err(|e| {
-            classified(
-                ExitClass::InvalidSpec,
-                format!("invalid job spec {}: {e}", spec.name),
-            )
-        })
+    weir_plan::check_spec(spec).map(|_| ()).map_err(|e| {
+        classified(
+            ExitClass::InvalidSpec,
+            format!("invalid job spec {}: {e}", spec.name),
+        )
+    })
 }
 
 fn run_local(

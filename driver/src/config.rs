@@ -143,7 +143,50 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
     Ok(peers)
 }
 
+/// Cluster id of `weir local` metadata directories.
+pub const LOCAL_CLUSTER_ID: &str = "weir-local";
+
 impl DriverConfig {
+    /// Replica `id` keeping its data in `data_dir`, every other setting at
+    /// its default: what [`load`](Self::load) gives without a file, an
+    /// environment or other flags.
+    pub fn with_defaults(id: u64, data_dir: PathBuf) -> DriverConfig {
+        let listen = "127.0.0.1:7070".to_string();
+        DriverConfig {
+            id,
+            advertise: listen.clone(),
+            listen,
+            peers: BTreeMap::new(),
+            data_dir,
+            cluster_id: "weir".to_string(),
+            join: false,
+            tick: Duration::from_millis(100),
+            election_ticks: 6,
+            heartbeat_ticks: 2,
+            snapshot_threshold: 1_000,
+            proposal_timeout: Duration::from_secs(5),
+            log_format: "human".to_string(),
+        }
+    }
+
+    /// The one replica of a `weir local` metadata directory, `data_dir`:
+    /// the defaults, but for what a group of one in a local directory
+    /// must change. Its Raft timings are a cluster replica's: a group of
+    /// one campaigns at once (no election timeout), and a proposal commits
+    /// on the local write alone.
+    pub fn local(data_dir: PathBuf) -> DriverConfig {
+        DriverConfig {
+            // A directory of `weir local` and a cluster replica's data
+            // directory cannot be mistaken for each other: `check_data_dir`
+            // refuses a directory of another cluster id.
+            cluster_id: LOCAL_CLUSTER_ID.to_string(),
+            // Nothing listens: `weir local` serves no gRPC. This is only
+            // the address its one replica records for itself.
+            advertise: "local".to_string(),
+            ..DriverConfig::with_defaults(1, data_dir)
+        }
+    }
+
     /// Layers the defaults, the file named by `--config`, the environment
     /// (already folded into `args` by clap) and the flags, then validates.
     pub fn load(args: DriverArgs) -> Result<DriverConfig, ConfigError> {
@@ -160,48 +203,49 @@ impl DriverConfig {
             Some(text) => parse_peers(text)?,
             None => file.peers.unwrap_or_default(),
         };
-        let listen = args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| "127.0.0.1:7070".to_string());
-        let config = DriverConfig {
-            id: args
-                .id
+        let d = DriverConfig::with_defaults(
+            args.id
                 .or(file.id)
                 .ok_or_else(|| err("--id", "required: this replica's id"))?,
+            args.data_dir.or(file.data_dir).ok_or_else(|| {
+                err(
+                    "--data-dir",
+                    "required: where the Raft log and metadata live",
+                )
+            })?,
+        );
+        let listen = args.listen.or(file.listen).unwrap_or(d.listen);
+        let config = DriverConfig {
             advertise: args
                 .advertise
                 .or(file.advertise)
                 .unwrap_or_else(|| listen.clone()),
             listen,
             peers,
-            data_dir: args.data_dir.or(file.data_dir).ok_or_else(|| {
-                err(
-                    "--data-dir",
-                    "required: where the Raft log and metadata live",
-                )
-            })?,
-            cluster_id: args
-                .cluster_id
-                .or(file.cluster_id)
-                .unwrap_or_else(|| "weir".to_string()),
-            join: args.join || file.join.unwrap_or(false),
-            tick: Duration::from_millis(args.tick_ms.or(file.tick_ms).unwrap_or(100)),
-            election_ticks: args.election_ticks.or(file.election_ticks).unwrap_or(6),
-            heartbeat_ticks: args.heartbeat_ticks.or(file.heartbeat_ticks).unwrap_or(2),
+            cluster_id: args.cluster_id.or(file.cluster_id).unwrap_or(d.cluster_id),
+            join: args.join || file.join.unwrap_or(d.join),
+            tick: args
+                .tick_ms
+                .or(file.tick_ms)
+                .map_or(d.tick, Duration::from_millis),
+            election_ticks: args
+                .election_ticks
+                .or(file.election_ticks)
+                .unwrap_or(d.election_ticks),
+            heartbeat_ticks: args
+                .heartbeat_ticks
+                .or(file.heartbeat_ticks)
+                .unwrap_or(d.heartbeat_ticks),
             snapshot_threshold: args
                 .snapshot_threshold
                 .or(file.snapshot_threshold)
-                .unwrap_or(1_000),
-            proposal_timeout: Duration::from_millis(
-                args.proposal_timeout_ms
-                    .or(file.proposal_timeout_ms)
-                    .unwrap_or(5_000),
-            ),
-            log_format: args
-                .log_format
-                .or(file.log_format)
-                .unwrap_or_else(|| "human".to_string()),
+                .unwrap_or(d.snapshot_threshold),
+            proposal_timeout: args
+                .proposal_timeout_ms
+                .or(file.proposal_timeout_ms)
+                .map_or(d.proposal_timeout, Duration::from_millis),
+            log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
+            ..d
         };
         config.validate()?;
         Ok(config)
@@ -305,6 +349,34 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("unknown field `listen_on`"), "{e}");
+    }
+
+    /// `load` with only the required settings gives the defaults, and
+    /// `weir local`'s replica differs from them only where it must.
+    #[test]
+    fn defaults_are_written_once() {
+        let loaded = DriverConfig::load(args()).unwrap();
+        let defaults = DriverConfig::with_defaults(1, "/tmp/x".into());
+        assert_eq!(format!("{loaded:?}"), format!("{defaults:?}"));
+        assert_eq!(loaded.listen, "127.0.0.1:7070");
+        assert_eq!(loaded.election_ticks, 6);
+        assert_eq!(loaded.proposal_timeout, Duration::from_secs(5));
+
+        let local = DriverConfig::local("/tmp/x".into());
+        local.validate().unwrap();
+        assert_eq!(local.cluster_id, LOCAL_CLUSTER_ID);
+        assert_eq!(local.advertise, "local");
+        assert_eq!(
+            format!(
+                "{:?}",
+                DriverConfig {
+                    cluster_id: defaults.cluster_id.clone(),
+                    advertise: defaults.advertise.clone(),
+                    ..local
+                }
+            ),
+            format!("{defaults:?}")
+        );
     }
 
     #[test]

@@ -52,6 +52,17 @@ pub enum DriverError {
         /// What is wrong.
         error: PlanError,
     },
+    /// A submitted spec does not type-check (a step reads a column that
+    /// is not there, an expression of the wrong type, ...); nothing was
+    /// stored.
+    #[error("invalid job spec {job}: {error}")]
+    InvalidSpec {
+        /// Job name.
+        job: String,
+        /// The step path and the problem (boxed: it may hold an
+        /// expression error, larger than every other variant).
+        error: Box<weir_plan::PlanError>,
+    },
     /// A resubmitted spec changes the state or offsets' meaning and the
     /// options do not allow it.
     #[error("{0}")]

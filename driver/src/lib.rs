@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod planner;
 pub mod raft;
 pub mod runner;
+pub mod server;
 pub mod service;
 pub mod submit;
 pub mod upgrade;

@@ -4,6 +4,8 @@
 use crate::batch::now_ms;
 use crate::error::DriverError;
 use crate::metadata::{command, MetadataStore};
+use tracing::debug;
+use weir_plan::Checked;
 use weir_proto::pb;
 use weir_proto::spec::fingerprint;
 
@@ -98,6 +100,24 @@ impl Submitted {
     }
 }
 
+/// Type-checks the whole spec as the executors will compile it at deploy
+/// (`weir_plan::check_spec`), so a spec that cannot run is refused before
+/// it is stored. Custom steps are compiled by the executors that have
+/// their operators, at deploy.
+fn check_plan(spec: &pb::JobSpec) -> Result<(), DriverError> {
+    match weir_plan::check_spec(spec) {
+        Ok(Checked::Typed { .. }) => Ok(()),
+        Ok(Checked::AtDeploy { operators }) => {
+            debug!(job = %spec.name, ?operators, "custom steps are type-checked by the executors at deploy");
+            Ok(())
+        }
+        Err(error) => Err(DriverError::InvalidSpec {
+            job: spec.name.clone(),
+            error: Box::new(error),
+        }),
+    }
+}
+
 pub(crate) fn check_format(
     job: &str,
     what: &'static str,
@@ -122,6 +142,10 @@ pub(crate) fn check_format(
 /// committed batch, offsets continue) or `from`; changes that need an offset
 /// decision only with `from` (new state generation, next batch starts at the
 /// chosen offsets). Anything else is refused with every change listed.
+///
+/// First of all the spec must type-check as a whole
+/// ([`DriverError::InvalidSpec`] otherwise, with nothing stored), also on
+/// a dry run.
 pub fn submit_with(
     meta: &dyn MetadataStore,
     spec: pb::JobSpec,
@@ -129,6 +153,7 @@ pub fn submit_with(
 ) -> Result<Submitted, DriverError> {
     let fp = fingerprint(&spec);
     check_format(&spec.name, "the submitted", &spec)?;
+    check_plan(&spec)?;
     let Some(existing) = meta.job(&spec.name)? else {
         let now = now_ms();
         let record = pb::JobRecord {
@@ -334,6 +359,41 @@ sink:
             from: from.map(|f| FromOffsets::parse(f).unwrap()),
             dry_run: false,
         }
+    }
+
+    /// A spec whose steps do not type-check is refused before anything
+    /// is stored: as a new job, as a dry run, and as a change of a stored
+    /// job, which keeps its record.
+    #[test]
+    fn a_spec_that_does_not_type_check_is_refused_and_not_stored() {
+        let (_d, meta) = store();
+        let bad = parse_spec(&SPEC.replace("pipeline:\n", "pipeline:\n  - filter: \"nope > 1\"\n"))
+            .unwrap();
+        let refused = |options: &SubmitOptions| {
+            let e = submit_with(&meta, bad.clone(), options).unwrap_err();
+            assert!(matches!(e, DriverError::InvalidSpec { .. }), "{e:?}");
+            let message = e.to_string();
+            assert!(
+                message.starts_with(
+                    "invalid job spec j: pipeline[0].filter: unknown column 'nope' in \"nope > 1\""
+                ),
+                "{message}"
+            );
+        };
+        refused(&opts(false, None));
+        refused(&SubmitOptions {
+            dry_run: true,
+            ..Default::default()
+        });
+        assert!(meta.job("j").unwrap().is_none());
+        assert!(meta.jobs().unwrap().is_empty());
+
+        submit_with(&meta, spec("", ""), &opts(false, None)).unwrap();
+        refused(&opts(true, None));
+        let stored = meta.job("j").unwrap().unwrap();
+        assert_eq!(stored.version, 1);
+        assert_eq!(stored.spec.unwrap(), spec("", ""));
+        assert!(meta.history("j").unwrap().is_empty());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The executor's error type, classified so the scheduler can decide what to do.
 
-use crate::expr::ExprError;
 use crate::state::StateError;
+use weir_plan::expr::ExprError;
 use weir_proto::FailureClass;
 
 /// Errors from running a task.

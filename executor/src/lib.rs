@@ -6,7 +6,6 @@ pub mod allocator;
 pub mod config;
 pub mod custom;
 pub mod error;
-pub mod expr;
 pub mod json;
 pub mod keys;
 pub mod operators;

@@ -1,17 +1,18 @@
 //! A job's spec compiled into what its tasks run: the source reader (with
-//! only the columns the job uses), the stateless steps, the stateful
-//! operator and the steps applied to its output.
+//! only the columns the job uses) and the pipeline `weir-plan` compiles
+//! against the reader's schema: the stateless steps, the stateful operator
+//! and the steps applied to its output.
 
 use crate::custom::OperatorRegistry;
-use crate::expr::referenced_columns;
 use crate::operators::aggregate::AggregatePlan;
 use crate::operators::stateless::StatelessOp;
-use crate::sources::kafka::{self, BadRecords};
-use crate::sources::{generator, GeneratorReader, KafkaReader, SourceReader};
+use crate::sources::kafka::BadRecords;
+use crate::sources::{GeneratorReader, KafkaReader, SourceReader};
 use arrow_schema::SchemaRef;
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use weir_proto::pb::{self, step::Kind};
+use weir_plan::pipeline::source_columns;
+use weir_plan::Pipeline;
+use weir_proto::pb;
 
 /// A compiled job.
 #[derive(Clone)]
@@ -47,22 +48,9 @@ impl JobPlan {
         operators: &OperatorRegistry,
     ) -> Result<JobPlan, String> {
         let spec = record.spec.as_ref().ok_or("the job record has no spec")?;
-        let steps: Vec<&Kind> = spec
-            .pipeline
-            .iter()
-            .filter_map(|s| s.kind.as_ref())
-            .collect();
-        let stateful_at = steps.iter().position(|k| matches!(k, Kind::KeyBy(_)));
-        let aggregate_at = steps.iter().position(|k| matches!(k, Kind::Aggregate(_)));
-        let pre_end = stateful_at.unwrap_or(steps.len());
-        let kind = spec.source.as_ref().and_then(|s| s.kind.as_ref());
-        let available = match kind {
-            Some(pb::source::Kind::Generator(_)) => generator::full_schema(),
-            Some(pb::source::Kind::Kafka(k)) => kafka::full_schema(k),
-            None => return Err("source: missing".into()),
-        };
-        let columns = source_columns(spec, &steps, pre_end, aggregate_at, &available)?;
-        let source: Arc<dyn SourceReader> = match kind {
+        let columns = source_columns(spec).map_err(|e| e.to_string())?;
+        let source: Arc<dyn SourceReader> = match spec.source.as_ref().and_then(|s| s.kind.as_ref())
+        {
             Some(pb::source::Kind::Generator(g)) => Arc::new(GeneratorReader::new(
                 *g,
                 record.created_at_ms,
@@ -85,61 +73,15 @@ impl JobPlan {
             }
             None => return Err("source: missing".into()),
         };
-        let mut schema = source.schema();
-        let mut pre = Vec::new();
-        for (i, step) in steps.iter().enumerate().take(pre_end) {
-            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema, operators)
-                .map_err(|e| e.to_string())?;
-            schema = op.output_schema().clone();
-            pre.push(op);
-        }
-        let (aggregate, post_start) = match (stateful_at, aggregate_at) {
-            (Some(k), Some(a)) => {
-                let Kind::KeyBy(key_sql) = steps[k] else {
-                    unreachable!("position found key_by")
-                };
-                let Kind::Aggregate(agg) = steps[a] else {
-                    unreachable!("position found aggregate")
-                };
-                let window = steps[k + 1..a]
-                    .iter()
-                    .enumerate()
-                    .find_map(|(j, s)| match s {
-                        Kind::Window(w) => Some((format!("pipeline[{}]", k + 1 + j), w)),
-                        _ => None,
-                    });
-                let plan = AggregatePlan::compile(
-                    &format!("pipeline[{k}]"),
-                    key_sql,
-                    window.as_ref().map(|(p, w)| (p.as_str(), *w)),
-                    &format!("pipeline[{a}]"),
-                    agg,
-                    &schema,
-                )?;
-                schema = plan.output.clone();
-                (Some(plan), a + 1)
-            }
-            (None, _) => (None, steps.len()),
-            (Some(k), None) => {
-                return Err(format!(
-                    "pipeline[{k}].key_by: must be followed by an aggregate"
-                ))
-            }
-        };
-        let mut post = Vec::new();
-        for (i, step) in steps.iter().enumerate().skip(post_start) {
-            let op = StatelessOp::compile(format!("pipeline[{i}]"), step, &schema, operators)
-                .map_err(|e| e.to_string())?;
-            schema = op.output_schema().clone();
-            post.push(op);
-        }
+        let pipeline =
+            Pipeline::compile(spec, source.schema(), operators).map_err(|e| e.to_string())?;
         Ok(JobPlan {
             record: record.clone(),
             source,
-            pre,
-            aggregate,
-            post,
-            output: schema,
+            pre: pipeline.pre,
+            aggregate: pipeline.aggregate,
+            post: pipeline.post,
+            output: pipeline.output,
         })
     }
 
@@ -147,77 +89,4 @@ impl JobPlan {
     pub fn spec(&self) -> &pb::JobSpec {
         self.record.spec.as_ref().expect("checked at compile")
     }
-}
-
-/// The source columns the job needs (`None` = all), found by walking the
-/// steps backwards: a column is needed if a later step reads it before a
-/// step replaces it.
-fn source_columns(
-    spec: &pb::JobSpec,
-    steps: &[&Kind],
-    pre_end: usize,
-    aggregate_at: Option<usize>,
-    available: &arrow_schema::Schema,
-) -> Result<Option<Vec<String>>, String> {
-    let is_noop = matches!(
-        spec.sink.as_ref().and_then(|s| s.kind.as_ref()),
-        Some(pb::sink::Kind::Noop(_))
-    );
-    if aggregate_at.is_none() && !is_noop {
-        // Every record reaches the sink with all its columns.
-        return Ok(None);
-    }
-    if steps[..pre_end]
-        .iter()
-        .any(|s| matches!(s, Kind::Custom(_)))
-    {
-        // A custom operator may read any column.
-        return Ok(None);
-    }
-    let refs =
-        |path: String, sql: &str| referenced_columns(sql).map_err(|e| format!("{path}: {e}"));
-    let mut needed: BTreeSet<String> = BTreeSet::new();
-    if let Some(a) = aggregate_at {
-        for (i, step) in steps.iter().enumerate().take(a + 1).skip(pre_end) {
-            match step {
-                Kind::KeyBy(sql) => needed.extend(refs(format!("pipeline[{i}].key_by"), sql)?),
-                Kind::Window(w) => {
-                    needed.insert(w.time.clone());
-                }
-                Kind::Aggregate(agg) => {
-                    for x in agg.aggregates.iter().filter(|x| !x.expr.trim().is_empty()) {
-                        needed.extend(refs(
-                            format!("pipeline[{i}].aggregate.{}", x.name),
-                            &x.expr,
-                        )?);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    for (i, step) in steps.iter().enumerate().take(pre_end).rev() {
-        match step {
-            Kind::Filter(sql) => needed.extend(refs(format!("pipeline[{i}].filter"), sql)?),
-            Kind::Map(m) => {
-                for a in &m.fields {
-                    needed.remove(&a.name);
-                }
-                for a in &m.fields {
-                    needed.extend(refs(format!("pipeline[{i}].map.{}", a.name), &a.expr)?);
-                }
-            }
-            Kind::FlatMap(f) => {
-                needed.remove(&f.as_field);
-                needed.insert(f.field.clone());
-            }
-            _ => {}
-        }
-    }
-    Ok(Some(
-        needed
-            .into_iter()
-            .filter(|n| available.column_with_name(n).is_some())
-            .collect(),
-    ))
 }

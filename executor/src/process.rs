@@ -21,7 +21,7 @@ pub fn main_with(operators: OperatorRegistry) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    weir_proto::process::init_logging("info", config.log_format == LogFormat::Json);
     tracing::debug!(?allocator, "allocator");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -47,36 +47,12 @@ async fn serve(config: Config, operators: OperatorRegistry) -> Result<(), String
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    crate::service::run_with(config, operators, listener, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    crate::service::run_with(
+        config,
+        operators,
+        listener,
+        weir_proto::process::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

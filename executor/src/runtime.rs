@@ -17,6 +17,7 @@ use arrow_array::RecordBatch;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tracing::{debug, info, warn};
+use weir_plan::PlanError;
 use weir_proto::{failpoint, pb};
 
 /// Settings of an executor.
@@ -453,7 +454,7 @@ impl JobRuntime {
             })
     }
 
-    fn expr_error(&self, e: crate::operators::stateless::OpError) -> ExecError {
+    fn expr_error(&self, e: PlanError) -> ExecError {
         match e.expr {
             Some(source) => ExecError::Expr {
                 job: self.plan.spec().name.clone(),
@@ -673,10 +674,7 @@ fn check_output(tenure: &Tenure, job: &str, batch: u64, partition: u32) -> Resul
         })
 }
 
-fn run_steps(
-    steps: &[StatelessOp],
-    mut batch: RecordBatch,
-) -> Result<RecordBatch, crate::operators::stateless::OpError> {
+fn run_steps(steps: &[StatelessOp], mut batch: RecordBatch) -> Result<RecordBatch, PlanError> {
     for op in steps {
         if batch.num_rows() == 0 {
             return Ok(RecordBatch::new_empty(op.output_schema().clone()));

@@ -1,4 +1,6 @@
-//! Weir's wire types (generated from `proto/`), identifiers and job specs.
+//! Weir's wire types (generated from `proto/`), identifiers and job specs,
+//! and what every Weir process shares: crash points, logging set-up and
+//! shutdown signals (`process`).
 //!
 //! Codegen policy: code is generated into `OUT_DIR` at build time by
 //! `build.rs` with a vendored `protoc`; nothing generated is checked in.
@@ -19,6 +21,7 @@ pub mod failpoint;
 pub mod failure;
 pub mod generator;
 pub mod json;
+pub mod process;
 pub mod spec;
 pub mod wire;
 

@@ -14,7 +14,7 @@ use crate::raft::{
 use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -79,6 +79,8 @@ pub(super) enum Event {
         to: u64,
         delivered: bool,
     },
+    /// Stop the replica thread (`ReplicaHandle::stop`).
+    Stop,
 }
 
 /// Talks to the replica thread.
@@ -90,6 +92,8 @@ pub struct ReplicaHandle {
     addresses: Arc<RwLock<BTreeMap<u64, String>>>,
     proposal_timeout: Duration,
     cluster_id: String,
+    /// The replica thread, joined by `stop`.
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl ReplicaHandle {
@@ -219,6 +223,20 @@ impl ReplicaHandle {
             std::thread::sleep(Duration::from_millis(5));
         }
         false
+    }
+
+    /// Stops the replica thread after the events before this one and
+    /// waits for it to exit (within one tick): it persists what those
+    /// events produced, then stops ticking and answering. Proposals
+    /// waiting for an outcome fail; the status says `stopped`. The data
+    /// directory is released once every handle is dropped. For a driver
+    /// that shuts down ([`crate::server::run`]).
+    pub fn stop(&self) {
+        let _ = self.events.send(Event::Stop);
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     /// Proposes a membership change and waits until this replica applied it.
@@ -398,6 +416,7 @@ impl Replica {
             addresses: addresses.clone(),
             proposal_timeout: config.proposal_timeout,
             cluster_id: config.cluster_id.clone(),
+            thread: Arc::new(Mutex::new(None)),
         };
         let transport =
             Transport::new(runtime, config.cluster_id.clone(), config.id, addresses, tx);
@@ -410,11 +429,13 @@ impl Replica {
             proposal_timeout: config.proposal_timeout,
             next_proposal: 0,
             last_contact: BTreeMap::new(),
+            stopping: false,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || run.run(rx))
             .map_err(|e| format!("cannot start the raft thread: {e}"))?;
+        *handle.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
         Ok(handle)
     }
 }
@@ -428,6 +449,8 @@ struct Loop {
     proposal_timeout: Duration,
     next_proposal: u64,
     last_contact: BTreeMap<u64, Instant>,
+    /// An `Event::Stop` arrived: finish this round and return.
+    stopping: bool,
 }
 
 impl Loop {
@@ -463,6 +486,13 @@ impl Loop {
                 std::process::exit(70);
             }
             self.publish_status();
+            if self.stopping {
+                let mut s = self.status.write().unwrap_or_else(|p| p.into_inner());
+                s.role = "stopped".to_string();
+                s.leader_id = None;
+                info!(id = self.machine.id, "replica stopped");
+                return;
+            }
         }
     }
 
@@ -519,6 +549,7 @@ impl Loop {
                 reply.send(result);
             }
             Event::Unreachable(peer) => self.node.report_unreachable(peer),
+            Event::Stop => self.stopping = true,
             Event::Snapshot { to, delivered } => {
                 let status = if delivered {
                     crate::raft::SnapshotStatus::Finish

@@ -28,6 +28,8 @@ pub struct Supervisor {
     running: Mutex<HashMap<String, Running>>,
     stopped: AtomicBool,
     health: JobHealthBoard,
+    /// The reconcile loop's thread, joined by `shutdown`.
+    reconciler: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Supervisor {
@@ -44,13 +46,14 @@ impl Supervisor {
             running: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
             health,
+            reconciler: Mutex::new(None),
         })
     }
 
     /// Starts the reconcile loop.
     pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
         let this = self.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("supervisor".into())
             .spawn(move || {
                 while !this.stopped.load(Ordering::SeqCst) {
@@ -58,6 +61,7 @@ impl Supervisor {
                     std::thread::sleep(Duration::from_millis(200));
                 }
             })?;
+        *self.reconciler.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
         Ok(())
     }
 
@@ -71,7 +75,9 @@ impl Supervisor {
             .collect()
     }
 
-    /// Stops every job driver after its current batch and waits up to `wait`.
+    /// Stops every job driver after its current batch and waits up to
+    /// `wait` for them; then waits for the reconcile loop to end (within
+    /// its 200 ms period), so that it holds no handle on the replica.
     pub fn shutdown(&self, wait: Duration) {
         self.stopped.store(true, Ordering::SeqCst);
         let running: Vec<Running> = self
@@ -89,6 +95,14 @@ impl Supervisor {
             while !r.thread.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        let reconciler = self
+            .reconciler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = reconciler {
+            let _ = thread.join();
         }
     }
 

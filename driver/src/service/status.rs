@@ -30,7 +30,9 @@ impl From<DriverError> for Status {
             DriverError::UpgradeRefused(_) | DriverError::UnsupportedFormat { .. } => {
                 Status::failed_precondition(e.to_string())
             }
-            DriverError::BadFrom { .. } => Status::invalid_argument(e.to_string()),
+            DriverError::BadFrom { .. } | DriverError::InvalidSpec { .. } => {
+                Status::invalid_argument(e.to_string())
+            }
             DriverError::UnknownJob(_) => Status::not_found(e.to_string()),
             DriverError::JobFailed { .. }
             | DriverError::Interrupted { .. }
@@ -104,6 +106,13 @@ mod tests {
                 DriverError::BadFrom {
                     value: "x".into(),
                     message: "m".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                DriverError::InvalidSpec {
+                    job: "j".into(),
+                    error: Box::new(weir_plan::PlanError::new("pipeline[0].filter", "m")),
                 },
                 Code::InvalidArgument,
             ),

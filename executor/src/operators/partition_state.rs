@@ -7,7 +7,6 @@
 //! are lists of indices, so a batch costs one lookup per key it touches and
 //! a checkpoint costs the changes, never a scan or a copy of the whole state.
 
-use super::accumulator::OutputBuilder;
 use super::aggregate::{AggregatePlan, ShuffleBlock};
 use super::cow_chunks::CowChunks;
 use super::slot_codec::{self, COMPACT_SLOTS};
@@ -19,6 +18,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use weir_plan::accumulator::OutputBuilder;
 
 /// The group at this index holds a key (else it is free for reuse).
 const LIVE: u8 = 1;

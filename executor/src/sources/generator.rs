@@ -11,7 +11,7 @@ use crate::keys::mix64;
 use arrow_array::builder::StringBuilder;
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{Schema, SchemaRef};
 use std::sync::Arc;
 use weir_proto::generator::event_time_ms;
 use weir_proto::pb::GeneratorSource;
@@ -25,20 +25,6 @@ const VOCABULARY: [&str; 16] = [
     "executor", "shuffle", "raft", "leader", "record", "sink",
 ];
 const WORDS_PER_TEXT: u64 = 4;
-
-/// Every column the generator can produce.
-pub fn full_schema() -> Schema {
-    Schema::new(vec![
-        Field::new(
-            "key",
-            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-            false,
-        ),
-        Field::new("value", DataType::Int64, false),
-        Field::new("ts", DataType::Int64, false),
-        Field::new("text", DataType::Utf8, false),
-    ])
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Column {
@@ -66,14 +52,8 @@ impl GeneratorReader {
         created_at_ms: i64,
         columns: Option<&[String]>,
     ) -> Result<Self, String> {
-        if config.keys > i32::MAX as u64 {
-            return Err(format!(
-                "source.generator.keys: at most {} keys are supported, got {}",
-                i32::MAX,
-                config.keys
-            ));
-        }
-        let full = full_schema();
+        weir_plan::source::check_generator(&config).map_err(|e| e.to_string())?;
+        let full = weir_plan::source::generator_schema();
         let mut picked = Vec::new();
         let mut fields = Vec::new();
         for (field, column) in

@@ -9,21 +9,12 @@
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{Field, Schema, SchemaRef};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
 use std::sync::Arc;
+use weir_plan::source::arrow_type;
 use weir_proto::pb;
-
-/// The Arrow type of a schema field type.
-pub fn arrow_type(t: pb::FieldType) -> DataType {
-    match t {
-        pb::FieldType::Bigint => DataType::Int64,
-        pb::FieldType::Double => DataType::Float64,
-        pb::FieldType::String => DataType::Utf8,
-        pb::FieldType::Boolean => DataType::Boolean,
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Cell {

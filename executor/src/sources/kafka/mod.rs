@@ -22,7 +22,7 @@ mod decode;
 use super::SourceReader;
 use crate::error::ExecError;
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{Field, Schema, SchemaRef};
 use consumers::{ConsumerPool, Positioned};
 use dead_letters::{DeadLetters, DeadRecord};
 use decode::{Decoder, RawBuilders};
@@ -41,30 +41,6 @@ use weir_proto::pb;
 const CHUNK_ROWS: usize = 65_536;
 /// A read that makes no progress for this long fails (and is retried).
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Every column a Kafka source of this spec can produce.
-pub fn full_schema(source: &pb::KafkaSource) -> Schema {
-    match pb::KafkaFormat::try_from(source.format).unwrap_or(pb::KafkaFormat::Json) {
-        pb::KafkaFormat::Json => Schema::new(
-            source
-                .schema
-                .iter()
-                .map(|f| {
-                    let t = pb::FieldType::try_from(f.r#type).unwrap_or(pb::FieldType::String);
-                    Field::new(&f.name, super::json::arrow_type(t), true)
-                })
-                .collect::<Vec<_>>(),
-        ),
-        pb::KafkaFormat::Text => Schema::new(vec![Field::new("value", DataType::Utf8, true)]),
-        pb::KafkaFormat::Raw => Schema::new(vec![
-            Field::new("key", DataType::Utf8, true),
-            Field::new("value", DataType::Binary, true),
-            Field::new("timestamp", DataType::Int64, true),
-            Field::new("partition", DataType::Int64, false),
-            Field::new("offset", DataType::Int64, false),
-        ]),
-    }
-}
 
 /// What to do with a record that does not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +99,7 @@ impl KafkaReader {
         bad: BadRecords,
         dead_letter: Option<&pb::DeadLetter>,
     ) -> Result<Self, String> {
-        let full = full_schema(source);
+        let full = weir_plan::source::kafka_schema(source);
         let fields: Vec<Field> = full
             .fields()
             .iter()

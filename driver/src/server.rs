@@ -1,0 +1,144 @@
+//! The driver as a network service: one replica of the Raft group, the
+//! executor registry and the remote task runner, the job supervisor and the
+//! gRPC services (`WeirClient`, `RaftTransport`, `ExecutorControl` and the
+//! standard health check), all on one listener.
+//!
+//! [`run`] takes a bound listener and a shutdown future, so tests can start
+//! drivers inside the test process on port 0; the `weir-driver` binary
+//! calls it too.
+
+use crate::cluster::{check_data_dir, Replica, Supervisor, TermEpochs};
+use crate::config::DriverConfig;
+use crate::executors::{
+    ControlService, ExecutorRegistry, LeaderState, RegistryOptions, RemoteOptions, RemoteRunner,
+};
+use crate::job_health::JobHealthBoard;
+use crate::service::{ClientService, LeaderExecutors, RaftService};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tracing::info;
+use weir_proto::pb::raft_transport_server::RaftTransportServer;
+use weir_proto::pb::weir_client_server::WeirClientServer;
+
+/// How often executors that stopped heartbeating are declared dead.
+const REAP_EVERY: Duration = Duration::from_millis(250);
+/// How long a shutdown waits for the job drivers to finish their batch.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(20);
+
+/// Why a driver could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory belongs to another cluster or replica, or
+    /// cannot be used.
+    #[error("data directory: {0}")]
+    DataDir(String),
+    /// The Raft replica could not start on the data directory.
+    #[error("{0}")]
+    Replica(String),
+    /// A thread could not be started.
+    #[error("cannot start the job supervisor: {0}")]
+    Supervisor(#[source] std::io::Error),
+    /// The listener's address could not be read.
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs a driver replica on `listener` until `shutdown` completes: starts
+/// (or bootstraps) the replica in `config.data_dir`, serves clients, peers
+/// and executors, and on the leader runs the jobs. Then it stops accepting
+/// calls, lets each job driver finish its current batch (up to 20 s) and
+/// stops the replica thread.
+///
+/// `config.listen` is not bound here: `listener` is. Peers and executors
+/// reach this replica at `config.advertise`, which must lead to
+/// `listener`. Needs a multi-threaded tokio runtime (the replica's
+/// transport and the task runner block on it from their own threads).
+pub async fn run(
+    config: DriverConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let local = listener.local_addr()?;
+    let is_new = check_data_dir(&config.data_dir, &config.cluster_id, config.id)
+        .map_err(ServerError::DataDir)?;
+    let runtime = tokio::runtime::Handle::current();
+    let replica = Replica::start(&config, is_new, runtime.clone()).map_err(ServerError::Replica)?;
+    info!(id = config.id, listen = %local, advertise = %config.advertise, cluster_id = %config.cluster_id, "driver replica started");
+
+    let epochs = Arc::new(TermEpochs::new(replica.clone()));
+    let registry = Arc::new(ExecutorRegistry::with_epochs(
+        RegistryOptions::default(),
+        epochs,
+    ));
+    let leader = {
+        let replica = replica.clone();
+        Arc::new(move || {
+            if replica.is_leader() {
+                LeaderState::Leader
+            } else {
+                LeaderState::Follower {
+                    leader_address: replica.leader_address(),
+                }
+            }
+        })
+    };
+    // Declare silent executors dead even while no batch asks about them,
+    // so that their epochs are bumped and `weir cluster` tells the truth.
+    let reaper = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REAP_EVERY);
+            loop {
+                tick.tick().await;
+                registry.reap(Instant::now());
+            }
+        })
+    };
+    let runner = Arc::new(RemoteRunner::new(
+        registry.clone(),
+        runtime,
+        RemoteOptions::default(),
+    ));
+    let jobs_health = JobHealthBoard::default();
+    let supervisor = Supervisor::new(replica.clone(), runner.clone(), jobs_health.clone());
+    supervisor.start().map_err(ServerError::Supervisor)?;
+
+    let view = Arc::new(LeaderExecutors {
+        registry: registry.clone(),
+        runner,
+        replica: replica.clone(),
+    });
+    let client = ClientService::new(replica.clone(), Some(view), jobs_health);
+    let control = ControlService::new(registry, leader);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<WeirClientServer<ClientService>>()
+        .await;
+    let served = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(RaftTransportServer::new(RaftService::new(replica.clone())))
+        .add_service(WeirClientServer::new(client))
+        .add_service(control.into_server())
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await;
+    info!("shutting down: stopping job drivers after their current batch");
+    reaper.abort();
+    let _ = reaper.await;
+    // Waiting for the job, supervisor and replica threads blocks; keep it
+    // off the runtime's workers.
+    let _ = tokio::task::spawn_blocking(move || {
+        supervisor.shutdown(SHUTDOWN_WAIT);
+        replica.stop();
+    })
+    .await;
+    served?;
+    Ok(())
+}

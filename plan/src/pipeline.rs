@@ -1,0 +1,210 @@
+//! A job's steps compiled against its source's schema, in the order they
+//! run: the stateless steps before the stateful operator, the stateful
+//! operator (`key_by` + optional `window` + `aggregate`), and the steps
+//! applied to its output. Every step's output schema is the next step's
+//! input, so a wrong column or type anywhere is an error naming the step.
+
+use crate::aggregate::AggregatePlan;
+use crate::expr::referenced_columns;
+use crate::source::full_schema;
+use crate::step::{CustomOp, CustomSteps, Step};
+use crate::PlanError;
+use arrow_schema::{Schema, SchemaRef};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use weir_proto::pb::{self, step::Kind};
+
+/// A compiled pipeline; `C` is what a custom step compiles to.
+#[derive(Debug, Clone)]
+pub struct Pipeline<C> {
+    /// Stateless steps before the stateful operator (all steps of a job without one).
+    pub pre: Vec<Step<C>>,
+    /// The stateful operator, if any.
+    pub aggregate: Option<AggregatePlan>,
+    /// Steps applied to the stateful operator's output.
+    pub post: Vec<Step<C>>,
+    /// Schema of what reaches the sink.
+    pub output: SchemaRef,
+}
+
+/// Where the stateful operator's steps are in a pipeline.
+struct Shape<'s> {
+    steps: Vec<&'s Kind>,
+    /// The `key_by` step, if any.
+    key_by: Option<usize>,
+    /// The `aggregate` step, if any.
+    aggregate: Option<usize>,
+}
+
+impl<'s> Shape<'s> {
+    fn of(spec: &'s pb::JobSpec) -> Self {
+        let steps: Vec<&Kind> = spec
+            .pipeline
+            .iter()
+            .filter_map(|s| s.kind.as_ref())
+            .collect();
+        Shape {
+            key_by: steps.iter().position(|k| matches!(k, Kind::KeyBy(_))),
+            aggregate: steps.iter().position(|k| matches!(k, Kind::Aggregate(_))),
+            steps,
+        }
+    }
+
+    /// The end of the stateless steps before the stateful operator.
+    fn pre_end(&self) -> usize {
+        self.key_by.unwrap_or(self.steps.len())
+    }
+}
+
+impl<C: CustomOp> Pipeline<C> {
+    /// Compiles the steps of `spec` for batches of schema `source` (what
+    /// the source reader produces); custom steps are compiled by `custom`.
+    /// The error names the step path and the problem.
+    pub fn compile<S>(spec: &pb::JobSpec, source: SchemaRef, custom: &S) -> Result<Self, PlanError>
+    where
+        S: CustomSteps<Op = C>,
+    {
+        let shape = Shape::of(spec);
+        let steps = &shape.steps;
+        let mut schema = source;
+        let mut pre = Vec::new();
+        for (i, step) in steps.iter().enumerate().take(shape.pre_end()) {
+            let op = Step::compile(format!("pipeline[{i}]"), step, &schema, custom)?;
+            schema = op.output_schema().clone();
+            pre.push(op);
+        }
+        let (aggregate, post_start) = match (shape.key_by, shape.aggregate) {
+            (Some(k), Some(a)) => {
+                let Kind::KeyBy(key_sql) = steps[k] else {
+                    unreachable!("position found key_by")
+                };
+                let Kind::Aggregate(agg) = steps[a] else {
+                    unreachable!("position found aggregate")
+                };
+                let window = steps[k + 1..a]
+                    .iter()
+                    .enumerate()
+                    .find_map(|(j, s)| match s {
+                        Kind::Window(w) => Some((format!("pipeline[{}]", k + 1 + j), w)),
+                        _ => None,
+                    });
+                let plan = AggregatePlan::compile(
+                    &format!("pipeline[{k}]"),
+                    key_sql,
+                    window.as_ref().map(|(p, w)| (p.as_str(), *w)),
+                    &format!("pipeline[{a}]"),
+                    agg,
+                    &schema,
+                )?;
+                schema = plan.output.clone();
+                (Some(plan), a + 1)
+            }
+            (None, _) => (None, steps.len()),
+            (Some(k), None) => {
+                return Err(PlanError::new(
+                    format!("pipeline[{k}].key_by"),
+                    "must be followed by an aggregate",
+                ))
+            }
+        };
+        let mut post = Vec::new();
+        for (i, step) in steps.iter().enumerate().skip(post_start) {
+            let op = Step::compile(format!("pipeline[{i}]"), step, &schema, custom)?;
+            schema = op.output_schema().clone();
+            post.push(op);
+        }
+        Ok(Pipeline {
+            pre,
+            aggregate,
+            post,
+            output: schema,
+        })
+    }
+}
+
+/// The schema the source reader of `spec` produces: the source's columns
+/// that the job reads ([`source_columns`]), in the source's order.
+pub fn read_schema(spec: &pb::JobSpec) -> Result<SchemaRef, PlanError> {
+    let full = full_schema(spec)?;
+    Ok(match source_columns(spec)? {
+        None => Arc::new(full),
+        Some(columns) => Arc::new(Schema::new(
+            full.fields()
+                .iter()
+                .filter(|f| columns.iter().any(|c| c == f.name()))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )),
+    })
+}
+
+/// The source columns the job needs (`None` = all), found by walking the
+/// steps backwards: a column is needed if a later step reads it before a
+/// step replaces it.
+pub fn source_columns(spec: &pb::JobSpec) -> Result<Option<Vec<String>>, PlanError> {
+    let available = full_schema(spec)?;
+    let shape = Shape::of(spec);
+    let steps = &shape.steps;
+    let pre_end = shape.pre_end();
+    let is_noop = matches!(
+        spec.sink.as_ref().and_then(|s| s.kind.as_ref()),
+        Some(pb::sink::Kind::Noop(_))
+    );
+    if shape.aggregate.is_none() && !is_noop {
+        // Every record reaches the sink with all its columns.
+        return Ok(None);
+    }
+    if steps[..pre_end]
+        .iter()
+        .any(|s| matches!(s, Kind::Custom(_)))
+    {
+        // A custom operator may read any column.
+        return Ok(None);
+    }
+    let refs =
+        |path: String, sql: &str| referenced_columns(sql).map_err(|e| PlanError::expr(path, e));
+    let mut needed: BTreeSet<String> = BTreeSet::new();
+    if let Some(a) = shape.aggregate {
+        for (i, step) in steps.iter().enumerate().take(a + 1).skip(pre_end) {
+            match step {
+                Kind::KeyBy(sql) => needed.extend(refs(format!("pipeline[{i}].key_by"), sql)?),
+                Kind::Window(w) => {
+                    needed.insert(w.time.clone());
+                }
+                Kind::Aggregate(agg) => {
+                    for x in agg.aggregates.iter().filter(|x| !x.expr.trim().is_empty()) {
+                        needed.extend(refs(
+                            format!("pipeline[{i}].aggregate.{}", x.name),
+                            &x.expr,
+                        )?);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (i, step) in steps.iter().enumerate().take(pre_end).rev() {
+        match step {
+            Kind::Filter(sql) => needed.extend(refs(format!("pipeline[{i}].filter"), sql)?),
+            Kind::Map(m) => {
+                for a in &m.fields {
+                    needed.remove(&a.name);
+                }
+                for a in &m.fields {
+                    needed.extend(refs(format!("pipeline[{i}].map.{}", a.name), &a.expr)?);
+                }
+            }
+            Kind::FlatMap(f) => {
+                needed.remove(&f.as_field);
+                needed.insert(f.field.clone());
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(
+        needed
+            .into_iter()
+            .filter(|n| available.column_with_name(n).is_some())
+            .collect(),
+    ))
+}
