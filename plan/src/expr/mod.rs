@@ -106,6 +106,15 @@ pub enum ExprError {
         /// What was expected and what was found.
         message: String,
     },
+    /// An expression over one of the limits on expressions
+    /// (`max_expression_bytes`, `max_expression_depth`).
+    #[error("expression \"{excerpt}\": {message}")]
+    Limit {
+        /// The start of the expression text.
+        excerpt: String,
+        /// Which limit, and by how much.
+        message: String,
+    },
     /// A failure while evaluating over a batch, e.g. integer overflow.
     #[error("cannot evaluate \"{sql}\": {message}")]
     Eval {

@@ -11,6 +11,8 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
 use super::ExprError;
+use std::cell::Cell;
+use weir_proto::spec::limits::{MAX_EXPRESSION_BYTES, MAX_EXPRESSION_DEPTH};
 
 /// A literal value appearing in the SQL text.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,8 +176,28 @@ impl Logical {
     }
 }
 
-/// Parses `sql` into a logical tree.
+/// The start of an expression's text, for errors about its size.
+fn excerpt(sql: &str) -> String {
+    let mut out: String = sql.chars().take(60).collect();
+    if out.len() < sql.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Parses `sql` into a logical tree; an expression over
+/// `max_expression_bytes` or `max_expression_depth` is refused before it
+/// is parsed or converted any further.
 pub(crate) fn parse(sql: &str) -> Result<Logical, ExprError> {
+    if sql.len() > MAX_EXPRESSION_BYTES {
+        return Err(ExprError::Limit {
+            excerpt: excerpt(sql),
+            message: format!(
+                "size {} bytes exceeds the {MAX_EXPRESSION_BYTES}-byte limit (max_expression_bytes)",
+                sql.len()
+            ),
+        });
+    }
     let dialect = GenericDialect {};
     let expr = Parser::new(&dialect)
         .try_with_sql(sql)
@@ -195,11 +217,18 @@ pub(crate) fn parse(sql: &str) -> Result<Logical, ExprError> {
             sql: sql.to_string(),
             message: e.to_string(),
         })?;
-    Converter { sql }.convert(&expr)
+    Converter {
+        sql,
+        depth: Cell::new(0),
+    }
+    .convert(&expr)
 }
 
 struct Converter<'a> {
     sql: &'a str,
+    /// How deep `convert` is: the depth of the tree built so far, which
+    /// binding and evaluation later recurse as deep as.
+    depth: Cell<usize>,
 }
 
 impl Converter<'_> {
@@ -240,6 +269,22 @@ impl Converter<'_> {
     }
 
     fn convert(&self, expr: &Expr) -> Result<Logical, ExprError> {
+        let depth = self.depth.get() + 1;
+        if depth > MAX_EXPRESSION_DEPTH {
+            return Err(ExprError::Limit {
+                excerpt: excerpt(self.sql),
+                message: format!(
+                    "nesting deeper than the {MAX_EXPRESSION_DEPTH} limit (max_expression_depth); split it over several map steps"
+                ),
+            });
+        }
+        self.depth.set(depth);
+        let converted = self.convert_node(expr);
+        self.depth.set(depth - 1);
+        converted
+    }
+
+    fn convert_node(&self, expr: &Expr) -> Result<Logical, ExprError> {
         Ok(match expr {
             Expr::Identifier(ident) => Logical::Column(ident.value.clone()),
             Expr::CompoundIdentifier(parts) => {

@@ -860,3 +860,57 @@ fn brief_examples() {
         &BooleanArray::from(vec![true, false, false])
     );
 }
+
+/// `i + i + ... + i` with `terms` terms: a tree `terms - 1` deep.
+fn chain(terms: usize) -> String {
+    vec!["i"; terms].join(" + ")
+}
+
+/// Expressions are bounded: a chain at `max_expression_depth` compiles and
+/// evaluates on a thread with the 2 MiB stack of Weir's task threads, one
+/// past it is refused with the limit's name, and so is a text over
+/// `max_expression_bytes` (a flat chain of 200 `+` terms crashed every
+/// executor it was deployed to, 500 aborted `weir validate`).
+#[test]
+fn expressions_are_bounded_in_depth_and_size() {
+    use weir_proto::spec::limits::{MAX_EXPRESSION_BYTES, MAX_EXPRESSION_DEPTH};
+    let schema = batch().schema();
+    // The root is one level: MAX terms make a tree MAX deep.
+    let at = chain(MAX_EXPRESSION_DEPTH);
+    let out = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let b = batch();
+            let e = CompiledExpr::compile(&at, &b.schema()).unwrap();
+            e.evaluate(&b).unwrap().as_primitive::<Int64Type>().value(0)
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow at the limit");
+    assert_eq!(
+        out,
+        batch().column(0).as_primitive::<Int64Type>().value(0) * MAX_EXPRESSION_DEPTH as i64
+    );
+    for (sql, limit) in [
+        (chain(MAX_EXPRESSION_DEPTH + 1), "max_expression_depth"),
+        (
+            format!("({}) + i", chain(MAX_EXPRESSION_DEPTH - 1)),
+            "max_expression_depth",
+        ),
+        (chain(MAX_EXPRESSION_BYTES / 4 + 1), "max_expression_bytes"),
+        (chain(100_000), "max_expression_bytes"),
+    ] {
+        let e = CompiledExpr::compile(&sql, &schema).unwrap_err();
+        assert!(matches!(e, ExprError::Limit { .. }), "{e}");
+        let message = e.to_string();
+        assert!(message.contains(limit), "{message}");
+        assert!(
+            message.len() < 300,
+            "the error quotes only the start: {message}"
+        );
+    }
+    // Nested parentheses meet the SQL parser's own recursion limit first.
+    let nested = "(".repeat(200) + "i" + &")".repeat(200);
+    let e = CompiledExpr::compile(&nested, &schema).unwrap_err();
+    assert!(e.to_string().contains("recursion limit"), "{e}");
+}

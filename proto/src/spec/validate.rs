@@ -46,6 +46,13 @@ pub mod limits {
     pub const MAX_WINDOWS_PER_RECORD: u64 = 1_000;
     /// Steps of a pipeline (`max_pipeline_steps`).
     pub const MAX_PIPELINE_STEPS: usize = 256;
+    /// The text of one SQL expression (`max_expression_bytes`): the
+    /// parser's tree, and the work of dropping it, grow with it.
+    pub const MAX_EXPRESSION_BYTES: usize = 8 * 1024;
+    /// Nesting of one SQL expression, e.g. the terms of `a + b + ...`
+    /// (`max_expression_depth`): compiling and evaluating recurse this
+    /// deep, on threads with 2 MiB stacks.
+    pub const MAX_EXPRESSION_DEPTH: usize = 64;
 }
 
 use limits::*;
