@@ -505,6 +505,9 @@ impl JobRuntime {
         };
         match pre.add(batch) {
             Ok(()) => Ok(0),
+            // No record is to blame for an overflowing sum, and the slots
+            // already hold the batch: never skipped.
+            Err(e @ weir_plan::expr::ExprError::Overflow { .. }) => Err(to_err(e)),
             Err(e) if !self.skip_errors => Err(to_err(e)),
             Err(_) => {
                 let mut skipped = 0;
@@ -586,7 +589,13 @@ impl JobRuntime {
             blocks.push(block);
         }
         let started = std::time::Instant::now();
-        part.state.apply(agg, &blocks);
+        part.state
+            .apply(agg, &blocks)
+            .map_err(|source| ExecError::Expr {
+                job: name.clone(),
+                step: "aggregate".into(),
+                source,
+            })?;
         let emitted = part.state.emit(agg, task.watermark_ms);
         let applied = started.elapsed();
         if !task.replay {

@@ -74,12 +74,19 @@ impl AccKind {
         }
     }
 
-    /// Adds one integer input value.
+    /// Adds one integer input value; true if an integer sum overflowed
+    /// BIGINT (the slot then holds the wrapped value: the caller fails the
+    /// batch, see [`overflow_error`]).
     #[inline]
-    pub fn update_int(self, s: &mut [u64], v: i64) {
+    #[must_use]
+    pub fn update_int(self, s: &mut [u64], v: i64) -> bool {
         match self {
             AccKind::Count => s[0] = s[0].wrapping_add(1),
-            AccKind::SumInt => s[0] = (s[0] as i64).wrapping_add(v) as u64,
+            AccKind::SumInt => {
+                let (sum, overflowed) = (s[0] as i64).overflowing_add(v);
+                s[0] = sum as u64;
+                return overflowed;
+            }
             AccKind::MinInt => {
                 s[0] = (s[0] as i64).min(v) as u64;
                 s[1] += 1;
@@ -93,14 +100,17 @@ impl AccKind {
                 s[1] += 1;
             }
             AccKind::SumFloat | AccKind::MinFloat | AccKind::MaxFloat => {
-                self.update_float(s, v as f64)
+                return self.update_float(s, v as f64)
             }
         }
+        false
     }
 
-    /// Adds one float input value.
+    /// Adds one float input value; true if an integer sum overflowed (see
+    /// [`update_int`](Self::update_int)).
     #[inline]
-    pub fn update_float(self, s: &mut [u64], v: f64) {
+    #[must_use]
+    pub fn update_float(self, s: &mut [u64], v: f64) -> bool {
         match self {
             AccKind::Count => s[0] = s[0].wrapping_add(1),
             AccKind::SumFloat => s[0] = (f64::from_bits(s[0]) + v).to_bits(),
@@ -116,16 +126,24 @@ impl AccKind {
                 s[0] = (f64::from_bits(s[0]) + v).to_bits();
                 s[1] += 1;
             }
-            AccKind::SumInt | AccKind::MinInt | AccKind::MaxInt => self.update_int(s, v as i64),
+            AccKind::SumInt | AccKind::MinInt | AccKind::MaxInt => {
+                return self.update_int(s, v as i64)
+            }
         }
+        false
     }
 
-    /// Merges the partial state `src` into `dst`.
+    /// Merges the partial state `src` into `dst`; true if an integer sum
+    /// overflowed (see [`update_int`](Self::update_int)).
     #[inline]
-    pub fn merge(self, dst: &mut [u64], src: &[u64]) {
+    #[must_use]
+    pub fn merge(self, dst: &mut [u64], src: &[u64]) -> bool {
         match self {
-            AccKind::Count | AccKind::SumInt => {
-                dst[0] = (dst[0] as i64).wrapping_add(src[0] as i64) as u64
+            AccKind::Count => dst[0] = (dst[0] as i64).wrapping_add(src[0] as i64) as u64,
+            AccKind::SumInt => {
+                let (sum, overflowed) = (dst[0] as i64).overflowing_add(src[0] as i64);
+                dst[0] = sum as u64;
+                return overflowed;
             }
             AccKind::SumFloat => {
                 dst[0] = (f64::from_bits(dst[0]) + f64::from_bits(src[0])).to_bits()
@@ -151,6 +169,7 @@ impl AccKind {
                 dst[1] += src[1];
             }
         }
+        false
     }
 
     /// Output type of the final value.
@@ -201,6 +220,16 @@ impl OutputBuilder {
     }
 }
 
+/// The error of a batch in which the integer sum `aggregate` overflowed
+/// BIGINT. Weir never wraps a sum silently (as a BIGINT sum in Flink or in
+/// Spark without ANSI mode would): the batch fails as the data's fault,
+/// whatever `on_error` says, since no single record is to blame.
+pub fn overflow_error(aggregate: &str) -> crate::expr::ExprError {
+    crate::expr::ExprError::Overflow {
+        aggregate: aggregate.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,7 +242,7 @@ mod tests {
             .map(|vals| {
                 let mut s = kind.init();
                 for v in *vals {
-                    kind.update_int(&mut s, *v);
+                    assert!(!kind.update_int(&mut s, *v));
                 }
                 s
             })
@@ -233,7 +262,7 @@ mod tests {
             let whole = run(kind, &[&[3, -1, 7]])[0];
             let mut merged = kind.init();
             for p in &parts {
-                kind.merge(&mut merged, p);
+                assert!(!kind.merge(&mut merged, p));
             }
             assert_eq!(merged, whole, "{kind:?}");
         }
@@ -284,12 +313,38 @@ mod tests {
     #[test]
     fn float_accumulators() {
         let mut s = AccKind::MaxFloat.init();
-        AccKind::MaxFloat.update_float(&mut s, -2.5);
-        AccKind::MaxFloat.update_float(&mut s, 1.5);
+        assert!(!AccKind::MaxFloat.update_float(&mut s, -2.5));
+        assert!(!AccKind::MaxFloat.update_float(&mut s, 1.5));
         assert_eq!(f64::from_bits(s[0]), 1.5);
         assert_eq!(
             AccKind::for_input(AggregateFunction::Sum, Some(&DataType::Utf8)).unwrap_err(),
             "needs a numeric input (BIGINT or DOUBLE), got Utf8"
         );
+    }
+
+    /// An integer sum past BIGINT says so, adding one value or merging two
+    /// partial sums; the other accumulators never do.
+    #[test]
+    fn integer_sums_report_overflow() {
+        let mut s = AccKind::SumInt.init();
+        assert!(!AccKind::SumInt.update_int(&mut s, i64::MAX));
+        assert!(AccKind::SumInt.update_int(&mut s, 1));
+        let (mut a, mut b) = (AccKind::SumInt.init(), AccKind::SumInt.init());
+        assert!(!AccKind::SumInt.update_int(&mut a, i64::MIN));
+        assert!(!AccKind::SumInt.update_int(&mut b, -1));
+        assert!(AccKind::SumInt.merge(&mut a, &b));
+        for kind in [
+            AccKind::Count,
+            AccKind::MinInt,
+            AccKind::MaxInt,
+            AccKind::Avg,
+        ] {
+            let mut s = kind.init();
+            for v in [i64::MAX, i64::MAX, i64::MIN] {
+                assert!(!kind.update_int(&mut s, v), "{kind:?}");
+            }
+            let copy = s;
+            assert!(!kind.merge(&mut s, &copy), "{kind:?}");
+        }
     }
 }

@@ -321,3 +321,42 @@ fn purge_never_leaves_the_jobs_own_directories() {
         );
     }
 }
+
+/// A BIGINT `sum` that overflows fails the job with an error saying so and
+/// what to do, in stage A (within one batch) and in stage B (across
+/// batches), under `on_error: skip` too: it never wraps silently.
+#[test]
+fn an_overflowing_sum_fails_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, per_batch, on_error) in [
+        ("within", 10, "fail"),
+        ("across", 1, "fail"),
+        ("skipping", 1, "skip"),
+    ] {
+        let spec = dir.path().join(format!("{name}.yaml"));
+        fs::write(
+            &spec,
+            format!(
+                "name: {name}\nbatch_interval: 100ms\non_error: {on_error}\nstate_partitions: 1\n\
+                 source:\n  generator: {{ partitions: 1, keys: 1, rate: 0, total: 4, max_records_per_partition: {per_batch} }}\n\
+                 pipeline:\n  - map: {{ key: key, big: \"value + 4611686018427387904\" }}\n  - key_by: key\n  \
+                 - aggregate: {{ total: {{ sum: big }} }}\nsink:\n  noop: {{}}\n"
+            ),
+        )
+        .unwrap();
+        let out = weir(&[
+            "local",
+            spec.to_str().unwrap(),
+            "--exit-when-idle",
+            "--state-dir",
+            dir.path().join(name).to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(8), "{name}: {stderr}");
+        assert!(
+            stderr.contains("aggregate total: the sum overflows BIGINT")
+                && stderr.contains("CAST(value AS DOUBLE)"),
+            "{name}: {stderr}"
+        );
+    }
+}

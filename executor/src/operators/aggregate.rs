@@ -17,6 +17,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use hashbrown::HashMap;
 use smol_str::SmolStr;
+use weir_plan::accumulator::overflow_error;
 pub use weir_plan::aggregate::{AggPlan, AggregatePlan};
 use weir_plan::expr::ExprError;
 
@@ -227,11 +228,12 @@ impl<'p> PreAggregator<'p> {
             let kind = agg.kind;
             let off = agg.offset;
             let row_of = |i: usize| if rows.is_empty() { i } else { rows[i] as usize };
+            let mut overflow = false;
             match input {
                 None => {
                     for g in &groups {
                         let s = *g as usize * stride + off;
-                        kind.update_int(&mut self.slots[s..], 0);
+                        overflow |= kind.update_int(&mut self.slots[s..], 0);
                     }
                 }
                 Some(col) => match col.data_type() {
@@ -241,7 +243,7 @@ impl<'p> PreAggregator<'p> {
                             let r = row_of(i);
                             if a.is_valid(r) {
                                 let s = *g as usize * stride + off;
-                                kind.update_int(&mut self.slots[s..], a.value(r));
+                                overflow |= kind.update_int(&mut self.slots[s..], a.value(r));
                             }
                         }
                     }
@@ -251,7 +253,7 @@ impl<'p> PreAggregator<'p> {
                             let r = row_of(i);
                             if a.is_valid(r) {
                                 let s = *g as usize * stride + off;
-                                kind.update_float(&mut self.slots[s..], a.value(r));
+                                overflow |= kind.update_float(&mut self.slots[s..], a.value(r));
                             }
                         }
                     }
@@ -260,11 +262,14 @@ impl<'p> PreAggregator<'p> {
                         for (i, g) in groups.iter().enumerate() {
                             if col.is_valid(row_of(i)) {
                                 let s = *g as usize * stride + off;
-                                kind.update_int(&mut self.slots[s..], 0);
+                                overflow |= kind.update_int(&mut self.slots[s..], 0);
                             }
                         }
                     }
                 },
+            }
+            if overflow {
+                return Err(overflow_error(&agg.name));
             }
         }
         Ok(())

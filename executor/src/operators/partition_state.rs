@@ -18,7 +18,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use weir_plan::accumulator::OutputBuilder;
+use weir_plan::accumulator::{overflow_error, OutputBuilder};
+use weir_plan::expr::ExprError;
 
 /// The group at this index holds a key (else it is free for reuse).
 const LIVE: u8 = 1;
@@ -130,8 +131,14 @@ impl PartitionState {
         self.free.push(i as u32);
     }
 
-    /// Merges the partial states of one batch.
-    pub fn apply(&mut self, plan: &AggregatePlan, blocks: &[Arc<ShuffleBlock>]) {
+    /// Merges the partial states of one batch. An integer sum that
+    /// overflows fails the batch (the state is then restored before the
+    /// batch runs again).
+    pub fn apply(
+        &mut self,
+        plan: &AggregatePlan,
+        blocks: &[Arc<ShuffleBlock>],
+    ) -> Result<(), ExprError> {
         let stride = plan.stride;
         self.stride = stride;
         for &i in &self.changed {
@@ -151,10 +158,12 @@ impl PartitionState {
                 let src = &block.slots[b * stride..(b + 1) * stride];
                 for a in &plan.aggs {
                     let n = a.kind.slots();
-                    a.kind.merge(
+                    if a.kind.merge(
                         &mut state[a.offset..a.offset + n],
                         &src[a.offset..a.offset + n],
-                    );
+                    ) {
+                        return Err(overflow_error(&a.name));
+                    }
                 }
                 let flags = &mut self.flags[i];
                 if *flags & DIRTY == 0 {
@@ -166,6 +175,7 @@ impl PartitionState {
                 *flags |= DIRTY | CHANGED;
             }
         }
+        Ok(())
     }
 
     /// The batch's output: changed groups (running aggregates) or windows

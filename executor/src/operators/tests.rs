@@ -213,7 +213,7 @@ fn merge_all(blocks: Vec<ShuffleBlock>) -> Vec<Arc<ShuffleBlock>> {
 fn merge(state: &mut PartitionState, plan: &AggregatePlan, records: &RecordBatch) {
     let mut pre = PreAggregator::new(plan, i64::MIN);
     pre.add(records).unwrap();
-    state.apply(plan, &merge_all(pre.finish(1).0));
+    state.apply(plan, &merge_all(pre.finish(1).0)).unwrap();
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn running_aggregate_across_tasks_and_batches() {
         blocks.push(Arc::new(out.remove(0)));
     }
     let mut state = PartitionState::default();
-    state.apply(&plan, &blocks);
+    state.apply(&plan, &blocks).unwrap();
     let out = state.emit(&plan, i64::MIN);
     assert_eq!(strings(&out, "key"), vec!["ann", "bob", "cy"]);
     assert_eq!(ints(&out, "n"), vec![4, 2, 2]);
@@ -247,7 +247,7 @@ fn running_aggregate_across_tasks_and_batches() {
     let mut pre = PreAggregator::new(&plan, i64::MIN);
     pre.add(&next).unwrap();
     let (out, _) = pre.finish(1);
-    state.apply(&plan, &merge_all(out));
+    state.apply(&plan, &merge_all(out)).unwrap();
     let out = state.emit(&plan, i64::MIN);
     assert_eq!(strings(&out, "key"), vec!["bob"]);
     assert_eq!(ints(&out, "n"), vec![3]);
@@ -276,7 +276,7 @@ fn checkpoints_restore_the_same_state() {
     let mut pre = PreAggregator::new(&plan, i64::MIN);
     pre.add(&b).unwrap();
     let mut state = PartitionState::default();
-    state.apply(&plan, &merge_all(pre.finish(1).0));
+    state.apply(&plan, &merge_all(pre.finish(1).0)).unwrap();
     let (delta, snapshot) = checkpoint(&mut state, true);
     assert_eq!(delta.len(), 3);
     let snapshot = snapshot.unwrap();
@@ -292,7 +292,7 @@ fn checkpoints_restore_the_same_state() {
     for s in [&mut state, &mut restored] {
         let mut pre = PreAggregator::new(&plan, i64::MIN);
         pre.add(&next).unwrap();
-        s.apply(&plan, &merge_all(pre.finish(1).0));
+        s.apply(&plan, &merge_all(pre.finish(1).0)).unwrap();
     }
     let (a, b) = (state.emit(&plan, i64::MIN), restored.emit(&plan, i64::MIN));
     assert_eq!(ints(&a, "total"), ints(&b, "total"));
@@ -362,7 +362,7 @@ fn a_group_removed_and_stored_again_at_the_same_index_is_taken_once_after_its_to
     let apply = |state: &mut PartitionState, records: &RecordBatch, watermark: i64| {
         let mut pre = PreAggregator::new(&plan, i64::MIN);
         pre.add(records).unwrap();
-        state.apply(&plan, &merge_all(pre.finish(1).0));
+        state.apply(&plan, &merge_all(pre.finish(1).0)).unwrap();
         state.emit(&plan, watermark)
     };
     apply(&mut state, &b.slice(0, 1), i64::MIN);
@@ -402,7 +402,7 @@ fn windows_close_at_the_watermark_and_late_records_are_counted() {
     assert_eq!(stats.late, 0);
     assert_eq!(stats.max_event_time, 11_000);
     let mut state = PartitionState::default();
-    state.apply(&plan, &merge_all(blocks));
+    state.apply(&plan, &merge_all(blocks)).unwrap();
     // a watermark of 6s closes windows ending at or before 6s
     let out = state.emit(&plan, 6_000);
     let rows: Vec<(String, i64, i64)> = strings(&out, "key")
@@ -592,7 +592,7 @@ fn partition_state_matches_a_model_through_windows_checkpoints_and_restores() {
                 block.slots.push(n);
             }
         }
-        state.apply(&plan, &[Arc::new(block)]);
+        state.apply(&plan, &[Arc::new(block)]).unwrap();
         // The watermark sweeps forward and back again, so closed windows'
         // keys come back in later blocks.
         let watermark = ((v % 12) as i64) * 1_000;

@@ -115,6 +115,13 @@ pub enum ExprError {
         /// Which limit, and by how much.
         message: String,
     },
+    /// An integer `sum` aggregate overflowed BIGINT (see
+    /// [`overflow_error`](crate::accumulator::overflow_error)).
+    #[error("aggregate {aggregate}: the sum overflows BIGINT (beyond 9223372036854775807); sum a DOUBLE instead, e.g. {{ sum: \"CAST(value AS DOUBLE)\" }}")]
+    Overflow {
+        /// The aggregate's output name.
+        aggregate: String,
+    },
     /// A failure while evaluating over a batch, e.g. integer overflow.
     #[error("cannot evaluate \"{sql}\": {message}")]
     Eval {
