@@ -64,8 +64,9 @@ impl Sink for FileSink {
         let (text, rows) = json_lines(output);
         let (tmp, _) = Self::names(batch_id, partition);
         if rows == 0 {
-            // Nothing to publish; drop a stale temp file from an earlier attempt.
-            let _ = self.dir.remove(&tmp);
+            // Nothing to publish; drop a stale temp file from an earlier
+            // attempt, which the commit would otherwise publish.
+            self.dir.remove(&tmp).map_err(|m| self.error(m))?;
             return Ok(0);
         }
         self.dir
@@ -124,5 +125,31 @@ mod tests {
         assert_eq!(listing(dir.path()), vec!["batch-3-part-1.jsonl"]);
         let text = fs::read_to_string(dir.path().join("batch-3-part-1.jsonl")).unwrap();
         assert_eq!(text, "{\"count\":1}\n{\"count\":2}\n");
+    }
+
+    /// A stale temporary file that cannot be removed fails the pre-commit
+    /// (the commit would publish it), and a commit whose directory is gone
+    /// fails instead of counting as an earlier commit.
+    #[test]
+    fn failures_to_clean_up_or_to_sync_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let sink = FileSink::new("j", out.to_str().unwrap()).unwrap();
+        // A stale temp "file" that is a non-empty directory cannot be removed.
+        fs::create_dir_all(out.join(".batch-5-part-0.jsonl.tmp/x")).unwrap();
+        let e = sink.pre_commit(5, 0, &[]).unwrap_err().to_string();
+        assert!(e.contains(".batch-5-part-0.jsonl.tmp"), "{e}");
+        // An empty output with no stale file is fine.
+        assert_eq!(sink.pre_commit(6, 0, &[]).unwrap(), 0);
+
+        let batch = RecordBatch::try_from_iter(vec![(
+            "count",
+            Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+        )])
+        .unwrap();
+        sink.pre_commit(7, 0, &[batch]).unwrap();
+        fs::remove_dir_all(&out).unwrap();
+        let e = sink.commit(7, 0).unwrap_err().to_string();
+        assert!(e.contains("cannot sync the directory"), "{e}");
     }
 }

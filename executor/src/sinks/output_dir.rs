@@ -67,17 +67,18 @@ impl OutputDir for LocalDir {
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<bool, String> {
-        match fs::rename(self.0.join(from), self.0.join(to)) {
-            Ok(()) => {
-                // Make the rename durable before the batch counts as committed.
-                if let Ok(d) = fs::File::open(&self.0) {
-                    let _ = d.sync_all();
-                }
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(self.error("publish", from, e)),
-        }
+        let renamed = match fs::rename(self.0.join(from), self.0.join(to)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(self.error("publish", from, e)),
+        };
+        // The rename is durable before the batch counts as committed, also
+        // when an earlier attempt renamed and then failed here; and a
+        // directory that is gone is an error, not an earlier commit.
+        fs::File::open(&self.0)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.error("sync the directory of", to, e))?;
+        Ok(renamed)
     }
 
     fn remove(&self, name: &str) -> Result<(), String> {
