@@ -395,3 +395,70 @@ fn followers_forward_client_calls_to_the_leader() {
     c.wait_finished("fwd", Duration::from_secs(60));
     check_counts(dir.path(), "fwd", 20_000);
 }
+
+/// A driver is added as a learner and votes only once it has caught up, so
+/// adding one that never comes (here at an address nothing listens on)
+/// leaves a single driver leading and committing, across its restart: it
+/// used to need that driver's vote for every later entry, forever.
+#[test]
+fn adding_an_unreachable_driver_keeps_the_group_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 1, 1);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(20));
+    let nowhere = format!("127.0.0.1:{}", weir_tests::cluster::free_port());
+    c.weir_json(&["cluster", "add-driver", "9", &nowhere])
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let v = c.weir_json(&["cluster"]).unwrap();
+    let nine = v["drivers"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["id"] == 9))
+        .cloned();
+    // Asked itself, driver 9 does not answer; the leader counts it.
+    assert_eq!(
+        nine.map(|d| d["role"].clone()),
+        Some("unreachable".into()),
+        "{v}"
+    );
+    let spec = write_spec(dir.path(), "alone", 10_000, 10_000);
+    c.weir_json(&["submit", &spec]).unwrap();
+    wait_state(&c, "alone", "finished", Duration::from_secs(60));
+    // Restarted, it still leads alone: driver 9 is not a voter.
+    c.kill_driver(1);
+    c.start_driver(1);
+    c.wait_leader(Duration::from_secs(20));
+    let listed = c.weir_json(&["list"]).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // The learner can be removed again.
+    c.weir_json(&["cluster", "remove-driver", "9"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    check_counts(dir.path(), "alone", 10_000);
+}
+
+/// Removing a driver is refused when the voters left would have no quorum
+/// the leader can reach.
+#[test]
+fn a_removal_that_would_lose_the_quorum_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 3, 0);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    c.kill_driver(followers[0]);
+    // Past an election timeout (0.6 s) the dead follower is unreachable.
+    std::thread::sleep(Duration::from_secs(2));
+    // Voters left {leader, dead follower}: one of two reachable.
+    let e = c
+        .weir_json(&["cluster", "remove-driver", &followers[1].to_string()])
+        .unwrap_err();
+    assert!(e.contains("a quorum needs 2"), "{e}");
+    let v = c.weir_json(&["cluster"]).unwrap();
+    assert_eq!(
+        v["drivers"].as_array().map(Vec::len),
+        Some(3),
+        "nothing removed: {v}"
+    );
+    // Removing the dead one leaves two reachable voters: allowed.
+    c.weir_json(&["cluster", "remove-driver", &followers[0].to_string()])
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+}

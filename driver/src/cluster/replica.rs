@@ -9,7 +9,7 @@ use super::transport::Transport;
 use crate::config::DriverConfig;
 use crate::metadata::{MetaError, SledMetadata};
 use crate::raft::{
-    ConfChange, Entry, Message, RaftConfig, RaftNode, SledRaftStorage, StateMachine,
+    ConfChange, ConfChangeType, Entry, Message, RaftConfig, RaftNode, SledRaftStorage, StateMachine,
 };
 use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use weir_proto::pb::{self, meta_command::Kind};
 
 /// What the replica reports about itself.
@@ -37,6 +37,9 @@ pub struct ReplicaStatus {
     pub applied: u64,
     /// Voting members.
     pub voters: Vec<u64>,
+    /// Members that receive the log but do not vote yet (a driver added
+    /// with `cluster add-driver` until it has caught up).
+    pub learners: Vec<u64>,
     /// When each peer was last heard from.
     pub last_contact: BTreeMap<u64, Instant>,
 }
@@ -91,6 +94,7 @@ pub struct ReplicaHandle {
     meta: Arc<SledMetadata>,
     addresses: Arc<RwLock<BTreeMap<u64, String>>>,
     proposal_timeout: Duration,
+    election_timeout: Duration,
     cluster_id: String,
     /// The replica thread, joined by `stop`.
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
@@ -113,6 +117,24 @@ impl ReplicaHandle {
     /// The cluster id.
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
+    }
+
+    /// The voters this replica can count on now: itself, and the peers it
+    /// heard from within an election timeout.
+    pub fn reachable(&self, voters: &[u64]) -> Vec<u64> {
+        let status = self.status();
+        let now = Instant::now();
+        voters
+            .iter()
+            .copied()
+            .filter(|id| {
+                *id == status.id
+                    || status
+                        .last_contact
+                        .get(id)
+                        .is_some_and(|t| now.duration_since(*t) <= self.election_timeout)
+            })
+            .collect()
     }
 
     /// Address of replica `id`, if known.
@@ -415,6 +437,7 @@ impl Replica {
             meta,
             addresses: addresses.clone(),
             proposal_timeout: config.proposal_timeout,
+            election_timeout: config.tick * config.election_ticks as u32,
             cluster_id: config.cluster_id.clone(),
             thread: Arc::new(Mutex::new(None)),
         };
@@ -479,6 +502,7 @@ impl Loop {
                     next_tick = Instant::now() + self.tick;
                 }
                 self.expire_waiters();
+                self.promote_caught_up_learners();
             }
             let transport = &mut self.transport;
             if let Err(e) = self.node.on_ready(&mut self.machine, |m| transport.send(m)) {
@@ -492,6 +516,23 @@ impl Loop {
                 s.leader_id = None;
                 info!(id = self.machine.id, "replica stopped");
                 return;
+            }
+        }
+    }
+
+    /// Proposes a learner that has caught up as a voter (one membership
+    /// change at a time: the next one after this one is applied).
+    fn promote_caught_up_learners(&mut self) {
+        if let Some(id) = self.node.caught_up_learners().first() {
+            let mut cc = ConfChange::default();
+            cc.set_change_type(ConfChangeType::AddNode);
+            cc.node_id = *id;
+            match self.node.propose_conf_change(cc, Vec::new()) {
+                Ok(()) => info!(
+                    driver = id,
+                    "driver caught up with the log: promoting it from learner to voter"
+                ),
+                Err(e) => debug!(driver = id, error = %e, "promotion not proposed yet"),
             }
         }
     }
@@ -594,7 +635,9 @@ impl Loop {
         s.leader_id = self.node.leader_id();
         s.commit = self.node.commit_index();
         s.applied = self.node.applied_index();
-        s.voters = self.node.conf_state().voters.clone();
+        let conf = self.node.conf_state();
+        s.voters = conf.voters.clone();
+        s.learners = conf.learners.clone();
         s.last_contact = self.last_contact.clone();
     }
 }

@@ -165,6 +165,28 @@ impl RaftNode {
         Ok(self.raw.propose_conf_change(context, cc)?)
     }
 
+    /// The learners whose log has caught up with the leader's commit index,
+    /// which the leader promotes to voters: a new driver joins as a learner
+    /// and votes only once it holds the log, so adding an unreachable one
+    /// never costs the group its quorum. Empty unless this node leads and
+    /// no membership change is pending.
+    pub fn caught_up_learners(&self) -> Vec<u64> {
+        let raft = &self.raw.raft;
+        if !self.is_leader() || raft.pending_conf_index > raft.raft_log.applied {
+            return Vec::new();
+        }
+        let committed = raft.raft_log.committed;
+        let mut ids: Vec<u64> = self
+            .conf_state()
+            .learners
+            .iter()
+            .copied()
+            .filter(|id| raft.prs().get(*id).is_some_and(|p| p.matched >= committed))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Starts an election now (tests, leadership hand-off).
     pub fn campaign(&mut self) -> Result<()> {
         Ok(self.raw.campaign()?)

@@ -251,14 +251,17 @@ impl ClientService {
         let now = Instant::now();
         let mut drivers = Vec::new();
         for (id, address) in self.replica.addresses() {
-            if !status.voters.contains(&id) && id != status.id {
+            let learner = status.learners.contains(&id);
+            if !status.voters.contains(&id) && !learner && id != status.id {
                 continue;
             }
             let is_self = id == status.id;
             drivers.push(pb::DriverInfo {
                 id,
                 address,
-                role: if is_self {
+                role: if learner {
+                    "learner".into()
+                } else if is_self {
                     status.role.clone()
                 } else if status.leader_id == Some(id) {
                     "leader".into()
@@ -290,10 +293,13 @@ impl ClientService {
         }
     }
 
-    async fn wait_for_voters(&self, done: impl Fn(&[u64]) -> bool) -> Result<(), Status> {
+    async fn wait_for_members(
+        &self,
+        done: impl Fn(&crate::cluster::ReplicaStatus) -> bool,
+    ) -> Result<(), Status> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if done(&self.replica.status().voters) {
+            if done(&self.replica.status()) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -506,7 +512,8 @@ impl WeirClient for ClientService {
                 "add-driver needs a positive id and host:port",
             ));
         }
-        if self.replica.status().voters.contains(&r.id) {
+        let status = self.replica.status();
+        if status.voters.contains(&r.id) {
             return Err(Status::already_exists(format!(
                 "driver {} is already a member",
                 r.id
@@ -516,14 +523,20 @@ impl WeirClient for ClientService {
             .propose(command::peer_address(r.id, &r.address))
             .await
             .map_err(Status::from)?;
-        let mut cc = ConfChange::default();
-        cc.set_change_type(ConfChangeType::AddNode);
-        cc.node_id = r.id;
-        self.replica
-            .change_membership(cc)
-            .await
-            .map_err(Status::from)?;
-        self.wait_for_voters(|v| v.contains(&r.id)).await?;
+        // A learner first: it receives the log but does not vote, so an
+        // unreachable or slow new driver never costs the group its quorum.
+        // The leader promotes it once it has caught up.
+        if !status.learners.contains(&r.id) {
+            let mut cc = ConfChange::default();
+            cc.set_change_type(ConfChangeType::AddLearnerNode);
+            cc.node_id = r.id;
+            self.replica
+                .change_membership(cc)
+                .await
+                .map_err(Status::from)?;
+        }
+        self.wait_for_members(|s| s.learners.contains(&r.id) || s.voters.contains(&r.id))
+            .await?;
         Ok(Response::new(pb::MembershipResponse {
             cluster: Some(self.cluster_info()),
         }))
@@ -538,8 +551,18 @@ impl WeirClient for ClientService {
             Route::Leader(mut leader, r) => return leader.remove_driver(*r).await,
         }
         .id;
-        if !self.replica.status().voters.contains(&id) {
+        let status = self.replica.status();
+        if !status.voters.contains(&id) && !status.learners.contains(&id) {
             return Err(Status::not_found(format!("driver {id} is not a member")));
+        }
+        // The voters left must still have a quorum this leader can reach.
+        let left: Vec<u64> = status.voters.iter().copied().filter(|v| *v != id).collect();
+        let reachable = self.replica.reachable(&left);
+        let quorum = left.len() / 2 + 1;
+        if reachable.len() < quorum {
+            return Err(Status::failed_precondition(format!(
+                "removing driver {id} would leave voters {left:?} of which only {reachable:?} are reachable, and a quorum needs {quorum}: bring a driver back (or add one) first"
+            )));
         }
         let mut cc = ConfChange::default();
         cc.set_change_type(ConfChangeType::RemoveNode);
@@ -548,7 +571,8 @@ impl WeirClient for ClientService {
             .change_membership(cc)
             .await
             .map_err(Status::from)?;
-        self.wait_for_voters(|v| !v.contains(&id)).await?;
+        self.wait_for_members(|s| !s.voters.contains(&id) && !s.learners.contains(&id))
+            .await?;
         Ok(Response::new(pb::MembershipResponse {
             cluster: Some(self.cluster_info()),
         }))
