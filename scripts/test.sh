@@ -3,7 +3,8 @@
 # Debian packages (the build's, from scripts/bootstrap.sh, and a JDK and Maven
 # for the dev services), then the Kafka and
 # HDFS jars from Maven Central (deploy/dev/), then starts Kafka and HDFS,
-# checks formatting and lints, builds, runs every test, and stops the services.
+# checks formatting and lints, builds, runs every test (tests/dev-cluster.sh
+# included: deploy/dev/cluster.sh end to end), and stops the services.
 #
 #   scripts/test.sh
 #
@@ -52,6 +53,9 @@ deploy/helm/check.sh
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "local cluster script (tests/dev-cluster.sh, on the debug binaries)"
+tests/dev-cluster.sh
 
 step "stopping Kafka and HDFS"
 deploy/dev/services.sh stop
