@@ -16,8 +16,10 @@
 set -euo pipefail
 
 # The build's Debian packages, one a line. A package is installed unless
-# dpkg already has it. To add one (say libssl-dev when librdkafka gets TLS),
-# add a line here: scripts/test.sh and the README use this list.
+# dpkg already has it; "a|b|c" means any of them will do (the first is the
+# one installed), for packages that conflict with their other flavours. To
+# add one (say libssl-dev when librdkafka gets TLS), add a line here: the
+# README, scripts/test.sh and deploy/Dockerfile use this list.
 BUILD_PACKAGES=(
     gcc        # cc: the linker rustc calls, and the C compiler of cc-rs and CMake
     g++        # librdkafka's CMake project enables C++ (it has a C++ API)
@@ -26,6 +28,10 @@ BUILD_PACKAGES=(
     cmake      # librdkafka's build (rdkafka's cmake-build feature)
     pkg-config # how libz-sys (and librdkafka's CMake) find system libraries
     zlib1g-dev # zlib for librdkafka (rdkafka's libz feature) and libz-sys
+    # curl/curl.h only: Weir builds librdkafka without curl (WITH_CURL=0), but
+    # librdkafka 2.12's rdkafka_conf.c includes it under #ifdef
+    # WITH_OAUTHBEARER_OIDC, which its config.h always defines (to 0 here).
+    "libcurl4-openssl-dev|libcurl4-gnutls-dev|libcurl4-nss-dev"
 )
 
 usage() {
@@ -58,20 +64,31 @@ die() {
 wanted=("${BUILD_PACKAGES[@]}" ${extra[@]+"${extra[@]}"})
 
 if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
-    die "apt-get/dpkg-query not found: this script installs Debian packages. On another system install the equivalents of: ${wanted[*]} (a C and C++ compiler, make, CMake, pkg-config and the zlib headers), then run cargo"
+    die "apt-get/dpkg-query not found: this script installs Debian packages. On another system install the equivalents of: ${wanted[*]%%|*} (a C and C++ compiler, make, CMake, pkg-config, the zlib and libcurl headers), then run cargo"
 fi
 
 installed() {
     [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == installed ]]
 }
 
+# installed_any "a|b|c": one of them is installed.
+installed_any() {
+    local alt
+    local -a alts
+    IFS='|' read -r -a alts <<<"$1"
+    for alt in "${alts[@]}"; do
+        installed "$alt" && return 0
+    done
+    return 1
+}
+
 missing=()
-for pkg in "${wanted[@]}"; do
-    installed "$pkg" || missing+=("$pkg")
+for entry in "${wanted[@]}"; do
+    installed_any "$entry" || missing+=("${entry%%|*}")
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    say "all build packages are installed (${wanted[*]})"
+    say "all build packages are installed (${wanted[*]%%|*})"
 elif ((dry_run)); then
     say "would install: ${missing[*]}"
 else
