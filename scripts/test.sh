@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs Weir's whole test suite on this machine, installing what is missing:
-# Debian packages (a JDK and Maven for the dev services), then the Kafka and
+# Debian packages (the build's, from scripts/bootstrap.sh, and a JDK and Maven
+# for the dev services), then the Kafka and
 # HDFS jars from Maven Central (deploy/dev/), then starts Kafka and HDFS,
-# checks formatting and lints, builds, runs every test, and stops the services.
+# checks formatting and lints, builds, runs every test (tests/dev-cluster.sh
+# included: deploy/dev/cluster.sh end to end), and stops the services.
 #
 #   scripts/test.sh
 #
@@ -12,20 +14,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "checking tools"
-missing=()
-command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
-command -v mvn >/dev/null 2>&1 || missing+=(maven)
-command -v cc >/dev/null 2>&1 || missing+=(build-essential)
-# librdkafka is built from source by the rdkafka crate (cmake-build feature).
-command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-[ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-    step "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}"
-fi
+step "checking tools (scripts/bootstrap.sh)"
+# The build's Debian packages are listed once, in scripts/bootstrap.sh; the
+# dev services' JDK and Maven are added here when their commands are missing.
+services_packages=()
+command -v javac >/dev/null 2>&1 || services_packages+=(default-jdk-headless)
+command -v mvn >/dev/null 2>&1 || services_packages+=(maven)
+scripts/bootstrap.sh ${services_packages[@]+"${services_packages[@]}"}
 if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 fi
@@ -67,6 +62,9 @@ deploy/helm/check.sh
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "local cluster script (tests/dev-cluster.sh, on the debug binaries)"
+tests/dev-cluster.sh
 
 step "stopping Kafka and HDFS"
 deploy/dev/services.sh stop
