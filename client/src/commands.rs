@@ -649,8 +649,8 @@ fn format_time(ms: i64) -> String {
     )
 }
 
-/// `weir history JOB`.
-pub async fn history(cluster: &Cluster, job: &str, out: Output) -> Result<(), ClientError> {
+/// A job's spec versions, oldest first, the current one last.
+async fn versions(cluster: &Cluster, job: &str) -> Result<Vec<pb::JobRecord>, ClientError> {
     let r = cluster
         .call(READ_TIMEOUT, |mut c| async move {
             c.history(pb::HistoryRequest {
@@ -659,7 +659,12 @@ pub async fn history(cluster: &Cluster, job: &str, out: Output) -> Result<(), Cl
             .await
         })
         .await?;
-    print_history(job, &r.versions, out);
+    Ok(r.versions)
+}
+
+/// `weir history JOB`.
+pub async fn history(cluster: &Cluster, job: &str, out: Output) -> Result<(), ClientError> {
+    print_history(job, &versions(cluster, job).await?, out);
     Ok(())
 }
 
@@ -821,15 +826,7 @@ pub fn current_spec(versions: &[pb::JobRecord]) -> Option<String> {
 /// `weir spec JOB`: the stored spec as YAML (or, with `-o json`, in a
 /// JSON document).
 pub async fn spec(cluster: &Cluster, job: &str, out: Output) -> Result<(), ClientError> {
-    let r = cluster
-        .call(READ_TIMEOUT, |mut c| async move {
-            c.history(pb::HistoryRequest {
-                job: job.to_string(),
-            })
-            .await
-        })
-        .await?;
-    print_spec(job, &r.versions, out);
+    print_spec(job, &versions(cluster, job).await?, out);
     Ok(())
 }
 

@@ -378,34 +378,16 @@ fn run(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode>
             job,
             state_dir: Some(dir),
         } => {
-            local::with_local_meta(&dir, |meta| {
-                let current = meta.job(&job)?.ok_or_else(|| {
-                    classified(
-                        ExitClass::NotFound,
-                        format!("job {job} does not exist in {}", dir.display()),
-                    )
-                })?;
-                let mut versions = meta.history(&job)?;
-                versions.push(current);
-                commands::print_history(&job, &versions, out);
-                Ok(())
-            })?;
+            let versions = local_versions(&dir, &job)?;
+            commands::print_history(&job, &versions, out);
             Ok(ExitCode::SUCCESS)
         }
         Command::Spec {
             job,
             state_dir: Some(dir),
         } => {
-            local::with_local_meta(&dir, |meta| {
-                let current = meta.job(&job)?.ok_or_else(|| {
-                    classified(
-                        ExitClass::NotFound,
-                        format!("job {job} does not exist in {}", dir.display()),
-                    )
-                })?;
-                commands::print_spec(&job, &[current], out);
-                Ok(())
-            })?;
+            let versions = local_versions(&dir, &job)?;
+            commands::print_spec(&job, &versions, out);
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
@@ -415,6 +397,21 @@ fn run(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode>
         }
         remote => run_remote(remote, drivers, out),
     }
+}
+
+/// A `weir local` job's spec versions, oldest first, the current one last.
+fn local_versions(dir: &Path, job: &str) -> anyhow::Result<Vec<pb::JobRecord>> {
+    local::with_local_meta(dir, |meta| {
+        let current = meta.job(job)?.ok_or_else(|| {
+            classified(
+                ExitClass::NotFound,
+                format!("job {job} does not exist in {}", dir.display()),
+            )
+        })?;
+        let mut versions = meta.history(job)?;
+        versions.push(current);
+        Ok(versions)
+    })
 }
 
 /// Runs a cluster command on a small runtime.

@@ -951,9 +951,7 @@ pub fn check_job_name(name: &str) -> Result<(), String> {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        && name_characters(name);
     if ok {
         Ok(())
     } else {
@@ -962,6 +960,12 @@ pub fn check_job_name(name: &str) -> Result<(), String> {
             name.chars().take(MAX_JOB_NAME + 1).collect::<String>()
         ))
     }
+}
+
+/// Whether every character of a name is a letter, a digit, `-`, `_` or `.`.
+fn name_characters(name: &str) -> bool {
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Checks a custom operator's name: 1-128 letters, digits, '-', '_' or '.'.
@@ -976,11 +980,7 @@ pub fn check_operator_version(version: &str) -> Result<(), String> {
 }
 
 fn check_operator_part(text: &str, example: &str) -> Result<(), String> {
-    let ok = !text.is_empty()
-        && text.len() <= 128
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    let ok = !text.is_empty() && text.len() <= 128 && name_characters(text);
     if ok {
         Ok(())
     } else {
