@@ -686,7 +686,10 @@ impl JobDriver {
             }
             match step {
                 Step::FailJob => return Err(self.failed(batch_id, failure)),
-                Step::RerunDecided => self.reproduce(batch_id, shutdown)?,
+                Step::RerunDecided => {
+                    warn!(job = %self.name(), batch_id, "pre-committed output was lost before its commit; re-running the batch to produce it again");
+                    self.reproduce(batch_id, shutdown)?
+                }
                 Step::Retry | Step::RebuildAndRetry => {
                     if !sleep_until(Instant::now() + backoff, shutdown) {
                         return Err(DriverError::Interrupted {
