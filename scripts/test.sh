@@ -61,7 +61,8 @@ step "Helm chart and Dockerfile checks (deploy/helm/check.sh)"
 deploy/helm/check.sh
 
 step "cargo test"
-cargo test --workspace --locked
+# Every test target runs even after one fails, so one run reports them all.
+cargo test --workspace --locked --no-fail-fast
 
 step "local cluster script (tests/dev-cluster.sh, on the debug binaries)"
 tests/dev-cluster.sh
