@@ -1271,4 +1271,50 @@ mod tests {
             Err(StateError::Malformed { .. })
         ));
     }
+
+    mod properties {
+        //! Corrupt checkpoint files, with a checksum that matches so the
+        //! header and entries are read: decoding gives a checkpoint or an
+        //! error, never a panic or an allocation the file's size does not
+        //! justify.
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            #[test]
+            fn corrupt_files_with_valid_checksums_decode_or_err(
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16),
+                cut in any::<prop::sample::Index>(),
+                truncate in any::<bool>(),
+            ) {
+                let bytes = encode(P, CheckpointKind::Delta, 7, 4, &sample()).unwrap();
+                let mut content = bytes[..bytes.len() - TRAILER_LEN].to_vec();
+                for (at, byte) in edits {
+                    let i = at.index(content.len());
+                    content[i] = byte;
+                }
+                if truncate {
+                    content.truncate(cut.index(content.len() + 1));
+                }
+                if let Ok(c) = decode(P, &seal(content.clone())) {
+                    // Every entry came from the file's own bytes.
+                    let size: usize = c
+                        .entries
+                        .iter()
+                        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                        .sum();
+                    prop_assert!(c.entries.len() <= content.len());
+                    prop_assert!(size <= content.len() * content.len());
+                }
+            }
+
+            #[test]
+            fn any_bytes_decode_or_err(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = decode(P, &bytes);
+                let _ = decode(P, &seal(bytes));
+            }
+        }
+    }
 }

@@ -420,3 +420,68 @@ fn a_spec_over_max_spec_bytes_is_refused() {
         "{e}"
     );
 }
+
+mod properties {
+    //! Hostile and random specs: parsing and validating one gives a spec or
+    //! a clear error naming a field, never a panic.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Lines of real specs, recombined, with values mutated.
+    fn line() -> impl Strategy<Value = String> {
+        let fixed = prop::sample::select(vec![
+            "name: j",
+            "name: ..",
+            "batch_interval: 1s",
+            "batch_interval: 0ms",
+            "batch_interval: 99999999999h",
+            "checkpoint_every: 0",
+            "state_partitions: 4096",
+            "state_partitions: 4294967295",
+            "on_error: dead_letter",
+            "dead_letter: { topic: bad }",
+            "source:",
+            "  generator: { partitions: 2, keys: 10, total: 100 }",
+            "  generator: { partitions: 0, keys: 18446744073709551615 }",
+            "  kafka: { brokers: b:1, topic: t, format: json, schema: { a: bigint } }",
+            "  kafka: { brokers: '', topic: weir-commits, start: { offsets: { 0: 1 } } }",
+            "pipeline:",
+            "  - filter: value > 1",
+            "  - key_by: key",
+            "  - window: { size: 10s, slide: 1ms, time: ts }",
+            "  - aggregate: { n: {}, s: { sum: value } }",
+            "  - flat_map: { field: text, separator: '', as: w }",
+            "  - custom: { name: x, version: 1, config: { a: [1, 2] } }",
+            "  - map: { a: 'value * 2' }",
+            "sink:",
+            "  stdout: {}",
+            "  file: { path: '', format: csv }",
+            "  kafka: { brokers: b:1, topic: t, properties: { transactional.id: x } }",
+            "- - - -",
+            "{",
+            "&anchor [*anchor]",
+            "!!binary aGk=",
+        ]);
+        prop_oneof![
+            4 => fixed.prop_map(str::to_string),
+            1 => "[ -~]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn any_spec_parses_or_names_its_problem(lines in prop::collection::vec(line(), 0..24)) {
+            let text = lines.join("\n");
+            if let Err(e) = parse_spec(&text) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn any_bytes_parse_or_err(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_spec(&String::from_utf8_lossy(&bytes));
+        }
+    }
+}
