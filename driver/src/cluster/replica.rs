@@ -348,6 +348,15 @@ impl StateMachine for MetaMachine {
                 Err(MetaError::Rejected(format!("undecodable command: {e}")))
             }
         };
+        if let Err(e) = &result {
+            if diverges(e) {
+                // Every other replica applied this entry: going on without it
+                // would serve and replicate a different state. Stop, as for a
+                // snapshot that cannot be read; a restart replays the entry.
+                error!(index = entry.index, error = %e, "cannot apply a committed metadata command; exiting");
+                std::process::exit(70);
+            }
+        }
         if let Some(w) = self.waiter_of(entry) {
             w.reply.send(result);
         }
@@ -368,6 +377,17 @@ impl StateMachine for MetaMachine {
         self.meta.import(data).map_err(|e| e.to_string())?;
         self.refresh_addresses();
         Ok(())
+    }
+}
+
+/// Whether failing to apply a committed command leaves this replica with a
+/// state the others do not have. A rejection is decided by the command and
+/// the state alone, so every replica rejects it alike; a store that cannot
+/// be written or read is this replica's own failure.
+fn diverges(e: &MetaError) -> bool {
+    match e {
+        MetaError::Rejected(_) | MetaError::NotLeader { .. } | MetaError::NoQuorum(_) => false,
+        MetaError::Storage { .. } | MetaError::Corrupt { .. } => true,
     }
 }
 
@@ -639,5 +659,39 @@ impl Loop {
         s.voters = conf.voters.clone();
         s.learners = conf.learners.clone();
         s.last_contact = self.last_contact.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rejection is the same on every replica; a local store failure is
+    /// not, and stops the replica.
+    #[test]
+    fn only_local_store_failures_stop_the_replica() {
+        let stops = [
+            (MetaError::Rejected("stale".into()), false),
+            (MetaError::NotLeader { leader: None }, false),
+            (MetaError::NoQuorum("q".into()), false),
+            (
+                MetaError::Storage {
+                    path: "p".into(),
+                    message: "disk full".into(),
+                },
+                true,
+            ),
+            (
+                MetaError::Corrupt {
+                    path: "p".into(),
+                    key: "k".into(),
+                    message: "bad".into(),
+                },
+                true,
+            ),
+        ];
+        for (e, stop) in stops {
+            assert_eq!(diverges(&e), stop, "{e}");
+        }
     }
 }
