@@ -32,6 +32,11 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 
 step "starting Kafka and HDFS (deploy/dev/services.sh)"
 trap 'deploy/dev/services.sh stop >/dev/null 2>&1 || true' EXIT
+# A fresh broker for every run. The control topic weir-commits is compacted
+# with one-hour segments: in a broker whose topic is older than that, a
+# segment can roll in the middle of a run and the cleaner then drops the
+# run's earlier commit markers, which the chaos verifier reads one by one.
+deploy/dev/kafka.sh clean
 deploy/dev/services.sh start
 set -a
 # shellcheck disable=SC1091

@@ -401,6 +401,12 @@ impl KafkaOutput {
 
     /// The job's commit markers per state partition, in log order, of its
     /// newest incarnation (an older job of the same name left its own).
+    ///
+    /// Every marker of the run must still be there: the control topic is
+    /// compacted, and a segment that rolls during the run (its
+    /// `segment.ms` is an hour) loses the run's earlier markers to the
+    /// cleaner, which shifts markers against transactions. The test command
+    /// starts a fresh broker for that reason (scripts/test.sh).
     fn markers(&self, consumer: &BaseConsumer) -> anyhow::Result<BTreeMap<u32, Vec<Marker>>> {
         let control = match TopicOffsets::new(&self.brokers, COMMITS_TOPIC, [])?.partitions() {
             Ok(p) => p.len() as i32,
