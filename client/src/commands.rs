@@ -5,6 +5,7 @@
 use crate::output::{Align, Output, Table};
 use crate::remote::{connect, ClientError, Cluster, READ_TIMEOUT, WRITE_TIMEOUT};
 use serde_json::{json, Value};
+use tonic::Code;
 use weir_driver::upgrade::{Change, ChangeClass, PlanDiff};
 use weir_proto::pb;
 
@@ -400,12 +401,16 @@ pub async fn cluster(cluster: &Cluster, out: Output) -> Result<(), ClientError> 
     while i < addresses.len() {
         let address = addresses[i].clone();
         i += 1;
-        let info = match connect(&address, READ_TIMEOUT) {
-            Ok(mut c) => c
-                .cluster(pb::ClusterRequest {})
-                .await
-                .map(|r| r.into_inner())
-                .ok(),
+        let info = match connect(&address, READ_TIMEOUT, cluster.access()) {
+            Ok(mut c) => match c.cluster(pb::ClusterRequest {}).await {
+                Ok(r) => Some(r.into_inner()),
+                // Credentials refused are the caller's to fix, not an
+                // unreachable replica.
+                Err(s) if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied) => {
+                    return Err(ClientError::Status(s))
+                }
+                Err(_) => None,
+            },
             Err(_) => None,
         };
         match info {

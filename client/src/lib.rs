@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod commands;
+pub mod context;
 pub mod exit;
 pub mod local;
 pub mod output;

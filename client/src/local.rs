@@ -101,8 +101,13 @@ pub fn with_local_meta<T>(
     let config = DriverConfig::local(dirs.meta.clone());
     let is_new = check_data_dir(&config.data_dir, &config.cluster_id, config.id)
         .map_err(anyhow::Error::msg)?;
-    let replica =
-        Replica::start(&config, is_new, runtime.handle().clone()).map_err(anyhow::Error::msg)?;
+    let replica = Replica::start(
+        &config,
+        is_new,
+        runtime.handle().clone(),
+        weir_security::Transport::Insecure,
+    )
+    .map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
         replica.wait_for_leadership(Duration::from_secs(10)),
         "the local metadata replica did not become leader; is another weir process using {}?",

@@ -2,7 +2,7 @@
 
 use weir::exit::{classified, ExitClass};
 use weir::output::Output;
-use weir::{commands, local, remote, status};
+use weir::{commands, context, local, remote, status};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -22,14 +22,26 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "WEIR_LOG_FORMAT")]
     log_format: LogFormat,
-    /// Drivers of the cluster (host:port,...); the leader is found from any of them.
-    #[arg(
-        long,
-        global = true,
-        env = "WEIR_DRIVERS",
-        default_value = "127.0.0.1:7070"
-    )]
-    drivers: String,
+    /// Drivers of the cluster (host:port,...); the leader is found from any
+    /// of them. Default: the context's, else 127.0.0.1:7070.
+    #[arg(long, global = true, env = "WEIR_DRIVERS")]
+    drivers: Option<String>,
+    /// A context of ~/.config/weir/config.yaml (drivers, CA, certificate or
+    /// token); default: its current_context.
+    #[arg(long, global = true, env = "WEIR_CONTEXT")]
+    context: Option<String>,
+    /// The CA that signed the drivers' certificates: connect with TLS.
+    #[arg(long, global = true, env = "WEIR_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// A client certificate naming weir://client/<name> (with --tls-key).
+    #[arg(long, global = true, env = "WEIR_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, global = true, env = "WEIR_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// A bearer token from the drivers' tokens file.
+    #[arg(long, global = true, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Output format: a table for people, JSON or YAML for scripts (errors
     /// too, on stderr).
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
@@ -250,7 +262,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, matches!(cli.command, Command::Local { .. }));
     let output = if cli.json { Output::Json } else { cli.output };
-    match run(cli.command, &cli.drivers, output) {
+    let flags = context::Flags {
+        context: cli.context,
+        drivers: cli.drivers,
+        tls_ca: cli.tls_ca,
+        tls_cert: cli.tls_cert,
+        tls_key: cli.tls_key,
+        token: cli.token,
+    };
+    match run(cli.command, flags, output) {
         Ok(code) => code,
         Err(e) => {
             let class = ExitClass::of(&e);
@@ -281,7 +301,7 @@ fn init_logging(format: LogFormat, local: bool) {
     weir_proto::process::init_logging(default, matches!(format, LogFormat::Json));
 }
 
-fn run(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode> {
+fn run(command: Command, flags: context::Flags, out: Output) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { spec } => {
             let spec = load_spec(&spec)?;
@@ -395,7 +415,7 @@ fn run(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode>
             clap_complete::generate(shell, &mut Cli::command(), "weir", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        remote => run_remote(remote, drivers, out),
+        remote => run_remote(remote, flags, out),
     }
 }
 
@@ -415,11 +435,12 @@ fn local_versions(dir: &Path, job: &str) -> anyhow::Result<Vec<pb::JobRecord>> {
 }
 
 /// Runs a cluster command on a small runtime.
-fn run_remote(command: Command, drivers: &str, out: Output) -> anyhow::Result<ExitCode> {
+fn run_remote(command: Command, flags: context::Flags, out: Output) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let cluster = remote::Cluster::new(drivers)?;
+    let (drivers, access) = context::resolve(flags)?;
+    let cluster = remote::Cluster::new(&drivers, access)?;
     let result = runtime.block_on(async {
         match command {
             Command::Submit {

@@ -4,14 +4,58 @@
 
 use std::future::Future;
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use weir_proto::pb::weir_client_client::WeirClientClient;
+use weir_security::Transport;
+
+/// How the client reaches and authenticates to drivers: plaintext or TLS
+/// (with a client certificate or only a CA), and a bearer token.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Plaintext or TLS.
+    pub transport: Transport,
+    /// The bearer token sent with every call, if any.
+    pub token: Option<String>,
+}
+
+impl Access {
+    /// Plaintext without credentials (an `--insecure` cluster).
+    pub fn insecure() -> Access {
+        Access {
+            transport: Transport::Insecure,
+            token: None,
+        }
+    }
+}
+
+/// Adds the bearer token to every call.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A client of one driver, with credentials.
+pub type Client = WeirClientClient<InterceptedService<Channel, Credentials>>;
 
 /// A connection to a Weir cluster through its drivers.
 #[derive(Debug, Clone)]
 pub struct Cluster {
     drivers: Vec<String>,
+    access: Access,
     /// How long to keep looking for a leader.
     pub patience: Duration,
 }
@@ -56,17 +100,30 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// A client for one driver address whose calls give up after `timeout`.
-pub fn connect(address: &str, timeout: Duration) -> Result<WeirClientClient<Channel>, Status> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| Status::invalid_argument(format!("bad driver address {address:?}: {e}")))?
-        .connect_timeout(Duration::from_millis(700))
-        .timeout(timeout);
-    Ok(WeirClientClient::new(endpoint.connect_lazy()))
+pub fn connect(address: &str, timeout: Duration, access: &Access) -> Result<Client, Status> {
+    let channel = access
+        .transport
+        .channel(address, |e| {
+            e.connect_timeout(Duration::from_millis(700))
+                .timeout(timeout)
+        })
+        .map_err(|e| Status::invalid_argument(format!("bad driver address {address:?}: {e}")))?;
+    let authorization = match &access.token {
+        Some(token) => Some(weir_security::client::bearer(token).ok_or_else(|| {
+            Status::invalid_argument("the token must be printable ASCII (--token, WEIR_TOKEN)")
+        })?),
+        None => None,
+    };
+    Ok(WeirClientClient::with_interceptor(
+        channel,
+        Credentials { authorization },
+    ))
 }
 
 impl Cluster {
-    /// A cluster reached through `drivers` (`host:port`, comma-separated).
-    pub fn new(drivers: &str) -> Result<Self, ClientError> {
+    /// A cluster reached through `drivers` (`host:port`, comma-separated)
+    /// with `access`.
+    pub fn new(drivers: &str, access: Access) -> Result<Self, ClientError> {
         let drivers: Vec<String> = drivers
             .split(',')
             .map(str::trim)
@@ -78,6 +135,7 @@ impl Cluster {
         }
         Ok(Cluster {
             drivers,
+            access,
             patience: Duration::from_secs(15),
         })
     }
@@ -87,11 +145,16 @@ impl Cluster {
         &self.drivers
     }
 
+    /// How drivers are reached.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
     /// Calls the leader: tries the drivers in turn, jumps to a leader hint
     /// when a follower gives one, and retries while none answers as leader.
     pub async fn call<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T, ClientError>
     where
-        F: Fn(WeirClientClient<Channel>) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let deadline = Instant::now() + self.patience;
@@ -104,7 +167,7 @@ impl Cluster {
                 i += 1;
                 a
             });
-            let client = connect(&address, timeout).map_err(ClientError::Status)?;
+            let client = connect(&address, timeout, &self.access).map_err(ClientError::Status)?;
             match f(client).await {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(s)

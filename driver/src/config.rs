@@ -54,6 +54,21 @@ pub struct DriverArgs {
     /// Log format: human or json.
     #[arg(long, env = "WEIR_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// This replica's certificate (PEM), naming `weir://driver/<id>`.
+    #[arg(long, env = "WEIR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "WEIR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signs every certificate of the cluster (PEM).
+    #[arg(long, env = "WEIR_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Serve plaintext without authentication (tests and development only).
+    #[arg(long, env = "WEIR_INSECURE")]
+    pub insecure: bool,
+    /// Clients' tokens and roles: a YAML list of { name, role, sha256 }.
+    #[arg(long, env = "WEIR_TOKENS")]
+    pub tokens: Option<PathBuf>,
 }
 
 /// The same settings in a config file.
@@ -73,6 +88,11 @@ pub struct DriverFile {
     snapshot_threshold: Option<u64>,
     proposal_timeout_ms: Option<u64>,
     log_format: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    insecure: Option<bool>,
+    tokens: Option<PathBuf>,
 }
 
 /// Validated driver settings.
@@ -104,6 +124,10 @@ pub struct DriverConfig {
     pub proposal_timeout: Duration,
     /// `human` or `json`.
     pub log_format: String,
+    /// TLS files; `None` serves plaintext (`--insecure`).
+    pub tls: Option<weir_security::TlsFiles>,
+    /// The tokens file, if any.
+    pub tokens: Option<PathBuf>,
 }
 
 /// A setting that is missing or wrong.
@@ -166,6 +190,8 @@ impl DriverConfig {
             snapshot_threshold: 1_000,
             proposal_timeout: Duration::from_secs(5),
             log_format: "human".to_string(),
+            tls: None,
+            tokens: None,
         }
     }
 
@@ -245,6 +271,14 @@ impl DriverConfig {
                 .or(file.proposal_timeout_ms)
                 .map_or(d.proposal_timeout, Duration::from_millis),
             log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
+            tls: weir_security::tls_files(
+                args.tls_cert.or(file.tls_cert),
+                args.tls_key.or(file.tls_key),
+                args.tls_ca.or(file.tls_ca),
+                args.insecure || file.insecure.unwrap_or(false),
+            )
+            .map_err(|e| err(e.setting, e.message))?,
+            tokens: args.tokens.or(file.tokens),
             ..d
         };
         config.validate()?;

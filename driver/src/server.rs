@@ -18,9 +18,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 use weir_proto::pb::raft_transport_server::RaftTransportServer;
 use weir_proto::pb::weir_client_server::WeirClientServer;
+use weir_security::{AuthorizeLayer, Identity, Policy, Reloading, Tokens, Transport};
 
 /// How often executors that stopped heartbeating are declared dead.
 const REAP_EVERY: Duration = Duration::from_millis(250);
@@ -46,6 +47,12 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] weir_security::TlsError),
+    /// The tokens file cannot be used.
+    #[error(transparent)]
+    Tokens(#[from] weir_security::tokens::TokensError),
 }
 
 /// Runs a driver replica on `listener` until `shutdown` completes: starts
@@ -64,11 +71,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
+    let (material, policy) = security(&config)?;
+    let transport = material
+        .clone()
+        .map_or(Transport::Insecure, Transport::mutual);
     let is_new = check_data_dir(&config.data_dir, &config.cluster_id, config.id)
         .map_err(ServerError::DataDir)?;
     let runtime = tokio::runtime::Handle::current();
-    let replica = Replica::start(&config, is_new, runtime.clone()).map_err(ServerError::Replica)?;
-    info!(id = config.id, listen = %local, advertise = %config.advertise, cluster_id = %config.cluster_id, "driver replica started");
+    let replica = Replica::start(&config, is_new, runtime.clone(), transport.clone())
+        .map_err(ServerError::Replica)?;
+    info!(id = config.id, listen = %local, advertise = %config.advertise, cluster_id = %config.cluster_id, tls = material.is_some(), "driver replica started");
 
     let epochs = Arc::new(TermEpochs::new(replica.clone()));
     let registry = Arc::new(ExecutorRegistry::with_epochs(
@@ -102,7 +114,10 @@ pub async fn run(
     let runner = Arc::new(RemoteRunner::new(
         registry.clone(),
         runtime,
-        RemoteOptions::default(),
+        RemoteOptions {
+            transport: transport.clone(),
+            ..RemoteOptions::default()
+        },
     ));
     let jobs_health = JobHealthBoard::default();
     let supervisor = Supervisor::new(replica.clone(), runner.clone(), jobs_health.clone());
@@ -113,21 +128,19 @@ pub async fn run(
         runner,
         replica: replica.clone(),
     });
-    let client = ClientService::new(replica.clone(), Some(view), jobs_health);
+    let client = ClientService::new(replica.clone(), Some(view), jobs_health, transport);
     let control = ControlService::new(registry, leader);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<WeirClientServer<ClientService>>()
         .await;
     let served = tonic::transport::Server::builder()
+        .layer(AuthorizeLayer::new(policy))
         .add_service(health_service)
         .add_service(RaftTransportServer::new(RaftService::new(replica.clone())))
         .add_service(WeirClientServer::new(client))
         .add_service(control.into_server())
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(weir_security::incoming(listener, material), shutdown)
         .await;
     info!("shutting down: stopping job drivers after their current batch");
     reaper.abort();
@@ -141,4 +154,28 @@ pub async fn run(
     .await;
     served?;
     Ok(())
+}
+
+/// The TLS material and the authorization policy of `config`: certificates
+/// that must name this replica, and the tokens file.
+fn security(config: &DriverConfig) -> Result<(Option<Arc<Reloading>>, Arc<Policy>), ServerError> {
+    let material = match &config.tls {
+        Some(files) => Some(Arc::new(Reloading::load(
+            files.clone(),
+            Some(Identity::Driver(config.id)),
+        )?)),
+        None => {
+            warn!("serving plaintext without authentication (--insecure): anyone who reaches this port can run, stop and purge jobs");
+            None
+        }
+    };
+    let tokens = config.tokens.as_deref().map(Tokens::load).transpose()?;
+    if material.is_some() && tokens.is_none() {
+        warn!("no --tokens file: clients have no roles, so only drivers and executors can call this replica");
+    }
+    let policy = Policy {
+        tls: material.is_some(),
+        tokens,
+    };
+    Ok((material, Arc::new(policy)))
 }

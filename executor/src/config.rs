@@ -47,6 +47,15 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Log format of the binary.
     pub log_format: LogFormat,
+    /// This executor's certificate (PEM), naming `weir://executor/<id>`.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA of the cluster (PEM).
+    pub tls_ca: Option<PathBuf>,
+    /// Serve and dial plaintext without authentication (tests and
+    /// development only).
+    pub insecure: bool,
 }
 
 impl Default for Config {
@@ -61,6 +70,10 @@ impl Default for Config {
             slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             heartbeat_interval: Duration::from_secs(1),
             log_format: LogFormat::Human,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            insecure: false,
         }
     }
 }
@@ -118,6 +131,14 @@ pub struct FileConfig {
     pub heartbeat_interval_ms: Option<u64>,
     /// See [`Config::log_format`].
     pub log_format: Option<LogFormat>,
+    /// See [`Config::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`Config::tls_key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`Config::tls_ca`].
+    pub tls_ca: Option<PathBuf>,
+    /// See [`Config::insecure`].
+    pub insecure: Option<bool>,
 }
 
 /// Command line of `weir-executor`; every flag also reads a `WEIR_*`
@@ -162,6 +183,18 @@ pub struct Args {
     /// Log format on stderr.
     #[arg(long, value_enum, env = "WEIR_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// This executor's certificate (PEM), naming `weir://executor/<id>`.
+    #[arg(long, env = "WEIR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "WEIR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signs every certificate of the cluster (PEM).
+    #[arg(long, env = "WEIR_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Serve and dial plaintext without authentication (tests and development only).
+    #[arg(long, env = "WEIR_INSECURE")]
+    pub insecure: bool,
 }
 
 impl FileConfig {
@@ -187,6 +220,20 @@ impl FileConfig {
 }
 
 impl Config {
+    /// The TLS files, or `None` for plaintext (`--insecure`).
+    pub fn tls_files(&self) -> Result<Option<weir_security::TlsFiles>, ConfigError> {
+        weir_security::tls_files(
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+            self.tls_ca.clone(),
+            self.insecure,
+        )
+        .map_err(|e| ConfigError::Invalid {
+            field: e.setting.trim_start_matches("--"),
+            message: e.message,
+        })
+    }
+
     /// Defaults, then the file named by `args.config`, then `args` (flags
     /// and environment), validated.
     pub fn load(args: Args) -> Result<Config, ConfigError> {
@@ -235,8 +282,18 @@ impl Config {
                 if let Some(v) = src.log_format {
                     c.log_format = v;
                 }
+                if let Some(v) = src.tls_cert {
+                    c.tls_cert = Some(v);
+                }
+                if let Some(v) = src.tls_key {
+                    c.tls_key = Some(v);
+                }
+                if let Some(v) = src.tls_ca {
+                    c.tls_ca = Some(v);
+                }
             };
         }
+        c.insecure = file.insecure.unwrap_or(false) || args.insecure;
         layer!(file);
         layer!(args);
         c
@@ -253,6 +310,7 @@ impl Config {
         if self.id.trim().is_empty() {
             return invalid("id", "required (a stable name for this executor)");
         }
+        self.tls_files()?;
         if !is_host_port(&self.listen) {
             return invalid("listen", "must be host:port");
         }

@@ -10,6 +10,7 @@ mod der;
 pub mod identity;
 pub mod material;
 pub mod server;
+pub mod settings;
 pub mod tokens;
 
 pub use authz::{audit, caller, AuthorizeLayer, Caller, Need, Policy};
@@ -17,4 +18,5 @@ pub use client::Transport;
 pub use identity::Identity;
 pub use material::{Reloading, TlsError, TlsFiles};
 pub use server::{incoming, Peer};
+pub use settings::tls_files;
 pub use tokens::{Role, Tokens};

@@ -1,6 +1,7 @@
 //! A local Weir cluster of real processes for tests: driver replicas and
 //! executors on loopback ports, each with its own log file.
 
+use crate::pki::Pki;
 use crate::{binary, Proc};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,8 @@ pub struct LocalCluster {
     pub executors: Vec<Executor>,
     /// Where executors keep state: a local directory or an HDFS URL.
     pub state_root: String,
+    /// Certificates and tokens when TLS is on; `None` runs `--insecure`.
+    pub pki: Option<Pki>,
 }
 
 impl LocalCluster {
@@ -101,7 +104,34 @@ impl LocalCluster {
             drivers,
             executors,
             state_root: root.join("state").to_string_lossy().into_owned(),
+            pki: None,
         }
+    }
+
+    /// Like [`new`](Self::new), with TLS on every port: certificates for
+    /// every process under `root/pki`, a tokens file, and the CLI calling
+    /// with the admin token.
+    pub fn secure(root: &Path, drivers: u64, executors: usize) -> LocalCluster {
+        let mut c = LocalCluster::new(root, drivers, executors);
+        let ids: Vec<String> = c.executors.iter().map(|e| e.id.clone()).collect();
+        c.pki = Some(Pki::new(&root.join("pki"), drivers, &ids).expect("test certificates"));
+        c
+    }
+
+    /// The flags of driver `id`: its TLS files and tokens, or `--insecure`.
+    fn driver_security(&self, id: u64) -> Vec<String> {
+        match &self.pki {
+            Some(pki) => pki.driver_args(id),
+            None => vec!["--insecure".into()],
+        }
+    }
+
+    /// The CLI's connection flags: the admin token with TLS.
+    pub fn client_security(&self) -> Vec<String> {
+        self.pki
+            .as_ref()
+            .map(|pki| pki.client_args(crate::pki::ADMIN_TOKEN))
+            .unwrap_or_default()
     }
 
     /// `host:port,...` of every replica.
@@ -129,10 +159,11 @@ impl LocalCluster {
     /// Starts replica `id` with extra environment (e.g. a crash point).
     pub fn start_driver_with(&mut self, id: u64, env: &[(&str, &str)]) {
         let peers = self.peers();
+        let security = self.driver_security(id);
         let d = &mut self.drivers[(id - 1) as usize];
         let data = d.data_dir.to_string_lossy().into_owned();
         let id_s = id.to_string();
-        let args = [
+        let mut args = vec![
             "--id",
             &id_s,
             "--listen",
@@ -144,6 +175,7 @@ impl LocalCluster {
             "--cluster-id",
             "test",
         ];
+        args.extend(security.iter().map(String::as_str));
         d.proc = Some(
             Proc::start(
                 &format!("driver {id}"),
@@ -159,10 +191,11 @@ impl LocalCluster {
     /// Starts replica `id` to join an existing cluster (after
     /// `weir cluster add-driver`), with an empty data directory.
     pub fn start_driver_joining(&mut self, id: u64) {
+        let security = self.driver_security(id);
         let d = &mut self.drivers[(id - 1) as usize];
         let data = d.data_dir.to_string_lossy().into_owned();
         let id_s = id.to_string();
-        let args = [
+        let mut args = vec![
             "--id",
             &id_s,
             "--listen",
@@ -173,6 +206,7 @@ impl LocalCluster {
             "test",
             "--join",
         ];
+        args.extend(security.iter().map(String::as_str));
         d.proc = Some(
             Proc::start(
                 &format!("driver {id}"),
@@ -189,8 +223,12 @@ impl LocalCluster {
     pub fn start_executor(&mut self, i: usize) {
         let drivers = self.driver_list();
         let state = self.state_root.clone();
+        let security = match &self.pki {
+            Some(pki) => pki.executor_args(&self.executors[i - 1].id),
+            None => vec!["--insecure".into()],
+        };
         let e = &mut self.executors[i - 1];
-        let args = [
+        let mut args = vec![
             "--id",
             &e.id,
             "--listen",
@@ -202,6 +240,7 @@ impl LocalCluster {
             "--slots",
             "2",
         ];
+        args.extend(security.iter().map(String::as_str));
         e.proc = Some(Proc::start(&e.id.clone(), &binary(&e.binary), &args, &[], &e.log).unwrap());
     }
 
@@ -255,6 +294,7 @@ impl LocalCluster {
         let out = Command::new(binary("weir"))
             .args(args)
             .args(["--json", "--drivers", &self.driver_list()])
+            .args(self.client_security())
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {

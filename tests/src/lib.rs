@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod cluster;
 pub mod hdfs;
 pub mod kafka;
+pub mod pki;
 
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;

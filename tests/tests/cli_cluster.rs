@@ -38,6 +38,7 @@ fn weir(c: &LocalCluster, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(binary("weir"))
         .args(args)
         .args(["--drivers", &c.driver_list()])
+        .args(c.client_security())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -120,6 +121,7 @@ fn submit_watch_spec_and_stop_wait_from_the_command_line() {
             "json",
         ])
         .args(["--drivers", &c.driver_list()])
+        .args(c.client_security())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -91,6 +91,7 @@ impl Cluster {
                 &state,
                 "--slots",
                 "2",
+                "--insecure",
             ],
             &[
                 &[(

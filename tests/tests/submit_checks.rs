@@ -24,7 +24,12 @@ fn a_driver_refuses_a_spec_that_does_not_type_check() {
         .unwrap();
     runtime.block_on(async {
         let mut client =
-            weir::remote::connect(&c.drivers[0].address, Duration::from_secs(10)).unwrap();
+            weir::remote::connect(
+                &c.drivers[0].address,
+                Duration::from_secs(10),
+                &weir::remote::Access::insecure(),
+            )
+            .unwrap();
         for dry_run in [true, false] {
             let e = client
                 .submit(pb::SubmitRequest {

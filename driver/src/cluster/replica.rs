@@ -397,11 +397,12 @@ pub struct Replica;
 impl Replica {
     /// Opens the replica's storage under `config.data_dir`, bootstraps or
     /// restarts its Raft node, and starts its thread. Peer messages go out
-    /// through tasks on `runtime`.
+    /// through tasks on `runtime`, dialing peers with `peers`.
     pub fn start(
         config: &DriverConfig,
         is_new: bool,
         runtime: tokio::runtime::Handle,
+        peers: weir_security::Transport,
     ) -> Result<ReplicaHandle, String> {
         let raft_dir = config.data_dir.join("raft");
         let path = raft_dir.display().to_string();
@@ -461,8 +462,14 @@ impl Replica {
             cluster_id: config.cluster_id.clone(),
             thread: Arc::new(Mutex::new(None)),
         };
-        let transport =
-            Transport::new(runtime, config.cluster_id.clone(), config.id, addresses, tx);
+        let transport = Transport::new(
+            runtime,
+            config.cluster_id.clone(),
+            config.id,
+            addresses,
+            tx,
+            peers,
+        );
         let mut run = Loop {
             node,
             machine,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{mpsc as std_mpsc, Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::debug;
 use weir_proto::pb::raft_transport_client::RaftTransportClient;
 use weir_proto::pb::RaftBatch;
@@ -24,6 +24,7 @@ pub(super) struct Transport {
     addresses: Arc<RwLock<BTreeMap<u64, String>>>,
     events: std_mpsc::Sender<Event>,
     links: HashMap<u64, mpsc::Sender<Message>>,
+    dialer: weir_security::Transport,
 }
 
 impl Transport {
@@ -33,6 +34,7 @@ impl Transport {
         id: u64,
         addresses: Arc<RwLock<BTreeMap<u64, String>>>,
         events: std_mpsc::Sender<Event>,
+        dialer: weir_security::Transport,
     ) -> Self {
         Transport {
             runtime,
@@ -41,6 +43,7 @@ impl Transport {
             addresses,
             events,
             links: HashMap::new(),
+            dialer,
         }
     }
 
@@ -63,6 +66,7 @@ impl Transport {
                 cluster_id: self.cluster_id.clone(),
                 addresses: self.addresses.clone(),
                 events: self.events.clone(),
+                dialer: self.dialer.clone(),
             };
             self.runtime.spawn(peer.run(rx));
             tx
@@ -79,6 +83,7 @@ struct Peer {
     cluster_id: String,
     addresses: Arc<RwLock<BTreeMap<u64, String>>>,
     events: std_mpsc::Sender<Event>,
+    dialer: weir_security::Transport,
 }
 
 impl Peer {
@@ -100,12 +105,15 @@ impl Peer {
     }
 
     fn connect(&self, address: &str) -> Option<RaftTransportClient<Channel>> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .ok()?
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(2))
-            .tcp_nodelay(true);
-        Some(RaftTransportClient::new(endpoint.connect_lazy()))
+        let channel = self
+            .dialer
+            .channel(address, |e| {
+                e.connect_timeout(Duration::from_millis(500))
+                    .timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+            })
+            .ok()?;
+        Some(RaftTransportClient::new(channel))
     }
 
     async fn run(self, mut rx: mpsc::Receiver<Message>) {

@@ -12,6 +12,7 @@ use tracing::instrument;
 use weir_proto::pb::executor_control_server::{ExecutorControl, ExecutorControlServer};
 use weir_proto::pb::{HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse};
 use weir_proto::wire;
+use weir_security::Identity;
 
 /// Whether this driver leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,21 @@ impl ControlService {
     }
 }
 
+/// With TLS, an executor registers and heartbeats only as the executor its
+/// certificate names.
+fn speaks_for<T>(request: &Request<T>, executor_id: &str) -> Result<(), Status> {
+    match weir_security::caller(request).identity() {
+        Some(Identity::Executor(id)) if id == executor_id => Ok(()),
+        Some(identity) => {
+            tracing::warn!(%identity, claimed = executor_id, "refused an executor call in another executor's name");
+            Err(Status::permission_denied(format!(
+                "{identity} may not act as executor {executor_id:?}: its certificate must name weir://executor/{executor_id}"
+            )))
+        }
+        None => Ok(()),
+    }
+}
+
 #[tonic::async_trait]
 impl ExecutorControl for ControlService {
     #[instrument(skip_all, fields(executor_id = %request.get_ref().executor_id))]
@@ -67,6 +83,7 @@ impl ExecutorControl for ControlService {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        speaks_for(&request, &request.get_ref().executor_id)?;
         self.ensure_leader()?;
         let r = request.into_inner();
         let epoch = self
@@ -92,6 +109,7 @@ impl ExecutorControl for ControlService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        speaks_for(&request, &request.get_ref().executor_id)?;
         self.ensure_leader()?;
         let r = request.into_inner();
         self.registry

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 use weir_proto::pb::executor_service_client::ExecutorServiceClient;
@@ -55,6 +55,8 @@ pub struct RemoteOptions {
     pub wait_for_executors: Duration,
     /// How often an in-flight call checks that its executor still lives.
     pub liveness_poll: Duration,
+    /// How executors are dialed (mutual TLS with the driver's certificate).
+    pub transport: weir_security::Transport,
 }
 
 impl Default for RemoteOptions {
@@ -65,6 +67,7 @@ impl Default for RemoteOptions {
             max_attempts: 8,
             wait_for_executors: Duration::from_secs(10),
             liveness_poll: Duration::from_millis(100),
+            transport: weir_security::Transport::Insecure,
         }
     }
 }
@@ -425,11 +428,14 @@ impl Inner {
         if let Some(c) = state.channels.get(address) {
             return Ok(ExecutorServiceClient::new(c.clone()));
         }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("bad executor address {address}: {e}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(self.options.task_timeout)
-            .connect_lazy();
+        let channel = self
+            .options
+            .transport
+            .channel(address, |e| {
+                e.connect_timeout(Duration::from_secs(1))
+                    .timeout(self.options.task_timeout)
+            })
+            .map_err(|e| format!("bad executor address {address}: {e}"))?;
         state.channels.insert(address.to_string(), channel.clone());
         Ok(ExecutorServiceClient::new(channel))
     }

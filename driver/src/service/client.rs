@@ -10,12 +10,13 @@ use crate::submit::{submit_with, FromOffsets, SubmitOptions};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use weir_proto::pb;
 use weir_proto::pb::weir_client_client::WeirClientClient;
 use weir_proto::pb::weir_client_server::WeirClient;
 use weir_proto::{spec, wire};
+use weir_security::{authz, Caller, Role};
 
 /// Executors as the leader knows them, for `weir cluster` and the
 /// custom-operator check of `weir submit`.
@@ -106,6 +107,8 @@ pub struct ClientService {
     health: JobHealthBoard,
     /// The channel to the leader that calls are forwarded on, by address.
     leader_channel: Mutex<Option<(String, Channel)>>,
+    /// How the leader is dialed to forward calls.
+    transport: weir_security::Transport,
 }
 
 impl ClientService {
@@ -115,12 +118,14 @@ impl ClientService {
         replica: ReplicaHandle,
         executors: Option<std::sync::Arc<dyn ExecutorView>>,
         health: JobHealthBoard,
+        transport: weir_security::Transport,
     ) -> Self {
         ClientService {
             replica,
             executors,
             health,
             leader_channel: Mutex::new(None),
+            transport,
         }
     }
 
@@ -140,8 +145,16 @@ impl ClientService {
             _ => return Err(not_leader(leader.as_deref())),
         };
         let client = self.leader_client(&address)?;
+        let caller = weir_security::caller(&request);
         let (mut metadata, _, message) = request.into_parts();
         metadata.insert(wire::FORWARDED_KEY, MetadataValue::from_static("1"));
+        // The leader trusts a driver to name the client it authorized.
+        if let (Caller::Client { name, .. }, Some(role)) = (&caller, caller.role()) {
+            if let Ok(name) = name.parse() {
+                metadata.insert(authz::CALLER_KEY, name);
+            }
+            metadata.insert(authz::ROLE_KEY, MetadataValue::from_static(role.as_str()));
+        }
         Ok(Route::Leader(
             client,
             Box::new(Request::from_parts(metadata, Default::default(), message)),
@@ -160,11 +173,13 @@ impl ClientService {
                 return Ok(WeirClientClient::new(channel.clone()));
             }
         }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Status::internal(format!("leader address {address:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(FORWARD_TIMEOUT)
-            .connect_lazy();
+        let channel = self
+            .transport
+            .channel(address, |e| {
+                e.connect_timeout(Duration::from_secs(3))
+                    .timeout(FORWARD_TIMEOUT)
+            })
+            .map_err(|e| Status::internal(format!("leader address {address:?}: {e}")))?;
         *cached = Some((address.to_string(), channel.clone()));
         Ok(WeirClientClient::new(channel))
     }
@@ -316,6 +331,7 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let caller = weir_security::caller(&request);
         let request = match self.route(request)? {
             Route::Here(r) => r,
             Route::Leader(mut leader, r) => return leader.submit(*r).await,
@@ -328,6 +344,7 @@ impl WeirClient for ClientService {
         crate::submit::check_format(&spec.name, "the submitted", &spec).map_err(Status::from)?;
         spec::validate(&spec)
             .map_err(|e| Status::invalid_argument(format!("invalid job spec:\n{e}")))?;
+        authz::audit(&caller, "submit", &spec.name);
         let needs = spec::custom_operators(&spec);
         if let (false, Some(executors)) = (needs.is_empty() || request.dry_run, &self.executors) {
             crate::executors::operators::check_available(&spec.name, &needs, &executors.live())
@@ -442,6 +459,10 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
+        let caller = weir_security::caller(&request);
+        if request.get_ref().purge {
+            caller.require(Role::Admin, "stop --purge")?;
+        }
         let request = match self.route(request)? {
             Route::Here(r) => r,
             Route::Leader(mut leader, r) => return leader.stop(*r).await,
@@ -449,6 +470,15 @@ impl WeirClient for ClientService {
         let job = request.job;
         spec::check_job_name(&job)
             .map_err(|e| Status::invalid_argument(format!("job name: {e}")))?;
+        authz::audit(
+            &caller,
+            if request.purge {
+                "stop --purge"
+            } else {
+                "stop"
+            },
+            &job,
+        );
         self.record(&job)?;
         self.replica
             .propose(command::job_state(&job, pb::JobState::Stopped, ""))
@@ -503,6 +533,7 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::AddDriverRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let caller = weir_security::caller(&request);
         let r = match self.route(request)? {
             Route::Here(r) => r,
             Route::Leader(mut leader, r) => return leader.add_driver(*r).await,
@@ -512,6 +543,11 @@ impl WeirClient for ClientService {
                 "add-driver needs a positive id and host:port",
             ));
         }
+        authz::audit(
+            &caller,
+            "cluster add-driver",
+            &format!("{}={}", r.id, r.address),
+        );
         let status = self.replica.status();
         if status.voters.contains(&r.id) {
             return Err(Status::already_exists(format!(
@@ -546,11 +582,13 @@ impl WeirClient for ClientService {
         &self,
         request: Request<pb::RemoveDriverRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let caller = weir_security::caller(&request);
         let id = match self.route(request)? {
             Route::Here(r) => r,
             Route::Leader(mut leader, r) => return leader.remove_driver(*r).await,
         }
         .id;
+        authz::audit(&caller, "cluster remove-driver", &id.to_string());
         let status = self.replica.status();
         if !status.voters.contains(&id) && !status.learners.contains(&id) {
             return Err(Status::not_found(format!("driver {id} is not a member")));

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 use weir_proto::pb::executor_service_server::ExecutorServiceServer;
+use weir_security::{AuthorizeLayer, Policy, Reloading, Transport};
 
 /// Why the executor service stopped.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,12 @@ pub enum ServiceError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The settings are invalid (TLS files missing, say).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] weir_security::TlsError),
 }
 
 /// Runs an executor on `listener` until `shutdown` completes: registers
@@ -66,6 +73,23 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
     let local = listener.local_addr()?;
+    let material = match config.tls_files()? {
+        Some(files) => Some(Arc::new(Reloading::load(
+            files,
+            Some(weir_security::Identity::Executor(config.id.clone())),
+        )?)),
+        None => {
+            tracing::warn!("serving plaintext without authentication (--insecure): anyone who reaches this port can send tasks");
+            None
+        }
+    };
+    let transport = material
+        .clone()
+        .map_or(Transport::Insecure, Transport::mutual);
+    let policy = Arc::new(Policy {
+        tls: material.is_some(),
+        tokens: None,
+    });
     let address = config
         .advertise
         .clone()
@@ -103,24 +127,23 @@ pub async fn run_with(
         config.drivers.clone(),
         config.heartbeat_interval,
         fence.clone(),
+        transport.clone(),
         stop_rx,
     ));
-    let service = tasks::TaskService::new(executor, fence);
+    let service = tasks::TaskService::new(executor, fence, transport);
     // The standard gRPC health check, for Kubernetes probes.
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<ExecutorServiceServer<tasks::TaskService>>()
         .await;
     let served = tonic::transport::Server::builder()
+        .layer(AuthorizeLayer::new(policy))
         .add_service(health_service)
         .add_service(ExecutorServiceServer::new(service))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                shutdown.await;
-                info!("executor shutting down");
-            },
-        )
+        .serve_with_incoming_shutdown(weir_security::incoming(listener, material), async move {
+            shutdown.await;
+            info!("executor shutting down");
+        })
         .await;
     let _ = stop_tx.send(true);
     let _ = heartbeats.await;

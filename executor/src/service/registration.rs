@@ -11,12 +11,13 @@ use super::fence::Fence;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 use tracing::{info, warn};
 use weir_proto::pb::executor_control_client::ExecutorControlClient;
 use weir_proto::pb::{HeartbeatRequest, RegisterRequest};
 use weir_proto::wire;
+use weir_security::Transport;
 
 /// What this executor tells the leader about itself.
 #[derive(Debug, Clone)]
@@ -37,12 +38,13 @@ pub async fn run(
     drivers: Vec<String>,
     interval: Duration,
     fence: Arc<Fence>,
+    transport: Transport,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut hint: Option<String> = None;
     loop {
         let registered = tokio::select! {
-            r = register(&identity, &drivers, &mut hint, &fence) => r,
+            r = register(&identity, &drivers, &transport, &mut hint, &fence) => r,
             _ = shutdown.changed() => return,
         };
         let (driver, mut client, epoch) = registered;
@@ -80,14 +82,13 @@ pub async fn run(
     }
 }
 
-fn channel(address: &str) -> Option<Channel> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
-    Some(
-        endpoint
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(3))
-            .connect_lazy(),
-    )
+fn channel(transport: &Transport, address: &str) -> Option<Channel> {
+    transport
+        .channel(address, |e| {
+            e.connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(3))
+        })
+        .ok()
 }
 
 /// Registers with the leader, retrying forever; returns the leader's
@@ -95,6 +96,7 @@ fn channel(address: &str) -> Option<Channel> {
 async fn register(
     identity: &Identity,
     drivers: &[String],
+    transport: &Transport,
     hint: &mut Option<String>,
     fence: &Fence,
 ) -> (String, ExecutorControlClient<Channel>, u64) {
@@ -106,7 +108,7 @@ async fn register(
         while i < candidates.len() {
             let address = candidates[i].clone();
             i += 1;
-            let Some(channel) = channel(&address) else {
+            let Some(channel) = channel(transport, &address) else {
                 warn!(driver = %address, "not a valid driver address");
                 continue;
             };

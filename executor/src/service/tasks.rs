@@ -12,28 +12,32 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_stream::Stream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::{debug, instrument, warn};
 use weir_proto::failpoint;
 use weir_proto::pb::executor_service_client::ExecutorServiceClient;
 use weir_proto::pb::executor_service_server::ExecutorService;
 use weir_proto::pb::{self, FetchShuffleRequest, ShuffleChunk};
+use weir_security::Transport;
 
 /// The executor's gRPC service.
 pub struct TaskService {
     executor: Arc<Executor>,
     fence: Arc<Fence>,
     peers: Mutex<HashMap<String, Channel>>,
+    transport: Transport,
 }
 
 impl TaskService {
-    /// A service running tasks on `executor`, fenced by `fence`.
-    pub fn new(executor: Arc<Executor>, fence: Arc<Fence>) -> Self {
+    /// A service running tasks on `executor`, fenced by `fence`, dialing
+    /// other executors for shuffle blocks with `transport`.
+    pub fn new(executor: Arc<Executor>, fence: Arc<Fence>, transport: Transport) -> Self {
         TaskService {
             executor,
             fence,
             peers: Mutex::new(HashMap::new()),
+            transport,
         }
     }
 
@@ -80,11 +84,13 @@ impl TaskService {
         let channel = match peers.get(address) {
             Some(c) => c.clone(),
             None => {
-                let c = Endpoint::from_shared(format!("http://{address}"))
-                    .map_err(|e| format!("bad executor address {address}: {e}"))?
-                    .connect_timeout(Duration::from_secs(1))
-                    .timeout(Duration::from_secs(30))
-                    .connect_lazy();
+                let c = self
+                    .transport
+                    .channel(address, |e| {
+                        e.connect_timeout(Duration::from_secs(1))
+                            .timeout(Duration::from_secs(30))
+                    })
+                    .map_err(|e| format!("bad executor address {address}: {e}"))?;
                 peers.insert(address.to_string(), c.clone());
                 c
             }

@@ -52,6 +52,10 @@ struct Args {
     /// produced while it runs and its output read with read_committed.
     #[arg(long, env = "WEIR_KAFKA_BROKERS", value_name = "BROKERS")]
     kafka: Option<String>,
+    /// Run the cluster plaintext (`--insecure`) instead of with TLS,
+    /// certificates and tokens on every port.
+    #[arg(long)]
+    insecure: bool,
     /// Executors' state root: a directory or hdfs://namenode:port/path
     /// (default: a directory under the work directory).
     #[arg(long)]
@@ -216,6 +220,7 @@ fn main() -> ExitCode {
     options.rate = args.rate;
     options.max_round_secs = args.max_round_secs;
     options.kafka = args.kafka.filter(|b| !b.is_empty());
+    options.tls = !args.insecure;
     match run(options) {
         Ok(report) if report.passed => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,

@@ -7,6 +7,7 @@
 //! found next to the running executable or in `--bin-dir`), knows which
 //! processes are paused, and never leaves a stopped process behind.
 
+use crate::pki::Pki;
 use crate::{log_tail, Proc};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -63,6 +64,8 @@ pub struct ChaosCluster {
     pub executors: Vec<Node>,
     /// The executors' state root: a local directory or `hdfs://...`.
     pub state_root: String,
+    /// Certificates and tokens when TLS is on.
+    pub pki: Option<Pki>,
 }
 
 impl ChaosCluster {
@@ -73,7 +76,8 @@ impl ChaosCluster {
         drivers: usize,
         executors: usize,
         state_root: Option<String>,
-    ) -> ChaosCluster {
+        tls: bool,
+    ) -> anyhow::Result<ChaosCluster> {
         let node = |id: String, log: PathBuf| Node {
             id,
             address: format!("127.0.0.1:{}", crate::cluster::free_port()),
@@ -82,18 +86,46 @@ impl ChaosCluster {
             paused: false,
             starts: 0,
         };
-        ChaosCluster {
+        let executors: Vec<Node> = (1..=executors)
+            .map(|i| node(format!("exec-{i}"), root.join(format!("exec-{i}.log"))))
+            .collect();
+        let pki = if tls {
+            let ids: Vec<String> = executors.iter().map(|e| e.id.clone()).collect();
+            Some(Pki::new(&root.join("pki"), drivers as u64, &ids)?)
+        } else {
+            None
+        };
+        Ok(ChaosCluster {
             root: root.to_path_buf(),
             bin_dir: bin_dir.to_path_buf(),
             drivers: (1..=drivers)
                 .map(|i| node(i.to_string(), root.join(format!("driver-{i}.log"))))
                 .collect(),
-            executors: (1..=executors)
-                .map(|i| node(format!("exec-{i}"), root.join(format!("exec-{i}.log"))))
-                .collect(),
+            executors,
             state_root: state_root
                 .unwrap_or_else(|| root.join("state").to_string_lossy().into_owned()),
-        }
+            pki,
+        })
+    }
+
+    /// How the CLI and the probe reach the drivers: the admin token over
+    /// TLS, or plaintext.
+    pub fn access(&self) -> anyhow::Result<weir::remote::Access> {
+        Ok(match &self.pki {
+            Some(pki) => weir::remote::Access {
+                transport: weir_security::Transport::ca_only(std::path::Path::new(&pki.ca()))?,
+                token: Some(crate::pki::ADMIN_TOKEN.into()),
+            },
+            None => weir::remote::Access::insecure(),
+        })
+    }
+
+    /// The CLI's connection flags.
+    fn client_security(&self) -> Vec<String> {
+        self.pki
+            .as_ref()
+            .map(|pki| pki.client_args(crate::pki::ADMIN_TOKEN))
+            .unwrap_or_default()
     }
 
     /// Path of one of the Weir binaries.
@@ -119,11 +151,19 @@ impl ChaosCluster {
             .map(|(j, d)| format!("{}={}", j + 1, d.address))
             .collect::<Vec<_>>()
             .join(",");
-        let data = self.root.join(format!("driver-{}", i + 1));
+        let data = self
+            .root
+            .join(format!("driver-{}", i + 1))
+            .to_string_lossy()
+            .into_owned();
         let bin = self.bin("weir-driver");
+        let security = match &self.pki {
+            Some(pki) => pki.driver_args(i as u64 + 1),
+            None => vec!["--insecure".into()],
+        };
         let d = &mut self.drivers[i];
         let id = (i + 1).to_string();
-        let args = [
+        let mut args = vec![
             "--id",
             &id,
             "--listen",
@@ -131,10 +171,11 @@ impl ChaosCluster {
             "--peers",
             &peers,
             "--data-dir",
-            &data.to_string_lossy(),
+            &data,
             "--cluster-id",
             "chaos",
         ];
+        args.extend(security.iter().map(String::as_str));
         d.proc = Some(Proc::start(
             &format!("driver {id}"),
             &bin,
@@ -152,8 +193,12 @@ impl ChaosCluster {
         let drivers = self.driver_list();
         let state = self.state_root.clone();
         let bin = self.bin("weir-executor");
+        let security = match &self.pki {
+            Some(pki) => pki.executor_args(&self.executors[i].id),
+            None => vec!["--insecure".into()],
+        };
         let e = &mut self.executors[i];
-        let args = [
+        let mut args = vec![
             "--id",
             &e.id,
             "--listen",
@@ -165,6 +210,7 @@ impl ChaosCluster {
             "--slots",
             "2",
         ];
+        args.extend(security.iter().map(String::as_str));
         e.proc = Some(Proc::start(&e.id.clone(), &bin, &args, &[], &e.log)?);
         e.paused = false;
         e.starts += 1;
@@ -241,6 +287,7 @@ impl ChaosCluster {
         let out = Command::new(self.bin("weir"))
             .args(args)
             .args(["--json", "--drivers", &self.driver_list()])
+            .args(self.client_security())
             .output()
             .context("running weir")?;
         if !out.status.success() {

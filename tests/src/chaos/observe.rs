@@ -9,9 +9,8 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
-use tonic::transport::Channel;
+use weir::remote::{Access, Client};
 use weir_proto::pb;
-use weir_proto::pb::weir_client_client::WeirClientClient;
 
 /// Per-call timeout of a probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -32,27 +31,29 @@ pub struct DriverView {
 /// Calls replicas directly.
 pub struct Probe {
     rt: tokio::runtime::Runtime,
-    clients: HashMap<String, WeirClientClient<Channel>>,
+    clients: HashMap<String, Client>,
     leader_hint: Option<String>,
+    access: Access,
 }
 
 impl Probe {
-    /// A probe with its own small runtime.
-    pub fn new() -> anyhow::Result<Probe> {
+    /// A probe with its own small runtime, calling with `access`.
+    pub fn new(access: Access) -> anyhow::Result<Probe> {
         Ok(Probe {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
             clients: HashMap::new(),
             leader_hint: None,
+            access,
         })
     }
 
-    fn client(&mut self, address: &str) -> Option<WeirClientClient<Channel>> {
+    fn client(&mut self, address: &str) -> Option<Client> {
         if !self.clients.contains_key(address) {
             // tonic's lazy channel spawns its connection task here
             let _runtime = self.rt.enter();
-            let c = weir::remote::connect(address, PROBE_TIMEOUT).ok()?;
+            let c = weir::remote::connect(address, PROBE_TIMEOUT, &self.access).ok()?;
             self.clients.insert(address.to_string(), c);
         }
         self.clients.get(address).cloned()
@@ -60,7 +61,7 @@ impl Probe {
 
     /// The view of every replica in `up` that answers.
     pub fn drivers(&mut self, up: &[(u64, String)]) -> Vec<DriverView> {
-        let clients: Vec<(String, WeirClientClient<Channel>)> = up
+        let clients: Vec<(String, Client)> = up
             .iter()
             .filter_map(|(_, a)| self.client(a).map(|c| (a.clone(), c)))
             .collect();

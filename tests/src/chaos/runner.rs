@@ -41,6 +41,9 @@ pub struct ChaosOptions {
     /// Kafka bootstrap servers: each round also runs a running count from
     /// one Kafka topic to another (`kafka-count-rN`).
     pub kafka: Option<String>,
+    /// TLS on every port, with tokens for the CLI (the default); `false`
+    /// runs the cluster `--insecure`.
+    pub tls: bool,
 }
 
 impl ChaosOptions {
@@ -59,6 +62,7 @@ impl ChaosOptions {
             drivers: 3,
             executors: 3,
             kafka: None,
+            tls: true,
         }
     }
 }
@@ -102,10 +106,12 @@ pub fn run(options: ChaosOptions) -> anyhow::Result<Report> {
         options.drivers,
         options.executors,
         options.state_root.clone(),
-    );
+        options.tls,
+    )?;
+    let probe = Probe::new(cluster.access()?)?;
     let mut run = Run {
         cluster,
-        probe: Probe::new()?,
+        probe,
         started: Instant::now(),
         root: root.clone(),
         jobs: Vec::new(),
