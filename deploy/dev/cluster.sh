@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start/stop a Weir cluster on this machine: 3 weir-driver replicas (one Raft
-# group) and 3 weir-executor processes, all on loopback. Driver 1 listens on
+# group) and 3 weir-executor processes, all on loopback, plaintext without
+# authentication (--insecure: a development cluster; docs/security.md shows
+# the same cluster with TLS). Driver 1 listens on
 # 127.0.0.1:7070, the weir CLI's default, so `weir submit/status/list/...`
 # reach it without flags. See docs/dev-services.md.
 #
@@ -170,13 +172,13 @@ start_one() {
         i="${name#driver-}"
         mkdir -p "$CLUSTER_DIR/$name"
         launch "$name" "$BIN_DIR/weir-driver" --id "$i" --listen "$(driver_addr "$i")" \
-            --data-dir "$CLUSTER_DIR/$name" --peers "$(peers_list)" --cluster-id "$CLUSTER_ID"
+            --data-dir "$CLUSTER_DIR/$name" --peers "$(peers_list)" --cluster-id "$CLUSTER_ID" --insecure
         ;;
     executor-*)
         i="${name#executor-}"
         mkdir -p "$CLUSTER_DIR/state"
         launch "$name" "$BIN_DIR/weir-executor" --id "exec-$i" --listen "$(executor_addr "$i")" \
-            --drivers "$(drivers_list)" --state-root "$CLUSTER_DIR/state"
+            --drivers "$(drivers_list)" --state-root "$CLUSTER_DIR/state" --insecure
         ;;
     esac
 }

@@ -351,6 +351,7 @@ mod tests {
         DriverArgs {
             id: Some(1),
             data_dir: Some("/tmp/x".into()),
+            insecure: true,
             ..Default::default()
         }
     }
@@ -368,6 +369,7 @@ mod tests {
             config: Some(file.clone()),
             id: Some(1),
             data_dir: Some("/d".into()),
+            insecure: true,
             ..Default::default()
         })
         .unwrap();
@@ -438,5 +440,20 @@ mod tests {
                 .setting,
             "--id"
         );
+        let e = DriverConfig::load(DriverArgs {
+            insecure: false,
+            ..args()
+        })
+        .unwrap_err();
+        assert_eq!(e.setting, "--tls-cert");
+        assert!(e.message.contains("--insecure"), "{e}");
+        let e = DriverConfig::load(DriverArgs {
+            tls_cert: Some("c.pem".into()),
+            tls_ca: Some("ca.pem".into()),
+            insecure: false,
+            ..args()
+        })
+        .unwrap_err();
+        assert_eq!(e.setting, "--tls-key");
     }
 }

@@ -33,6 +33,7 @@ impl Driver {
             listen: Some(address.clone()),
             data_dir: Some(data_dir.to_path_buf()),
             cluster_id: Some("test".into()),
+            insecure: true,
             ..Default::default()
         })
         .unwrap();

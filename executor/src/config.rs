@@ -384,6 +384,7 @@ mod tests {
         let args = Args {
             listen: Some("127.0.0.1:2".into()),
             slots: Some(5),
+            insecure: true,
             ..Default::default()
         };
         let c = Config::layered(file, args);
@@ -415,6 +416,7 @@ mod tests {
             "0",
             "--state-retain-snapshots",
             "3",
+            "--insecure",
         ])
         .unwrap();
         let file =
@@ -437,6 +439,7 @@ mod tests {
             id: "e".into(),
             drivers: vec!["d:1".into()],
             state_root: "/s".into(),
+            insecure: true,
             ..Default::default()
         };
         ok.validate().unwrap();
@@ -444,6 +447,22 @@ mod tests {
             Err(ConfigError::Invalid { field, .. }) => field,
             other => panic!("{other:?}"),
         };
+        assert_eq!(
+            field(Config {
+                insecure: false,
+                ..ok.clone()
+            }),
+            "tls-cert"
+        );
+        assert_eq!(
+            field(Config {
+                tls_cert: Some("c.pem".into()),
+                tls_key: Some("k.pem".into()),
+                ..ok.clone()
+            }),
+            "tls-ca"
+        );
+
         assert_eq!(
             field(Config {
                 id: "".into(),

@@ -88,6 +88,7 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
         state_root: state.path().to_string_lossy().into_owned(),
         slots: 1,
         heartbeat_interval: Duration::from_millis(200),
+        insecure: true,
         ..Config::default()
     };
     config.validate().unwrap();

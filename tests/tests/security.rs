@@ -402,3 +402,130 @@ fn processes_cannot_speak_for_others() {
         Code::PermissionDenied
     );
 }
+
+/// Replaces `to` with a copy of `from` by a rename, as cert-manager and
+/// kubelet do, so a reader never sees half a file.
+fn replace(from: &Path, to: &Path) {
+    let tmp = to.with_extension("rotating");
+    fs::copy(from, &tmp).unwrap();
+    fs::rename(&tmp, to).unwrap();
+}
+
+/// Retries `f` for up to 10 s (files are looked at once a second).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn certificates_cas_and_tokens_rotate_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::secure(dir.path(), 1, 2);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(20));
+    let pki = pki(&c).clone();
+    let next = Pki::new(
+        &dir.path().join("next-ca"),
+        1,
+        &["exec-1".into(), "exec-2".into()],
+    )
+    .unwrap();
+    let address = c.drivers[0].address.clone();
+    let rt = runtime();
+    let list = "/weir.v1.WeirClient/List";
+    let next_client = as_cert(&next, "client-admin");
+    assert_ne!(
+        rt.block_on(call(&next_client, &address, list, None)),
+        Code::Ok,
+        "the next CA is not trusted yet"
+    );
+
+    // 1. Every process trusts both CAs: the bundle replaces ca.pem.
+    let bundle = dir.path().join("bundle.pem");
+    fs::write(
+        &bundle,
+        [
+            fs::read(pki.dir.join("ca.pem")).unwrap(),
+            fs::read(next.dir.join("ca.pem")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    replace(&bundle, &pki.dir.join("ca.pem"));
+    // A client with a certificate of the next CA, trusting both.
+    let next_client = Transport::mutual(std::sync::Arc::new(
+        Reloading::load(
+            TlsFiles {
+                cert: next.dir.join("client-admin.pem"),
+                key: next.dir.join("client-admin.key"),
+                ca: bundle.clone(),
+            },
+            None,
+        )
+        .unwrap(),
+    ));
+    eventually("a client of the next CA accepted", || {
+        rt.block_on(call(&next_client, &address, list, None)) == Code::Ok
+    });
+
+    // 2. Each process moves to a certificate of the next CA (key first,
+    // then certificate, as a rotation writes them).
+    let mut names = vec!["driver-1".to_string()];
+    names.extend(c.executors.iter().map(|e| format!("executor-{}", e.id)));
+    for name in &names {
+        replace(
+            &next.dir.join(format!("{name}.key")),
+            &pki.dir.join(format!("{name}.key")),
+        );
+        replace(
+            &next.dir.join(format!("{name}.pem")),
+            &pki.dir.join(format!("{name}.pem")),
+        );
+    }
+    let only_next = Transport::ca_only(&next.dir.join("ca.pem")).unwrap();
+    eventually("the driver presents its new certificate", || {
+        rt.block_on(call(&only_next, &address, list, Some(ADMIN_TOKEN))) == Code::Ok
+    });
+
+    // 3. A token added to the tokens file works at once.
+    let tokens = fs::read_to_string(pki.tokens()).unwrap();
+    let added = dir.path().join("tokens.yaml");
+    fs::write(
+        &added,
+        format!(
+            "{tokens}- {{ name: rotated, role: viewer, sha256: {} }}\n",
+            weir_security::tokens::token_hash("rotated-token")
+        ),
+    )
+    .unwrap();
+    replace(&added, Path::new(&pki.tokens()));
+    eventually("the new token accepted", || {
+        rt.block_on(call(&only_next, &address, list, Some("rotated-token"))) == Code::Ok
+    });
+
+    // The processes never restarted, and still run jobs exactly over the
+    // rotated certificates (driver to executors, executor to executor).
+    let spec = job(dir.path(), "rotated", 20_000);
+    c.weir_json(&["submit", &spec]).unwrap();
+    c.wait_finished("rotated", Duration::from_secs(120));
+    assert_generator_counts(&dir.path().join("rotated-out"), 13, 20_000);
+    for e in &c.executors {
+        let log = fs::read_to_string(dir.path().join(format!("{}.log", e.id))).unwrap();
+        assert!(
+            log.contains("TLS certificates reloaded"),
+            "{}: no reload\n{log}",
+            e.id
+        );
+        assert_eq!(
+            log.matches("executor starting").count(),
+            1,
+            "{} restarted",
+            e.id
+        );
+    }
+    let log = fs::read_to_string(c.driver_log(1)).unwrap();
+    assert_eq!(log.matches("driver replica started").count(), 1);
+}
