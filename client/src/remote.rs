@@ -114,10 +114,11 @@ pub fn connect(address: &str, timeout: Duration, access: &Access) -> Result<Clie
         })?),
         None => None,
     };
-    Ok(WeirClientClient::with_interceptor(
-        channel,
-        Credentials { authorization },
-    ))
+    Ok(
+        WeirClientClient::with_interceptor(channel, Credentials { authorization })
+            .max_decoding_message_size(weir_proto::wire::MAX_CLIENT_MESSAGE_BYTES)
+            .max_encoding_message_size(weir_proto::wire::MAX_CLIENT_MESSAGE_BYTES),
+    )
 }
 
 impl Cluster {

@@ -13,6 +13,7 @@ use crate::executors::{
     ControlService, ExecutorRegistry, LeaderState, RegistryOptions, RemoteOptions, RemoteRunner,
 };
 use crate::job_health::JobHealthBoard;
+use crate::service::raft::MAX_BATCH_BYTES;
 use crate::service::{ClientService, LeaderExecutors, RaftService};
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 use weir_proto::pb::raft_transport_server::RaftTransportServer;
 use weir_proto::pb::weir_client_server::WeirClientServer;
+use weir_proto::wire;
 use weir_security::{AuthorizeLayer, Identity, Policy, Reloading, Tokens, Transport};
 
 /// How often executors that stopped heartbeating are declared dead.
@@ -137,8 +139,16 @@ pub async fn run(
     let served = tonic::transport::Server::builder()
         .layer(AuthorizeLayer::new(policy))
         .add_service(health_service)
-        .add_service(RaftTransportServer::new(RaftService::new(replica.clone())))
-        .add_service(WeirClientServer::new(client))
+        .add_service(
+            RaftTransportServer::new(RaftService::new(replica.clone()))
+                .max_decoding_message_size(MAX_BATCH_BYTES)
+                .max_encoding_message_size(MAX_BATCH_BYTES),
+        )
+        .add_service(
+            WeirClientServer::new(client)
+                .max_decoding_message_size(wire::MAX_CLIENT_MESSAGE_BYTES)
+                .max_encoding_message_size(wire::MAX_CLIENT_MESSAGE_BYTES),
+        )
         .add_service(control.into_server())
         .serve_with_incoming_shutdown(weir_security::incoming(listener, material), shutdown)
         .await;

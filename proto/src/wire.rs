@@ -8,6 +8,16 @@ use tonic::Status;
 
 use crate::FailureClass;
 
+/// The largest message a driver's `WeirClient` service decodes: a spec is
+/// at most `spec::limits::MAX_SPEC_BYTES` (1 MiB, refused by name above
+/// that), the rest of a request is small.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// The largest message of `ExecutorControl` (registration, heartbeats).
+pub const MAX_CONTROL_MESSAGE_BYTES: usize = 1024 * 1024;
+/// The largest task message between a driver and an executor, either way
+/// (a deploy carries a spec; stage results carry counts and offsets).
+pub const MAX_TASK_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Metadata key of a follower's answer naming the leader's address
 /// (`host:port`), on an `UNAVAILABLE` status.
 pub const LEADER_KEY: &str = "weir-leader";

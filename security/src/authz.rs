@@ -57,6 +57,7 @@ pub const METHODS: &[(&str, Need)] = &[
     ("/weir.v1.WeirClient/AddDriver", Need::Role(Role::Admin)),
     ("/weir.v1.WeirClient/RemoveDriver", Need::Role(Role::Admin)),
     ("/weir.v1.RaftTransport/Send", Need::Driver),
+    ("/weir.v1.RaftTransport/SendSnapshot", Need::Driver),
     ("/weir.v1.ExecutorControl/Register", Need::Executor),
     ("/weir.v1.ExecutorControl/Heartbeat", Need::Executor),
     ("/weir.v1.ExecutorService/Deploy", Need::Driver),

@@ -529,3 +529,101 @@ fn certificates_cas_and_tokens_rotate_without_a_restart() {
     let log = fs::read_to_string(c.driver_log(1)).unwrap();
     assert_eq!(log.matches("driver replica started").count(), 1);
 }
+
+/// A job spec of about 870 KiB (the cap is 1 MiB): 110 filters, each with
+/// a string literal of 7900 bytes.
+fn big_spec(dir: &Path, name: &str) -> String {
+    let literal = format!("{name}-{}", "x".repeat(7_900));
+    let mut text = format!(
+        "name: {name}\nbatch_interval: 1s\nsource:\n  generator: {{ partitions: 1, keys: 3, rate: 0, total: 10 }}\npipeline:\n"
+    );
+    for _ in 0..110 {
+        text.push_str(&format!("  - filter: \"key <> '{literal}'\"\n"));
+    }
+    text.push_str("sink:\n  noop: {}\n");
+    let path = dir.join(format!("{name}.yaml"));
+    fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Metadata larger than any one gRPC message (six specs of 870 KiB, over
+/// 5 MiB) still reaches a replica that needs a snapshot: the snapshot goes
+/// in chunks, and log entries go in batches bounded by bytes.
+#[test]
+fn a_snapshot_larger_than_a_message_reaches_a_rejoining_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::secure(dir.path(), 3, 0);
+    for id in 1..=3 {
+        c.start_driver_with(id, &[("WEIR_SNAPSHOT_THRESHOLD", "4")]);
+    }
+    let leader = c.wait_leader(Duration::from_secs(20));
+    for i in 0..6 {
+        let spec = big_spec(dir.path(), &format!("big-{i}"));
+        c.weir_json(&["submit", &spec]).unwrap();
+    }
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    c.kill_driver(victim);
+    c.weir_json(&["cluster", "remove-driver", &victim.to_string()])
+        .unwrap();
+    fs::remove_dir_all(&c.drivers[(victim - 1) as usize].data_dir).unwrap();
+    // More entries after the removal, so the log is compacted past what the
+    // rejoining replica could be sent entry by entry.
+    for i in 6..8 {
+        let spec = big_spec(dir.path(), &format!("big-{i}"));
+        c.weir_json(&["submit", &spec]).unwrap();
+    }
+    let address = c.drivers[(victim - 1) as usize].address.clone();
+    c.weir_json(&["cluster", "add-driver", &victim.to_string(), &address])
+        .unwrap();
+    c.start_driver_joining(victim);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = c.weir_json(&["cluster"]).unwrap();
+        let drivers = v["drivers"].as_array().unwrap().clone();
+        let applied = drivers
+            .iter()
+            .filter_map(|d| d["applied_index"].as_u64())
+            .max();
+        let rejoined = drivers.iter().find(|d| d["id"] == victim);
+        if rejoined
+            .is_some_and(|r| r["role"] == "follower" && r["applied_index"].as_u64() == applied)
+        {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let snapshot_lines: Vec<String> = (1..=3)
+                .flat_map(|id| {
+                    fs::read_to_string(c.driver_log(id))
+                        .unwrap_or_default()
+                        .lines()
+                        .filter(|l| l.contains("snapshot") || l.contains("raft peer"))
+                        .map(|l| format!("driver {id}: {l}"))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            panic!(
+                "replica {victim} did not catch up: {v}\n{}",
+                snapshot_lines.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = fs::read_to_string(c.driver_log(victim)).unwrap();
+    let received = log
+        .lines()
+        .find(|l| l.contains("snapshot received in chunks"))
+        .unwrap_or_else(|| panic!("no chunked snapshot:\n{log}"));
+    let bytes: u64 = received
+        .split("bytes=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        bytes > 5 * 1024 * 1024,
+        "the snapshot was {bytes} bytes: {received}"
+    );
+    // Every job is still there.
+    let jobs = c.weir_json(&["list"]).unwrap();
+    assert_eq!(jobs.as_array().map_or(0, Vec::len), 8, "{jobs}");
+}

@@ -49,6 +49,8 @@ impl ControlService {
     /// The tonic server for this service.
     pub fn into_server(self) -> ExecutorControlServer<Self> {
         ExecutorControlServer::new(self)
+            .max_decoding_message_size(wire::MAX_CONTROL_MESSAGE_BYTES)
+            .max_encoding_message_size(wire::MAX_CONTROL_MESSAGE_BYTES)
     }
 
     fn ensure_leader(&self) -> Result<(), Status> {

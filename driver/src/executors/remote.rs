@@ -418,6 +418,13 @@ impl RemoteRunner {
     }
 }
 
+/// A client of an executor's tasks, with the task message limits.
+fn task_client(channel: Channel) -> ExecutorServiceClient<Channel> {
+    ExecutorServiceClient::new(channel)
+        .max_decoding_message_size(weir_proto::wire::MAX_TASK_MESSAGE_BYTES)
+        .max_encoding_message_size(weir_proto::wire::MAX_TASK_MESSAGE_BYTES)
+}
+
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -426,7 +433,7 @@ impl Inner {
     fn client(&self, address: &str) -> Result<ExecutorServiceClient<Channel>, String> {
         let mut state = self.lock();
         if let Some(c) = state.channels.get(address) {
-            return Ok(ExecutorServiceClient::new(c.clone()));
+            return Ok(task_client(c.clone()));
         }
         let channel = self
             .options
@@ -437,7 +444,7 @@ impl Inner {
             })
             .map_err(|e| format!("bad executor address {address}: {e}"))?;
         state.channels.insert(address.to_string(), channel.clone());
-        Ok(ExecutorServiceClient::new(channel))
+        Ok(task_client(channel))
     }
 
     fn is_current(&self, t: &Target) -> bool {

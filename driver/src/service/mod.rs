@@ -3,7 +3,7 @@
 //! validate, then hand to the replica or the metadata store.
 
 mod client;
-mod raft;
+pub(crate) mod raft;
 mod status;
 
 pub use client::{ClientService, ExecutorView, LeaderExecutors};

@@ -139,7 +139,11 @@ pub async fn run_with(
     let served = tonic::transport::Server::builder()
         .layer(AuthorizeLayer::new(policy))
         .add_service(health_service)
-        .add_service(ExecutorServiceServer::new(service))
+        .add_service(
+            ExecutorServiceServer::new(service)
+                .max_decoding_message_size(weir_proto::wire::MAX_TASK_MESSAGE_BYTES)
+                .max_encoding_message_size(weir_proto::wire::MAX_TASK_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(weir_security::incoming(listener, material), async move {
             shutdown.await;
             info!("executor shutting down");
