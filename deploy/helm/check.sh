@@ -10,14 +10,18 @@
 # 2. `helm lint --strict` and `helm template` for the default values and
 #    every file in deploy/helm/weir/ci/ (plus one --set variant);
 # 3. validates every rendered manifest against the Kubernetes $K8S_VERSION
-#    schemas (strict: unknown fields fail; the ServiceMonitor CRD is skipped),
-#    and runs deploy/helm/check_chart.py: peer list, ports, probes, PDB
-#    quorum, flags and settings-file keys against the Rust sources, and the
-#    Dockerfile against the Cargo manifests; a self-test breaks a rendering
-#    in known ways and fails unless each breakage is caught;
+#    schemas (strict: unknown fields fail; the ServiceMonitor and cert-manager
+#    CRDs are skipped), and runs deploy/helm/check_chart.py: peer list, ports,
+#    probes, PDB quorum, flags and settings-file keys against the Rust
+#    sources, TLS flags or --insecure as each case expects, per-pod
+#    certificate Secrets and the identities cert-manager Certificates name,
+#    the tokens file, the NetworkPolicies, and the Dockerfile against the
+#    Cargo manifests; a self-test breaks a rendering in known ways and fails
+#    unless each breakage is caught;
 # 4. if weir-driver/weir-executor are built (target/debug or
-#    $CARGO_TARGET_DIR), feeds the rendered settings files to the real
-#    binaries to prove they parse.
+#    $CARGO_TARGET_DIR) and know --tls-cert, feeds the rendered settings
+#    files with the chart's TLS or --insecure flags to the real binaries to
+#    prove they parse.
 #
 # Tools go to ${WEIR_TOOLS_DIR:-$HOME/.cache/weir/tools}; reruns reuse them.
 set -euo pipefail
@@ -86,15 +90,16 @@ say "Dockerfile: stages, binaries, user, ports"
 "$PY" deploy/helm/check_chart.py dockerfile "$REPO" "$CHART/values.yaml" \
     || die "deploy/Dockerfile failed its checks (above)"
 
-# name | helm arguments | expected drivers | expected executors
+# name | helm arguments | expected drivers | expected executors | tls or insecure
 cases=(
-    "default||3|2"
-    "dev|-f $CHART/ci/dev-values.yaml|1|1"
-    "ha-tls|-f $CHART/ci/ha-tls-values.yaml|5|10"
-    "tcp-executor-probes|--set executor.probeType=tcp --set executor.replicas=4|3|4"
+    "default||3|2|tls"
+    "dev|-f $CHART/ci/dev-values.yaml|1|1|insecure"
+    "ha-tls|-f $CHART/ci/ha-tls-values.yaml|5|10|tls"
+    "tls-secrets|-f $CHART/ci/tls-secrets-values.yaml|3|3|tls"
+    "tcp-executor-probes|--set tls.enabled=false --set executor.probeType=tcp --set executor.replicas=4|3|4|insecure"
 )
 for case in "${cases[@]}"; do
-    IFS='|' read -r name args drivers executors <<<"$case"
+    IFS='|' read -r name args drivers executors mode <<<"$case"
     say "$name: helm lint, helm template, validate against Kubernetes $K8S_VERSION, chart checks"
     # shellcheck disable=SC2086
     "$HELM" lint --strict --quiet --kube-version "$K8S_VERSION" $args "$CHART" >"$OUT/$name.lint" 2>&1 \
@@ -102,13 +107,20 @@ for case in "${cases[@]}"; do
     # shellcheck disable=SC2086
     "$HELM" template weir "$CHART" --namespace weir --kube-version "$K8S_VERSION" $args >"$OUT/$name.yaml" 2>"$OUT/$name.err" \
         || { cat "$OUT/$name.err" >&2; die "helm template failed for $name"; }
-    "$PY" deploy/helm/check_chart.py rendered "$REPO" "$OUT/$name.yaml" "$drivers" "$executors" "$K8S_VERSION" \
+    "$PY" deploy/helm/check_chart.py rendered "$REPO" "$OUT/$name.yaml" "$drivers" "$executors" "$K8S_VERSION" "$mode" \
         || die "the $name rendering failed its checks (above); rendered with: helm template weir $CHART $args"
 done
 
 say "values the chart must refuse"
 for bad in "--set driver.replicas=0" "--set driver.raft.electionTicks=2" "--set kerberos.enabled=true" \
-           "--set tls.enabled=true" "--set executor.probeType=http" "--set logFormat=text"; do
+           "--set executor.probeType=http" "--set logFormat=text" \
+           "--set tls.certManager.issuerRef.kind=Vault" "--set tls.executorSecrets=-1" \
+           "--set tokens.existingSecret=x --set tokens.entries[0].name=a,tokens.entries[0].role=admin" \
+           "--set tokens.entries[0].name=a,tokens.entries[0].role=root" \
+           "--set tokens.entries[0].name=a/b,tokens.entries[0].role=admin" \
+           "--set tokens.entries[0].name=a,tokens.entries[0].role=admin,tokens.entries[0].sha256=abc" \
+           "--set tokens.entries[0].name=a,tokens.entries[0].role=admin,tokens.entries[0].token=x" \
+           "--set tokens.entries[0].name=a,tokens.entries[0].role=admin,tokens.entries[1].name=a,tokens.entries[1].role=viewer"; do
     # shellcheck disable=SC2086
     if "$HELM" template weir "$CHART" --kube-version "$K8S_VERSION" $bad >/dev/null 2>&1; then
         die "helm template accepted invalid values: $bad"
@@ -116,7 +128,7 @@ for bad in "--set driver.replicas=0" "--set driver.raft.electionTicks=2" "--set 
 done
 
 say "self-test: broken manifests must be caught"
-"$PY" deploy/helm/check_chart.py selftest "$REPO" "$OUT/default.yaml" 3 2 "$K8S_VERSION" >&2 \
+"$PY" deploy/helm/check_chart.py selftest "$REPO" "$OUT/default.yaml" 3 2 "$K8S_VERSION" tls >&2 \
     || die "the chart checks missed a broken manifest (above)"
 
 # --- rendered settings files against the real binaries ------------------------
@@ -126,28 +138,29 @@ for profile in debug release; do
     [ -x "$target/$profile/weir-driver" ] && driver_bin=${driver_bin:-$target/$profile/weir-driver}
     [ -x "$target/$profile/weir-executor" ] && executor_bin=${executor_bin:-$target/$profile/weir-executor}
 done
-if [ -n "$driver_bin" ] && [ -n "$executor_bin" ]; then
-    say "rendered driver.yaml/executor.yaml parsed by $driver_bin and $executor_bin"
-    for name in default dev ha-tls; do
-        "$PY" - "$OUT/$name.yaml" "$OUT/$name" <<'EOF'
-import sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-cm = next(d for d in docs if d["kind"] == "ConfigMap" and "driver.yaml" in d["data"])
-for key in ("driver.yaml", "executor.yaml"):
-    open(f"{sys.argv[2]}.{key}", "w").write(cm["data"][key])
-EOF
-        # Each binary reads the file, then stops at a setting made invalid on
-        # purpose: the error must name that setting, not the file.
-        msg=$("$driver_bin" --config "$OUT/$name.driver.yaml" --id 1 --data-dir "$OUT/d" \
+knows_tls() { case $("$1" --help 2>&1 || true) in *--tls-cert*) return 0 ;; *) return 1 ;; esac; }
+if [ -n "$driver_bin" ] && [ -n "$executor_bin" ] && ! { knows_tls "$driver_bin" && knows_tls "$executor_bin"; }; then
+    say "skipping the binary parse check: $driver_bin and $executor_bin predate TLS (no --tls-cert); rebuild them (cargo build --bins)"
+elif [ -n "$driver_bin" ] && [ -n "$executor_bin" ]; then
+    say "rendered driver.yaml/executor.yaml and TLS/--insecure flags parsed by $driver_bin and $executor_bin"
+    for name in default dev ha-tls tls-secrets; do
+        "$PY" deploy/helm/check_chart.py settings "$OUT/$name.yaml" "$OUT/$name" \
+            || die "could not extract the settings of $name"
+        mapfile -t dflags <"$OUT/$name.driver.flags"
+        mapfile -t eflags <"$OUT/$name.executor.flags"
+        # Each binary reads the file and the chart's security flags (the TLS
+        # files need not exist yet), then stops at a setting made invalid on
+        # purpose: the error must name that setting, not the file or TLS.
+        msg=$("$driver_bin" --config "$OUT/$name.driver.yaml" --id 1 --data-dir "$OUT/d" "${dflags[@]}" \
               --election-ticks 1 --heartbeat-ticks 1 2>&1 || true)
         case $msg in
             *"--election-ticks"*) ;;
-            *) die "weir-driver rejected the rendered driver.yaml of $name: $msg" ;;
+            *) die "weir-driver rejected the rendered driver.yaml or flags (${dflags[*]}) of $name: $msg" ;;
         esac
-        msg=$("$executor_bin" --config "$OUT/$name.executor.yaml" --id e --slots 0 2>&1 || true)
+        msg=$("$executor_bin" --config "$OUT/$name.executor.yaml" --id e "${eflags[@]}" --slots 0 2>&1 || true)
         case $msg in
             *"invalid setting slots"*) ;;
-            *) die "weir-executor rejected the rendered executor.yaml of $name: $msg" ;;
+            *) die "weir-executor rejected the rendered executor.yaml or flags (${eflags[*]}) of $name: $msg" ;;
         esac
     done
 else

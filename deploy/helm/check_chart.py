@@ -2,16 +2,24 @@
 """Checks of our own on the Weir chart and image, run by deploy/helm/check.sh.
 
     check_chart.py dockerfile REPO VALUES_YAML
-    check_chart.py rendered REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION
-    check_chart.py selftest REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION
+    check_chart.py rendered REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION tls|insecure
+    check_chart.py selftest REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION tls|insecure
+    check_chart.py settings MANIFESTS_YAML PREFIX
 
 `dockerfile` checks deploy/Dockerfile against the Cargo manifests.
 `rendered` validates every manifest of one `helm template` output with
-kubernetes-validate (the ServiceMonitor CRD is skipped explicitly) and checks
-what a schema cannot: the Raft peer list, ports, probes, the PDB quorum, and
-that every flag and settings-file key the chart uses exists in the Rust
-sources. `selftest` breaks a good rendering in known ways and fails unless
-every breakage is caught. Prints every failure and exits 1 if there was any.
+kubernetes-validate (the ServiceMonitor and cert-manager CRDs are skipped
+explicitly) and checks what a schema cannot: the Raft peer list, ports,
+probes, the PDB quorum, that every flag and settings-file key the chart uses
+exists in the Rust sources, and security: every driver and executor gets
+either all TLS flags or --insecure (as expected), each pod's certificate
+files come from its own Secret, probes are TCP with TLS, every cert-manager
+Certificate names the identity of the pod that uses it, the tokens file
+parses, and the NetworkPolicies admit what Weir needs and no more on the
+executor port. `selftest` breaks a good rendering in known ways and fails
+unless every breakage is caught. `settings` writes the rendered settings
+files and each binary's security flags (for check.sh to feed the real
+binaries). Prints every failure and exits 1 if there was any.
 """
 
 from __future__ import annotations
@@ -246,6 +254,9 @@ def validate_schemas(docs: list[dict], source: str, k8s_version: str) -> None:
         if doc.get("apiVersion", "").startswith("monitoring.coreos.com/"):
             print(f"  skip {name}: a Prometheus Operator CRD, not in the Kubernetes schemas", flush=True)
             continue
+        if doc.get("apiVersion", "") == "cert-manager.io/v1":
+            # Not in the Kubernetes schemas; check_certificates checks what Weir needs.
+            continue
         try:
             kubernetes_validate.validate(doc, k8s_version, strict=True)
         except kubernetes_validate.ValidationError as e:
@@ -259,7 +270,8 @@ def load_docs(manifests: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(manifests.read_text()) if d]
 
 
-def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_executors: int, k8s_version: str) -> None:
+def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_executors: int, k8s_version: str,
+                   mode: str) -> None:
     validate_schemas(docs, src, k8s_version)
 
     driver_flags = clap_flags(repo / "driver/src/config.rs", "DriverArgs")
@@ -365,6 +377,7 @@ def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_exe
         check(data_dir is not None and any(data_dir.startswith(m["mountPath"].rstrip("/") + "/") for m in mounts),
               f"{src}: driver --data-dir {data_dir} is not a subdirectory of a volumeClaimTemplate mount "
               f"(a fresh volume's lost+found would make the driver refuse the mount root)")
+        check_security(docs, src, mode, dsts, dc, tokens, "${POD_NAME}", n_drivers, "driver")
         advertise = flag_value(tokens, "--advertise")
         headless_name = dsts["spec"]["serviceName"]
         check(advertise is not None and advertise.endswith(f".{headless_name}.{ns}.svc.cluster.local:{grpc_port}")
@@ -379,9 +392,11 @@ def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_exe
     client = [s for s in component("Service", "driver") if s["spec"].get("clusterIP") != "None"]
     check(len(client) == 1, f"{src}: expected one client Service for the drivers, found {len(client)}")
 
+    probe_kind = "tcpSocket" if mode == "tls" else "grpc"
     for k in ("readinessProbe", "livenessProbe"):
-        check("grpc" in dc.get(k, {}) and dc[k]["grpc"]["port"] == grpc_port,
-              f"{src}: driver {k} is not a gRPC probe on port {grpc_port}")
+        check(probe_kind in dc.get(k, {}) and dc[k][probe_kind]["port"] == grpc_port,
+              f"{src}: driver {k} is not a {probe_kind} probe on port {grpc_port}"
+              + (" (kubelet's gRPC probes cannot speak TLS)" if mode == "tls" else ""))
 
     config_volume = next((v for v in dpod.get("volumes", []) if "configMap" in v), None)
     cm = configmaps.get(config_volume["configMap"]["name"]) if config_volume else None
@@ -427,6 +442,11 @@ def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_exe
             check(eadv == f"$(POD_NAME).{ests['spec']['serviceName']}.{ns}.svc.cluster.local:{eport}"
                   and ests["spec"]["serviceName"] in svc_by_name,
                   f"{src}: executor --advertise {eadv!r} is not its stable DNS name under a headless Service")
+            check_security(docs, src, mode, ests, ec, eargs, "$(POD_NAME)", n_executors, "executor")
+            for k in ("readinessProbe", "livenessProbe"):
+                if mode == "tls":
+                    check("tcpSocket" in ec.get(k, {}),
+                          f"{src}: executor {k} is not a tcpSocket probe (kubelet's gRPC probes cannot speak TLS)")
             root = efile.get("state_root", "")
             if "://" in root:
                 check(root.split("://")[0] in ("hdfs", "viewfs"), f"{src}: state_root scheme of {root} is unsupported")
@@ -448,12 +468,252 @@ def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_exe
             check(spec.get("maxUnavailable", n_drivers) <= n_drivers - quorum,
                   f"{src}: driver PDB maxUnavailable {spec.get('maxUnavailable')} can break the quorum {quorum}")
 
+    check_certificates(docs, src, dsts, ests, ns)
+    check_network_policies(docs, src, dsts, ests)
+
     # --- ServiceMonitor points at a Service port named like its endpoint -------
     for sm in (d for d in docs if d["kind"] == "ServiceMonitor"):
         sel = sm["spec"]["selector"]["matchLabels"]
         ports = {p.get("name") for s in services if selects(sel, s["metadata"].get("labels", {})) for p in s["spec"]["ports"]}
         for ep in sm["spec"]["endpoints"]:
             check(ep["port"] in ports, f"{src}: ServiceMonitor endpoint port {ep['port']} is on no selected Service")
+
+
+# ---------------------------------------------------------------------------
+# Security: TLS flags, per-pod Secrets, tokens, certificates, NetworkPolicies
+
+TLS_FLAGS = ("--tls-cert", "--tls-key", "--tls-ca")
+TLS_FILES = {"--tls-cert": "tls.crt", "--tls-key": "tls.key", "--tls-ca": "ca.crt"}
+ROLES = ("viewer", "operator", "admin")
+
+
+def tls_secrets(pod: dict, volume_name: str) -> dict[str, str]:
+    """Secret name -> directory, of a projected volume's secret sources whose
+    items put tls.crt, tls.key and ca.crt in one directory."""
+    vol = next((v for v in pod.get("volumes", []) if v["name"] == volume_name), None)
+    out = {}
+    for source in (vol or {}).get("projected", {}).get("sources", []):
+        secret = source.get("secret")
+        if not secret:
+            continue
+        items = {i["key"]: i["path"] for i in secret.get("items", [])}
+        dirs = {p.rsplit("/", 1)[0] for p in items.values() if "/" in p}
+        if set(items) == set(TLS_FILES.values()) and len(dirs) == 1 \
+                and all(items[k] == f"{next(iter(dirs))}/{k}" for k in items):
+            out[secret["name"]] = next(iter(dirs))
+    return out
+
+
+def check_security(docs: list[dict], src: str, mode: str, sts: dict, c: dict, tokens: list[str],
+                   pod_var: str, n_pods: int, what: str) -> None:
+    """TLS flags or --insecure on one workload, and where its files come from.
+
+    `tokens` is the process's command line, `pod_var` how it spells its pod
+    name (`${POD_NAME}` in the driver's shell, `$(POD_NAME)` in executor args)."""
+    flags = set(flags_in(tokens))
+    tls = [f for f in TLS_FLAGS if f in flags]
+    insecure = "--insecure" in flags
+    if mode == "insecure":
+        check(insecure and not tls, f"{src}: {what} should run --insecure without TLS flags, has {sorted(flags)}")
+        check("--tokens" not in flags, f"{src}: {what} gets --tokens without TLS (tokens over plaintext)")
+        check(not any(e["name"].startswith("WEIR_TLS_") for e in c.get("env", [])),
+              f"{src}: {what} sets WEIR_TLS_* without TLS (the process would refuse to start)")
+        return
+    if not check(len(tls) == 3 and not insecure,
+                 f"{src}: {what} needs all of {', '.join(TLS_FLAGS)} and no --insecure, has {sorted(flags)} "
+                 "(the process refuses to start otherwise)"):
+        return
+    name = sts["metadata"]["name"]
+    pod = sts["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"].rstrip("/") for m in c.get("volumeMounts", [])}
+    # Every file is <mount of a projected volume>/<pod name>/<file>, and the
+    # volume has the Secret <sts>-<i>-tls in directory <sts>-<i> for every ordinal.
+    for f in TLS_FLAGS:
+        path = flag_value(tokens, f) or ""
+        vol = next((v for v, m in mounts.items() if path.startswith(m + "/")), None)
+        if not check(vol is not None, f"{src}: {what} {f} {path} is on no mounted volume"):
+            continue
+        check(path == f"{mounts[vol]}/{pod_var}/{TLS_FILES[f]}",
+              f"{src}: {what} {f} is {path}, not {mounts[vol]}/{pod_var}/{TLS_FILES[f]} (its own pod's Secret)")
+        secrets = tls_secrets(pod, vol)
+        for i in range(n_pods):
+            secret = f"{name}-{i}-tls"
+            check(secrets.get(secret) == f"{name}-{i}",
+                  f"{src}: {what} volume {vol} lacks Secret {secret} in directory {name}-{i} "
+                  f"(pod {name}-{i} would find no certificate)")
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    want_ca = (flag_value(tokens, "--tls-ca") or "").replace("${POD_NAME}", "$(POD_NAME)")
+    check(env.get("WEIR_TLS_CA") == want_ca,
+          f"{src}: {what} WEIR_TLS_CA (for `kubectl exec ... weir`) is {env.get('WEIR_TLS_CA')!r}, expected {want_ca!r}")
+    if what != "driver":
+        return
+    path = flag_value(tokens, "--tokens")
+    if not check(path is not None, f"{src}: driver with TLS gets no --tokens (no client could have a role)"):
+        return
+    vol = next((v for v, m in mounts.items() if path.startswith(m + "/")), None)
+    volume = next((v for v in pod.get("volumes", []) if v["name"] == vol), {})
+    secret = volume.get("secret", {})
+    item = next((i for i in secret.get("items", []) if f"{mounts.get(vol)}/{i['path']}" == path), None)
+    if not check(item is not None, f"{src}: driver --tokens {path} is not an item of a mounted Secret volume"):
+        return
+    rendered = next((d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == secret["secretName"]), None)
+    if rendered is None:
+        return  # tokens.existingSecret: made outside the chart
+    text = rendered.get("stringData", {}).get(item["key"])
+    if not check(text is not None, f"{src}: Secret {secret['secretName']} has no stringData key {item['key']}"):
+        return
+    entries = yaml.safe_load(text) or []
+    if not check(isinstance(entries, list), f"{src}: the tokens file is not a YAML list: {text!r}"):
+        return
+    names = [e.get("name") for e in entries]
+    check(len(names) == len(set(names)), f"{src}: the tokens file names someone twice: {names}")
+    for e in entries:
+        check(isinstance(e, dict) and set(e) <= {"name", "role", "sha256"} and {"name", "role"} <= set(e)
+              and re.fullmatch(r"[A-Za-z0-9._@-]{1,128}", str(e.get("name"))) is not None
+              and e.get("role") in ROLES
+              and ("sha256" not in e or re.fullmatch(r"[0-9a-f]{64}", str(e["sha256"])) is not None),
+              f"{src}: tokens file entry {e!r} is not {{name, role, sha256}} as weir-driver reads it")
+
+
+def check_certificates(docs: list[dict], src: str, dsts: dict, ests: dict, ns: str) -> None:
+    """Each cert-manager Certificate of a pod names that pod's identity."""
+    certs = [d for d in docs if d["kind"] == "Certificate"]
+    if not certs:
+        return
+    issuers = {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] in ("Issuer", "ClusterIssuer")}
+    by_secret = {}
+    for cert in certs:
+        spec = cert["spec"]
+        where = f"{src}: Certificate {cert['metadata']['name']}"
+        ref = spec.get("issuerRef", {})
+        check(bool(ref.get("name")), f"{where}: issuerRef has no name")
+        if ref.get("kind", "Issuer") == "Issuer" and any(k == "Issuer" for k, _ in issuers):
+            check(("Issuer", ref.get("name")) in issuers, f"{where}: issuerRef names Issuer {ref.get('name')}, "
+                                                           f"which the chart does not render ({sorted(issuers)})")
+        if spec.get("isCA"):
+            continue
+        by_secret[spec["secretName"]] = cert
+        check(set(spec.get("usages", [])) >= {"server auth", "client auth", "digital signature"},
+              f"{where}: usages {spec.get('usages')} lack server auth, client auth or digital signature")
+        pk = spec.get("privateKey", {})
+        check(pk.get("algorithm") == "ECDSA" and pk.get("size") == 256 and pk.get("encoding") == "PKCS8"
+              and pk.get("rotationPolicy") == "Always",
+              f"{where}: privateKey {pk} is not ECDSA P-256, PKCS8, rotationPolicy Always")
+    pods = {}
+    for sts, kind in ((dsts, "driver"), (ests, "executor")):
+        name = sts["metadata"]["name"]
+        pod = sts["spec"]["template"]["spec"]
+        used = {}
+        for vol in pod.get("volumes", []):
+            used.update(tls_secrets(pod, vol["name"]))
+        for secret, directory in used.items():
+            i = int(directory.rsplit("-", 1)[1])
+            want_uri = f"weir://driver/{i + 1}" if kind == "driver" else f"weir://executor/{directory}"
+            pods[secret] = directory
+            cert = by_secret.get(secret)
+            if not check(cert is not None, f"{src}: no Certificate writes Secret {secret}, which pod {directory} reads"):
+                continue
+            spec = cert["spec"]
+            check(spec.get("uris") == [want_uri],
+                  f"{src}: Certificate {cert['metadata']['name']} names {spec.get('uris')}, but pod {directory} "
+                  f"is {want_uri} (the process refuses to start)")
+            dns = set(spec.get("dnsNames", []))
+            stable = f"{directory}.{sts['spec']['serviceName']}.{ns}.svc.cluster.local"
+            check(stable in dns, f"{src}: Certificate {cert['metadata']['name']} lacks the pod's DNS name {stable} "
+                                 f"(peers dial it), has {sorted(dns)}")
+            if kind == "driver":
+                client = [s for s in docs if s["kind"] == "Service"
+                          and s["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "driver"
+                          and s["spec"].get("clusterIP") != "None"]
+                for svc in client:
+                    full = f"{svc['metadata']['name']}.{ns}.svc.cluster.local"
+                    check(full in dns, f"{src}: Certificate {cert['metadata']['name']} lacks the client Service "
+                                       f"name {full}")
+    for secret, cert in by_secret.items():
+        check(secret in pods, f"{src}: Certificate {cert['metadata']['name']} writes Secret {secret}, which no pod reads")
+
+
+def peer_selects(peer: dict, labels: dict) -> bool:
+    """Whether a NetworkPolicy peer in the policy's own namespace admits pods with these labels."""
+    if "ipBlock" in peer or "namespaceSelector" in peer:
+        return False
+    sel = peer.get("podSelector", {})
+    if sel.get("matchExpressions"):
+        return False
+    return all(labels.get(k) == v for k, v in sel.get("matchLabels", {}).items())
+
+
+def check_network_policies(docs: list[dict], src: str, dsts: dict, ests: dict) -> None:
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    if not policies:
+        return
+    dlabels = dsts["spec"]["template"]["metadata"]["labels"]
+    elabels = ests["spec"]["template"]["metadata"]["labels"]
+    for sts, labels, what in ((dsts, dlabels, "driver"), (ests, elabels, "executor")):
+        mine = [p for p in policies if selects(p["spec"]["podSelector"].get("matchLabels", {}), labels)]
+        if not check(len(mine) == 1, f"{src}: expected one NetworkPolicy over the {what}s, found {len(mine)}"):
+            continue
+        pol = mine[0]
+        where = f"{src}: NetworkPolicy {pol['metadata']['name']}"
+        check("Ingress" in pol["spec"].get("policyTypes", []), f"{where}: policyTypes lacks Ingress")
+        c = sts["spec"]["template"]["spec"]["containers"][0]
+        ports = {p["containerPort"]: p.get("name") for p in c.get("ports", [])}
+        grpc = next(n for n, name in ports.items() if name == "grpc")
+        rules = pol["spec"].get("ingress", [])
+        for rule in rules:
+            for p in rule.get("ports", []):
+                check(p.get("port") in ports or p.get("port") in ports.values(),
+                      f"{where}: admits port {p.get('port')}, not a container port of {sts['metadata']['name']}")
+            check(bool(rule.get("ports")), f"{where}: a rule admits every port")
+        grpc_rules = [r for r in rules if any(p.get("port") in (grpc, "grpc") for p in r.get("ports", []))]
+        for peer_labels, peer in ((dlabels, "drivers"), (elabels, "executors")):
+            check(any(peer_selects(x, peer_labels) for r in grpc_rules for x in r.get("from", [])),
+                  f"{where}: does not admit {peer} to port {grpc}")
+        if what == "executor":
+            # Only drivers and executors reach an executor: tasks and shuffle.
+            for r in grpc_rules:
+                peers = r.get("from")
+                check(bool(peers), f"{where}: admits anyone to the executor port")
+                for x in peers or []:
+                    check(peer_selects(x, dlabels) or peer_selects(x, elabels),
+                          f"{where}: admits {x} to the executor port (only drivers and executors may)")
+                    check(x.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                          in ("driver", "executor"),
+                          f"{src}: NetworkPolicy {pol['metadata']['name']} admits {x}, which is not limited to "
+                          "drivers or executors")
+        metrics = next((n for n, name in ports.items() if name == "metrics"), None)
+        if metrics is not None:
+            check(any(p.get("port") in (metrics, "metrics") for r in rules for p in r.get("ports", [])),
+                  f"{where}: does not admit the metrics port {metrics}")
+
+
+def security_flags(tokens: list[str], pod_var: str, pod: str) -> list[str]:
+    """The security flags of a command line, with the pod name filled in."""
+    out = []
+    for i, t in enumerate(tokens):
+        if t == "--insecure":
+            out.append(t)
+        elif t in TLS_FLAGS + ("--tokens",) and i + 1 < len(tokens):
+            out += [t, tokens[i + 1].replace(pod_var, pod)]
+    return out
+
+
+def write_settings(manifests: Path, prefix: str) -> None:
+    """PREFIX.driver.yaml, PREFIX.executor.yaml and PREFIX.{driver,executor}.flags
+    (one security flag or value a line, as the chart gives them to pod 0)."""
+    docs = load_docs(manifests)
+    cm = driver_config(docs)
+    for key in ("driver.yaml", "executor.yaml"):
+        Path(f"{prefix}.{key}").write_text(cm["data"][key])
+    dsts, ests = find(docs, "StatefulSet", "driver"), find(docs, "StatefulSet", "executor")
+    dc = dsts["spec"]["template"]["spec"]["containers"][0]
+    script = dc["command"][2].replace("\\\n", " ")
+    line = re.search(r"exec (weir-driver\b.*?)(?:\n\S|\Z)", script, re.S)
+    dflags = security_flags(shlex.split(line.group(1)) if line else [], "${POD_NAME}", f"{dsts['metadata']['name']}-0")
+    ec = ests["spec"]["template"]["spec"]["containers"][0]
+    eflags = security_flags(ec.get("args", []), "$(POD_NAME)", f"{ests['metadata']['name']}-0")
+    Path(f"{prefix}.driver.flags").write_text("".join(f + "\n" for f in dflags))
+    Path(f"{prefix}.executor.flags").write_text("".join(f + "\n" for f in eflags))
 
 
 def find(docs: list[dict], kind: str, component: str) -> dict:
@@ -466,7 +726,7 @@ def driver_config(docs: list[dict]) -> dict:
     return cm
 
 
-def selftest(repo: Path, manifests: Path, n_drivers: int, n_executors: int, k8s_version: str) -> None:
+def selftest(repo: Path, manifests: Path, n_drivers: int, n_executors: int, k8s_version: str, mode: str) -> None:
     """Breaks a good rendering in known ways; each must be caught."""
     global FAILURES
 
@@ -508,15 +768,45 @@ def selftest(repo: Path, manifests: Path, n_drivers: int, n_executors: int, k8s_
         c = find(docs, "StatefulSet", "executor")["spec"]["template"]["spec"]["containers"][0]
         c["securityContext"]["readOnlyRootFilesystem"] = False
 
+    def executor_without_tls_key(docs):
+        args = find(docs, "StatefulSet", "executor")["spec"]["template"]["spec"]["containers"][0]["args"]
+        i = args.index("--tls-key")
+        del args[i:i + 2]
+
+    def driver_grpc_probe_with_tls(docs):
+        c = find(docs, "StatefulSet", "driver")["spec"]["template"]["spec"]["containers"][0]
+        c["readinessProbe"]["grpc"] = c["readinessProbe"].pop("tcpSocket")
+
+    def certificate_names_ordinal(docs):
+        # Replica id is ordinal + 1: a Certificate naming the ordinal is wrong.
+        cert = next(d for d in docs if d["kind"] == "Certificate" and d["spec"].get("uris") == ["weir://driver/1"])
+        cert["spec"]["uris"] = ["weir://driver/0"]
+
+    def executor_open_to_namespace(docs):
+        pol = find(docs, "NetworkPolicy", "executor")
+        pol["spec"]["ingress"][0]["from"].append({"podSelector": {}})
+
+    def last_executor_secret_missing(docs):
+        pod = find(docs, "StatefulSet", "executor")["spec"]["template"]["spec"]
+        vol = next(v for v in pod["volumes"] if "projected" in v)
+        vol["projected"]["sources"].pop()
+
+    def driver_uses_other_pods_cert(docs):
+        c = find(docs, "StatefulSet", "driver")["spec"]["template"]["spec"]["containers"][0]
+        c["command"][2] = c["command"][2].replace("${POD_NAME}/tls.key", "weir-driver-0/tls.key")
+
     cases = [peers_minus_one, unknown_file_key, port_mismatch, executor_bad_flag, driver_bad_flag,
              weak_pdb, probe_on_other_port, schema_violation, data_dir_on_mount_root, writable_root]
+    if mode == "tls":
+        cases += [executor_without_tls_key, driver_grpc_probe_with_tls, certificate_names_ordinal,
+                  executor_open_to_namespace, last_executor_secret_missing, driver_uses_other_pods_cert]
     missed = []
     for case in cases:
         docs = load_docs(manifests)
         case(docs)
         saved, FAILURES = FAILURES, []
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            check_rendered(repo, docs, f"selftest:{case.__name__}", n_drivers, n_executors, k8s_version)
+            check_rendered(repo, docs, f"selftest:{case.__name__}", n_drivers, n_executors, k8s_version, mode)
         caught, FAILURES = FAILURES, saved
         print(f"  selftest {case.__name__}: {'caught: ' + caught[0] if caught else 'NOT CAUGHT'}")
         if not caught:
@@ -528,12 +818,15 @@ def selftest(repo: Path, manifests: Path, n_drivers: int, n_executors: int, k8s_
 def main(argv: list[str]) -> int:
     if len(argv) >= 4 and argv[1] == "dockerfile":
         check_dockerfile(Path(argv[2]), Path(argv[3]))
-    elif len(argv) == 7 and argv[1] in ("rendered", "selftest"):
+    elif len(argv) == 8 and argv[1] in ("rendered", "selftest") and argv[7] in ("tls", "insecure"):
         repo, manifests, drivers, executors, k8s = Path(argv[2]), Path(argv[3]), int(argv[4]), int(argv[5]), argv[6]
+        mode = argv[7]
         if argv[1] == "rendered":
-            check_rendered(repo, load_docs(manifests), str(manifests), drivers, executors, k8s)
+            check_rendered(repo, load_docs(manifests), str(manifests), drivers, executors, k8s, mode)
         else:
-            selftest(repo, manifests, drivers, executors, k8s)
+            selftest(repo, manifests, drivers, executors, k8s, mode)
+    elif len(argv) == 4 and argv[1] == "settings":
+        write_settings(Path(argv[2]), argv[3])
     else:
         print(__doc__, file=sys.stderr)
         return 2

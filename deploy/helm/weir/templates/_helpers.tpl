@@ -161,6 +161,50 @@ Image reference.
 {{- end }}
 
 {{/*
+Number of executor ordinals with a certificate: tls.executorSecrets, at
+least executor.replicas.
+*/}}
+{{- define "weir.tls.executorOrdinals" -}}
+{{- max (int .Values.executor.replicas) (int .Values.tls.executorSecrets) }}
+{{- end }}
+
+{{/*
+Name of the TLS Secret of a pod: "<pod name>-tls".
+*/}}
+{{- define "weir.tls.secretName" -}}
+{{- printf "%s-tls" . }}
+{{- end }}
+
+{{/*
+DNS names on the certificate of the driver with pod ordinal i (call with
+(list $ i)): its stable pod name, the client Service, tls.driverExtraDnsNames.
+*/}}
+{{- define "weir.driver.dnsNames" -}}
+{{- $root := index . 0 }}
+{{- $i := index . 1 }}
+{{- $svc := include "weir.driver.fullname" $root }}
+{{- $ns := $root.Release.Namespace }}
+- {{ printf "%s-%d.%s" $svc (int $i) (include "weir.driver.dnsSuffix" $root) }}
+- {{ $svc }}
+- {{ printf "%s.%s" $svc $ns }}
+- {{ printf "%s.%s.svc" $svc $ns }}
+- {{ printf "%s.%s.svc.%s" $svc $ns $root.Values.clusterDomain }}
+{{- range $root.Values.tls.driverExtraDnsNames }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secret holding the drivers' tokens file.
+*/}}
+{{- define "weir.tokens.secretName" -}}
+{{- default (printf "%s-tokens" (include "weir.fullname" .)) .Values.tokens.existingSecret }}
+{{- end }}
+{{- define "weir.tokens.key" -}}
+{{- if .Values.tokens.existingSecret }}{{ .Values.tokens.key }}{{ else }}tokens.yaml{{ end }}
+{{- end }}
+
+{{/*
 Values that cannot work; fails the render with a message.
 */}}
 {{- define "weir.validate" -}}
@@ -185,7 +229,34 @@ Values that cannot work; fails the render with a message.
 {{- if and .Values.kerberos.enabled (or (not .Values.kerberos.secretName) (not .Values.kerberos.principal)) }}
 {{- fail "kerberos.enabled needs kerberos.secretName and kerberos.principal" }}
 {{- end }}
-{{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
-{{- fail "tls.enabled needs tls.secretName" }}
+{{- if and (eq .Values.tls.certManager.issuerRef.group "cert-manager.io") (not (has .Values.tls.certManager.issuerRef.kind (list "Issuer" "ClusterIssuer"))) }}
+{{- fail "tls.certManager.issuerRef.kind must be Issuer or ClusterIssuer (or set issuerRef.group for an external issuer)" }}
+{{- end }}
+{{- if lt (int .Values.tls.executorSecrets) 0 }}
+{{- fail "tls.executorSecrets must be 0 or more" }}
+{{- end }}
+{{- if and .Values.tokens.existingSecret .Values.tokens.entries }}
+{{- fail "tokens: give existingSecret or entries, not both" }}
+{{- end }}
+{{- $names := list }}
+{{- range $i, $t := .Values.tokens.entries }}
+{{- if not (regexMatch "^[A-Za-z0-9._@-]{1,128}$" (toString $t.name)) }}
+{{- fail (printf "tokens.entries[%d].name must be 1-128 letters, digits, '-', '_', '.' or '@'" $i) }}
+{{- end }}
+{{- if has $t.name $names }}
+{{- fail (printf "tokens.entries[%d].name %s appears twice" $i $t.name) }}
+{{- end }}
+{{- $names = append $names $t.name }}
+{{- if not (has (toString $t.role) (list "viewer" "operator" "admin")) }}
+{{- fail (printf "tokens.entries[%d].role must be viewer, operator or admin" $i) }}
+{{- end }}
+{{- if and $t.sha256 (not (regexMatch "^[0-9a-fA-F]{64}$" (toString $t.sha256))) }}
+{{- fail (printf "tokens.entries[%d].sha256 must be 64 hex digits (printf %%s TOKEN | sha256sum)" $i) }}
+{{- end }}
+{{- range $k, $_ := $t }}
+{{- if not (has $k (list "name" "role" "sha256")) }}
+{{- fail (printf "tokens.entries[%d] has unknown key %s (name, role, sha256)" $i $k) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
