@@ -2,6 +2,7 @@
 //! process's certificate (or a client's), or plaintext when the cluster
 //! runs `--insecure`.
 
+use crate::identity::Identity;
 use crate::material::{provider, Reloading};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
@@ -141,6 +142,19 @@ impl Transport {
         address: &str,
         configure: impl FnOnce(Endpoint) -> Endpoint,
     ) -> Result<Channel, tonic::transport::Error> {
+        self.channel_to(address, None, configure)
+    }
+
+    /// Like [`channel`](Self::channel), and with TLS the server's
+    /// certificate must name `expect`: an address learnt from the wire (an
+    /// executor's registration, a shuffle location) reaches the process it
+    /// was given for, or nothing.
+    pub fn channel_to(
+        &self,
+        address: &str,
+        expect: Option<Identity>,
+        configure: impl FnOnce(Endpoint) -> Endpoint,
+    ) -> Result<Channel, tonic::transport::Error> {
         match self {
             Transport::Insecure => {
                 Ok(configure(Endpoint::from_shared(format!("http://{address}"))?).connect_lazy())
@@ -150,28 +164,51 @@ impl Transport {
                 let connector = tokio_rustls::TlsConnector::from(Self::client_config(material));
                 Ok(
                     endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| {
-                        let connector = connector.clone();
-                        async move {
-                            let host = uri
-                                .host()
-                                .unwrap_or_default()
-                                .trim_start_matches('[')
-                                .trim_end_matches(']')
-                                .to_string();
-                            let port = uri.port_u16().unwrap_or(443);
-                            let name = ServerName::try_from(host.clone()).map_err(|e| {
-                                std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
-                            })?;
-                            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-                            tcp.set_nodelay(true)?;
-                            let tls = connector.connect(name, tcp).await?;
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-                        }
+                        connect_tls(connector.clone(), uri, expect.clone())
                     })),
                 )
             }
         }
     }
+}
+
+/// Dials `uri` over TLS and, when `expect` is given, checks that the
+/// server's certificate names it.
+async fn connect_tls(
+    connector: tokio_rustls::TlsConnector,
+    uri: Uri,
+    expect: Option<Identity>,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>> {
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let name = ServerName::try_from(host.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    let tls = connector.connect(name, tcp).await?;
+    if let Some(expected) = expect {
+        let found = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|leaf| Identity::of_certificate(leaf));
+        if found.as_ref() != Some(&expected) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{host}:{port} is {}, not {expected}",
+                    found.map_or("no weir:// identity".into(), |f| f.to_string())
+                ),
+            ));
+        }
+    }
+    Ok(hyper_util::rt::TokioIo::new(tls))
 }
 
 /// A bearer token as the `authorization` metadata value of a call.

@@ -195,3 +195,32 @@ async fn certificates_and_cas_rotate_without_a_restart() {
         .await
         .is_ok());
 }
+
+#[tokio::test]
+async fn a_dialer_can_require_the_identity_of_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    pki(dir.path());
+    let address = serve(files(dir.path(), "driver-1")).await;
+    let client = mutual(files(dir.path(), "exec-1"));
+    let to = |expect| {
+        let channel = client
+            .channel_to(&address, expect, |e| e.timeout(Duration::from_secs(3)))
+            .unwrap();
+        async move {
+            HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+        }
+    };
+    to(Some(Identity::Driver(1))).await.unwrap();
+    to(None).await.unwrap();
+    // An address that leads to another process than the one it was given
+    // for is not called.
+    let e = to(Some(Identity::Executor("exec-1".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(to(Some(Identity::Driver(2))).await.is_err());
+}

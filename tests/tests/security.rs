@@ -12,6 +12,7 @@ use tonic::{Code, Request};
 use weir_driver::raft::{encode_message, Message, MessageType};
 use weir_proto::pb;
 use weir_proto::pb::executor_control_client::ExecutorControlClient;
+use weir_proto::pb::executor_service_client::ExecutorServiceClient;
 use weir_proto::pb::raft_transport_client::RaftTransportClient;
 use weir_security::{Reloading, TlsFiles, Transport};
 use weir_tests::binary;
@@ -401,6 +402,24 @@ fn processes_cannot_speak_for_others() {
         )),
         Code::PermissionDenied
     );
+    // An executor's fetch must name the serving executor's current epoch.
+    let fetch = rt.block_on(async {
+        let channel = exec1
+            .channel(&c.executors[1].address, |e| {
+                e.timeout(Duration::from_secs(5))
+            })
+            .unwrap();
+        ExecutorServiceClient::new(channel)
+            .fetch_shuffle(pb::FetchShuffleRequest {
+                job: "any".into(),
+                epoch: 12_345,
+                ..Default::default()
+            })
+            .await
+    });
+    let refused = fetch.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("epoch"), "{}", refused.message());
 }
 
 /// Replaces `to` with a copy of `from` by a rename, as cert-manager and

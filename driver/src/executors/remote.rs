@@ -318,7 +318,9 @@ impl Drop for LoadGuard<'_> {
 
 #[derive(Default)]
 struct State {
-    channels: HashMap<String, Channel>,
+    /// Channels to executors, by executor id and address (pruned to the
+    /// registered executors when a new one is made).
+    channels: HashMap<(String, String), Channel>,
     jobs: HashMap<String, pb::JobRecord>,
     /// (executor id, epoch, job) that have the job deployed.
     deployed: HashSet<(String, u64, String)>,
@@ -430,20 +432,34 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn client(&self, address: &str) -> Result<ExecutorServiceClient<Channel>, String> {
+    /// A client of executor `t`, whose certificate must name it (with
+    /// TLS): its address came from its own registration.
+    fn client(&self, t: &Target) -> Result<ExecutorServiceClient<Channel>, String> {
         let mut state = self.lock();
-        if let Some(c) = state.channels.get(address) {
+        let key = (t.id.clone(), t.address.clone());
+        if let Some(c) = state.channels.get(&key) {
             return Ok(task_client(c.clone()));
         }
         let channel = self
             .options
             .transport
-            .channel(address, |e| {
-                e.connect_timeout(Duration::from_secs(1))
-                    .timeout(self.options.task_timeout)
-            })
-            .map_err(|e| format!("bad executor address {address}: {e}"))?;
-        state.channels.insert(address.to_string(), channel.clone());
+            .channel_to(
+                &t.address,
+                Some(weir_security::Identity::Executor(t.id.clone())),
+                |e| {
+                    e.connect_timeout(Duration::from_secs(1))
+                        .timeout(self.options.task_timeout)
+                },
+            )
+            .map_err(|e| format!("bad executor address {}: {e}", t.address))?;
+        let known: HashSet<(String, String)> = self
+            .registry
+            .all()
+            .into_iter()
+            .map(|e| (e.id, e.address))
+            .collect();
+        state.channels.retain(|k, _| known.contains(k));
+        state.channels.insert(key, channel.clone());
         Ok(task_client(channel))
     }
 
@@ -560,7 +576,7 @@ impl Inner {
 
     async fn attempt_once(&self, t: &Target, call: Call) -> Result<Reply, AttemptError> {
         let what = call.describe();
-        let client = self.client(&t.address).map_err(AttemptError::Lost)?;
+        let client = self.client(t).map_err(AttemptError::Lost)?;
         let mut rpc = tokio::spawn(send(client, t.epoch, call));
         tokio::select! {
             joined = &mut rpc => {
@@ -703,6 +719,8 @@ impl Inner {
                     .map(|(_, t)| pb::ShuffleLocation {
                         source_partition: s,
                         executor_address: t.address.clone(),
+                        executor_id: t.id.clone(),
+                        epoch: t.epoch,
                     })
                     .ok_or_else(|| {
                         internal(format!(

@@ -19,13 +19,19 @@ use weir_proto::failpoint;
 use weir_proto::pb::executor_service_client::ExecutorServiceClient;
 use weir_proto::pb::executor_service_server::ExecutorService;
 use weir_proto::pb::{self, FetchShuffleRequest, ShuffleChunk};
-use weir_security::Transport;
+use weir_security::{Identity, Transport};
+
+/// The largest shuffle block a stage-B task fetches from another executor.
+pub const MAX_SHUFFLE_BLOCK_BYTES: usize = 1 << 30;
+/// Channels to other executors kept at once.
+const MAX_PEER_CHANNELS: usize = 1024;
 
 /// The executor's gRPC service.
 pub struct TaskService {
     executor: Arc<Executor>,
     fence: Arc<Fence>,
-    peers: Mutex<HashMap<String, Channel>>,
+    /// Channels to other executors, by executor id and address.
+    peers: Mutex<HashMap<(String, String), Channel>>,
     transport: Transport,
 }
 
@@ -79,19 +85,27 @@ impl TaskService {
         Ok(Response::new(out))
     }
 
-    fn peer(&self, address: &str) -> Result<ExecutorServiceClient<Channel>, String> {
+    /// A client of executor `id` at `address`; with TLS its certificate
+    /// must name `id` (the location came over the wire).
+    fn peer(&self, id: &str, address: &str) -> Result<ExecutorServiceClient<Channel>, String> {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let channel = match peers.get(address) {
+        let key = (id.to_string(), address.to_string());
+        let channel = match peers.get(&key) {
             Some(c) => c.clone(),
             None => {
                 let c = self
                     .transport
-                    .channel(address, |e| {
+                    .channel_to(address, Some(Identity::Executor(id.to_string())), |e| {
                         e.connect_timeout(Duration::from_secs(1))
                             .timeout(Duration::from_secs(30))
                     })
                     .map_err(|e| format!("bad executor address {address}: {e}"))?;
-                peers.insert(address.to_string(), c.clone());
+                if peers.len() >= MAX_PEER_CHANNELS {
+                    // Executors come and go on new ports; keep the map
+                    // bounded by starting over.
+                    peers.clear();
+                }
+                peers.insert(key, c.clone());
                 c
             }
         };
@@ -99,14 +113,16 @@ impl TaskService {
             .max_decoding_message_size(2 * ipc::MAX_CHUNK_BYTES + 1024))
     }
 
-    /// Fetches one shuffle block from the executor at `address`.
+    /// Fetches one shuffle block from `location`, at most
+    /// [`MAX_SHUFFLE_BLOCK_BYTES`].
     async fn fetch_remote(
         &self,
-        address: &str,
+        location: &pb::ShuffleLocation,
         request: FetchShuffleRequest,
         stride: usize,
     ) -> Result<ShuffleBlock, String> {
-        let mut client = self.peer(address)?;
+        let address = &location.executor_address;
+        let mut client = self.peer(&location.executor_id, address)?;
         let mut stream = client
             .fetch_shuffle(request)
             .await
@@ -118,6 +134,11 @@ impl TaskService {
             .await
             .map_err(|s| format!("fetch from {address} failed: {}", s.message()))?
         {
+            if bytes.len() + chunk.data.len() > MAX_SHUFFLE_BLOCK_BYTES {
+                return Err(format!(
+                    "the block from {address} is over {MAX_SHUFFLE_BLOCK_BYTES} bytes"
+                ));
+            }
             bytes.extend_from_slice(&chunk.data);
         }
         tokio::task::spawn_blocking(move || ipc::decode(&bytes, stride))
@@ -163,10 +184,10 @@ impl TaskService {
                 start: range.start,
                 end: range.end,
                 watermark_ms: task.watermark_ms,
+                epoch: location.epoch,
             };
-            let address = location.executor_address.clone();
             fetches.push(async move {
-                let r = self.fetch_remote(&address, request, stride).await;
+                let r = self.fetch_remote(location, request, stride).await;
                 (source, r)
             });
         }
@@ -318,6 +339,8 @@ impl ExecutorService for TaskService {
         request: Request<FetchShuffleRequest>,
     ) -> Result<Response<Self::FetchShuffleStream>, Status> {
         let r = request.into_inner();
+        // Only this incarnation's blocks, to a fetch planned for it.
+        self.check(r.epoch, "shuffle fetch")?;
         failpoint::hit("shuffle-serve");
         let executor = self.executor.clone();
         let chunks = tokio::task::spawn_blocking(move || {
