@@ -206,6 +206,7 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
         start: 0,
         end,
         watermark_ms: i64::MIN,
+        epoch: 7,
     };
     let mut stream = client
         .fetch_shuffle(fetch(1, 10))
@@ -228,6 +229,15 @@ async fn finds_the_leader_and_fences_tasks_by_epoch() {
     // Another plan's range of the same batch is not this output.
     let other = client.fetch_shuffle(fetch(1, 9)).await.unwrap_err();
     assert_eq!(wire::missing_shuffle(&other), Some(0));
+    // A fetch planned for another incarnation gets nothing.
+    let stale = client
+        .fetch_shuffle(pb::FetchShuffleRequest {
+            epoch: 6,
+            ..fetch(1, 10)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::FailedPrecondition, "{stale:?}");
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
