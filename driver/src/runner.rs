@@ -35,4 +35,11 @@ pub trait TaskRunner: Send + Sync {
         let _ = job;
         false
     }
+    /// Forgets `job`, which this driver no longer drives (it stopped,
+    /// finished or failed, or this replica stopped leading): what the
+    /// runner keeps per job is dropped and executors drop the job. Runners
+    /// with nothing kept per job do nothing.
+    fn retire(&self, job: &str) {
+        let _ = job;
+    }
 }

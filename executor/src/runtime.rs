@@ -160,6 +160,21 @@ impl Executor {
         Ok(())
     }
 
+    /// Drops job `name` (its state partitions, shuffle blocks and sink);
+    /// queued checkpoint files are still written. Returns whether it was
+    /// deployed.
+    pub fn undeploy(&self, name: &str) -> bool {
+        let removed = self
+            .jobs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        if removed.is_some() {
+            info!(job = %name, "job undeployed");
+        }
+        removed.is_some()
+    }
+
     fn job(&self, name: &str) -> Result<Arc<JobRuntime>, ExecError> {
         self.jobs
             .read()

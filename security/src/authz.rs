@@ -61,6 +61,7 @@ pub const METHODS: &[(&str, Need)] = &[
     ("/weir.v1.ExecutorControl/Register", Need::Executor),
     ("/weir.v1.ExecutorControl/Heartbeat", Need::Executor),
     ("/weir.v1.ExecutorService/Deploy", Need::Driver),
+    ("/weir.v1.ExecutorService/Undeploy", Need::Driver),
     ("/weir.v1.ExecutorService/StageA", Need::Driver),
     ("/weir.v1.ExecutorService/StageB", Need::Driver),
     ("/weir.v1.ExecutorService/Restore", Need::Driver),

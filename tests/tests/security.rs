@@ -190,6 +190,15 @@ fn a_tls_cluster_runs_jobs_exactly_and_checks_every_caller() {
     // between executors (shuffle), and its output is exact per key.
     c.wait_finished("secured", Duration::from_secs(120));
     assert_generator_counts(&dir.path().join("secured-out"), 13, 30_000);
+    // A finished job leaves the executors' memory.
+    eventually("the finished job undeployed", || {
+        c.executors.iter().all(|e| {
+            fs::read_to_string(dir.path().join(format!("{}.log", e.id)))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains("job undeployed") && l.contains("secured"))
+        })
+    });
     let out = weir(&c, &operator, &["stop", "--purge", "--yes", "secured"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -166,7 +166,8 @@ impl Supervisor {
             let spawned = std::thread::Builder::new()
                 .name(format!("job-{name}"))
                 .spawn(move || {
-                    run_job(meta, runner, &job, &flag, health.clone());
+                    run_job(meta, runner.clone(), &job, &flag, health.clone());
+                    runner.retire(&job);
                     health.remove(&job);
                 });
             match spawned {

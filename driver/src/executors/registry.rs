@@ -46,6 +46,11 @@ pub struct RegistryOptions {
     pub heartbeat_timeout: Duration,
     /// The build version executors must report (`None`: any).
     pub build_version: Option<String>,
+    /// A dead executor is forgotten (no longer listed by `weir cluster`)
+    /// this long after its last heartbeat.
+    pub forget_after: Duration,
+    /// Executors registered at once; a new id beyond it is refused.
+    pub max_executors: usize,
 }
 
 impl Default for RegistryOptions {
@@ -53,9 +58,20 @@ impl Default for RegistryOptions {
         RegistryOptions {
             heartbeat_timeout: Duration::from_secs(3),
             build_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            forget_after: Duration::from_secs(600),
+            max_executors: MAX_EXECUTORS,
         }
     }
 }
+
+/// The default of [`RegistryOptions::max_executors`].
+pub const MAX_EXECUTORS: usize = 4096;
+/// The most task slots one executor may offer.
+pub const MAX_SLOTS: u32 = 1024;
+/// The longest executor id, address or operator name.
+const MAX_FIELD_BYTES: usize = 256;
+/// The most custom operators one executor may report.
+const MAX_OPERATORS: usize = 256;
 
 /// What an executor says about itself when it registers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,9 +136,59 @@ pub enum RegistryError {
         /// The required one.
         expected: String,
     },
-    /// A registration without an id, address or slots.
+    /// A registration without an id, address or slots, or with a value
+    /// out of bounds.
     #[error("invalid registration: {0}")]
     Invalid(String),
+    /// As many executors are registered as the leader keeps.
+    #[error("executor {id} refused: {max} executors are registered already")]
+    Full {
+        /// The refused executor.
+        id: String,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Bounds on what an executor may say about itself: it comes from the wire.
+fn check_registration(r: &Registration) -> Result<(), RegistryError> {
+    let invalid = |m: String| Err(RegistryError::Invalid(m));
+    if r.id.len() > MAX_FIELD_BYTES
+        || !r
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+    {
+        return invalid(format!(
+            "executor id {:?}: 1 to {MAX_FIELD_BYTES} letters, digits, '-', '_', '.' or '@'",
+            r.id.chars().take(64).collect::<String>()
+        ));
+    }
+    let port_ok = r
+        .address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if r.address.len() > MAX_FIELD_BYTES || !port_ok {
+        return invalid(format!(
+            "address {:?} of executor {}: host:port, at most {MAX_FIELD_BYTES} bytes",
+            r.address.chars().take(64).collect::<String>(),
+            r.id
+        ));
+    }
+    if r.slots > MAX_SLOTS {
+        return invalid(format!(
+            "executor {} offers {} slots; at most {MAX_SLOTS}",
+            r.id, r.slots
+        ));
+    }
+    if r.operators.len() > MAX_OPERATORS || r.operators.iter().any(|o| o.len() > MAX_FIELD_BYTES) {
+        return invalid(format!(
+            "executor {} reports {} custom operators; at most {MAX_OPERATORS} of at most {MAX_FIELD_BYTES} bytes",
+            r.id,
+            r.operators.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Registered executors, their epochs and liveness.
@@ -172,6 +238,7 @@ impl ExecutorRegistry {
                 r.id, r.address, r.slots
             )));
         }
+        check_registration(&r)?;
         if let Some(expected) = &self.options.build_version {
             if *expected != r.build_version {
                 return Err(RegistryError::IncompatibleBuild {
@@ -180,6 +247,17 @@ impl ExecutorRegistry {
                     expected: expected.clone(),
                 });
             }
+        }
+        self.reap(now);
+        let full = {
+            let executors = self.lock();
+            !executors.contains_key(&r.id) && executors.len() >= self.options.max_executors
+        };
+        if full {
+            return Err(RegistryError::Full {
+                id: r.id,
+                max: self.options.max_executors,
+            });
         }
         let epoch = self.epochs.next_epoch(&r.id);
         let mut executors = self.lock();
@@ -233,6 +311,14 @@ impl ExecutorRegistry {
                 out.push((e.id.clone(), old));
             }
         }
+        executors.retain(|id, e| {
+            let keep = e.alive
+                || now.saturating_duration_since(e.last_heartbeat) < self.options.forget_after;
+            if !keep {
+                info!(executor_id = %id, "dead executor forgotten");
+            }
+            keep
+        });
         out
     }
 
@@ -289,6 +375,62 @@ mod tests {
             build_version: env!("CARGO_PKG_VERSION").into(),
             operators: vec![],
         }
+    }
+
+    #[test]
+    fn registrations_are_bounded_and_the_dead_are_forgotten() {
+        let r = ExecutorRegistry::new(RegistryOptions {
+            max_executors: 2,
+            ..RegistryOptions::default()
+        });
+        let t0 = Instant::now();
+        r.register(reg("a"), t0).unwrap();
+        r.register(reg("b"), t0).unwrap();
+        // A third id is refused; the known ones may register again.
+        assert!(matches!(
+            r.register(reg("c"), t0),
+            Err(RegistryError::Full { max: 2, .. })
+        ));
+        r.register(reg("a"), t0).unwrap();
+        // Values from the wire are bounded.
+        for bad in [
+            Registration {
+                id: "x/y".into(),
+                ..reg("x")
+            },
+            Registration {
+                id: "x".repeat(300),
+                ..reg("x")
+            },
+            Registration {
+                address: "nowhere".into(),
+                ..reg("x")
+            },
+            Registration {
+                address: "h:0".into(),
+                ..reg("x")
+            },
+            Registration {
+                slots: MAX_SLOTS + 1,
+                ..reg("x")
+            },
+            Registration {
+                operators: vec!["o@1".into(); 300],
+                ..reg("x")
+            },
+        ] {
+            assert!(matches!(
+                r.register(bad, t0),
+                Err(RegistryError::Invalid(_))
+            ));
+        }
+        // Dead for longer than forget_after: forgotten, and its place free.
+        let later = t0 + RegistryOptions::default().forget_after + Duration::from_secs(5);
+        r.heartbeat("b", r.all()[1].epoch, t0 + Duration::from_secs(1))
+            .unwrap();
+        r.reap(later);
+        assert!(r.all().is_empty(), "{:?}", r.all());
+        r.register(reg("c"), later).unwrap();
     }
 
     #[test]

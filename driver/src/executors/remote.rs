@@ -420,6 +420,9 @@ impl RemoteRunner {
     }
 }
 
+/// How long a retiring job driver waits for executors to undeploy the job.
+const UNDEPLOY_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A client of an executor's tasks, with the task message limits.
 fn task_client(channel: Channel) -> ExecutorServiceClient<Channel> {
     ExecutorServiceClient::new(channel)
@@ -542,6 +545,77 @@ impl Inner {
             .clone()
     }
 
+    /// Records that `t` has `job` deployed, forgetting the deployments of
+    /// executor incarnations that are gone.
+    fn mark_deployed(&self, t: &Target, job: String) {
+        let current: HashSet<(String, u64)> = self
+            .registry
+            .all()
+            .into_iter()
+            .filter(|e| e.alive)
+            .map(|e| (e.id, e.epoch))
+            .collect();
+        let mut state = self.lock();
+        state
+            .deployed
+            .retain(|(id, epoch, _)| current.contains(&(id.clone(), *epoch)));
+        state.deployed.insert((t.id.clone(), t.epoch, job));
+    }
+
+    /// Drops what is kept for `job` and asks the executors that have it
+    /// deployed, in the epoch they have it, to drop it (an executor that
+    /// restarted since has it no more, and refuses the old epoch). Waits
+    /// for the answers (at most [`UNDEPLOY_TIMEOUT`]), so that an undeploy
+    /// never overtakes the deploy of the job's next driver.
+    async fn retire(self: &Arc<Self>, job: &str) {
+        let deployed: Vec<(String, u64)> = {
+            let mut state = self.lock();
+            state.jobs.remove(job);
+            state.owners.remove(job);
+            state.outputs.remove(job);
+            let mine = state
+                .deployed
+                .iter()
+                .filter(|(_, _, j)| j == job)
+                .map(|(id, epoch, _)| (id.clone(), *epoch))
+                .collect();
+            state.deployed.retain(|(_, _, j)| j != job);
+            mine
+        };
+        let executors = self.registry.all();
+        let mut calls = JoinSet::new();
+        for (id, epoch) in deployed {
+            let Some(e) = executors.iter().find(|e| e.id == id && e.epoch == epoch) else {
+                continue;
+            };
+            let target = Target {
+                id,
+                epoch,
+                address: e.address.clone(),
+                slots: e.slots,
+            };
+            let (inner, job) = (self.clone(), job.to_string());
+            calls.spawn(async move {
+                let undeployed = match inner.client(&target) {
+                    Ok(mut client) => client
+                        .undeploy(pb::UndeployRequest {
+                            epoch,
+                            job: job.clone(),
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(|s| s.message().to_string()),
+                    Err(e) => Err(e),
+                };
+                match undeployed {
+                    Ok(()) => debug!(executor_id = %target.id, job = %job, "job undeployed"),
+                    Err(e) => debug!(executor_id = %target.id, job = %job, error = %e, "undeploy not delivered; the executor drops the job when it restarts"),
+                }
+            });
+        }
+        let _ = tokio::time::timeout(UNDEPLOY_TIMEOUT, calls.join_all()).await;
+    }
+
     /// Completes when `t` is no longer alive in its epoch.
     async fn gone(&self, t: &Target) {
         while self.is_current(t) {
@@ -568,7 +642,7 @@ impl Inner {
             };
             if let Some(record) = record {
                 self.attempt_once(t, Call::Deploy(Box::new(record))).await?;
-                self.lock().deployed.insert((t.id.clone(), t.epoch, job));
+                self.mark_deployed(t, job);
             }
         }
         self.attempt_once(t, call).await
@@ -887,6 +961,10 @@ fn state_partitions(record: &pb::JobRecord) -> Option<u32> {
 }
 
 impl TaskRunner for RemoteRunner {
+    fn retire(&self, job: &str) {
+        self.handle.block_on(self.inner.retire(job));
+    }
+
     fn deploy(&self, job: &pb::JobRecord) -> Result<(), TaskFailure> {
         let name = job
             .spec
@@ -902,7 +980,7 @@ impl TaskRunner for RemoteRunner {
                 match inner.run(Call::Deploy(Box::new(record.clone())), Placement::On(t.clone())).await {
                     Ok(_) => {
                         let name = record.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-                        inner.lock().deployed.insert((t.id.clone(), t.epoch, name));
+                        inner.mark_deployed(&t, name);
                         Ok(true)
                     }
                     Err(f) if f.failure.class == FailureClass::User => Err(f.failure),

@@ -52,6 +52,7 @@ impl From<&RegistryError> for Status {
             | RegistryError::Unknown(_)
             | RegistryError::IncompatibleBuild { .. } => Status::failed_precondition(e.to_string()),
             RegistryError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            RegistryError::Full { .. } => Status::resource_exhausted(e.to_string()),
         }
     }
 }

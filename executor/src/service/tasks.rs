@@ -255,6 +255,20 @@ impl ExecutorService for TaskService {
     }
 
     #[instrument(skip_all, fields(epoch = request.get_ref().epoch))]
+    async fn undeploy(
+        &self,
+        request: Request<pb::UndeployRequest>,
+    ) -> Result<Response<pb::UndeployResponse>, Status> {
+        let r = request.into_inner();
+        self.run(r.epoch, "undeploy", move |ex| {
+            Ok(pb::UndeployResponse {
+                was_deployed: ex.undeploy(&r.job),
+            })
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(epoch = request.get_ref().epoch))]
     async fn stage_a(
         &self,
         request: Request<pb::StageARequest>,
