@@ -113,20 +113,31 @@ pub fn plan_next(
     ))
 }
 
+/// The next batch's watermark: the largest event time committed so far
+/// minus the window's delay, never going back, and never more than
+/// [`MAX_WATERMARK_AHEAD_MS`] ahead of the planning clock `now_ms`: one
+/// record with a far-future event time (a bad clock, a corrupt field)
+/// cannot make every later record late.
 fn next_watermark(
     spec: &pb::JobSpec,
     last_plan: Option<&pb::BatchPlan>,
     last_commit: Option<&pb::BatchCommit>,
+    now_ms: i64,
 ) -> i64 {
     let delay = watermark_delay(spec);
     let previous_watermark = last_plan.map_or(i64::MIN, |p| p.watermark_ms);
     match (delay, last_commit) {
         (Some(d), Some(c)) if c.max_event_time_ms != i64::MIN => {
-            previous_watermark.max(c.max_event_time_ms.saturating_sub(d))
+            let ceiling = now_ms.saturating_add(MAX_WATERMARK_AHEAD_MS);
+            previous_watermark.max(c.max_event_time_ms.saturating_sub(d).min(ceiling))
         }
         _ => previous_watermark,
     }
 }
+
+/// How far ahead of the driver's clock an event time may move the
+/// watermark (one day).
+pub const MAX_WATERMARK_AHEAD_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Plans a Kafka batch: per partition `[previous end, min(high, previous
 /// end + max_records_per_partition))`. Partitions the job has no position
@@ -240,7 +251,7 @@ fn plan_kafka(
         job: spec.name.clone(),
         batch_id,
         ranges,
-        watermark_ms: next_watermark(spec, last_plan, last_commit),
+        watermark_ms: next_watermark(spec, last_plan, last_commit, now_ms),
         r#final: false,
         checkpoint: batch_id % u64::from(spec.checkpoint_every.max(1)) == 0,
         planned_at_ms: now_ms,
@@ -282,7 +293,7 @@ fn plan_generator(
     }
     let has_input = ranges.iter().any(|r| r.end > r.start);
     let delay = watermark_delay(spec);
-    let watermark = next_watermark(spec, last_plan, last_commit);
+    let watermark = next_watermark(spec, last_plan, last_commit, now_ms);
     let checkpoint = batch_id % u64::from(spec.checkpoint_every.max(1)) == 0;
     let plan = |ranges, watermark_ms, is_final: bool| pb::BatchPlan {
         job: spec.name.clone(),
@@ -627,6 +638,27 @@ mod tests {
         };
         let second = run(plan_next(&s, Some(&first), Some(&commit), 2_000, 0, None).unwrap());
         assert_eq!(second.watermark_ms, 7_000);
+    }
+
+    #[test]
+    fn a_far_future_event_time_moves_the_watermark_one_day_at_most() {
+        let s = spec(None, true);
+        let now = 1_700_000_000_000;
+        let first = run(plan_next(&s, None, None, 1_000, now, None).unwrap());
+        let commit = pb::BatchCommit {
+            batch_id: 1,
+            max_event_time_ms: i64::MAX - 5,
+            ..Default::default()
+        };
+        let second = run(plan_next(&s, Some(&first), Some(&commit), 2_000, now, None).unwrap());
+        assert_eq!(second.watermark_ms, now + MAX_WATERMARK_AHEAD_MS);
+        // A day later the ceiling moved with the clock; the watermark never
+        // goes back when the clock does.
+        let third =
+            run(plan_next(&s, Some(&second), Some(&commit), 3_000, now + 1_000, None).unwrap());
+        assert_eq!(third.watermark_ms, now + 1_000 + MAX_WATERMARK_AHEAD_MS);
+        let fourth = run(plan_next(&s, Some(&third), Some(&commit), 4_000, now - 60_000, None).unwrap());
+        assert_eq!(fourth.watermark_ms, third.watermark_ms);
     }
 
     #[test]
