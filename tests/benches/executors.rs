@@ -8,8 +8,10 @@
 //!
 //! `WEIR_BENCH_RECORDS` (default 20 million), `WEIR_BENCH_KILLS` (default
 //! 20), `WEIR_BENCH_KEYS` (state size for the kill test, default 1 million),
-//! `WEIR_BENCH_PARTS` (default `throughput,overhead,kills`), `WEIR_BENCH_DIR`
-//! (keep every process's log and data under this directory).
+//! `WEIR_BENCH_PARTS` (default `throughput,overhead,kills`; `tls` compares a
+//! plaintext cluster with a TLS one, alternating, `WEIR_BENCH_ROUNDS` times,
+//! default 3), `WEIR_BENCH_DIR` (keep every process's log and data under
+//! this directory).
 
 use std::fs;
 use std::path::Path;
@@ -66,6 +68,51 @@ fn work_dir() -> anyhow::Result<tempfile::TempDir> {
     })
 }
 
+/// A started cluster of one driver and `executors` executors, with TLS on
+/// every port or plaintext.
+fn cluster(dir: &Path, executors: usize, tls: bool) -> LocalCluster {
+    let mut c = if tls {
+        LocalCluster::secure(dir, 1, executors)
+    } else {
+        LocalCluster::new(dir, 1, executors)
+    };
+    c.start_all();
+    c.wait_leader(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    c
+}
+
+/// Running-count throughput over three executors (records/s) and the
+/// leader's per-batch overhead at a 100 ms interval (p50, p99 in ms), on
+/// one cluster.
+fn tls_round(records: u64, tls: bool) -> anyhow::Result<(f64, f64, f64)> {
+    let dir = work_dir()?;
+    let c = cluster(dir.path(), 3, tls);
+    let s = spec(
+        dir.path(),
+        "throughput",
+        &format!(
+            "batch_interval: 10ms\nstate_partitions: 6\ncheckpoint_every: 1\nsource:\n  generator: {{ partitions: 6, rate: 0, total: {records}, max_records_per_partition: 500000 }}\n\
+             pipeline:\n  - key_by: \"value % 100000\"\n  - aggregate: {{ count: {{}} }}\n"
+        ),
+    );
+    let t = Instant::now();
+    c.weir_json(&["submit", &s]).map_err(anyhow::Error::msg)?;
+    wait_finished(&c, "throughput")?;
+    let rate = records as f64 / t.elapsed().as_secs_f64();
+    let s = spec(
+        dir.path(),
+        "overhead",
+        "batch_interval: 100ms\nstate_partitions: 6\nsource:\n  generator: { partitions: 3, keys: 100, rate: 300, total: 30000 }\n\
+         pipeline:\n  - key_by: key\n  - aggregate: { count: {} }\n",
+    );
+    c.weir_json(&["submit", &s]).map_err(anyhow::Error::msg)?;
+    std::thread::sleep(Duration::from_secs(25));
+    let live = status(&c, "overhead");
+    let ms = |q: &str| live["overhead_ms"][q].as_f64().unwrap_or(f64::NAN);
+    Ok((rate, ms("p50"), ms("p99")))
+}
+
 fn main() -> anyhow::Result<()> {
     let records = env("WEIR_BENCH_RECORDS", 20_000_000);
     let kills = env("WEIR_BENCH_KILLS", 20) as usize;
@@ -75,12 +122,19 @@ fn main() -> anyhow::Result<()> {
     let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
     println!("| measure | value |");
     println!("|---|---|");
+    if part("tls") {
+        for round in 1..=env("WEIR_BENCH_ROUNDS", 3) {
+            for tls in [false, true] {
+                let (rate, p50, p99) = tls_round(records, tls)?;
+                let mode = if tls { "TLS" } else { "plaintext" };
+                println!("| round {round}, {mode}: running count, 3 executors, {records} records | {rate:.0} records/s |");
+                println!("| round {round}, {mode}: per-batch overhead at 100 ms, 3 executors | p50 {p50:.2} ms, p99 {p99:.2} ms |");
+            }
+        }
+    }
     for executors in (1..=3).filter(|_| part("throughput")) {
         let dir = work_dir()?;
-        let mut c = LocalCluster::new(dir.path(), 1, executors);
-        c.start_all();
-        c.wait_leader(Duration::from_secs(30));
-        std::thread::sleep(Duration::from_secs(2));
+        let c = cluster(dir.path(), executors, false);
         let s = spec(
             dir.path(),
             "throughput",
@@ -97,10 +151,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let dir = work_dir()?;
-    let mut c = LocalCluster::new(dir.path(), 1, 3);
-    c.start_all();
-    c.wait_leader(Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(2));
+    let mut c = cluster(dir.path(), 3, false);
     if part("overhead") {
         let s = spec(
         dir.path(),
