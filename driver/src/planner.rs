@@ -657,7 +657,8 @@ mod tests {
         let third =
             run(plan_next(&s, Some(&second), Some(&commit), 3_000, now + 1_000, None).unwrap());
         assert_eq!(third.watermark_ms, now + 1_000 + MAX_WATERMARK_AHEAD_MS);
-        let fourth = run(plan_next(&s, Some(&third), Some(&commit), 4_000, now - 60_000, None).unwrap());
+        let fourth =
+            run(plan_next(&s, Some(&third), Some(&commit), 4_000, now - 60_000, None).unwrap());
         assert_eq!(fourth.watermark_ms, third.watermark_ms);
     }
 

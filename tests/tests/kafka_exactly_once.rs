@@ -207,6 +207,70 @@ fn malformed_records_go_to_the_dead_letter_topic() {
         .any(|r| r.headers["error"].contains("field \"n\": expected bigint, got a string")));
 }
 
+/// A value over `max_value_bytes` (16 MiB) does not decode: it is handled
+/// like any bad record (skipped here), and the rest is exact.
+#[test]
+fn a_value_over_the_limit_is_a_bad_record() {
+    let Some(brokers) = kafka_brokers("a_value_over_the_limit_is_a_bad_record") else {
+        return;
+    };
+    let input = unique_topic("big-in");
+    let output = unique_topic("big-out");
+    weir_kafka::ensure_topic(
+        &brokers,
+        [],
+        &input,
+        1,
+        &[("max.message.bytes", "20000000")],
+    )
+    .unwrap();
+    create_topic(&brokers, &output, 1);
+    let mut want = BTreeMap::new();
+    let mut records = Vec::new();
+    for i in 0..20u64 {
+        *want.entry(format!("u{}", i % 2)).or_insert(0) += 1;
+        records.push((
+            0,
+            format!("k{i}"),
+            format!("{{\"user\":\"u{}\",\"n\":{i}}}", i % 2),
+        ));
+    }
+    produce(&brokers, &input, &records[..10]);
+    // 17 MiB of valid JSON: only its size is wrong.
+    let big = format!(
+        "{{\"user\":\"u9\",\"n\":1,\"pad\":\"{}\"}}",
+        "x".repeat(17 << 20)
+    );
+    let producer: weir_kafka::rdkafka::producer::BaseProducer =
+        weir_kafka::client_config(&brokers, [("message.max.bytes", "20000000")])
+            .create()
+            .unwrap();
+    producer
+        .send(
+            weir_kafka::rdkafka::producer::BaseRecord::to(&input)
+                .partition(0)
+                .key("big")
+                .payload(&big),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    weir_kafka::rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).unwrap();
+    produce(&brokers, &input, &records[10..]);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(
+        dir.path(),
+        "kafka-big",
+        &brokers,
+        &input,
+        &output,
+        "on_error: skip\n",
+    );
+    let mut job = Local { dir, spec, runs: 0 };
+    let (ok, log) = job.run(&[]);
+    assert!(ok, "{log}");
+    check_counts(&brokers, &output, &want, &log);
+}
+
 #[test]
 fn offsets_deleted_before_they_were_read_are_reported() {
     let Some(brokers) = kafka_brokers("offsets_deleted_before_they_were_read_are_reported") else {

@@ -53,6 +53,9 @@ pub mod limits {
     /// (`max_expression_depth`): compiling and evaluating recurse this
     /// deep, on threads with 2 MiB stacks.
     pub const MAX_EXPRESSION_DEPTH: usize = 64;
+    /// The value of one Kafka record (`max_value_bytes`): a larger one does
+    /// not decode, and goes where the job's `on_error` sends bad records.
+    pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 }
 
 use limits::*;

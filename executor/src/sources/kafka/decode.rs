@@ -6,6 +6,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 use weir_kafka::rdkafka::message::{BorrowedMessage, Message};
+use weir_proto::spec::limits::MAX_VALUE_BYTES;
 
 /// Column builders of one format; a record that does not decode leaves no trace.
 pub(super) enum Decoder {
@@ -28,8 +29,15 @@ impl Decoder {
         }
     }
 
-    /// Decodes one record, or says why it does not decode.
+    /// Decodes one record, or says why it does not decode (a value over
+    /// [`MAX_VALUE_BYTES`] does not).
     pub(super) fn push(&mut self, m: &BorrowedMessage<'_>) -> Result<(), String> {
+        if let Some(p) = m.payload().filter(|p| p.len() > MAX_VALUE_BYTES) {
+            return Err(format!(
+                "the value is {} bytes; a record's value is at most {MAX_VALUE_BYTES} (max_value_bytes)",
+                p.len()
+            ));
+        }
         match self {
             Decoder::Json(d) => match m.payload() {
                 Some(p) => d.push(p),
