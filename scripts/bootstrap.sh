@@ -8,8 +8,10 @@
 #                                     passes the JDK and Maven this way)
 #
 # Why: the rdkafka crate builds librdkafka from its bundled C sources with
-# CMake (the `cmake-build` feature), and libz-sys links zlib. Everything else
-# (protoc included, from protoc-bin-vendored) comes from crates.io.
+# CMake (the `cmake-build` feature) and links the system's zlib, zstd,
+# OpenSSL (TLS, SCRAM, OAUTHBEARER), Cyrus SASL (GSSAPI/Kerberos, PLAIN) and
+# libcurl (OAUTHBEARER OIDC token requests). Everything else (protoc
+# included, from protoc-bin-vendored) comes from crates.io.
 #
 # Works as root, or through sudo otherwise. Needs a Debian-like system
 # (apt-get, dpkg-query); elsewhere it names what to install by hand.
@@ -18,19 +20,21 @@ set -euo pipefail
 # The build's Debian packages, one a line. A package is installed unless
 # dpkg already has it; "a|b|c" means any of them will do (the first is the
 # one installed), for packages that conflict with their other flavours. To
-# add one (say libssl-dev when librdkafka gets TLS), add a line here: the
-# README, scripts/test.sh and deploy/Dockerfile use this list.
+# add one, add a line here: the README, scripts/test.sh and deploy/Dockerfile
+# use this list.
 BUILD_PACKAGES=(
     gcc        # cc: the linker rustc calls, and the C compiler of cc-rs and CMake
     g++        # librdkafka's CMake project enables C++ (it has a C++ API)
     make       # CMake's default generator (Unix Makefiles)
     libc6-dev  # C headers and crt files (only recommended by gcc, so named here)
     cmake      # librdkafka's build (rdkafka's cmake-build feature)
-    pkg-config # how libz-sys (and librdkafka's CMake) find system libraries
+    pkg-config # how the -sys crates (and librdkafka's CMake) find system libraries
     zlib1g-dev # zlib for librdkafka (rdkafka's libz feature) and libz-sys
-    # curl/curl.h only: Weir builds librdkafka without curl (WITH_CURL=0), but
-    # librdkafka 2.12's rdkafka_conf.c includes it under #ifdef
-    # WITH_OAUTHBEARER_OIDC, which its config.h always defines (to 0 here).
+    libzstd-dev  # zstd compression in librdkafka (rdkafka's zstd-pkg-config feature)
+    libssl-dev   # TLS, SASL/SCRAM and OAUTHBEARER in librdkafka (rdkafka's ssl feature)
+    libsasl2-dev # Cyrus SASL: GSSAPI (Kerberos) and PLAIN in librdkafka (rdkafka's gssapi feature)
+    # libcurl: librdkafka's OAUTHBEARER OIDC token requests (rdkafka's curl
+    # feature). Any flavour links; the OpenSSL one matches librdkafka's TLS.
     "libcurl4-openssl-dev|libcurl4-gnutls-dev|libcurl4-nss-dev"
 )
 
@@ -64,7 +68,7 @@ die() {
 wanted=("${BUILD_PACKAGES[@]}" ${extra[@]+"${extra[@]}"})
 
 if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
-    die "apt-get/dpkg-query not found: this script installs Debian packages. On another system install the equivalents of: ${wanted[*]%%|*} (a C and C++ compiler, make, CMake, pkg-config, the zlib and libcurl headers), then run cargo"
+    die "apt-get/dpkg-query not found: this script installs Debian packages. On another system install the equivalents of: ${wanted[*]%%|*} (a C and C++ compiler, make, CMake, pkg-config, the zlib, zstd, OpenSSL, Cyrus SASL and libcurl headers), then run cargo"
 fi
 
 installed() {

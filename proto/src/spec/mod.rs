@@ -4,6 +4,7 @@
 
 mod duration;
 mod render;
+pub mod secrets;
 mod validate;
 mod yaml;
 

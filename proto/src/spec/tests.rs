@@ -198,6 +198,33 @@ fn kafka_source_and_sink_parse() {
 }
 
 #[test]
+fn secret_references_are_checked_not_resolved() {
+    // Well-formed references pass validation whether or not they resolve
+    // here: the driver and the executors resolve them.
+    let ok = parse_spec(
+        "name: j\nsource:\n  kafka: { brokers: b, topic: t, format: text, properties: { sasl.password: '${env:WEIR_NOT_SET_ANYWHERE}' } }\n\
+         sink:\n  kafka: { brokers: b, topic: o, properties: { ssl.key.password: '${file:/nonexistent/pw}', sasl.username: 'a$${b}' } }\n",
+    )
+    .unwrap();
+    let Some(pb::source::Kind::Kafka(k)) = ok.source.unwrap().kind else {
+        panic!("kafka source")
+    };
+    // The spec keeps the reference itself.
+    assert_eq!(k.properties[0].value, "${env:WEIR_NOT_SET_ANYWHERE}");
+    let e = errors(
+        "name: j\nsource:\n  kafka: { brokers: b, topic: t, format: text, properties: { sasl.password: '${env:A-B}' } }\n\
+         sink:\n  kafka: { brokers: b, topic: o, properties: { sasl.password: '${vault:x}', ssl.key.password: '${file:pw}' } }\n",
+    );
+    for needle in [
+        "source.kafka.properties.sasl.password: ${env:A-B}: an environment variable name",
+        "sink.kafka.properties.sasl.password: ${vault:x} is not a reference",
+        "sink.kafka.properties.ssl.key.password: ${file:pw}: the path must be absolute",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
+}
+
+#[test]
 fn kafka_errors_name_their_field() {
     let e = errors(
         "name: j\nsource:\n  kafka: { brokers: \"\", topic: \"bad topic\", max_records_per_partition: 0, format: text, schema: { a: string } }\n\

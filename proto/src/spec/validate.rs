@@ -554,6 +554,7 @@ pub fn validate(spec: &pb::JobSpec) -> Result<(), SpecError> {
                 &k.properties,
                 SINK_OWNED_PROPERTIES,
             );
+            check_references(&mut issues, &format!("{p}.properties"), &k.properties);
             if let Some(pb::source::Kind::Kafka(s)) =
                 spec.source.as_ref().and_then(|s| s.kind.as_ref())
             {
@@ -625,6 +626,17 @@ fn check_properties(issues: &mut Issues, path: &str, properties: &[pb::Property]
             );
         }
         previous = Some(&p.key);
+    }
+}
+
+/// Checks the syntax of the secret references (`${env:NAME}`,
+/// `${file:PATH}`) in Kafka client properties; they are resolved only where
+/// a client is created (see [`secrets`](super::secrets)).
+fn check_references(issues: &mut Issues, path: &str, properties: &[pb::Property]) {
+    for p in properties {
+        if let Err(reason) = super::secrets::parse(&p.value) {
+            issues.add(format!("{path}.{}", p.key), reason);
+        }
     }
 }
 
@@ -708,6 +720,7 @@ fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
         &k.properties,
         SOURCE_OWNED_PROPERTIES,
     );
+    check_references(issues, &format!("{p}.properties"), &k.properties);
 }
 
 fn validate_error_policy(spec: &pb::JobSpec, issues: &mut Issues) {
