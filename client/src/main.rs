@@ -556,12 +556,20 @@ fn load_spec(path: &Path) -> anyhow::Result<pb::JobSpec> {
 /// Type-checks the whole spec (expressions, types, columns) without running
 /// it: `weir_plan::check_spec`, the check drivers run at submit. A spec with
 /// custom steps is compiled by the executors that have its operators, when
-/// the job is deployed.
+/// the job is deployed. Kafka `properties` are checked against librdkafka
+/// (`weir_kafka::check_properties`, which drivers run at submit too);
+/// their secret references are resolved only where clients are created.
 fn check_plan(spec: &pb::JobSpec) -> anyhow::Result<()> {
     weir_plan::check_spec(spec).map(|_| ()).map_err(|e| {
         classified(
             ExitClass::InvalidSpec,
             format!("invalid job spec {}: {e}", spec.name),
+        )
+    })?;
+    weir_kafka::check_properties(spec).map_err(|e| {
+        classified(
+            ExitClass::InvalidSpec,
+            format!("invalid job spec {}:\n{e}", spec.name),
         )
     })
 }

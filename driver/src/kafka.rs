@@ -3,7 +3,7 @@
 
 use crate::planner::OffsetsLister;
 use std::sync::Mutex;
-use weir_kafka::{KafkaError, TopicOffsets, Watermarks};
+use weir_kafka::{resolve_properties, KafkaError, TopicOffsets, Watermarks};
 use weir_proto::pb;
 
 /// Lists a Kafka source's offsets through a cached client.
@@ -20,13 +20,22 @@ impl KafkaLister {
     ) -> Result<T, KafkaError> {
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            let props = source
-                .properties
-                .iter()
-                .map(|p| (p.key.as_str(), p.value.as_str()));
-            *guard = Some(TopicOffsets::new(&source.brokers, &source.topic, props)?);
+            // References are resolved for each new client, so a rotated
+            // secret file is read again after a failure dropped the client.
+            let props =
+                resolve_properties("source.kafka.properties", &source.properties, "driver")?;
+            *guard = Some(TopicOffsets::new(
+                &source.brokers,
+                &source.topic,
+                props.iter(),
+            )?);
         }
-        f(guard.as_ref().expect("set above"))
+        let result = f(guard.as_ref().expect("set above"));
+        if result.as_ref().is_err_and(KafkaError::is_refused) {
+            // A refused client stays refused: the next attempt starts anew.
+            *guard = None;
+        }
+        result
     }
 }
 

@@ -27,6 +27,12 @@ pub enum PlanError {
     /// The source could not be listed: retry with backoff.
     #[error("source.kafka: cannot list offsets: {0}; retrying")]
     Unavailable(KafkaError),
+    /// The cluster refused the driver's client, or its properties cannot
+    /// be used (failed authentication, a TLS certificate that does not
+    /// verify, no ACL, an unresolvable secret reference): a user error, the
+    /// job fails with the broker's message.
+    #[error("source.kafka: cannot list offsets: {0}")]
+    Refused(KafkaError),
     /// Offsets the job had not read yet were deleted (`on_missing: fail`).
     #[error("source.kafka: offsets [{from}, {to}) of topic {topic} partition {partition} were deleted (retention) before the job read them: {} records lost; set on_missing: skip_to_earliest to skip such gaps (they are then counted as lost)", to - from)]
     DataLost {
@@ -51,6 +57,18 @@ pub enum PlanError {
         /// The partition's high watermark.
         high: u64,
     },
+}
+
+impl PlanError {
+    /// A listing failure: [`Refused`](Self::Refused) when the job's
+    /// configuration is at fault, else [`Unavailable`](Self::Unavailable).
+    pub fn from_kafka(e: KafkaError) -> PlanError {
+        if e.is_refused() {
+            PlanError::Refused(e)
+        } else {
+            PlanError::Unavailable(e)
+        }
+    }
 }
 
 /// The ranges of a plan that read something (a Kafka plan also records the
@@ -154,7 +172,7 @@ fn plan_kafka(
     lister: &dyn OffsetsLister,
 ) -> Result<NextBatch, PlanError> {
     use pb::kafka_start::Kind as Start;
-    let watermarks = lister.watermarks(k).map_err(PlanError::Unavailable)?;
+    let watermarks = lister.watermarks(k).map_err(PlanError::from_kafka)?;
     let previous: BTreeMap<u32, u64> = last_plan
         .map(|p| p.ranges.iter().map(|r| (r.partition, r.end)).collect())
         .unwrap_or_default();
@@ -175,7 +193,7 @@ fn plan_kafka(
             Some(Start::TimestampMs(t)) => {
                 let found = lister
                     .offsets_for_timestamp(k, &fresh, *t)
-                    .map_err(PlanError::Unavailable)?;
+                    .map_err(PlanError::from_kafka)?;
                 for (p, o) in found {
                     let high = watermarks.iter().find(|w| w.partition == p).map(|w| w.high);
                     if let Some(o) = o.or(high) {
@@ -624,6 +642,14 @@ mod tests {
             kplan(&skip, Some(&second), &topic),
             Err(PlanError::Unavailable(_))
         ));
+        // a refused client fails the job instead of being retried
+        *topic.watermarks.borrow_mut() = Err(KafkaError::Refused {
+            brokers: "b".into(),
+            message: "SASL authentication error: Authentication failed".into(),
+        });
+        let e = kplan(&skip, Some(&second), &topic).unwrap_err();
+        assert!(matches!(e, PlanError::Refused(_)), "{e}");
+        assert!(e.to_string().contains("Authentication failed"), "{e}");
     }
 
     #[test]

@@ -118,6 +118,43 @@ fn check_plan(spec: &pb::JobSpec) -> Result<(), DriverError> {
     }
 }
 
+/// Checks the spec's Kafka `properties` against librdkafka (an unknown or
+/// invalid setting is refused with its path), and resolves the secret
+/// references of the source's properties, which this driver resolves
+/// itself when it lists offsets: a reference it cannot resolve is refused
+/// now, naming the property and the variable or file, rather than failing
+/// the job at its first plan. The executors resolve theirs at deploy.
+fn check_kafka(spec: &pb::JobSpec) -> Result<(), DriverError> {
+    let invalid = |path: String, message: String| DriverError::InvalidSpec {
+        job: spec.name.clone(),
+        error: Box::new(weir_plan::PlanError::new(path, message)),
+    };
+    if let Err(e) = weir_kafka::check_properties(spec) {
+        let mut issues = e.issues.into_iter();
+        let first = issues
+            .next()
+            .unwrap_or_else(|| weir_proto::spec::SpecIssue {
+                path: String::new(),
+                message: "invalid Kafka properties".into(),
+            });
+        let mut message = first.message;
+        for more in issues {
+            message.push_str(&format!("; {more}"));
+        }
+        return Err(invalid(first.path, message));
+    }
+    if let Some(pb::source::Kind::Kafka(k)) = spec.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        let path = "source.kafka.properties";
+        if let Err(e) = weir_kafka::resolve_properties(path, &k.properties, "driver") {
+            let text = e.to_string();
+            // The secret error names the property first; keep it as the path.
+            let (at, message) = text.split_once(": ").unwrap_or((path, &text));
+            return Err(invalid(at.to_string(), message.to_string()));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn check_format(
     job: &str,
     what: &'static str,
@@ -154,6 +191,7 @@ pub fn submit_with(
     let fp = fingerprint(&spec);
     check_format(&spec.name, "the submitted", &spec)?;
     check_plan(&spec)?;
+    check_kafka(&spec)?;
     let Some(existing) = meta.job(&spec.name)? else {
         let now = now_ms();
         let record = pb::JobRecord {

@@ -7,12 +7,17 @@ use weir_proto::FailureClass;
 /// Errors from running a task.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    /// The job's plan could not be compiled from its spec.
+    /// The job's spec cannot run as written: its plan could not be
+    /// compiled, or a Kafka client it configures was refused (a property
+    /// librdkafka refuses, an unresolvable secret reference, failed
+    /// authentication, a certificate that does not verify, a missing ACL).
+    /// Retrying cannot help.
     #[error("job {job}: {message}")]
     Plan {
         /// Job name.
         job: String,
-        /// What is wrong in the spec, with the step path.
+        /// What is wrong in the spec, with the step path, or the client
+        /// and the broker's message.
         message: String,
     },
     /// An expression failed while evaluating a batch.

@@ -1,5 +1,6 @@
 //! The client context of every Kafka client Weir creates: librdkafka's logs
-//! and global errors at the level they mean.
+//! and global errors at the level they mean, and the errors that say the
+//! cluster refused the client.
 //!
 //! rdkafka's default context logs every global error at ERROR, including
 //! the end-of-partition events a consumer with `enable.partition.eof` gets
@@ -8,17 +9,60 @@
 //! librdkafka recovers from by itself: Weir's own calls fail and are retried
 //! by the batch policy, so the event is a warning. Only fatal errors are
 //! errors.
+//!
+//! A failed SASL authentication or TLS handshake reaches the client only as
+//! such a global error: the calls themselves just time out, as they would
+//! with the broker down. [`LogContext`] keeps the last one
+//! ([`LogContext::refusal`]), so that a call that failed can report the
+//! broker's reason and fail the job instead of retrying it forever.
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, NoCustomPartitioner, ProducerContext};
+use std::sync::{Arc, Mutex};
 
 /// Logs librdkafka's events through `tracing` (target `librdkafka`) at the
-/// level they mean.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogContext;
+/// level they mean, and remembers the last error that says the cluster
+/// refused the client's credentials or TLS settings.
+#[derive(Debug, Clone, Default)]
+pub struct LogContext {
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+impl LogContext {
+    /// A context with nothing recorded.
+    pub fn new() -> LogContext {
+        LogContext::default()
+    }
+
+    /// The broker's (or the TLS layer's) message of the last authentication
+    /// or TLS failure, if there was one: the client cannot work until its
+    /// configuration changes.
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Whether a global error means the cluster refused the client: failed
+/// SASL authentication (wrong password, unknown user, a mechanism the
+/// broker does not offer) or a TLS error (a certificate that does not
+/// verify). A disconnect during the TLS handshake is a transport error in
+/// librdkafka, not one of these, so an outage is never taken for a refusal.
+pub fn is_refusal(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SSL
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::UnsupportedSASLMechanism
+            | RDKafkaErrorCode::IllegalSASLState
+    )
+}
 
 /// A consumer with Weir's [`LogContext`].
 pub type Consumer = BaseConsumer<LogContext>;
@@ -69,6 +113,9 @@ impl ClientContext for LogContext {
     }
 
     fn error(&self, error: RdError, reason: &str) {
+        if error.rdkafka_error_code().is_some_and(is_refusal) {
+            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        }
         match severity(&error) {
             Severity::Debug => tracing::debug!(target: "librdkafka", %error, "{reason}"),
             Severity::Warn => tracing::warn!(target: "librdkafka", %error, "{reason}"),
@@ -90,6 +137,30 @@ impl ProducerContext for LogContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_remembered_and_outages_are_not() {
+        let ctx = LogContext::new();
+        ctx.error(
+            RdError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        ctx.error(
+            RdError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+            "SSL handshake failed: Disconnected",
+        );
+        assert_eq!(ctx.refusal(), None);
+        ctx.error(
+            RdError::Global(RDKafkaErrorCode::Authentication),
+            "SASL authentication error: Authentication failed",
+        );
+        // Clones share what was recorded: rdkafka keeps its own copy.
+        let other = ctx.clone();
+        assert_eq!(
+            other.refusal().as_deref(),
+            Some("SASL authentication error: Authentication failed")
+        );
+    }
 
     #[test]
     fn end_of_partition_is_not_an_error() {

@@ -10,8 +10,10 @@
 
 mod context;
 pub mod markers;
+mod properties;
 
-pub use context::{severity, Consumer, LogContext, Producer, Severity};
+pub use context::{is_refusal, severity, Consumer, LogContext, Producer, Severity};
+pub use properties::{check_properties, resolve_properties, ResolvedProperties};
 
 pub use rdkafka;
 
@@ -44,6 +46,21 @@ pub enum KafkaError {
         /// The topic.
         topic: String,
     },
+    /// The client's configuration cannot work: a property librdkafka
+    /// refuses, credentials the cluster refused (failed SASL
+    /// authentication, a TLS certificate that does not verify) or an
+    /// operation the cluster does not authorize. Retrying cannot help; the
+    /// job's properties or credentials must change.
+    #[error("Kafka at {brokers} refused the client: {message}")]
+    Refused {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The broker's or librdkafka's message.
+        message: String,
+    },
+    /// A secret reference in the client's properties could not be resolved.
+    #[error(transparent)]
+    Secret(#[from] weir_proto::spec::secrets::SecretError),
     /// Any other error from the client or the broker.
     #[error("Kafka at {brokers}: {message}")]
     Other {
@@ -57,8 +74,24 @@ pub enum KafkaError {
 impl KafkaError {
     /// Classifies a librdkafka error.
     pub fn from_rd(brokers: &str, action: &str, e: &RdError) -> KafkaError {
+        let refused = |message: String| KafkaError::Refused {
+            brokers: brokers.to_string(),
+            message,
+        };
+        match e {
+            // Never the value: it may be a resolved secret.
+            RdError::ClientConfig(_, desc, key, _) => {
+                return refused(format!("{action}: property {key}: {desc}"))
+            }
+            // librdkafka checks the whole configuration when a client is
+            // created (files named by ssl.*.location, SASL mechanisms):
+            // its message names the property, not a secret's value.
+            RdError::ClientCreation(message) => return refused(format!("{action}: {message}")),
+            _ => {}
+        }
         let message = format!("{action}: {e}");
         match e.rdkafka_error_code() {
+            Some(code) if is_refusal(code) || is_unauthorized(code) => refused(message),
             Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
                 KafkaError::Other {
                     brokers: brokers.to_string(),
@@ -97,6 +130,32 @@ impl KafkaError {
         }
     }
 
+    /// [`from_rd`](Self::from_rd) for a call on a client with `context`:
+    /// a call that failed like an outage (a timeout, all brokers down) on a
+    /// client whose connections the cluster refused reports the refusal,
+    /// with the broker's message.
+    pub fn from_client(
+        brokers: &str,
+        action: &str,
+        e: &RdError,
+        context: &LogContext,
+    ) -> KafkaError {
+        match KafkaError::from_rd(brokers, action, e) {
+            KafkaError::Unreachable { .. } if context.refusal().is_some() => KafkaError::Refused {
+                brokers: brokers.to_string(),
+                message: format!("{action}: {}", context.refusal().unwrap_or_default()),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the job's configuration or credentials are at fault
+    /// ([`Refused`](Self::Refused), [`Secret`](Self::Secret)): a user
+    /// error, which fails the job rather than being retried.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, KafkaError::Refused { .. } | KafkaError::Secret(_))
+    }
+
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -106,8 +165,21 @@ impl KafkaError {
     }
 }
 
+/// Whether the cluster refused an operation for lack of an ACL.
+fn is_unauthorized(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::DelegationTokenAuthorizationFailed
+    )
+}
+
 /// A client configuration for `brokers` with the user's `properties`
-/// (already validated: none of the keys Weir sets itself).
+/// (already validated: none of the keys Weir sets itself; secret
+/// references already resolved, see [`resolve_properties`]).
 pub fn client_config<'a>(
     brokers: &str,
     properties: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -194,7 +266,7 @@ impl TopicOffsets {
         let consumer: Consumer = client_config(brokers, properties)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
-            .create_with_context(LogContext)
+            .create_with_context(LogContext::new())
             .map_err(|e| KafkaError::from_rd(brokers, "create a client", &e))?;
         Ok(TopicOffsets {
             consumer,
@@ -205,10 +277,16 @@ impl TopicOffsets {
 
     /// The topic's partitions, in order.
     pub fn partitions(&self) -> Result<Vec<u32>, KafkaError> {
-        let md = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
-            .map_err(|e| KafkaError::from_rd(&self.brokers, "fetch metadata", &e))?;
+        let md = fetch_metadata(
+            self.consumer.client(),
+            // No group and no assignment: polling serves only events.
+            || {
+                let _ = self.consumer.poll(Duration::ZERO);
+            },
+            &self.brokers,
+            Some(&self.topic),
+            REQUEST_TIMEOUT,
+        )?;
         let Some(t) = md.topics().iter().find(|t| t.name() == self.topic) else {
             return Err(self.unknown());
         };
@@ -248,10 +326,11 @@ impl TopicOffsets {
                 .consumer
                 .fetch_watermarks(&self.topic, p as i32, REQUEST_TIMEOUT)
                 .map_err(|e| {
-                    KafkaError::from_rd(
+                    KafkaError::from_client(
                         &self.brokers,
                         &format!("list offsets of {}/{p}", self.topic),
                         &e,
+                        self.consumer.context(),
                     )
                 })?;
             out.push(Watermarks {
@@ -278,7 +357,14 @@ impl TopicOffsets {
         let found = self
             .consumer
             .offsets_for_times(tpl, REQUEST_TIMEOUT)
-            .map_err(|e| KafkaError::from_rd(&self.brokers, "look up offsets by time", &e))?;
+            .map_err(|e| {
+                KafkaError::from_client(
+                    &self.brokers,
+                    "look up offsets by time",
+                    &e,
+                    self.consumer.context(),
+                )
+            })?;
         Ok(found
             .elements()
             .iter()
@@ -290,6 +376,43 @@ impl TopicOffsets {
                 (e.partition() as u32, offset)
             })
             .collect())
+    }
+}
+
+/// How long one attempt of [`fetch_metadata`] waits before the client's
+/// events are served and its refusals checked.
+const METADATA_ATTEMPT: Duration = Duration::from_millis(500);
+
+/// Fetches cluster metadata (of `topic`, or of every topic) through
+/// `client`, in short attempts until `timeout`. Between attempts `serve`
+/// polls the client, which delivers librdkafka's global errors to its
+/// [`LogContext`]: a connection the cluster refused (failed SASL
+/// authentication, a TLS certificate that does not verify) ends the wait at
+/// once as [`KafkaError::Refused`] with the broker's message, where a
+/// single long request would only time out like an outage.
+pub fn fetch_metadata(
+    client: &rdkafka::client::Client<LogContext>,
+    serve: impl Fn(),
+    brokers: &str,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> Result<rdkafka::metadata::Metadata, KafkaError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match client.fetch_metadata(topic, left.min(METADATA_ATTEMPT)) {
+            Ok(md) => return Ok(md),
+            Err(e) => {
+                serve();
+                let error =
+                    KafkaError::from_client(brokers, "fetch metadata", &e, client.context());
+                if !matches!(error, KafkaError::Unreachable { .. })
+                    || std::time::Instant::now() >= deadline
+                {
+                    return Err(error);
+                }
+            }
+        }
     }
 }
 
@@ -307,7 +430,7 @@ fn admin<'a>(
     properties: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<AdminClient<LogContext>, KafkaError> {
     client_config(brokers, properties)
-        .create_with_context(LogContext)
+        .create_with_context(LogContext::new())
         .map_err(|e| KafkaError::from_rd(brokers, "create an admin client", &e))
 }
 

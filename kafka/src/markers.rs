@@ -95,14 +95,21 @@ pub fn ensure_commits_topic<'a>(
     brokers: &str,
     properties: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Result<i32, KafkaError> {
+    let lister = crate::TopicOffsets::new(brokers, COMMITS_TOPIC, properties.clone())?;
+    // Listing first: it reports a refused connection (credentials, TLS)
+    // within a second, and an existing topic needs no admin request.
+    match lister.partitions() {
+        Ok(p) => return Ok(p.len() as i32),
+        Err(KafkaError::UnknownTopic { .. }) => {}
+        Err(e) => return Err(e),
+    }
     crate::ensure_topic(
         brokers,
-        properties.clone(),
+        properties,
         COMMITS_TOPIC,
         COMMITS_PARTITIONS,
         COMMITS_CONFIGS,
     )?;
-    let lister = crate::TopicOffsets::new(brokers, COMMITS_TOPIC, properties)?;
     // A topic just created may take a moment to show in metadata.
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     loop {
@@ -138,7 +145,7 @@ pub fn last_committed<'a>(
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("isolation.level", isolation)
-            .create_with_context(LogContext)
+            .create_with_context(LogContext::new())
             .map_err(|e| KafkaError::from_rd(brokers, "create a client", &e))
     };
     let committed = consumer("read_committed")?;
@@ -184,7 +191,7 @@ fn scan(
         match c.fetch_watermarks(COMMITS_TOPIC, cp, REQUEST_TIMEOUT) {
             Ok(w) => return Ok(w),
             Err(e) => {
-                let e = KafkaError::from_rd(brokers, "list marker offsets", &e);
+                let e = KafkaError::from_client(brokers, "list marker offsets", &e, c.context());
                 if Instant::now() >= deadline || !e.is_transient() {
                     return Err(e);
                 }

@@ -160,3 +160,76 @@ pub fn read_committed(brokers: &str, topic: &str) -> Vec<Record> {
     }
     out
 }
+
+/// The dev broker's secured listeners (deploy/dev/kafka.sh writes them to
+/// kafka.env): SSL with client certificates, and SASL_SSL with the
+/// SCRAM-SHA-512 (and PLAIN) user.
+#[derive(Debug, Clone)]
+pub struct SecureKafka {
+    /// The PLAINTEXT listener of the same broker (for setting up topics).
+    pub plain: String,
+    /// The SASL_SSL listener.
+    pub sasl_ssl: String,
+    /// The SSL listener (client certificate required).
+    pub ssl: String,
+    /// The CA that signed the broker's (and the client's) certificate.
+    pub ca: String,
+    /// The SASL user.
+    pub user: String,
+    /// Its password, also in the environment as `WEIR_KAFKA_SASL_PASSWORD`.
+    pub password: String,
+}
+
+/// [`SecureKafka`] from the environment; `None` means skip, and under
+/// `CI=true` a missing setting fails the test instead.
+pub fn secure_kafka(test: &str) -> Option<SecureKafka> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    let got = (|| {
+        Some(SecureKafka {
+            plain: var("WEIR_KAFKA_BROKERS")?,
+            sasl_ssl: var("WEIR_KAFKA_SASL_SSL_BROKERS")?,
+            ssl: var("WEIR_KAFKA_SSL_BROKERS")?,
+            ca: var("WEIR_KAFKA_CA")?,
+            user: var("WEIR_KAFKA_SASL_USER")?,
+            password: var("WEIR_KAFKA_SASL_PASSWORD")?,
+        })
+    })();
+    match got {
+        Some(s) => Some(s),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: the secured Kafka listeners (WEIR_KAFKA_SASL_SSL_BROKERS, WEIR_KAFKA_CA, WEIR_KAFKA_SASL_*) are not set under CI=true; start Kafka with deploy/dev/kafka.sh start and load kafka.env (scripts/test.sh does)")
+        }
+        None => {
+            eprintln!("SKIPPED {test}: WEIR_KAFKA_SASL_SSL_BROKERS is not set; start Kafka with deploy/dev/kafka.sh start and load kafka.env");
+            None
+        }
+    }
+}
+
+/// Produces `(partition, key, value)` records with extra producer
+/// `properties` (e.g. `compression.type`) and waits for all of them.
+pub fn produce_with(
+    brokers: &str,
+    topic: &str,
+    records: &[(i32, String, String)],
+    properties: &[(&str, &str)],
+) {
+    let mut config = client_config(brokers, properties.iter().copied());
+    config
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000");
+    let producer: BaseProducer = config.create().unwrap();
+    for (p, k, v) in records {
+        let mut r = BaseRecord::to(topic).partition(*p).key(k).payload(v);
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(10));
+                    r = back;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}

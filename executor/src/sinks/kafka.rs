@@ -29,7 +29,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 use weir_kafka::markers::{self, Marker, COMMITS_TOPIC};
 use weir_kafka::rdkafka::producer::{BaseRecord, Producer as _};
-use weir_kafka::{client_config, KafkaError};
+use weir_kafka::{client_config, resolve_properties, KafkaError, ResolvedProperties};
 use weir_kafka::{LogContext, Producer};
 use weir_proto::pb;
 
@@ -82,11 +82,11 @@ impl KafkaSink {
         format!("weir-{job}-{partition}")
     }
 
-    fn properties(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
-        self.sink
-            .properties
-            .iter()
-            .map(|p| (p.key.as_str(), p.value.as_str()))
+    /// The sink's properties with their secret references resolved (for
+    /// each new client, so a rotated secret file is read again).
+    fn properties(&self) -> Result<ResolvedProperties, ExecError> {
+        resolve_properties("sink.kafka.properties", &self.sink.properties, "executor")
+            .map_err(|e| self.kafka("", e))
     }
 
     fn error(&self, message: String) -> ExecError {
@@ -97,16 +97,39 @@ impl KafkaSink {
         }
     }
 
-    fn kafka_error(&self, action: &str, e: &weir_kafka::rdkafka::error::KafkaError) -> ExecError {
-        self.error(KafkaError::from_rd(&self.sink.brokers, action, e).to_string())
+    /// A Kafka error, after `context`: a refusal (credentials, TLS,
+    /// properties, ACLs) is the user's to fix and fails the job; anything
+    /// else is retried.
+    fn kafka(&self, context: &str, e: KafkaError) -> ExecError {
+        if e.is_refused() {
+            ExecError::Plan {
+                job: self.job.clone(),
+                message: format!("sink kafka topic {}: {context}{e}", self.sink.topic),
+            }
+        } else {
+            self.error(format!("{context}{e}"))
+        }
+    }
+
+    fn kafka_error(
+        &self,
+        action: &str,
+        e: &weir_kafka::rdkafka::error::KafkaError,
+        producer: &Producer,
+    ) -> ExecError {
+        self.kafka(
+            "",
+            KafkaError::from_client(&self.sink.brokers, action, e, producer.context()),
+        )
     }
 
     fn control_partitions(&self) -> Result<i32, ExecError> {
         if let Some(n) = self.control_partitions.get() {
             return Ok(*n);
         }
-        let n = markers::ensure_commits_topic(&self.sink.brokers, self.properties())
-            .map_err(|e| self.error(format!("control topic {COMMITS_TOPIC}: {e}")))?;
+        let props = self.properties()?;
+        let n = markers::ensure_commits_topic(&self.sink.brokers, props.iter())
+            .map_err(|e| self.kafka(&format!("control topic {COMMITS_TOPIC}: "), e))?;
         Ok(*self.control_partitions.get_or_init(|| n))
     }
 
@@ -118,26 +141,32 @@ impl KafkaSink {
     /// its open transaction), then reads the newest committed batch.
     fn open_producer(&self, partition: u32) -> Result<PartitionProducer, ExecError> {
         let control = self.control_partitions()?;
-        let producer: Producer = client_config(&self.sink.brokers, self.properties())
+        let props = self.properties()?;
+        let producer: Producer = client_config(&self.sink.brokers, props.iter())
             .set(
                 "transactional.id",
                 Self::transactional_id(&self.job, partition),
             )
-            .create_with_context(LogContext)
-            .map_err(|e| self.kafka_error("create a transactional producer", &e))?;
+            .create_with_context(LogContext::new())
+            .map_err(|e| {
+                self.kafka(
+                    "",
+                    KafkaError::from_rd(&self.sink.brokers, "create a transactional producer", &e),
+                )
+            })?;
         producer
             .init_transactions(TXN_TIMEOUT)
-            .map_err(|e| self.kafka_error("init transactions", &e))?;
+            .map_err(|e| self.kafka_error("init transactions", &e, &producer))?;
         let committed = markers::last_committed(
             &self.sink.brokers,
-            self.properties(),
+            props.iter(),
             &self.job,
             self.incarnation,
             partition,
             control,
             MARKER_TIMEOUT,
         )
-        .map_err(|e| self.error(format!("reading commit markers: {e}")))?;
+        .map_err(|e| self.kafka("reading commit markers: ", e))?;
         debug!(job = %self.job, partition, ?committed, "transactional producer ready");
         Ok(PartitionProducer {
             producer,
@@ -154,8 +183,9 @@ impl KafkaSink {
         output: &[RecordBatch],
         rows: u64,
     ) -> Result<(), ExecError> {
-        let txn =
-            |action: &str, e: weir_kafka::rdkafka::error::KafkaError| self.kafka_error(action, &e);
+        let txn = |action: &str, e: weir_kafka::rdkafka::error::KafkaError| {
+            self.kafka_error(action, &e, &p.producer)
+        };
         p.producer
             .begin_transaction()
             .map_err(|e| txn("begin a transaction", e))?;
@@ -223,8 +253,9 @@ impl Sink for KafkaSink {
             // An earlier attempt of this (or an abandoned) batch.
             if let Err(e) = p.producer.abort_transaction(TXN_TIMEOUT) {
                 warn!(job = %self.job, batch_id = open, partition, error = %e, "could not abort a transaction; starting a new producer");
+                let error = self.kafka_error("abort a transaction", &e, &p.producer);
                 *guard = None;
-                return Err(self.kafka_error("abort a transaction", &e));
+                return Err(error);
             }
         }
         match self.write(p, batch_id, partition, output, rows) {

@@ -25,8 +25,9 @@ use weir_kafka::markers::{self, Marker, COMMITS_TOPIC};
 use weir_kafka::rdkafka::error::KafkaError as RdError;
 use weir_kafka::rdkafka::message::{Header, OwnedHeaders};
 use weir_kafka::rdkafka::producer::{BaseRecord, Producer as _};
-use weir_kafka::{client_config, KafkaError};
+use weir_kafka::{client_config, resolve_properties, KafkaError};
 use weir_kafka::{LogContext, Producer};
+use weir_proto::pb;
 
 /// Timeout of transaction calls (init, commit, flush).
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,24 +50,51 @@ struct PartitionProducer {
     committed: Option<u64>,
 }
 
+/// Why dead letters could not be written.
+pub(super) struct WriteError {
+    /// What failed.
+    pub message: String,
+    /// The cluster refused the client or its properties (a user error).
+    pub refused: bool,
+}
+
+impl WriteError {
+    fn kafka(context: &str, e: KafkaError) -> WriteError {
+        WriteError {
+            refused: e.is_refused(),
+            message: format!("{context}{e}"),
+        }
+    }
+}
+
 /// Writes dead letters to their topic in per-partition transactions.
 pub(super) struct DeadLetters {
     brokers: String,
     topic: String,
     job: String,
     incarnation: i64,
+    /// The client properties, secret references unresolved.
+    properties: Vec<pb::Property>,
     control_partitions: Mutex<Option<i32>>,
     producers: Mutex<HashMap<u32, Arc<Mutex<Option<PartitionProducer>>>>>,
 }
 
 impl DeadLetters {
-    /// Dead letters of `job` (created at `incarnation`) to `topic` at `brokers`.
-    pub fn new(brokers: &str, topic: &str, job: &str, incarnation: i64) -> Self {
+    /// Dead letters of `job` (created at `incarnation`) to `topic` at
+    /// `brokers`, with the client `properties` of the source.
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        job: &str,
+        incarnation: i64,
+        properties: &[pb::Property],
+    ) -> Self {
         DeadLetters {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
             job: job.to_string(),
             incarnation,
+            properties: properties.to_vec(),
             control_partitions: Mutex::new(None),
             producers: Mutex::new(HashMap::new()),
         }
@@ -88,7 +116,12 @@ impl DeadLetters {
         format!("{}/dead-letters", self.job)
     }
 
-    fn control_partitions(&self) -> Result<i32, String> {
+    fn properties(&self) -> Result<weir_kafka::ResolvedProperties, WriteError> {
+        resolve_properties("source.kafka.properties", &self.properties, "executor")
+            .map_err(|e| WriteError::kafka("", e))
+    }
+
+    fn control_partitions(&self) -> Result<i32, WriteError> {
         let mut guard = self
             .control_partitions
             .lock()
@@ -96,37 +129,46 @@ impl DeadLetters {
         if let Some(n) = *guard {
             return Ok(n);
         }
-        let n = markers::ensure_commits_topic(&self.brokers, [])
-            .map_err(|e| format!("control topic {COMMITS_TOPIC}: {e}"))?;
+        let props = self.properties()?;
+        let n = markers::ensure_commits_topic(&self.brokers, props.iter())
+            .map_err(|e| WriteError::kafka(&format!("control topic {COMMITS_TOPIC}: "), e))?;
         *guard = Some(n);
         Ok(n)
     }
 
     /// A new producer for `partition`: fences every older one (aborting its
     /// open transaction), then reads the newest committed batch.
-    fn open(&self, partition: u32) -> Result<PartitionProducer, String> {
+    fn open(&self, partition: u32) -> Result<PartitionProducer, WriteError> {
         let control = self.control_partitions()?;
-        let rd = |action: &str, e: &RdError| KafkaError::from_rd(&self.brokers, action, e);
-        let producer: Producer = client_config(&self.brokers, [])
+        let props = self.properties()?;
+        let producer: Producer = client_config(&self.brokers, props.iter())
             .set(
                 "transactional.id",
                 Self::transactional_id(&self.job, partition),
             )
-            .create_with_context(LogContext)
-            .map_err(|e| rd("create a transactional producer", &e).to_string())?;
-        producer
-            .init_transactions(TXN_TIMEOUT)
-            .map_err(|e| rd("init transactions", &e).to_string())?;
+            .create_with_context(LogContext::new())
+            .map_err(|e| {
+                WriteError::kafka(
+                    "",
+                    KafkaError::from_rd(&self.brokers, "create a transactional producer", &e),
+                )
+            })?;
+        producer.init_transactions(TXN_TIMEOUT).map_err(|e| {
+            WriteError::kafka(
+                "",
+                KafkaError::from_client(&self.brokers, "init transactions", &e, producer.context()),
+            )
+        })?;
         let committed = markers::last_committed(
             &self.brokers,
-            [],
+            props.iter(),
             &self.marker_job(),
             self.incarnation,
             partition,
             control,
             MARKER_TIMEOUT,
         )
-        .map_err(|e| format!("reading commit markers: {e}"))?;
+        .map_err(|e| WriteError::kafka("reading commit markers: ", e))?;
         debug!(job = %self.job, partition, ?committed, "dead-letter producer ready");
         Ok(PartitionProducer {
             producer,
@@ -142,7 +184,7 @@ impl DeadLetters {
         batch_id: u64,
         partition: u32,
         records: &[DeadRecord],
-    ) -> Result<(), String> {
+    ) -> Result<(), WriteError> {
         let slot = self
             .producers
             .lock()
@@ -180,11 +222,16 @@ impl DeadLetters {
         batch_id: u64,
         partition: u32,
         records: &[DeadRecord],
-    ) -> Result<(), String> {
-        let rd = |action: &str, e: RdError| KafkaError::from_rd(&self.brokers, action, &e);
+    ) -> Result<(), WriteError> {
+        let rd = |action: &str, e: RdError| {
+            WriteError::kafka(
+                "",
+                KafkaError::from_client(&self.brokers, action, &e, p.producer.context()),
+            )
+        };
         p.producer
             .begin_transaction()
-            .map_err(|e| rd("begin a transaction", e).to_string())?;
+            .map_err(|e| rd("begin a transaction", e))?;
         for r in records {
             let source = format!("{source_topic}/{}/{}", r.partition, r.offset);
             let headers = OwnedHeaders::new()
@@ -207,8 +254,7 @@ impl DeadLetters {
             if let Some(v) = &r.value {
                 record = record.payload(v.as_slice());
             }
-            weir_kafka::send_waiting(&p.producer, record)
-                .map_err(|e| rd("produce", e).to_string())?;
+            weir_kafka::send_waiting(&p.producer, record).map_err(|e| rd("produce", e))?;
         }
         let marker_job = self.marker_job();
         let marker = Marker {
@@ -229,9 +275,9 @@ impl DeadLetters {
                 .payload(value.as_bytes())
                 .partition(control),
         )
-        .map_err(|e| rd("produce the commit marker", e).to_string())?;
+        .map_err(|e| rd("produce the commit marker", e))?;
         p.producer
             .commit_transaction(TXN_TIMEOUT)
-            .map_err(|e| rd("commit the transaction", e).to_string())
+            .map_err(|e| rd("commit the transaction", e))
     }
 }

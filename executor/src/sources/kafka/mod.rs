@@ -33,7 +33,7 @@ use weir_kafka::rdkafka::consumer::Consumer as _;
 use weir_kafka::rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use weir_kafka::rdkafka::message::Message;
 use weir_kafka::rdkafka::{Offset, TopicPartitionList};
-use weir_kafka::{consumer_config, KafkaError};
+use weir_kafka::{consumer_config, resolve_properties, KafkaError};
 use weir_kafka::{Consumer, LogContext};
 use weir_proto::pb;
 
@@ -132,6 +132,9 @@ impl KafkaReader {
                 &d.topic,
                 job,
                 incarnation,
+                // The source's credentials (the dead-letter topic is on the
+                // source's cluster unless dead_letter.brokers says otherwise).
+                &source.properties,
             )),
             (BadRecords::DeadLetter, None) => {
                 return Err("on_error: dead_letter needs dead_letter: { topic }".into())
@@ -148,13 +151,6 @@ impl KafkaReader {
             dead_letters,
             consumers: ConsumerPool::default(),
         })
-    }
-
-    fn properties(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
-        self.source
-            .properties
-            .iter()
-            .map(|p| (p.key.as_str(), p.value.as_str()))
     }
 
     fn error(&self, message: String, transient: bool) -> ExecError {
@@ -176,13 +172,21 @@ impl KafkaReader {
         let rd = |action: &str, e: &RdError| {
             self.kafka_error(KafkaError::from_rd(&self.source.brokers, action, e))
         };
-        let consumer: Consumer = consumer_config(&self.source.brokers, self.properties())
+        // Resolved for each new consumer, so a rotated secret file is read
+        // again.
+        let props = resolve_properties(
+            "source.kafka.properties",
+            &self.source.properties,
+            "executor",
+        )
+        .map_err(|e| self.kafka_error(e))?;
+        let consumer: Consumer = consumer_config(&self.source.brokers, props.iter())
             .set("group.id", format!("weir-{}", self.job))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "error")
             .set("isolation.level", "read_committed")
-            .create_with_context(LogContext)
+            .create_with_context(LogContext::new())
             .map_err(|e| rd("create a consumer", &e))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
@@ -428,8 +432,13 @@ impl SourceReader for KafkaReader {
         }
         if let (Some(d), Some(dead)) = (&self.dead_letters, dead) {
             if !dead.is_empty() {
-                d.write(topic, batch_id, partition, &dead).map_err(|m| {
-                    self.error(format!("dead-letter topic {}: {m}", d.topic()), true)
+                d.write(topic, batch_id, partition, &dead).map_err(|e| {
+                    // A refusal (credentials, ACLs) fails the job; the
+                    // rest is retried.
+                    self.error(
+                        format!("dead-letter topic {}: {}", d.topic(), e.message),
+                        !e.refused,
+                    )
                 })?;
                 weir_proto::failpoint::hit("after-dead-letters");
             }
