@@ -58,9 +58,10 @@ pub enum KafkaError {
         /// The broker's or librdkafka's message.
         message: String,
     },
-    /// A secret reference in the client's properties could not be resolved.
+    /// A secret reference in the client's properties could not be resolved
+    /// (boxed: it is larger than every other variant).
     #[error(transparent)]
-    Secret(#[from] weir_proto::spec::secrets::SecretError),
+    Secret(Box<weir_proto::spec::secrets::SecretError>),
     /// Any other error from the client or the broker.
     #[error("Kafka at {brokers}: {message}")]
     Other {
@@ -69,6 +70,12 @@ pub enum KafkaError {
         /// What failed.
         message: String,
     },
+}
+
+impl From<weir_proto::spec::secrets::SecretError> for KafkaError {
+    fn from(e: weir_proto::spec::secrets::SecretError) -> KafkaError {
+        KafkaError::Secret(Box::new(e))
+    }
 }
 
 impl KafkaError {
