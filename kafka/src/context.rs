@@ -22,13 +22,20 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, NoCustomPartitioner, ProducerContext};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a recorded refusal explains a failed call. A client that was
+/// refused once and then connected (credentials that reached the cluster
+/// a moment late) must not have a later outage taken for a refusal;
+/// librdkafka repeats a persisting refusal within this time.
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
 
 /// Logs librdkafka's events through `tracing` (target `librdkafka`) at the
 /// level they mean, and remembers the last error that says the cluster
 /// refused the client's credentials or TLS settings.
 #[derive(Debug, Clone, Default)]
 pub struct LogContext {
-    refusal: Arc<Mutex<Option<String>>>,
+    refusal: Arc<Mutex<Option<(Instant, String)>>>,
 }
 
 impl LogContext {
@@ -38,13 +45,22 @@ impl LogContext {
     }
 
     /// The broker's (or the TLS layer's) message of the last authentication
-    /// or TLS failure, if there was one: the client cannot work until its
-    /// configuration changes.
+    /// or TLS failure, if there was one within [`REFUSAL_WINDOW`] and none
+    /// was [cleared](Self::clear_refusal) since: the client cannot work
+    /// until its configuration changes.
     pub fn refusal(&self) -> Option<String> {
         self.refusal
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < REFUSAL_WINDOW)
+            .map(|(_, message)| message.clone())
+    }
+
+    /// Forgets the recorded refusal: the client has since talked to the
+    /// cluster.
+    pub fn clear_refusal(&self) {
+        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -114,7 +130,8 @@ impl ClientContext for LogContext {
 
     fn error(&self, error: RdError, reason: &str) {
         if error.rdkafka_error_code().is_some_and(is_refusal) {
-            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((Instant::now(), reason.to_string()));
         }
         match severity(&error) {
             Severity::Debug => tracing::debug!(target: "librdkafka", %error, "{reason}"),
@@ -160,6 +177,9 @@ mod tests {
             other.refusal().as_deref(),
             Some("SASL authentication error: Authentication failed")
         );
+        // Once the client got through, a later failure is not a refusal.
+        ctx.clear_refusal();
+        assert_eq!(other.refusal(), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod context;
 pub mod markers;
 mod properties;
 
-pub use context::{is_refusal, severity, Consumer, LogContext, Producer, Severity};
+pub use context::{is_refusal, severity, Consumer, LogContext, Producer, Severity, REFUSAL_WINDOW};
 pub use properties::{check_properties, resolve_properties, ResolvedProperties};
 
 pub use rdkafka;
@@ -408,7 +408,10 @@ pub fn fetch_metadata(
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match client.fetch_metadata(topic, left.min(METADATA_ATTEMPT)) {
-            Ok(md) => return Ok(md),
+            Ok(md) => {
+                client.context().clear_refusal();
+                return Ok(md);
+            }
             Err(e) => {
                 serve();
                 let error =

@@ -157,6 +157,8 @@ impl KafkaSink {
         producer
             .init_transactions(TXN_TIMEOUT)
             .map_err(|e| self.kafka_error("init transactions", &e, &producer))?;
+        // Connected: an earlier refusal no longer explains later failures.
+        producer.context().clear_refusal();
         let committed = markers::last_committed(
             &self.sink.brokers,
             props.iter(),

@@ -159,6 +159,8 @@ impl DeadLetters {
                 KafkaError::from_client(&self.brokers, "init transactions", &e, producer.context()),
             )
         })?;
+        // Connected: an earlier refusal no longer explains later failures.
+        producer.context().clear_refusal();
         let committed = markers::last_committed(
             &self.brokers,
             props.iter(),
