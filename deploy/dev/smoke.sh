@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check that the dev services started by services.sh really work:
-#   Kafka: create a topic, list it, produce 3 records, consume them back, delete it.
+#   Kafka: create a topic, list it, produce 3 records, consume them back (also
+#          over the SASL_SSL listener with SCRAM-SHA-512), delete it.
 #   HDFS:  mkdir, put a file, list it, read it back, delete it.
 # Exits non-zero on the first failure.
 #
@@ -35,9 +36,37 @@ smoke_kafka() {
         --bootstrap-server "$brokers" --topic "$topic" --from-beginning \
         --max-messages 3 --timeout-ms 30000 2>/dev/null | sort | tr '\n' ' ')"
     [[ "$got" == "one three two " ]] || die "kafka: consumed '$got', expected one two three"
+    smoke_kafka_sasl_ssl "$topic"
     "$KAFKA_SH" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$brokers" \
         --delete --topic "$topic"
     info "kafka: OK"
+}
+
+# smoke_kafka_sasl_ssl TOPIC: the 3 records of TOPIC again, through the
+# SASL_SSL listener (TLS with the dev CA, SCRAM-SHA-512 user) of kafka.env.
+smoke_kafka_sasl_ssl() {
+    local topic="$1" env sasl_brokers ca user password config got
+    env="$(env_file kafka)"
+    sasl_brokers="$(sed -n 's/^WEIR_KAFKA_SASL_SSL_BROKERS=//p' "$env")"
+    [[ -n "$sasl_brokers" ]] || die "no WEIR_KAFKA_SASL_SSL_BROKERS in $env (restart Kafka with this deploy/dev/kafka.sh)"
+    ca="$(sed -n 's/^WEIR_KAFKA_CA=//p' "$env")"
+    user="$(sed -n 's/^WEIR_KAFKA_SASL_USER=//p' "$env")"
+    password="$(sed -n 's/^WEIR_KAFKA_SASL_PASSWORD=//p' "$env")"
+    config="$(mktemp)"
+    # shellcheck disable=SC2064
+    trap "rm -f '$config'" RETURN
+    cat >"$config" <<CONF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$user" password="$password";
+ssl.truststore.type=PEM
+ssl.truststore.location=$ca
+CONF
+    info "kafka: consume them over SASL_SSL ($sasl_brokers, SCRAM-SHA-512 user $user)"
+    got="$("$KAFKA_SH" tool org.apache.kafka.tools.consumer.ConsoleConsumer \
+        --bootstrap-server "$sasl_brokers" --consumer.config "$config" --topic "$topic" \
+        --from-beginning --max-messages 3 --timeout-ms 30000 2>/dev/null | sort | tr '\n' ' ')"
+    [[ "$got" == "one three two " ]] || die "kafka: consumed '$got' over SASL_SSL, expected one two three"
 }
 
 smoke_hdfs() {
