@@ -86,9 +86,15 @@ impl KafkaError {
             message,
         };
         match e {
-            // Never the value: it may be a resolved secret.
-            RdError::ClientConfig(_, desc, key, _) => {
-                return refused(format!("{action}: property {key}: {desc}"))
+            // Never the value: it may be a resolved secret, and
+            // librdkafka's message quotes it ("Invalid value \"...\" for").
+            RdError::ClientConfig(_, desc, key, value) => {
+                let desc = if value.is_empty() {
+                    desc.clone()
+                } else {
+                    desc.replace(&format!("\"{value}\""), "(value not shown)")
+                };
+                return refused(format!("{action}: property {key}: {desc}"));
             }
             // librdkafka checks the whole configuration when a client is
             // created (files named by ssl.*.location, SASL mechanisms):
@@ -528,5 +534,58 @@ where
             }
             Err((e, _)) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::client::ClientContext;
+
+    #[test]
+    fn configuration_errors_are_refusals_without_the_value() {
+        let e = client_config("b:1", [("linger.ms", "s3cret-value")])
+            .create::<rdkafka::producer::BaseProducer>()
+            .map(|_| ())
+            .unwrap_err();
+        let e = KafkaError::from_rd("b:1", "create a producer", &e);
+        assert!(e.is_refused(), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("linger.ms"), "{text}");
+        assert!(!text.contains("s3cret-value"), "{text}");
+    }
+
+    #[test]
+    fn outages_are_transient_and_refusals_are_not() {
+        let outage = KafkaError::from_rd(
+            "b:1",
+            "fetch metadata",
+            &RdError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown),
+        );
+        assert!(outage.is_transient() && !outage.is_refused(), "{outage}");
+        for code in [
+            RDKafkaErrorCode::Authentication,
+            RDKafkaErrorCode::SSL,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+        ] {
+            let e = KafkaError::from_rd("b:1", "x", &RdError::MetadataFetch(code));
+            assert!(e.is_refused() && !e.is_transient(), "{code:?}: {e}");
+        }
+        // An outage on a client the cluster refused is the refusal.
+        let context = LogContext::new();
+        context.error(
+            RdError::Global(RDKafkaErrorCode::Authentication),
+            "SASL authentication error: Authentication failed",
+        );
+        let e = KafkaError::from_client(
+            "b:1",
+            "fetch metadata",
+            &RdError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut),
+            &context,
+        );
+        assert!(e.is_refused(), "{e}");
+        assert!(e.to_string().contains("Authentication failed"), "{e}");
     }
 }
