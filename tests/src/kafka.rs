@@ -161,17 +161,15 @@ pub fn read_committed(brokers: &str, topic: &str) -> Vec<Record> {
     out
 }
 
-/// The dev broker's secured listeners (deploy/dev/kafka.sh writes them to
-/// kafka.env): SSL with client certificates, and SASL_SSL with the
-/// SCRAM-SHA-512 (and PLAIN) user.
+/// The dev broker's secured listener (deploy/dev/kafka.sh writes it to
+/// kafka.env): the SASL_SSL listener with the SCRAM-SHA-512 (and PLAIN)
+/// user. (`kafka/tests/security.rs` also uses the SSL listener.)
 #[derive(Debug, Clone)]
 pub struct SecureKafka {
     /// The PLAINTEXT listener of the same broker (for setting up topics).
     pub plain: String,
     /// The SASL_SSL listener.
     pub sasl_ssl: String,
-    /// The SSL listener (client certificate required).
-    pub ssl: String,
     /// The CA that signed the broker's (and the client's) certificate.
     pub ca: String,
     /// The SASL user.
@@ -188,7 +186,6 @@ pub fn secure_kafka(test: &str) -> Option<SecureKafka> {
         Some(SecureKafka {
             plain: var("WEIR_KAFKA_BROKERS")?,
             sasl_ssl: var("WEIR_KAFKA_SASL_SSL_BROKERS")?,
-            ssl: var("WEIR_KAFKA_SSL_BROKERS")?,
             ca: var("WEIR_KAFKA_CA")?,
             user: var("WEIR_KAFKA_SASL_USER")?,
             password: var("WEIR_KAFKA_SASL_PASSWORD")?,

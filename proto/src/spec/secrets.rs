@@ -21,9 +21,6 @@ use std::path::Path;
 /// likely the wrong path.
 pub const MAX_SECRET_FILE_BYTES: u64 = 1024 * 1024;
 
-/// The longest environment variable name or file path in a reference.
-const MAX_REFERENCE_LEN: usize = 4096;
-
 /// Where a reference's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reference {
@@ -135,11 +132,7 @@ pub fn parse(value: &str) -> Result<Vec<Part>, String> {
 }
 
 fn reference(inner: &str) -> Result<Reference, String> {
-    if inner.len() > MAX_REFERENCE_LEN {
-        return Err(format!(
-            "a reference is at most {MAX_REFERENCE_LEN} bytes long"
-        ));
-    }
+    // No length limit of its own: a spec is at most max_spec_bytes.
     if let Some(name) = inner.strip_prefix("env:") {
         let mut chars = name.chars();
         let valid = chars
