@@ -4,7 +4,8 @@
 //!
 //! - a Kafka → Kafka running count over SASL_SSL, reading a zstd-compressed
 //!   topic and writing with zstd, exact per key, with the password given as
-//!   `${env:WEIR_KAFKA_SASL_PASSWORD}`; the password's bytes are then looked
+//!   `${env:WEIR_KAFKA_SASL_PASSWORD}` to the source and as `${file:...}`
+//!   to the sink; the password's bytes are then looked
 //!   for in everything the cluster wrote (data directories with the Raft
 //!   log, logs, state) and in `weir spec`/`history`/`status`: never there,
 //!   while the reference is;
@@ -144,18 +145,26 @@ fn exactly_once_over_sasl_ssl_with_zstd_and_the_secret_kept_out() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = LocalCluster::new(dir.path(), 1, 2);
     // Every process gets the password only through its environment
-    // (inherited: the test has WEIR_KAFKA_SASL_PASSWORD from kafka.env).
+    // (inherited: the test has WEIR_KAFKA_SASL_PASSWORD from kafka.env)
+    // and, for the sink, a file outside the cluster's directories.
     c.start_all();
     c.wait_leader(Duration::from_secs(30));
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("kafka-password");
+    fs::write(&password_file, format!("{}\n", k.password)).unwrap();
     let reference = "${env:WEIR_KAFKA_SASL_PASSWORD}";
-    let props = sasl_properties(&k.ca, &k.user, reference);
-    let spec = write_spec(
+    let file_reference = format!("${{file:{}}}", password_file.display());
+    let source_props = sasl_properties(&k.ca, &k.user, reference);
+    let sink_props = format!(
+        "{}, compression.type: zstd",
+        sasl_properties(&k.ca, &k.user, &file_reference)
+    );
+    let spec = write_spec_with(
         dir.path(),
         "secure-count",
         &k.sasl_ssl,
-        &input,
-        &output,
-        &props,
+        (&input, &source_props),
+        (&output, &sink_props),
     );
     c.weir_json(&["submit", &spec.to_string_lossy()]).unwrap();
 
@@ -202,8 +211,8 @@ fn exactly_once_over_sasl_ssl_with_zstd_and_the_secret_kept_out() {
         shown.push_str(&text);
     }
     assert!(
-        shown.contains(reference),
-        "weir spec shows the reference:\n{shown}"
+        shown.contains(reference) && shown.contains(&file_reference),
+        "weir spec shows the references:\n{shown}"
     );
     assert!(
         !shown.contains(&k.password),
