@@ -237,6 +237,11 @@ mod tests {
             ("ssl.ca.location", "/etc/kafka/ca.pem"),
             ("ssl.endpoint.identification.algorithm", "https"),
             ("fetch.min.bytes", "1"),
+            // Only a build with libcurl (OIDC) and Cyrus SASL takes these.
+            ("sasl.oauthbearer.method", "oidc"),
+            ("sasl.oauthbearer.token.endpoint.url", "https://idp.example/token"),
+            ("sasl.kerberos.service.name", "kafka"),
+            ("sasl.kerberos.keytab", "/etc/weir/weir.keytab"),
         ];
         assert_eq!(
             issues(&ok, &[("compression.type", "zstd")]),
