@@ -239,7 +239,10 @@ mod tests {
             ("fetch.min.bytes", "1"),
             // Only a build with libcurl (OIDC) and Cyrus SASL takes these.
             ("sasl.oauthbearer.method", "oidc"),
-            ("sasl.oauthbearer.token.endpoint.url", "https://idp.example/token"),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://idp.example/token",
+            ),
             ("sasl.kerberos.service.name", "kafka"),
             ("sasl.kerberos.keytab", "/etc/weir/weir.keytab"),
         ];

@@ -12,7 +12,8 @@
 //! - a wrong password fails the job within seconds with the broker's
 //!   message instead of retrying as degraded, whether the driver's client
 //!   (the source's offsets) or an executor's (the sink) is refused, and so
-//!   does a secret reference an executor cannot resolve;
+//!   does a secret reference an executor cannot resolve (also one that the
+//!   driver can: each process resolves its own);
 //! - an unknown librdkafka property, an invalid value and an unresolvable
 //!   secret reference are refused at submit, by the CLI and by the driver
 //!   itself, with their path.
@@ -287,7 +288,9 @@ fn refused_clients_fail_the_job_with_the_reason() {
     produce_with(&k.plain, &input, &records, &[]);
     let dir = tempfile::tempdir().unwrap();
     let mut c = LocalCluster::new(dir.path(), 1, 1);
-    c.start_all();
+    // Only the driver has WEIR_TEST_DRIVER_ONLY_SECRET.
+    c.start_driver_with(1, &[("WEIR_TEST_DRIVER_ONLY_SECRET", &k.password)]);
+    c.start_executor(1);
     c.wait_leader(Duration::from_secs(30));
     let good = sasl_properties(&k.ca, &k.user, "${env:WEIR_KAFKA_SASL_PASSWORD}");
     let wrong = sasl_properties(&k.ca, &k.user, "not-the-password");
@@ -337,6 +340,24 @@ fn refused_clients_fail_the_job_with_the_reason() {
     eprintln!("unset-sink-secret failed after {took:?}: {error}");
     assert!(
         error.contains("sink.kafka.properties.sasl.password: environment variable WEIR_TEST_NEVER_SET_SECRET (from ${env:WEIR_TEST_NEVER_SET_SECRET}) is not set in the executor's environment"),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(15), "failed after {took:?}");
+
+    // Each process resolves for itself: the driver lists the source's
+    // offsets with its variable, the executor's consumer has none.
+    let driver_only = sasl_properties(&k.ca, &k.user, "${env:WEIR_TEST_DRIVER_ONLY_SECRET}");
+    let spec = write_spec_with(
+        dir.path(),
+        "driver-only-secret",
+        &k.sasl_ssl,
+        (&input, &driver_only),
+        (&output, &good),
+    );
+    let (error, took) = wait_failed(&c, &spec, "driver-only-secret");
+    eprintln!("driver-only-secret failed after {took:?}: {error}");
+    assert!(
+        error.contains("source.kafka.properties.sasl.password: environment variable WEIR_TEST_DRIVER_ONLY_SECRET (from ${env:WEIR_TEST_DRIVER_ONLY_SECRET}) is not set in the executor's environment"),
         "{error}"
     );
     assert!(took < Duration::from_secs(15), "failed after {took:?}");
