@@ -83,6 +83,7 @@ fn weir(c: &LocalCluster, args: &[&str]) -> (bool, String) {
     let out = Command::new(binary("weir"))
         .args(args)
         .args(["--drivers", &c.driver_list()])
+        .args(c.client_security())
         .output()
         .unwrap();
     let text = format!(
