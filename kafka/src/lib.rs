@@ -294,7 +294,9 @@ impl TopicOffsets {
             self.consumer.client(),
             // No group and no assignment: polling serves only events.
             || {
-                let _ = self.consumer.poll(Duration::ZERO);
+                for _ in 0..EVENTS_PER_SERVE {
+                    let _ = self.consumer.poll(Duration::ZERO);
+                }
             },
             &self.brokers,
             Some(&self.topic),
@@ -396,10 +398,16 @@ impl TopicOffsets {
 /// events are served and its refusals checked.
 const METADATA_ATTEMPT: Duration = Duration::from_millis(500);
 
+/// How many queued events one serving of a client handles: a poll without
+/// a timeout handles one, and a refusal's error event may wait behind a
+/// few dozen log lines (each connection attempt logs). Polling an empty
+/// queue costs next to nothing.
+pub const EVENTS_PER_SERVE: usize = 1000;
+
 /// Fetches cluster metadata (of `topic`, or of every topic) through
 /// `client`, in short attempts until `timeout`. Between attempts `serve`
-/// polls the client, which delivers librdkafka's global errors to its
-/// [`LogContext`]: a connection the cluster refused (failed SASL
+/// polls the client ([`EVENTS_PER_SERVE`] times), which delivers
+/// librdkafka's global errors to its [`LogContext`]: a connection the cluster refused (failed SASL
 /// authentication, a TLS certificate that does not verify) ends the wait at
 /// once as [`KafkaError::Refused`] with the broker's message, where a
 /// single long request would only time out like an outage.
