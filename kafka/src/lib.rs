@@ -440,6 +440,27 @@ pub fn fetch_metadata(
     }
 }
 
+/// Waits until `producer` has fetched the metadata of `topic`, or reports
+/// why not ([`fetch_metadata`]): a producer whose credentials the cluster
+/// refuses fails here within a second with the broker's message, where
+/// `init_transactions` would wait out its whole timeout and report a
+/// timeout.
+pub fn connect_producer(producer: &Producer, brokers: &str, topic: &str) -> Result<(), KafkaError> {
+    use rdkafka::producer::Producer as _;
+    fetch_metadata(
+        producer.client(),
+        || {
+            for _ in 0..EVENTS_PER_SERVE {
+                producer.poll(Duration::ZERO);
+            }
+        },
+        brokers,
+        Some(topic),
+        REQUEST_TIMEOUT,
+    )
+    .map(|_| ())
+}
+
 /// Blocks on an admin future on a private runtime (admin calls are rare).
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

@@ -154,6 +154,8 @@ impl KafkaSink {
                     KafkaError::from_rd(&self.sink.brokers, "create a transactional producer", &e),
                 )
             })?;
+        weir_kafka::connect_producer(&producer, &self.sink.brokers, &self.sink.topic)
+            .map_err(|e| self.kafka("", e))?;
         producer
             .init_transactions(TXN_TIMEOUT)
             .map_err(|e| self.kafka_error("init transactions", &e, &producer))?;

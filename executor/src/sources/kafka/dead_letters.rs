@@ -153,6 +153,8 @@ impl DeadLetters {
                     KafkaError::from_rd(&self.brokers, "create a transactional producer", &e),
                 )
             })?;
+        weir_kafka::connect_producer(&producer, &self.brokers, &self.topic)
+            .map_err(|e| WriteError::kafka("", e))?;
         producer.init_transactions(TXN_TIMEOUT).map_err(|e| {
             WriteError::kafka(
                 "",
