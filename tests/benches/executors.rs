@@ -68,6 +68,30 @@ fn work_dir() -> anyhow::Result<tempfile::TempDir> {
     })
 }
 
+/// The running count: 6 partitions, checkpoints every batch, `records`
+/// records as fast as they come.
+fn throughput_spec(dir: &Path, records: u64) -> String {
+    spec(
+        dir,
+        "throughput",
+        &format!(
+            "batch_interval: 10ms\nstate_partitions: 6\ncheckpoint_every: 1\nsource:\n  generator: {{ partitions: 6, rate: 0, total: {records}, max_records_per_partition: 500000 }}\n\
+             pipeline:\n  - key_by: \"value % 100000\"\n  - aggregate: {{ count: {{}} }}\n"
+        ),
+    )
+}
+
+/// Batches with negligible task work at a 100 ms interval, for the
+/// leader's per-batch overhead.
+fn overhead_spec(dir: &Path) -> String {
+    spec(
+        dir,
+        "overhead",
+        "batch_interval: 100ms\nstate_partitions: 6\nsource:\n  generator: { partitions: 3, keys: 100, rate: 300, total: 30000 }\n\
+         pipeline:\n  - key_by: key\n  - aggregate: { count: {} }\n",
+    )
+}
+
 /// A started cluster of one driver and `executors` executors, with TLS on
 /// every port or plaintext.
 fn cluster(dir: &Path, executors: usize, tls: bool) -> LocalCluster {
@@ -88,24 +112,12 @@ fn cluster(dir: &Path, executors: usize, tls: bool) -> LocalCluster {
 fn tls_round(records: u64, tls: bool) -> anyhow::Result<(f64, f64, f64)> {
     let dir = work_dir()?;
     let c = cluster(dir.path(), 3, tls);
-    let s = spec(
-        dir.path(),
-        "throughput",
-        &format!(
-            "batch_interval: 10ms\nstate_partitions: 6\ncheckpoint_every: 1\nsource:\n  generator: {{ partitions: 6, rate: 0, total: {records}, max_records_per_partition: 500000 }}\n\
-             pipeline:\n  - key_by: \"value % 100000\"\n  - aggregate: {{ count: {{}} }}\n"
-        ),
-    );
+    let s = throughput_spec(dir.path(), records);
     let t = Instant::now();
     c.weir_json(&["submit", &s]).map_err(anyhow::Error::msg)?;
     wait_finished(&c, "throughput")?;
     let rate = records as f64 / t.elapsed().as_secs_f64();
-    let s = spec(
-        dir.path(),
-        "overhead",
-        "batch_interval: 100ms\nstate_partitions: 6\nsource:\n  generator: { partitions: 3, keys: 100, rate: 300, total: 30000 }\n\
-         pipeline:\n  - key_by: key\n  - aggregate: { count: {} }\n",
-    );
+    let s = overhead_spec(dir.path());
     c.weir_json(&["submit", &s]).map_err(anyhow::Error::msg)?;
     std::thread::sleep(Duration::from_secs(25));
     let live = status(&c, "overhead");
@@ -135,14 +147,7 @@ fn main() -> anyhow::Result<()> {
     for executors in (1..=3).filter(|_| part("throughput")) {
         let dir = work_dir()?;
         let c = cluster(dir.path(), executors, false);
-        let s = spec(
-            dir.path(),
-            "throughput",
-            &format!(
-                "batch_interval: 10ms\nstate_partitions: 6\ncheckpoint_every: 1\nsource:\n  generator: {{ partitions: 6, rate: 0, total: {records}, max_records_per_partition: 500000 }}\n\
-                 pipeline:\n  - key_by: \"value % 100000\"\n  - aggregate: {{ count: {{}} }}\n"
-            ),
-        );
+        let s = throughput_spec(dir.path(), records);
         let t = Instant::now();
         c.weir_json(&["submit", &s]).map_err(anyhow::Error::msg)?;
         wait_finished(&c, "throughput")?;
@@ -153,12 +158,7 @@ fn main() -> anyhow::Result<()> {
     let dir = work_dir()?;
     let mut c = cluster(dir.path(), 3, false);
     if part("overhead") {
-        let s = spec(
-        dir.path(),
-        "overhead",
-        "batch_interval: 100ms\nstate_partitions: 6\nsource:\n  generator: { partitions: 3, keys: 100, rate: 300, total: 30000 }\n\
-         pipeline:\n  - key_by: key\n  - aggregate: { count: {} }\n",
-    );
+        let s = overhead_spec(dir.path());
         c.weir_json(&["submit", &s]).map_err(anyhow::Error::msg)?;
         std::thread::sleep(Duration::from_secs(25));
         // The leader's own figure: wall time minus the executors' task work.

@@ -329,6 +329,38 @@ impl LocalCluster {
         }
     }
 
+    /// Adds replica `id` back with `weir cluster add-driver` and starts it
+    /// joining, with an empty data directory.
+    pub fn rejoin_driver(&mut self, id: u64) {
+        let address = self.drivers[(id - 1) as usize].address.clone();
+        self.weir_json(&["cluster", "add-driver", &id.to_string(), &address])
+            .unwrap();
+        self.start_driver_joining(id);
+    }
+
+    /// Waits until replica `id` is a follower that applied as far as any
+    /// replica; on timeout, the last `weir cluster` answer.
+    pub fn wait_caught_up(&self, id: u64, timeout: Duration) -> Result<(), serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.weir_json(&["cluster"]).unwrap_or_default();
+            let drivers = v["drivers"].as_array().cloned().unwrap_or_default();
+            let applied = drivers
+                .iter()
+                .filter_map(|d| d["applied_index"].as_u64())
+                .max();
+            if drivers.iter().any(|d| {
+                d["id"] == id && d["role"] == "follower" && d["applied_index"].as_u64() == applied
+            }) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(v);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The tail of every process log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();

@@ -281,34 +281,10 @@ fn a_wiped_replica_rejoins_from_a_snapshot() {
         .unwrap();
     fs::remove_dir_all(&c.drivers[(victim - 1) as usize].data_dir).unwrap();
     wait_state(&c, "wipe", "finished", Duration::from_secs(60));
-    let address = c.drivers[(victim - 1) as usize].address.clone();
-    c.weir_json(&["cluster", "add-driver", &victim.to_string(), &address])
-        .unwrap();
-    c.start_driver_joining(victim);
-    // The rejoined replica holds the job: it answers as leader after the
-    // others are gone... or simply reports the same applied index.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = c.weir_json(&["cluster"]).unwrap();
-        let drivers = v["drivers"].as_array().unwrap().clone();
-        let applied: Vec<u64> = drivers
-            .iter()
-            .filter_map(|d| d["applied_index"].as_u64())
-            .collect();
-        let rejoined = drivers.iter().find(|d| d["id"] == victim).cloned();
-        if let Some(r) = rejoined {
-            if r["role"] == "follower"
-                && r["applied_index"].as_u64() == applied.iter().max().copied()
-            {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replica {victim} did not catch up: {v}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    c.rejoin_driver(victim);
+    // The rejoined replica reports the same applied index as the others.
+    if let Err(v) = c.wait_caught_up(victim, Duration::from_secs(30)) {
+        panic!("replica {victim} did not catch up: {v}\n{}", c.logs());
     }
     check_counts(dir.path(), "wipe", 40_000);
 }

@@ -600,41 +600,22 @@ fn a_snapshot_larger_than_a_message_reaches_a_rejoining_replica() {
         let spec = big_spec(dir.path(), &format!("big-{i}"));
         c.weir_json(&["submit", &spec]).unwrap();
     }
-    let address = c.drivers[(victim - 1) as usize].address.clone();
-    c.weir_json(&["cluster", "add-driver", &victim.to_string(), &address])
-        .unwrap();
-    c.start_driver_joining(victim);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = c.weir_json(&["cluster"]).unwrap();
-        let drivers = v["drivers"].as_array().unwrap().clone();
-        let applied = drivers
-            .iter()
-            .filter_map(|d| d["applied_index"].as_u64())
-            .max();
-        let rejoined = drivers.iter().find(|d| d["id"] == victim);
-        if rejoined
-            .is_some_and(|r| r["role"] == "follower" && r["applied_index"].as_u64() == applied)
-        {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let snapshot_lines: Vec<String> = (1..=3)
-                .flat_map(|id| {
-                    fs::read_to_string(c.driver_log(id))
-                        .unwrap_or_default()
-                        .lines()
-                        .filter(|l| l.contains("snapshot") || l.contains("raft peer"))
-                        .map(|l| format!("driver {id}: {l}"))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            panic!(
-                "replica {victim} did not catch up: {v}\n{}",
-                snapshot_lines.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    c.rejoin_driver(victim);
+    if let Err(v) = c.wait_caught_up(victim, Duration::from_secs(60)) {
+        let snapshot_lines: Vec<String> = (1..=3)
+            .flat_map(|id| {
+                fs::read_to_string(c.driver_log(id))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("snapshot") || l.contains("raft peer"))
+                    .map(|l| format!("driver {id}: {l}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        panic!(
+            "replica {victim} did not catch up: {v}\n{}",
+            snapshot_lines.join("\n")
+        );
     }
     let log = fs::read_to_string(c.driver_log(victim)).unwrap();
     let received = log
