@@ -180,6 +180,17 @@ impl Cluster {
                     last = format!("{address}: {}", s.message());
                     next = weir_proto::wire::leader_hint(&s).filter(|a| *a != address);
                 }
+                Err(s)
+                    if matches!(self.access.transport, Transport::Insecure)
+                        && (s.message().contains("transport error")
+                            || s.message().contains("h2 protocol error")) =>
+                {
+                    // A TLS port answers plaintext HTTP/2 with garbage.
+                    return Err(ClientError::Status(Status::unavailable(format!(
+                        "{address}: {}: the driver may serve TLS; pass --tls-ca (WEIR_TLS_CA) and a token or client certificate (docs/security.md)",
+                        s.message()
+                    ))));
+                }
                 Err(s) => return Err(ClientError::Status(s)),
             }
             if Instant::now() >= deadline {

@@ -184,7 +184,11 @@ fn a_tls_cluster_runs_jobs_exactly_and_checks_every_caller() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = weir(&c, &[], &["list"]);
-    assert!(!out.status.success(), "plaintext CLI against a TLS cluster");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("may serve TLS; pass --tls-ca"),
+        "plaintext CLI against a TLS cluster: {stderr}"
+    );
 
     // The job runs with mutual TLS between driver and executors and
     // between executors (shuffle), and its output is exact per key.
