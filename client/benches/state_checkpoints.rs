@@ -43,9 +43,11 @@ use weir_proto::pb;
 const KEYS: u64 = 1_000_000;
 const PER_BATCH: u64 = 100_000;
 
-/// `checkpoint_every` of the three runs; "none" is an interval longer than
-/// the run, so no batch checkpoints.
-const INTERVALS: [(&str, u32); 3] = [("1", 1), ("5", 5), ("none", u32::MAX)];
+/// `checkpoint_every` of the three runs; "none" is the longest interval a
+/// spec may ask for (`max_checkpoint_every`), longer than the run, so no
+/// batch but the last checkpoints.
+const INTERVALS: [(&str, u32); 3] = [("1", 1), ("5", 5), ("none", NONE)];
+const NONE: u32 = weir_proto::spec::limits::MAX_CHECKPOINT_EVERY;
 
 fn spec_yaml(checkpoint_every: u32, total: u64) -> String {
     format!(
@@ -365,7 +367,7 @@ fn main() -> anyhow::Result<()> {
                 let yaml = spec_yaml(*every, total);
                 let r = run(backend.clone(), &dir.path().join("meta"), &yaml, total)?;
                 runs[i].1.push(r);
-                if *every != u32::MAX && round + 1 == rounds {
+                if *every != NONE && round + 1 == rounds {
                     // Newest version on disk: the last batch with checkpoint_every 1,
                     // the last multiple of 5 otherwise.
                     let target = batches - batches % u64::from(*every);

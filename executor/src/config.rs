@@ -3,7 +3,10 @@
 //! Unknown keys in the file are errors; [`Config::validate`] checks the
 //! result before anything starts.
 
-use crate::state::{PartitionOptions, MAX_RETAIN_SNAPSHOTS, MAX_SNAPSHOT_EVERY};
+use crate::state::{
+    default_writer_threads, PartitionOptions, MAX_RETAIN_SNAPSHOTS, MAX_SNAPSHOT_EVERY,
+    MAX_WRITER_THREADS,
+};
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -41,6 +44,11 @@ pub struct Config {
     /// `state_retain_snapshots` (snapshots kept per partition: how far
     /// recovery can fall back past corrupt files).
     pub checkpoints: PartitionOptions,
+    /// Threads writing the checkpoint files of all the state partitions
+    /// this executor holds, whatever their number (setting
+    /// `state_writer_threads`, 1 to [`MAX_WRITER_THREADS`]; default
+    /// [`default_writer_threads`]).
+    pub writer_threads: usize,
     /// Tasks this executor runs at once.
     pub slots: u32,
     /// Time between heartbeats.
@@ -67,6 +75,7 @@ impl Default for Config {
             drivers: Vec::new(),
             state_root: String::new(),
             checkpoints: PartitionOptions::default(),
+            writer_threads: default_writer_threads(),
             slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             heartbeat_interval: Duration::from_secs(1),
             log_format: LogFormat::Human,
@@ -125,6 +134,8 @@ pub struct FileConfig {
     pub state_snapshot_every: Option<u32>,
     /// See [`Config::checkpoints`].
     pub state_retain_snapshots: Option<u32>,
+    /// See [`Config::writer_threads`].
+    pub state_writer_threads: Option<usize>,
     /// See [`Config::slots`].
     pub slots: Option<u32>,
     /// See [`Config::heartbeat_interval`], in milliseconds.
@@ -174,6 +185,9 @@ pub struct Args {
     /// State snapshots kept per partition (at least 1).
     #[arg(long, env = "WEIR_STATE_RETAIN_SNAPSHOTS")]
     pub state_retain_snapshots: Option<u32>,
+    /// Threads writing state checkpoint files, shared by all partitions (default: the cores, at least 4, at most 16).
+    #[arg(long, env = "WEIR_STATE_WRITER_THREADS")]
+    pub state_writer_threads: Option<usize>,
     /// Tasks run at once.
     #[arg(long, env = "WEIR_SLOTS")]
     pub slots: Option<u32>,
@@ -273,6 +287,9 @@ impl Config {
                 if let Some(v) = src.state_retain_snapshots {
                     c.checkpoints.retain_snapshots = v;
                 }
+                if let Some(v) = src.state_writer_threads {
+                    c.writer_threads = v;
+                }
                 if let Some(v) = src.slots {
                     c.slots = v;
                 }
@@ -356,6 +373,12 @@ impl Config {
                 &format!("must be between 1 and {MAX_RETAIN_SNAPSHOTS}"),
             );
         }
+        if !(1..=MAX_WRITER_THREADS).contains(&self.writer_threads) {
+            return invalid(
+                "state_writer_threads",
+                &format!("must be between 1 and {MAX_WRITER_THREADS}"),
+            );
+        }
         if self.slots == 0 {
             return invalid("slots", "must be at least 1");
         }
@@ -416,13 +439,23 @@ mod tests {
             "0",
             "--state-retain-snapshots",
             "3",
+            "--state-writer-threads",
+            "3",
             "--insecure",
         ])
         .unwrap();
-        let file =
-            FileConfig::parse("state_snapshot_every: 20\nstate_retain_snapshots: 5\n").unwrap();
+        let file = FileConfig::parse(
+            "state_snapshot_every: 20\nstate_retain_snapshots: 5\nstate_writer_threads: 7\n",
+        )
+        .unwrap();
         let c = Config::layered(file, args);
         assert_eq!(c.drivers, vec!["a:1", "b:2"]);
+        assert_eq!(c.writer_threads, 3);
+        let from_file = FileConfig::parse("state_writer_threads: 7\n").unwrap();
+        assert_eq!(
+            Config::layered(from_file, Args::default()).writer_threads,
+            7
+        );
         assert_eq!(
             c.checkpoints,
             PartitionOptions {
@@ -511,6 +544,24 @@ mod tests {
             }),
             "state_snapshot_every"
         );
+        for (threads, valid) in [
+            (0, false),
+            (1, true),
+            (MAX_WRITER_THREADS, true),
+            (MAX_WRITER_THREADS + 1, false),
+        ] {
+            let c = Config {
+                writer_threads: threads,
+                ..ok.clone()
+            };
+            match c.validate() {
+                Ok(()) => assert!(valid, "{threads} threads accepted"),
+                Err(e) => {
+                    assert!(!valid, "{threads} threads refused: {e}");
+                    assert!(e.to_string().contains("state_writer_threads"), "{e}");
+                }
+            }
+        }
         assert_eq!(
             field(Config {
                 listen: "x".into(),

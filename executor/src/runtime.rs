@@ -11,7 +11,8 @@ use crate::plan::JobPlan;
 use crate::shuffle::{MemoryShuffle, Shuffle, ShuffleKey};
 use crate::sinks::{lock, FileSink, KafkaSink, NoopSink, Sink, StdoutSink};
 use crate::state::{
-    CheckpointFileName, PartitionCheckpoints, PartitionOptions, StateBackend, Tenure,
+    default_writer_threads, CheckpointFileName, PartitionCheckpoints, PartitionOptions,
+    StateBackend, Tenure, WriterPool,
 };
 use arrow_array::RecordBatch;
 use std::collections::HashMap;
@@ -21,12 +22,27 @@ use weir_plan::PlanError;
 use weir_proto::{failpoint, pb};
 
 /// Settings of an executor.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExecutorConfig {
     /// Snapshot and retention policy of state checkpoints.
     pub checkpoints: PartitionOptions,
+    /// Threads writing the checkpoint files of all its state partitions
+    /// (at least 1; see [`WriterPool`]).
+    pub writer_threads: usize,
     /// The custom operators jobs may use (none in the stock executor).
     pub operators: OperatorRegistry,
+}
+
+impl Default for ExecutorConfig {
+    /// Default checkpoint policy, [`default_writer_threads`], no custom
+    /// operators.
+    fn default() -> Self {
+        ExecutorConfig {
+            checkpoints: PartitionOptions::default(),
+            writer_threads: default_writer_threads(),
+            operators: OperatorRegistry::default(),
+        }
+    }
 }
 
 /// Runs tasks for the jobs deployed on it.
@@ -35,6 +51,10 @@ pub struct Executor {
     config: ExecutorConfig,
     backend: Arc<dyn StateBackend>,
     jobs: RwLock<HashMap<String, Arc<JobRuntime>>>,
+    /// Writes the checkpoint files of every partition held here; dropped
+    /// after the partitions (see `Drop`), so their queued files are
+    /// written first.
+    writers: WriterPool,
 }
 
 /// A state partition held by this executor.
@@ -87,6 +107,7 @@ impl Executor {
     /// An executor persisting state to `backend`.
     pub fn new(config: ExecutorConfig, backend: Arc<dyn StateBackend>) -> Self {
         Executor {
+            writers: WriterPool::new(config.writer_threads),
             config,
             backend,
             jobs: RwLock::new(HashMap::new()),
@@ -344,6 +365,7 @@ impl Executor {
         };
         let mut checkpoints = PartitionCheckpoints::new(
             self.backend.clone(),
+            &self.writers,
             &task.job,
             &operator,
             task.partition,

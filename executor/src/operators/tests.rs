@@ -510,7 +510,15 @@ fn a_snapshot_of_the_previous_format_restores_under_this_builds_deltas() {
             )
         })
         .collect();
-    let files = PartitionCheckpoints::new(backend.clone(), "j", "agg", 0, options).unwrap();
+    let files = PartitionCheckpoints::new(
+        backend.clone(),
+        crate::state::test_writers(),
+        "j",
+        "agg",
+        0,
+        options,
+    )
+    .unwrap();
     let path = CheckpointFileName::snapshot(1).path_in(files.dir());
     let old = format::v2_file(format::CheckpointKind::Snapshot, 1, 1, &fixed);
     backend.put_atomic(&path, &old).unwrap();
@@ -518,12 +526,28 @@ fn a_snapshot_of_the_previous_format_restores_under_this_builds_deltas() {
 
     // Version 2 from this build.
     apply(&mut state, &b);
-    let mut files = PartitionCheckpoints::new(backend.clone(), "j", "agg", 0, options).unwrap();
+    let mut files = PartitionCheckpoints::new(
+        backend.clone(),
+        crate::state::test_writers(),
+        "j",
+        "agg",
+        0,
+        options,
+    )
+    .unwrap();
     let mut delta = files.encoder(CheckpointFileName::delta(2), 1, 0).unwrap();
     state.checkpoint(&mut delta).unwrap();
     files.write(delta).unwrap();
 
-    let mut reopened = PartitionCheckpoints::new(backend, "j", "agg", 0, options).unwrap();
+    let mut reopened = PartitionCheckpoints::new(
+        backend,
+        crate::state::test_writers(),
+        "j",
+        "agg",
+        0,
+        options,
+    )
+    .unwrap();
     let mut restorer = StateRestorer::new(plan.stride);
     let outcome = reopened.restore_into(2, &mut restorer).unwrap();
     assert_eq!(outcome.version, 2);
@@ -566,7 +590,15 @@ fn partition_state_matches_a_model_through_windows_checkpoints_and_restores() {
         snapshot_every: 4,
         retain_snapshots: 2,
     };
-    let mut files = PartitionCheckpoints::new(backend.clone(), "j", "agg", 0, options).unwrap();
+    let mut files = PartitionCheckpoints::new(
+        backend.clone(),
+        crate::state::test_writers(),
+        "j",
+        "agg",
+        0,
+        options,
+    )
+    .unwrap();
     let mut state = PartitionState::default();
     let mut model: BTreeMap<StateKey, u64> = BTreeMap::new();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -645,8 +677,15 @@ fn partition_state_matches_a_model_through_windows_checkpoints_and_restores() {
         if v % 9 == 0 {
             // What a restarted executor finds once the writes are done.
             files.settle();
-            let mut reopened =
-                PartitionCheckpoints::new(backend.clone(), "j", "agg", 0, options).unwrap();
+            let mut reopened = PartitionCheckpoints::new(
+                backend.clone(),
+                crate::state::test_writers(),
+                "j",
+                "agg",
+                0,
+                options,
+            )
+            .unwrap();
             let mut restorer = StateRestorer::new(plan.stride);
             let outcome = reopened.restore_into(v, &mut restorer).unwrap();
             assert_eq!(outcome.version, v);

@@ -104,11 +104,12 @@ pub async fn run_with(
         })?;
         Arc::new(LocalBackend::new(root))
     };
-    tracing::info!(state = %backend.describe(), "state store");
+    tracing::info!(state = %backend.describe(), writer_threads = config.writer_threads, "state store");
     let reported = operators.operators();
     let executor = Arc::new(Executor::new(
         ExecutorConfig {
             checkpoints: config.checkpoints,
+            writer_threads: config.writer_threads,
             operators,
         },
         backend,

@@ -17,6 +17,8 @@
 //! * [`recovery`]: choosing and reading the files to restore a version, with
 //!   fallback past corrupt files.
 //! * [`PartitionCheckpoints`]: writing, restoring and pruning one partition.
+//! * [`WriterPool`]: the threads that write every partition's files in the
+//!   background.
 
 use std::fmt;
 
@@ -44,7 +46,9 @@ pub use recovery::{
     plan_restore, restore, restore_into, RestoreOutcome, RestorePlan, RestoreTarget, Restored,
 };
 pub use tenure::{Lease, Tenure};
-pub use writer::Fill;
+#[cfg(test)]
+pub(crate) use writer::test_writers;
+pub use writer::{default_writer_threads, Fill, WriterPool, MAX_WRITER_THREADS};
 
 /// The name of one checkpoint file: its version and kind.
 ///

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::format::{self, CheckpointEncoder, Entry};
 use super::recovery::{self, RestoreOutcome, RestoreTarget, Restored};
-use super::writer::{BackgroundWriter, Done, Fill};
+use super::writer::{BackgroundWriter, Done, Fill, WriterPool};
 use super::{partition_dir, CheckpointFileName, CheckpointKind, StateBackend, StateError, Tenure};
 
 /// Tuning of a partition's checkpoints.
@@ -86,10 +86,12 @@ pub struct PartitionCheckpoints {
 
 impl PartitionCheckpoints {
     /// Opens the checkpoints of `partition` of `operator` in `job`, listing
-    /// the existing files. `job` and `operator` must be single path
+    /// the existing files; files written in the background are written by
+    /// the threads of `writers`. `job` and `operator` must be single path
     /// components.
     pub fn new(
         backend: Arc<dyn StateBackend>,
+        writers: &WriterPool,
         job: &str,
         operator: &str,
         partition: u32,
@@ -97,7 +99,7 @@ impl PartitionCheckpoints {
     ) -> Result<Self, StateError> {
         let dir = partition_dir(job, operator, partition)?;
         let mut this = PartitionCheckpoints {
-            writer: BackgroundWriter::new(backend.clone()),
+            writer: BackgroundWriter::new(backend.clone(), writers),
             backend,
             dir,
             snapshot_every: options.snapshot_every,
@@ -177,9 +179,9 @@ impl PartitionCheckpoints {
         Ok(())
     }
 
-    /// Queues an encoded checkpoint file to be written on the partition's
-    /// writer thread, after the files queued before it, and returns at once
-    /// (or once the short queue has room).
+    /// Queues an encoded checkpoint file to be written by a thread of the
+    /// writer pool, after the files of this partition queued before it, and
+    /// returns at once (or once the partition's short queue has room).
     ///
     /// The file counts as written when its write succeeded: then
     /// [`durable_version`](Self::durable_version) moves to it. A failed
@@ -193,7 +195,7 @@ impl PartitionCheckpoints {
     }
 
     /// Like [`write_in_background`](Self::write_in_background) for a file
-    /// whose `entries` entries `fill` pushes into `file` on the writer's
+    /// whose `entries` entries `fill` pushes into `file` on a writer
     /// thread. An error of `fill` counts as a failed write.
     pub fn fill_in_background(
         &mut self,
@@ -505,7 +507,15 @@ mod tests {
 
     fn open(root: &std::path::Path, options: PartitionOptions) -> PartitionCheckpoints {
         let backend: Arc<dyn StateBackend> = Arc::new(LocalBackend::new(root.to_path_buf()));
-        PartitionCheckpoints::new(backend, "job", "agg", 7, options).unwrap()
+        PartitionCheckpoints::new(
+            backend,
+            crate::state::test_writers(),
+            "job",
+            "agg",
+            7,
+            options,
+        )
+        .unwrap()
     }
 
     /// Drives a partition like an executor would: every version is a
@@ -877,7 +887,15 @@ mod tests {
             snapshot_every: 4,
             retain_snapshots: 2,
         };
-        let parts = PartitionCheckpoints::new(backend.clone(), "job", "agg", 7, options).unwrap();
+        let parts = PartitionCheckpoints::new(
+            backend.clone(),
+            crate::state::test_writers(),
+            "job",
+            "agg",
+            7,
+            options,
+        )
+        .unwrap();
         let mut d = Driver {
             parts,
             state: BTreeMap::new(),
@@ -908,7 +926,15 @@ mod tests {
         let backend = Counting::new(tmp.path());
         let options = PartitionOptions::default();
         let mut d = Driver {
-            parts: PartitionCheckpoints::new(backend.clone(), "job", "agg", 7, options).unwrap(),
+            parts: PartitionCheckpoints::new(
+                backend.clone(),
+                crate::state::test_writers(),
+                "job",
+                "agg",
+                7,
+                options,
+            )
+            .unwrap(),
             state: BTreeMap::new(),
             last: 0,
         };
@@ -920,8 +946,15 @@ mod tests {
         queue_checkpoint(&mut d.parts, 14, false);
         d.parts.settle();
 
-        let mut parts =
-            PartitionCheckpoints::new(backend.clone(), "job", "agg", 7, options).unwrap();
+        let mut parts = PartitionCheckpoints::new(
+            backend.clone(),
+            crate::state::test_writers(),
+            "job",
+            "agg",
+            7,
+            options,
+        )
+        .unwrap();
         let opened = backend.lists();
         let r = parts.restore(12).unwrap();
         assert_eq!((r.version, &r.entries), (12, &d.expected()));
@@ -1038,12 +1071,25 @@ mod tests {
     fn invalid_names_are_rejected() {
         let tmp = tempfile::tempdir().unwrap();
         let backend: Arc<dyn StateBackend> = Arc::new(LocalBackend::new(tmp.path().to_path_buf()));
-        let err =
-            PartitionCheckpoints::new(backend.clone(), "a/b", "op", 0, PartitionOptions::default())
-                .unwrap_err();
+        let err = PartitionCheckpoints::new(
+            backend.clone(),
+            crate::state::test_writers(),
+            "a/b",
+            "op",
+            0,
+            PartitionOptions::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, StateError::InvalidPath { .. }), "{err}");
-        let mut p =
-            PartitionCheckpoints::new(backend, "j", "o", 0, PartitionOptions::default()).unwrap();
+        let mut p = PartitionCheckpoints::new(
+            backend,
+            crate::state::test_writers(),
+            "j",
+            "o",
+            0,
+            PartitionOptions::default(),
+        )
+        .unwrap();
         let err = p.write_delta(5, 5, &[]).unwrap_err();
         assert!(matches!(err, StateError::InvalidRequest { .. }), "{err}");
         assert!(err.path().ends_with("00000000000000000005.delta"));

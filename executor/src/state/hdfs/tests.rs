@@ -321,7 +321,15 @@ fn checkpoint_chain_restores_and_falls_back_past_a_corrupt_delta() {
         retain_snapshots: 2,
     };
     let backend: Arc<dyn StateBackend> = t.backend.clone();
-    let mut parts = PartitionCheckpoints::new(backend.clone(), "job", "agg", 3, options).unwrap();
+    let mut parts = PartitionCheckpoints::new(
+        backend.clone(),
+        crate::state::test_writers(),
+        "job",
+        "agg",
+        3,
+        options,
+    )
+    .unwrap();
     let mut state: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut history = vec![state.clone()];
     for v in 1..=5u64 {
@@ -353,7 +361,15 @@ fn checkpoint_chain_restores_and_falls_back_past_a_corrupt_delta() {
     );
 
     // A fresh instance (as after a restart) restores the newest version.
-    let mut reopened = PartitionCheckpoints::new(backend, "job", "agg", 3, options).unwrap();
+    let mut reopened = PartitionCheckpoints::new(
+        backend,
+        crate::state::test_writers(),
+        "job",
+        "agg",
+        3,
+        options,
+    )
+    .unwrap();
     let r = reopened.restore(5).unwrap();
     assert_eq!(r.version, 5);
     assert_eq!(r.entries, history[5]);
