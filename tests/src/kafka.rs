@@ -71,24 +71,7 @@ pub fn produce_users(
 
 /// Produces `(partition, key, value)` records and waits for all of them.
 pub fn produce(brokers: &str, topic: &str, records: &[(i32, String, String)]) {
-    let producer: BaseProducer = client_config(brokers, [])
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .create()
-        .unwrap();
-    for (p, k, v) in records {
-        let mut r = BaseRecord::to(topic).partition(*p).key(k).payload(v);
-        loop {
-            match producer.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(10));
-                    r = back;
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    produce_with(brokers, topic, records, &[]);
 }
 
 /// One record read back.
