@@ -5,6 +5,9 @@ use std::time::Duration;
 use weir_kafka::markers::{self, Marker, COMMITS_TOPIC};
 use weir_kafka::{client_config, ensure_topic, TopicOffsets};
 
+mod common;
+use common::unique;
+
 fn brokers(test: &str) -> Option<String> {
     match std::env::var("WEIR_KAFKA_BROKERS") {
         Ok(b) if !b.is_empty() => Some(b),
@@ -16,14 +19,6 @@ fn brokers(test: &str) -> Option<String> {
             None
         }
     }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
 }
 
 #[test]

@@ -7,6 +7,9 @@
 use std::time::{Duration, Instant};
 use weir_kafka::{KafkaError, TopicOffsets};
 
+mod common;
+use common::unique;
+
 /// The secured listeners' settings from kafka.env, or `None` to skip (a
 /// failure under `CI=true`).
 struct Secure {
@@ -45,14 +48,6 @@ fn secure(test: &str) -> Option<Secure> {
             None
         }
     }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
 }
 
 fn list(brokers: &str, topic: &str, props: &[(&str, &str)]) -> Result<Vec<u32>, KafkaError> {

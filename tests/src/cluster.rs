@@ -329,6 +329,16 @@ impl LocalCluster {
         }
     }
 
+    /// Kills replica `id`, removes it from the group with `weir cluster
+    /// remove-driver` and deletes its data directory, as when its disk is
+    /// lost.
+    pub fn remove_and_wipe_driver(&mut self, id: u64) {
+        self.kill_driver(id);
+        self.weir_json(&["cluster", "remove-driver", &id.to_string()])
+            .unwrap();
+        std::fs::remove_dir_all(&self.drivers[(id - 1) as usize].data_dir).unwrap();
+    }
+
     /// Adds replica `id` back with `weir cluster add-driver` and starts it
     /// joining, with an empty data directory.
     pub fn rejoin_driver(&mut self, id: u64) {

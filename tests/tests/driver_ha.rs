@@ -276,10 +276,7 @@ fn a_wiped_replica_rejoins_from_a_snapshot() {
     let spec = write_spec(dir.path(), "wipe", 40_000, 20_000);
     c.weir_json(&["submit", &spec]).unwrap();
     let victim = (1..=3).find(|id| *id != leader).unwrap();
-    c.kill_driver(victim);
-    c.weir_json(&["cluster", "remove-driver", &victim.to_string()])
-        .unwrap();
-    fs::remove_dir_all(&c.drivers[(victim - 1) as usize].data_dir).unwrap();
+    c.remove_and_wipe_driver(victim);
     wait_state(&c, "wipe", "finished", Duration::from_secs(60));
     c.rejoin_driver(victim);
     // The rejoined replica reports the same applied index as the others.

@@ -594,10 +594,7 @@ fn a_snapshot_larger_than_a_message_reaches_a_rejoining_replica() {
         c.weir_json(&["submit", &spec]).unwrap();
     }
     let victim = (1..=3).find(|id| *id != leader).unwrap();
-    c.kill_driver(victim);
-    c.weir_json(&["cluster", "remove-driver", &victim.to_string()])
-        .unwrap();
-    fs::remove_dir_all(&c.drivers[(victim - 1) as usize].data_dir).unwrap();
+    c.remove_and_wipe_driver(victim);
     // More entries after the removal, so the log is compacted past what the
     // rejoining replica could be sent entry by entry.
     for i in 6..8 {
