@@ -76,6 +76,25 @@ pub enum ExecError {
         /// Sink partition.
         partition: u32,
     },
+    /// One batch read more bytes from one source partition than the
+    /// source's `max_bytes_per_partition` allows.
+    #[error("job {job}: batch {batch} read more than {limit} bytes (source.{source_kind}.max_bytes_per_partition) from partition {partition}, offsets [{start}, {end}); raise max_bytes_per_partition (the executor must have the memory) and submit the job again: the batch is read again from the same offsets. Lower max_records_per_partition to keep later batches smaller")]
+    BatchTooLarge {
+        /// Job name.
+        job: String,
+        /// `kafka` or `generator`.
+        source_kind: &'static str,
+        /// Batch id.
+        batch: u64,
+        /// Source partition.
+        partition: u32,
+        /// First offset of the range.
+        start: u64,
+        /// End of the range (exclusive).
+        end: u64,
+        /// The cap.
+        limit: u64,
+    },
     /// Reading the source failed.
     #[error("job {job}: source {source_name}: {message}")]
     Source {
@@ -121,7 +140,9 @@ impl ExecError {
     /// The error's failure class, on which the driver's batch policy acts.
     pub fn class(&self) -> FailureClass {
         match self {
-            ExecError::Plan { .. } | ExecError::Expr { .. } => FailureClass::User,
+            ExecError::Plan { .. } | ExecError::Expr { .. } | ExecError::BatchTooLarge { .. } => {
+                FailureClass::User
+            }
             ExecError::State { .. } | ExecError::OutputFenced { .. } | ExecError::Sink { .. } => {
                 FailureClass::External
             }

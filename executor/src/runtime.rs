@@ -10,6 +10,7 @@ use crate::operators::stateless::StatelessOp;
 use crate::plan::JobPlan;
 use crate::shuffle::{MemoryShuffle, Shuffle, ShuffleKey};
 use crate::sinks::{lock, FileSink, KafkaSink, NoopSink, Sink, StdoutSink};
+use crate::sources::budget::ReadBudget;
 use crate::state::{
     default_writer_threads, CheckpointFileName, PartitionCheckpoints, PartitionOptions,
     StateBackend, Tenure, WriterPool,
@@ -222,6 +223,7 @@ impl Executor {
         let range = task.range.unwrap_or_default();
         job.shuffle.release_before(task.batch_id);
         let plan = &job.plan;
+        let mut budget = ReadBudget::new(plan.spec(), task);
         let mut result = pb::StageAResult {
             partition: range.partition,
             max_event_time_ms: i64::MIN,
@@ -238,6 +240,7 @@ impl Executor {
                     range.end,
                     task.replay,
                     &mut |chunk| {
+                        budget.charge(&chunk)?;
                         counted += chunk.num_rows() as u64;
                         let processed = job.process(chunk)?;
                         result.records_skipped += processed.skipped;
@@ -271,6 +274,7 @@ impl Executor {
                     range.end,
                     task.replay,
                     &mut |chunk| {
+                        budget.charge(&chunk)?;
                         counted += chunk.num_rows() as u64;
                         let processed = job.process(chunk)?;
                         result.records_skipped += processed.skipped;
@@ -287,7 +291,7 @@ impl Executor {
                 }
             }
         }
-        debug!(job = %task.job, batch_id = task.batch_id, partition = range.partition, records = result.records_in, "stage a done");
+        debug!(job = %task.job, batch_id = task.batch_id, partition = range.partition, records = result.records_in, bytes = budget.read(), "stage a done");
         Ok(result)
     }
 
@@ -985,6 +989,59 @@ mod tests {
         }
         assert!(with_output > 0);
         assert_eq!(files(&out_b), with_output);
+    }
+
+    /// A batch that reads more than `max_bytes_per_partition` from one
+    /// source partition fails as a user error naming the cap, the batch,
+    /// the range and what to do, before its output is pre-committed; a
+    /// replay of it (state rebuilt from a batch that committed under a
+    /// larger cap) is not refused, and a larger cap lets it through.
+    #[test]
+    fn a_batch_over_its_byte_cap_fails_before_any_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path());
+        let out = dir.path().join("out");
+        let spec = |cap: &str| {
+            record(&format!(
+                "name: s\nsource:\n  generator: {{ partitions: 1, keys: 3, rate: 0, total: 100000, max_bytes_per_partition: {cap} }}\nsink:\n  file: {{ path: {} }}\n",
+                out.display()
+            ))
+        };
+        let task = |replay| pb::StageATask {
+            job: "s".into(),
+            batch_id: 1,
+            range: Some(pb::OffsetRange {
+                partition: 0,
+                start: 0,
+                end: 100_000,
+            }),
+            watermark_ms: i64::MIN,
+            replay,
+        };
+        ex.deploy(&spec("64KiB")).unwrap();
+        let e = ex.stage_a(&task(false)).unwrap_err();
+        assert!(matches!(e, ExecError::BatchTooLarge { .. }), "{e:?}");
+        assert_eq!(e.class(), crate::FailureClass::User);
+        let msg = e.to_string();
+        for part in [
+            "batch 1",
+            "more than 65536 bytes",
+            "source.generator.max_bytes_per_partition",
+            "partition 0, offsets [0, 100000)",
+            "submit the job again",
+        ] {
+            assert!(msg.contains(part), "{part:?} in {msg}");
+        }
+        let files = || std::fs::read_dir(&out).map_or(0, |d| d.count());
+        assert_eq!(files(), 0, "nothing pre-committed");
+        let replayed = ex.stage_a(&task(true)).unwrap();
+        assert_eq!(replayed.records_in, 100_000);
+        ex.deploy(&spec("64MiB")).unwrap();
+        let r = ex.stage_a(&task(false)).unwrap();
+        assert_eq!(
+            (r.records_in, r.records_out, files()),
+            (100_000, 100_000, 1)
+        );
     }
 
     #[test]

@@ -536,3 +536,101 @@ fn a_stateless_job_crashing_at_each_commit_step_publishes_each_record_once() {
         "published records\n{log}"
     );
 }
+
+/// A batch over `max_bytes_per_partition` fails the job at the worst
+/// moment for a stateless job: the other partitions' stage A already
+/// pre-committed their output in open transactions on live executors.
+/// The error names the cap and what to do; the job submitted again with a
+/// larger cap reads the same batch again and publishes every record once.
+#[test]
+fn a_batch_over_its_byte_cap_fails_the_job_and_resumes_once_raised() {
+    let Some(brokers) = kafka_brokers("a_batch_over_its_byte_cap_fails_the_job") else {
+        return;
+    };
+    let input = unique_topic("cap-in");
+    let output = unique_topic("cap-out");
+    create_topic(&brokers, &input, 4);
+    create_topic(&brokers, &output, 4);
+    // Partition 0's users are 4 KiB long: 500 of them decode to about
+    // 2 MiB, the other partitions' to a few KiB.
+    let long = "x".repeat(4096);
+    let records: Vec<(i32, String, String)> = (0..8_000u64)
+        .map(|i| {
+            let partition = (i % 4) as i32;
+            let user = if partition == 0 {
+                format!("u{i}{long}")
+            } else {
+                format!("u{i}")
+            };
+            (
+                partition,
+                format!("k{i}"),
+                format!("{{\"user\":\"{user}\",\"n\":{i}}}"),
+            )
+        })
+        .collect();
+    produce(&brokers, &input, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 1, 2);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(30));
+    let write = |cap: &str| {
+        let path = dir.path().join(format!("cap-{cap}.yaml"));
+        fs::write(
+            &path,
+            format!(
+                "name: capped\nbatch_interval: 100ms\n\
+                 source:\n  kafka: {{ brokers: \"{brokers}\", topic: {input}, start: earliest, \
+                 max_records_per_partition: 500, max_bytes_per_partition: {cap}, \
+                 format: json, schema: {{ user: string, n: bigint }} }}\n\
+                 pipeline:\n  - map: {{ size: \"length(user)\" }}\n\
+                 sink:\n  kafka: {{ brokers: \"{brokers}\", topic: {output} }}\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    c.weir_json(&["submit", &write("1MiB").to_string_lossy()])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let error = loop {
+        let s = c.weir_json(&["status", "capped"]).unwrap_or_default();
+        if s["state"] == "failed" {
+            break s["error"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(Instant::now() < deadline, "not failed: {s}\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for part in [
+        "batch 1 read more than 1048576 bytes",
+        "source.kafka.max_bytes_per_partition",
+        "partition 0, offsets [0, 500)",
+        "raise max_bytes_per_partition",
+    ] {
+        assert!(error.contains(part), "{part:?} in {error}");
+    }
+    assert!(
+        read_committed(&brokers, &output).is_empty(),
+        "nothing of the failed batch is visible"
+    );
+    c.weir_json(&["submit", &write("64MiB").to_string_lossy()])
+        .unwrap();
+    // 2 000 records per partition, 500 per batch: 4 batches.
+    c.wait_committed_beyond("capped", 3, Duration::from_secs(120));
+    let mut seen = BTreeMap::new();
+    for r in read_committed(&brokers, &output) {
+        let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+        let n = v["n"].as_u64().unwrap();
+        let size = if n % 4 == 0 { 4096 } else { 0 } + format!("u{n}").len() as u64;
+        assert_eq!(v["size"].as_u64(), Some(size), "{v}");
+        *seen.entry(n).or_insert(0u32) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    assert!(twice.is_empty(), "records published twice: {twice:?}");
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        (0..8_000).collect::<Vec<_>>(),
+        "published records\n{}",
+        c.logs()
+    );
+}

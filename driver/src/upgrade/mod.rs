@@ -459,6 +459,12 @@ fn diff_source(d: &mut Diff, stored: &pb::JobSpec, new: &pb::JobSpec) {
                 b.max_records_per_partition,
                 Compatible,
             );
+            d.cmp(
+                &format!("{p}.max_bytes_per_partition"),
+                a.max_bytes_per_partition,
+                b.max_bytes_per_partition,
+                Compatible,
+            );
             // Event times feed windows: a window's state would mix two clocks.
             let class = if has_window(stored) || has_window(new) {
                 NeedsStateDecision
@@ -496,6 +502,12 @@ fn diff_source(d: &mut Diff, stored: &pb::JobSpec, new: &pb::JobSpec) {
                 &format!("{p}.max_records_per_partition"),
                 a.max_records_per_partition,
                 b.max_records_per_partition,
+                Compatible,
+            );
+            d.cmp(
+                &format!("{p}.max_bytes_per_partition"),
+                a.max_bytes_per_partition,
+                b.max_bytes_per_partition,
                 Compatible,
             );
             d.cmp(

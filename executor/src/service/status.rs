@@ -37,6 +37,7 @@ fn to_status(e: &ExecError) -> Status {
             transient: true, ..
         } => Code::Unavailable,
         ExecError::Source { .. } => Code::FailedPrecondition,
+        ExecError::BatchTooLarge { .. } => Code::ResourceExhausted,
     };
     let status = wire::with_class(Status::new(code, e.to_string()), e.class());
     match e {
@@ -129,6 +130,15 @@ mod tests {
                 source_name: "kafka".into(),
                 message: "m".into(),
                 transient: false,
+            },
+            ExecError::BatchTooLarge {
+                job: "j".into(),
+                source_kind: "kafka",
+                batch: 3,
+                partition: 1,
+                start: 0,
+                end: 10,
+                limit: 1024,
             },
         ];
         for e in &errors {

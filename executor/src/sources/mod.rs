@@ -2,6 +2,7 @@
 //! record batches. Ranges are the replay unit: reading the same range twice
 //! yields the same records.
 
+pub mod budget;
 pub mod generator;
 pub mod json;
 pub mod kafka;

@@ -2,6 +2,7 @@
 //! [`JobSpec`](crate::pb::JobSpec), and validating it with errors that name
 //! the field path and the problem.
 
+mod bytes;
 mod duration;
 mod render;
 pub mod secrets;
@@ -11,12 +12,14 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub use bytes::{format_bytes, parse_bytes};
 pub use duration::{format_duration_ms, parse_duration_ms};
 pub use render::to_yaml;
 pub use validate::limits;
 pub use validate::{
-    check_job_name, check_operator_name, check_operator_version, custom_operators, fingerprint,
-    operator_id, parse_spec, validate, COMMITS_TOPIC, MAX_JOB_NAME, SPEC_FORMAT_VERSION,
+    bytes_per_partition, check_job_name, check_operator_name, check_operator_version,
+    custom_operators, fingerprint, operator_id, parse_spec, validate, COMMITS_TOPIC, MAX_JOB_NAME,
+    SPEC_FORMAT_VERSION,
 };
 
 use std::fmt;

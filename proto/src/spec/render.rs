@@ -43,6 +43,13 @@ pub fn to_yaml(spec: &pb::JobSpec) -> String {
         if let Some(t) = g.total {
             let _ = write!(y, ", total: {t}");
         }
+        if g.max_bytes_per_partition != 0 {
+            let _ = write!(
+                y,
+                ", max_bytes_per_partition: {}",
+                super::format_bytes(g.max_bytes_per_partition)
+            );
+        }
         y.push_str(" }\n");
     }
     y.push_str("pipeline:\n");
@@ -173,6 +180,13 @@ fn render_kafka_source(k: &pb::KafkaSource, y: &mut String) {
         k.max_records_per_partition,
         properties(&k.properties)
     );
+    if k.max_bytes_per_partition != 0 {
+        let _ = write!(
+            y,
+            ", max_bytes_per_partition: {}",
+            super::format_bytes(k.max_bytes_per_partition)
+        );
+    }
     if !k.schema.is_empty() {
         let fields: Vec<String> = k
             .schema

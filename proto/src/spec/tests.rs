@@ -403,6 +403,16 @@ fn limits_hold_at_the_limit_and_refuse_one_past_it() {
             "max_records_per_partition",
         ),
         (
+            generator(&format!(
+                "max_bytes_per_partition: {MAX_BYTES_PER_PARTITION}"
+            )),
+            generator(&format!(
+                "max_bytes_per_partition: {}",
+                MAX_BYTES_PER_PARTITION + 1
+            )),
+            "max_bytes_per_partition",
+        ),
+        (
             format!("checkpoint_every: {MAX_CHECKPOINT_EVERY}\n{BASE}"),
             format!("checkpoint_every: {}\n{BASE}", MAX_CHECKPOINT_EVERY + 1),
             "max_checkpoint_every",
@@ -510,5 +520,46 @@ mod properties {
         fn any_bytes_parse_or_err(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_spec(&String::from_utf8_lossy(&bytes));
         }
+    }
+}
+
+/// `max_bytes_per_partition` takes an integer or a size with a unit, is
+/// left at 0 (the default, so existing specs keep their fingerprint) when
+/// absent, refuses 0 and bad units, and renders back to the same spec.
+#[test]
+fn bytes_per_partition_reads_sizes() {
+    let kafka = |v: &str| {
+        format!("name: j\nsource:\n  kafka: {{ brokers: b:9092, topic: t, format: text{v} }}\nsink:\n  stdout: {{}}\n")
+    };
+    let bytes = |spec: &pb::JobSpec| match spec.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(pb::source::Kind::Kafka(k)) => k.max_bytes_per_partition,
+        _ => panic!("kafka"),
+    };
+    let absent = parse_spec(&kafka("")).unwrap();
+    assert_eq!(bytes(&absent), 0);
+    assert_eq!(
+        super::bytes_per_partition(absent.source.as_ref().unwrap()),
+        super::limits::DEFAULT_MAX_BYTES_PER_PARTITION
+    );
+    for (text, want) in [("4096", 4096), ("\"64MiB\"", 64 << 20), ("2GiB", 2 << 30)] {
+        let spec = parse_spec(&kafka(&format!(", max_bytes_per_partition: {text}"))).unwrap();
+        assert_eq!(bytes(&spec), want, "{text}");
+        assert_eq!(
+            super::bytes_per_partition(spec.source.as_ref().unwrap()),
+            want
+        );
+        let rendered = super::to_yaml(&spec);
+        assert_eq!(parse_spec(&rendered).unwrap(), spec, "{rendered}");
+    }
+    for (text, message) in [
+        ("0", "must be at least 1 byte"),
+        ("12 furlongs", "unknown size unit"),
+        ("[1]", "expected a size"),
+    ] {
+        let e = errors(&kafka(&format!(", max_bytes_per_partition: {text}")));
+        assert!(
+            e.contains("source.kafka.max_bytes_per_partition") && e.contains(message),
+            "{text}: {e}"
+        );
     }
 }

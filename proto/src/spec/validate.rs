@@ -56,6 +56,13 @@ pub mod limits {
     /// The value of one Kafka record (`max_value_bytes`): a larger one does
     /// not decode, and goes where the job's `on_error` sends bad records.
     pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+    /// The bytes one batch reads from one source partition, as decoded
+    /// records (`max_bytes_per_partition`): a stateless batch holds them
+    /// until its sink takes them.
+    pub const MAX_BYTES_PER_PARTITION: u64 = 64 << 30;
+    /// The bytes per batch and source partition when a source does not set
+    /// `max_bytes_per_partition`.
+    pub const DEFAULT_MAX_BYTES_PER_PARTITION: u64 = 1 << 30;
 }
 
 use limits::*;
@@ -134,7 +141,7 @@ fn convert(y: JobSpecYaml) -> Result<pb::JobSpec, SpecError> {
         None => DEFAULT_BATCH_INTERVAL_MS,
     };
     let source = match y.source {
-        SourceYaml::Generator(g) => pb::source::Kind::Generator(convert_generator(g)),
+        SourceYaml::Generator(g) => pb::source::Kind::Generator(convert_generator(g, &mut issues)),
         SourceYaml::Kafka(k) => pb::source::Kind::Kafka(convert_kafka_source(k, &mut issues)),
     };
     let mut pipeline = Vec::with_capacity(y.pipeline.len() + 1);
@@ -201,7 +208,32 @@ fn convert(y: JobSpecYaml) -> Result<pb::JobSpec, SpecError> {
     issues.finish(spec)
 }
 
-fn convert_generator(g: GeneratorYaml) -> pb::GeneratorSource {
+/// A `max_bytes_per_partition` as written (an integer or `512MiB`); 0,
+/// the default, when absent. Its limit is checked by [`validate`].
+fn convert_bytes_per_partition(
+    source: &str,
+    value: Option<serde_yaml_ng::Value>,
+    issues: &mut Issues,
+) -> u64 {
+    let Some(value) = value else { return 0 };
+    let path = format!("{source}.max_bytes_per_partition");
+    let parsed = yaml_scalar_text(&value)
+        .ok_or_else(|| "expected a size such as 64MiB or 1GiB".to_string())
+        .and_then(|t| super::parse_bytes(&t));
+    match parsed {
+        Ok(0) => {
+            issues.add(path, "must be at least 1 byte");
+            0
+        }
+        Ok(bytes) => bytes,
+        Err(message) => {
+            issues.add(path, message);
+            0
+        }
+    }
+}
+
+fn convert_generator(g: GeneratorYaml, issues: &mut Issues) -> pb::GeneratorSource {
     let rate = g.rate.unwrap_or(DEFAULT_GENERATOR_RATE);
     let default_event_rate = if rate == 0 {
         DEFAULT_EVENT_TIME_RATE
@@ -218,6 +250,11 @@ fn convert_generator(g: GeneratorYaml) -> pb::GeneratorSource {
         max_records_per_partition: g
             .max_records_per_partition
             .unwrap_or(DEFAULT_MAX_RECORDS_PER_PARTITION),
+        max_bytes_per_partition: convert_bytes_per_partition(
+            "source.generator",
+            g.max_bytes_per_partition,
+            issues,
+        ),
     }
 }
 
@@ -282,6 +319,7 @@ fn convert_kafka_source(k: KafkaSourceYaml, issues: &mut Issues) -> pb::KafkaSou
         schema,
         on_missing: on_missing as i32,
         properties: convert_properties(&format!("{p}.properties"), k.properties, issues),
+        max_bytes_per_partition: convert_bytes_per_partition(p, k.max_bytes_per_partition, issues),
     }
 }
 
@@ -656,6 +694,7 @@ fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
         );
     }
     check_records_per_partition(issues, p, k.max_records_per_partition);
+    check_bytes_per_partition(issues, p, k.max_bytes_per_partition);
     match k.start.as_ref().and_then(|s| s.kind.as_ref()) {
         None => issues.add(
             format!("{p}.start"),
@@ -774,6 +813,7 @@ fn validate_generator(g: &pb::GeneratorSource, issues: &mut Issues) {
         );
     }
     check_records_per_partition(issues, p, g.max_records_per_partition);
+    check_bytes_per_partition(issues, p, g.max_bytes_per_partition);
     if g.event_time_rate == 0 {
         issues.add(
             format!("{p}.event_time_rate"),
@@ -1039,6 +1079,37 @@ fn check_records_per_partition(issues: &mut Issues, source: &str, value: u64) {
                 "max_records_per_partition",
             ),
         );
+    }
+}
+
+/// The cap on the bytes one batch reads from one source partition (`0`
+/// is the default).
+fn check_bytes_per_partition(issues: &mut Issues, source: &str, value: u64) {
+    if value > MAX_BYTES_PER_PARTITION {
+        issues.add(
+            format!("{source}.max_bytes_per_partition"),
+            over_limit(
+                "bytes",
+                super::format_bytes(value),
+                super::format_bytes(MAX_BYTES_PER_PARTITION),
+                "max_bytes_per_partition",
+            ),
+        );
+    }
+}
+
+/// The bytes one batch may read from one partition of `source`: its
+/// `max_bytes_per_partition`, or [`DEFAULT_MAX_BYTES_PER_PARTITION`].
+pub fn bytes_per_partition(source: &pb::Source) -> u64 {
+    let set = match &source.kind {
+        Some(pb::source::Kind::Kafka(k)) => k.max_bytes_per_partition,
+        Some(pb::source::Kind::Generator(g)) => g.max_bytes_per_partition,
+        None => 0,
+    };
+    if set == 0 {
+        DEFAULT_MAX_BYTES_PER_PARTITION
+    } else {
+        set
     }
 }
 

@@ -67,6 +67,9 @@ pub struct KafkaSourceYaml {
     pub start: Option<KafkaStartYaml>,
     #[serde(default)]
     pub max_records_per_partition: Option<u64>,
+    /// A byte size: an integer or text such as `512MiB`.
+    #[serde(default)]
+    pub max_bytes_per_partition: Option<serde_yaml_ng::Value>,
     #[serde(default)]
     pub format: Option<KafkaFormatYaml>,
     /// `field: type`, in order (a mapping keeps the order written).
@@ -121,6 +124,9 @@ pub struct GeneratorYaml {
     pub seed: Option<u64>,
     #[serde(default)]
     pub max_records_per_partition: Option<u64>,
+    /// A byte size: an integer or text such as `512MiB`.
+    #[serde(default)]
+    pub max_bytes_per_partition: Option<serde_yaml_ng::Value>,
     #[serde(default)]
     pub event_time_rate: Option<u64>,
 }
