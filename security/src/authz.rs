@@ -232,6 +232,24 @@ impl Policy {
         }
     }
 
+    /// The caller of an HTTP request (metrics, the web UI) that needs
+    /// `role`: a token in `headers` or a client certificate with a role;
+    /// anyone on a plaintext server without a tokens file.
+    pub fn authorize_role(
+        &self,
+        role: Role,
+        what: &str,
+        headers: &http::HeaderMap,
+        peer: Option<&Peer>,
+    ) -> Result<Caller, Status> {
+        if !self.tls && self.tokens.is_none() {
+            return Ok(Caller::Open);
+        }
+        let caller = self.client(headers, peer.and_then(|p| p.identity.clone()))?;
+        caller.require(role, what)?;
+        Ok(caller)
+    }
+
     fn client(
         &self,
         headers: &http::HeaderMap,

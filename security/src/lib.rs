@@ -17,6 +17,6 @@ pub use authz::{audit, caller, AuthorizeLayer, Caller, Need, Policy};
 pub use client::Transport;
 pub use identity::Identity;
 pub use material::{Reloading, TlsError, TlsFiles};
-pub use server::{incoming, Peer};
+pub use server::{incoming, incoming_http, Conn, Peer};
 pub use settings::tls_files;
 pub use tokens::{Role, Tokens};

@@ -97,14 +97,19 @@ impl ClientCertVerifier for CurrentClientCa {
     }
 }
 
-/// The rustls configuration of a Weir server on `material`.
+/// The rustls configuration of a Weir gRPC server on `material`.
 pub fn server_config(material: Arc<Reloading>) -> Arc<ServerConfig> {
+    config_with_alpn(material, &[b"h2"])
+}
+
+/// A server configuration on `material` offering `alpn` protocols.
+fn config_with_alpn(material: Arc<Reloading>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("the ring provider supports the default TLS versions")
         .with_client_cert_verifier(Arc::new(CurrentClientCa(material.clone())))
         .with_cert_resolver(Arc::new(CurrentCert(material)));
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 
@@ -205,8 +210,24 @@ pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<Reloading>>,
 ) -> ReceiverStream<Result<Conn, io::Error>> {
+    accept(listener, tls.map(server_config))
+}
+
+/// Like [`incoming`] for an HTTP port (metrics, health, the web UI): TLS
+/// offers HTTP/2 and HTTP/1.1, for browsers and scrapers.
+pub fn incoming_http(
+    listener: TcpListener,
+    tls: Option<Arc<Reloading>>,
+) -> ReceiverStream<Result<Conn, io::Error>> {
+    accept(listener, tls.map(|m| config_with_alpn(m, &[b"h2", b"http/1.1"])))
+}
+
+fn accept(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+) -> ReceiverStream<Result<Conn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = tls.map(|m| tokio_rustls::TlsAcceptor::from(server_config(m)));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
