@@ -20,6 +20,8 @@ pub struct JobHealth {
     /// launch and commit: the batch's wall time minus its task work), in
     /// microseconds, oldest first.
     pub overheads_us: VecDeque<u64>,
+    /// Each state partition's size after the last batch run here.
+    pub state_sizes: Vec<weir_proto::pb::PartitionSize>,
 }
 
 /// Batches whose overhead [`JobHealth::overheads_us`] keeps.
@@ -95,6 +97,19 @@ impl JobHealthBoard {
             }
             h.overheads_us.push_back(timing.overhead_us);
         });
+    }
+
+    /// Records the size of `job`'s state partitions after a batch.
+    pub fn state_sizes(&self, job: &str, sizes: Vec<weir_proto::pb::PartitionSize>) {
+        self.update(job, |h| h.state_sizes = sizes);
+    }
+
+    /// Every job driven here, with its health.
+    pub fn all(&self) -> Vec<(String, JobHealth)> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = jobs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// The health of `job`, if it is driven here.

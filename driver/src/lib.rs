@@ -16,6 +16,7 @@ pub mod runner;
 pub mod server;
 pub mod service;
 pub mod submit;
+pub mod ui;
 pub mod upgrade;
 
 pub use batch::{BatchReport, DriverOptions, JobDriver, Outcome};

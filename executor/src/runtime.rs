@@ -598,9 +598,10 @@ impl JobRuntime {
         }
         let mut result = pb::StageBResult {
             partition: task.partition,
-            records_out: 0,
             durable_version: part.checkpoints.durable_version(),
-            work_us: 0,
+            state_keys: part.state.len() as u64,
+            state_bytes: part.state.memory_bytes(),
+            ..Default::default()
         };
         if task.replay && part.state.version >= task.batch_id {
             return Ok(result);
@@ -705,6 +706,9 @@ impl JobRuntime {
             checkpoints.prune(prunable).map_err(state_err)?;
         }
         part.state.version = task.batch_id;
+        result.checkpoint_us = (started.elapsed() - precommitted).as_micros() as u64;
+        result.state_keys = part.state.len() as u64;
+        result.state_bytes = part.state.memory_bytes();
         debug!(job = %name, batch_id = task.batch_id, partition = task.partition, apply_ms = applied.as_millis() as u64, pre_commit_ms = (precommitted - applied).as_millis() as u64, checkpoint_ms = (started.elapsed() - precommitted).as_millis() as u64, "stage b done");
         Ok(result)
     }

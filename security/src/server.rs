@@ -219,7 +219,10 @@ pub fn incoming_http(
     listener: TcpListener,
     tls: Option<Arc<Reloading>>,
 ) -> ReceiverStream<Result<Conn, io::Error>> {
-    accept(listener, tls.map(|m| config_with_alpn(m, &[b"h2", b"http/1.1"])))
+    accept(
+        listener,
+        tls.map(|m| config_with_alpn(m, &[b"h2", b"http/1.1"])),
+    )
 }
 
 fn accept(

@@ -110,6 +110,9 @@ mod tests {
         assert!(set_cookie(None, false).contains("Max-Age=0"));
         assert!(cookie_safe("abc-DEF_123"));
         assert!(!cookie_safe("a;b") && !cookie_safe("") && !cookie_safe("a b"));
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

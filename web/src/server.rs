@@ -88,7 +88,10 @@ pub async fn serve(
             },
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            warn!(max = MAX_CONNECTIONS, "HTTP connection refused: too many open");
+            warn!(
+                max = MAX_CONNECTIONS,
+                "HTTP connection refused: too many open"
+            );
             continue;
         };
         let routes = Routes {
@@ -136,8 +139,14 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
     if let Ok(v) = HeaderValue::from_str(content_type) {
         h.insert(header::CONTENT_TYPE, v);
     }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
@@ -167,17 +176,20 @@ impl Routes {
                 let site = self.site.clone();
                 match tokio::task::spawn_blocking(move || site.ready()).await {
                     Ok(Ok(())) => text(StatusCode::OK, "ready\n"),
-                    Ok(Err(why)) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+                    Ok(Err(why)) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    ),
                     Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
                 }
             }
-            (&Method::GET, "/login") => respond(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                login::page(""),
-            ),
+            (&Method::GET, "/login") => {
+                respond(StatusCode::OK, "text/html; charset=utf-8", login::page(""))
+            }
             (&Method::POST, "/login") => self.login(request).await,
-            (&Method::POST, "/logout") => redirect("/login", Some(login::set_cookie(None, self.secure))),
+            (&Method::POST, "/logout") => {
+                redirect("/login", Some(login::set_cookie(None, self.secure)))
+            }
             (&Method::GET | &Method::HEAD, _) => self.viewer(request, path).await,
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         }
@@ -187,28 +199,29 @@ impl Routes {
     async fn viewer(&self, request: Request<Incoming>, path: String) -> Response<Body> {
         let headers = login::with_cookie_token(request.headers());
         let api = path == "/metrics" || path.starts_with("/api/");
-        let caller = match self
-            .policy
-            .authorize_role(Role::Viewer, &path, &headers, Some(&self.peer))
-        {
-            Ok(caller) => caller,
-            Err(status) => {
-                let code = if status.code() == tonic::Code::Unauthenticated {
-                    StatusCode::UNAUTHORIZED
-                } else {
-                    StatusCode::FORBIDDEN
-                };
-                if !api && code == StatusCode::UNAUTHORIZED {
-                    return redirect("/login", None);
+        let caller =
+            match self
+                .policy
+                .authorize_role(Role::Viewer, &path, &headers, Some(&self.peer))
+            {
+                Ok(caller) => caller,
+                Err(status) => {
+                    let code = if status.code() == tonic::Code::Unauthenticated {
+                        StatusCode::UNAUTHORIZED
+                    } else {
+                        StatusCode::FORBIDDEN
+                    };
+                    if !api && code == StatusCode::UNAUTHORIZED {
+                        return redirect("/login", None);
+                    }
+                    let mut r = text(code, format!("{}\n", status.message()));
+                    if code == StatusCode::UNAUTHORIZED {
+                        r.headers_mut()
+                            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    }
+                    return r;
                 }
-                let mut r = text(code, format!("{}\n", status.message()));
-                if code == StatusCode::UNAUTHORIZED {
-                    r.headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                }
-                return r;
-            }
-        };
+            };
         let site = self.site.clone();
         if path == "/metrics" {
             return match tokio::task::spawn_blocking(move || site.metrics()).await {
@@ -238,7 +251,10 @@ impl Routes {
 
     /// `POST /login`: checks the form's token, keeps it in the cookie.
     async fn login(&self, request: Request<Incoming>) -> Response<Body> {
-        let form = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+        let form = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
             Ok(body) => body.to_bytes(),
             Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large\n"),
         };

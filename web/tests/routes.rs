@@ -20,13 +20,8 @@ impl Site for TestSite {
         Err("still catching up".into())
     }
     fn page(&self, request: &PageRequest) -> Option<Page> {
-        (request.path == "/hello").then(|| {
-            Page::html(format!(
-                "hello {} {:?}",
-                request.caller,
-                request.param("x")
-            ))
-        })
+        (request.path == "/hello")
+            .then(|| Page::html(format!("hello {} {:?}", request.caller, request.param("x"))))
     }
 }
 
@@ -116,10 +111,17 @@ async fn routes_check_roles_and_bounds() {
         r.contains("set-cookie: weir_token=view-token; Path=/; HttpOnly; SameSite=Strict"),
         "{r}"
     );
-    let r = send(a, get("/hello?x=a%20b", "Cookie: weir_token=view-token\r\n")).await;
+    let r = send(
+        a,
+        get("/hello?x=a%20b", "Cookie: weir_token=view-token\r\n"),
+    )
+    .await;
     assert_eq!(status(&r), 200, "{r}");
     assert!(r.contains("hello alice Some(\"a b\")"), "{r}");
-    assert!(r.contains("content-security-policy: default-src 'self'"), "{r}");
+    assert!(
+        r.contains("content-security-policy: default-src 'self'"),
+        "{r}"
+    );
     let r = send(a, get("/nothing", "Cookie: weir_token=view-token\r\n")).await;
     assert_eq!(status(&r), 404, "{r}");
 
@@ -134,7 +136,11 @@ async fn routes_check_roles_and_bounds() {
     )
     .await;
     assert_eq!(status(&r), 413, "{r}");
-    let r = send(a, get("/metrics", &format!("X-Big: {}\r\n", "y".repeat(70_000)))).await;
+    let r = send(
+        a,
+        get("/metrics", &format!("X-Big: {}\r\n", "y".repeat(70_000))),
+    )
+    .await;
     assert!(r.is_empty() || status(&r) == 431, "{r}");
     let r = send(
         a,

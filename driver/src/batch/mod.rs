@@ -356,7 +356,7 @@ impl JobDriver {
         if let Some(pending) = &progress.pending {
             if let Some(commit) = &pending.committing {
                 info!(job = %self.name(), batch_id = commit.batch_id, "finishing the commit of a batch decided before the restart");
-                self.finish_commit(commit, shutdown)?;
+                self.finish_commit(commit, shutdown, None)?;
             }
         }
         self.attempt(Phase::RestoreState, 0, shutdown, &mut || {
@@ -439,12 +439,10 @@ impl JobDriver {
         self.stage_b(plan, replay, a)
     }
 
-    /// Stage A of a batch: its results, in source-range order.
-    fn stage_a(
-        &self,
-        plan: &pb::BatchPlan,
-        replay: bool,
-    ) -> Result<Vec<pb::StageAResult>, TaskFailure> {
+    /// Stage A of a batch: its results, in source-range order, and how
+    /// long it took.
+    fn stage_a(&self, plan: &pb::BatchPlan, replay: bool) -> Result<StageA, TaskFailure> {
+        let started = Instant::now();
         let a_tasks = active_ranges(plan)
             .map(|r| pb::StageATask {
                 job: self.name().to_string(),
@@ -454,7 +452,11 @@ impl JobDriver {
                 replay,
             })
             .collect();
-        self.runner.stage_a(a_tasks)
+        let results = self.runner.stage_a(a_tasks)?;
+        Ok(StageA {
+            results,
+            took: started.elapsed(),
+        })
     }
 
     /// The commit record of a batch from its stage-A results `a`, after
@@ -463,15 +465,22 @@ impl JobDriver {
         &self,
         plan: &pb::BatchPlan,
         replay: bool,
-        a: Vec<pb::StageAResult>,
+        a: StageA,
     ) -> Result<(pb::BatchCommit, u64), TaskFailure> {
         let job = self.name().to_string();
+        let started = Instant::now();
+        let StageA { results: a, took } = a;
         let mut work_us = a.iter().map(|r| r.work_us).max().unwrap_or(0);
         let mut commit = pb::BatchCommit {
             job: job.clone(),
             batch_id: plan.batch_id,
             max_event_time_ms: i64::MIN,
             records_lost: plan.lost.iter().map(|r| r.end - r.start).sum(),
+            times: Some(pb::BatchTimes {
+                stage_a_us: took.as_micros() as u64,
+                ranges: a.len() as u32,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         for r in &a {
@@ -499,6 +508,24 @@ impl JobDriver {
             b.sort_by_key(|r| r.partition);
             commit.records_out += b.iter().map(|r| r.records_out).sum::<u64>();
             commit.durable_versions = b.iter().map(|r| r.durable_version).collect();
+            if let Some(t) = commit.times.as_mut() {
+                t.stage_b_us = started.elapsed().as_micros() as u64;
+                t.shuffle_us = b.iter().map(|r| r.fetch_us).max().unwrap_or(0);
+                t.checkpoint_us = b.iter().map(|r| r.checkpoint_us).max().unwrap_or(0);
+            }
+            if !replay {
+                self.options.health.state_sizes(
+                    self.name(),
+                    b.iter()
+                        .map(|r| pb::PartitionSize {
+                            partition: r.partition,
+                            keys: r.state_keys,
+                            bytes: r.state_bytes,
+                            durable_version: r.durable_version,
+                        })
+                        .collect(),
+                );
+            }
         }
         Ok((commit, work_us))
     }
@@ -552,17 +579,24 @@ impl JobDriver {
         });
         commit.committed_at_ms = now_ms();
         commit.duration_ms = started.elapsed().as_millis() as u64;
+        let plan_us = started.duration_since(planned_at).as_micros() as u64;
+        if let Some(t) = commit.times.as_mut() {
+            t.plan_us = plan_us;
+            t.scheduling_delay_us = scheduling_delay.as_micros() as u64;
+            t.planned_at_ms = now_ms() - planned_at.elapsed().as_millis() as i64;
+        }
         let stages_done = started.elapsed();
+        let deciding = Instant::now();
         failpoint::hit("before-committing");
         self.meta.apply(command::committing(commit.clone()))?;
         failpoint::hit("after-committing");
         let decided = started.elapsed();
-        self.finish_commit(&commit, shutdown)?;
+        self.finish_commit(&commit, shutdown, Some(deciding))?;
         let wall = planned_at.elapsed();
         debug!(
             job = %self.name(),
             batch_id = plan.batch_id,
-            plan_us = started.duration_since(planned_at).as_micros() as u64,
+            plan_us,
             stages_us = stages_done.as_micros() as u64,
             work_us,
             decide_us = (decided - stages_done).as_micros() as u64,
@@ -587,10 +621,13 @@ impl JobDriver {
 
     /// Publishes a decided batch's output and records it as committed.
     /// Retries until it succeeds: the decision cannot be taken back.
+    /// `deciding` is when deciding the commit started (the commit phase is
+    /// measured from there); `None` when it was decided before a restart.
     fn finish_commit(
         &self,
         commit: &pb::BatchCommit,
         shutdown: &AtomicBool,
+        deciding: Option<Instant>,
     ) -> Result<(), DriverError> {
         let partitions: Vec<u32> = if self.stateful() {
             (0..self.spec().state_partitions).collect()
@@ -619,8 +656,12 @@ impl JobDriver {
         // restart that does not find it finishes the commit again (sink
         // commits are idempotent). The next metadata call waits for it, and
         // the next plan enters the log after it.
-        self.meta
-            .submit(command::committed(self.name(), commit.batch_id))?;
+        let commit_us = deciding.map_or(0, |d| d.elapsed().as_micros() as u64);
+        self.meta.submit(command::committed_after(
+            self.name(),
+            commit.batch_id,
+            commit_us,
+        ))?;
         // The record may still be on its way to the log's quorum (also in
         // `weir local`, a single-replica group).
         failpoint::hit("after-committed");
@@ -716,6 +757,12 @@ impl JobDriver {
             failure,
         }
     }
+}
+
+/// Stage A's results, in source-range order, and its wall time.
+struct StageA {
+    results: Vec<pb::StageAResult>,
+    took: Duration,
 }
 
 /// Sleeps until `deadline` in short steps; false if shutdown was requested.

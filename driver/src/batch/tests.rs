@@ -184,7 +184,7 @@ impl TaskRunner for Scripted {
                 partition: t.partition,
                 records_out: 1,
                 durable_version: t.batch_id,
-                work_us: 0,
+                ..Default::default()
             });
             // A failed stage B applied the batch to its first partition.
             if fault.is_some() {

@@ -146,9 +146,15 @@ pub mod command {
 
     /// A batch's sinks are committed.
     pub fn committed(job: &str, batch_id: u64) -> pb::MetaCommand {
+        committed_after(job, batch_id, 0)
+    }
+
+    /// `committed`, with how long publishing the output took.
+    pub fn committed_after(job: &str, batch_id: u64, commit_us: u64) -> pb::MetaCommand {
         wrap(Kind::BatchCommitted(pb::BatchRef {
             job: job.to_string(),
             batch_id,
+            commit_us,
         }))
     }
 }

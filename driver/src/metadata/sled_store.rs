@@ -199,9 +199,12 @@ impl SledMetadata {
                 let pending = progress
                     .pending
                     .ok_or_else(|| MetaError::Rejected("nothing pending".into()))?;
-                let commit = pending
+                let mut commit = pending
                     .committing
                     .ok_or_else(|| MetaError::Rejected("no decision".into()))?;
+                if let Some(times) = commit.times.as_mut() {
+                    times.commit_us += r.commit_us;
+                }
                 batch.insert(key("last_plan", job), pending.plan.encode_to_vec());
                 batch.insert(key("last_commit", job), commit.encode_to_vec());
                 batch.insert(commit_key(job, r.batch_id), commit.encode_to_vec());

@@ -246,6 +246,14 @@ impl ClientService {
                 .last_plan
                 .as_ref()
                 .map_or(i64::MIN, |p| p.watermark_ms),
+            state_keys: live
+                .as_ref()
+                .map_or(0, |h| h.state_sizes.iter().map(|s| s.keys).sum()),
+            state_bytes: live
+                .as_ref()
+                .map_or(0, |h| h.state_sizes.iter().map(|s| s.bytes).sum()),
+            state_sizes: live.map(|h| h.state_sizes).unwrap_or_default(),
+            ..Default::default()
         })
     }
 

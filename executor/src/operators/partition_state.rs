@@ -84,6 +84,22 @@ impl PartitionState {
         self.index.is_empty()
     }
 
+    /// Bytes of memory the state's arena holds: keys (their inline part),
+    /// accumulator slots, flags, the hash index and the change lists. Key
+    /// text too long to be inline is not counted.
+    pub fn memory_bytes(&self) -> u64 {
+        let key = std::mem::size_of::<StateKey>();
+        let index = std::mem::size_of::<u32>();
+        (self.keys.len() * key
+            + self.slots.capacity() * 8
+            + self.flags.capacity()
+            // hashbrown: one control byte per bucket besides the value.
+            + self.index.capacity() * (index + 1)
+            + self.free.capacity() * index
+            + self.removed.capacity() * key
+            + (self.dirty.capacity() + self.changed.capacity()) * index) as u64
+    }
+
     fn hash(&self, key: &StateKey) -> u64 {
         self.hasher.hash_one(key)
     }

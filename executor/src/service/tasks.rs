@@ -302,12 +302,14 @@ impl ExecutorService for TaskService {
         let started = std::time::Instant::now();
         // Fetch in async code, then hand every block to the sync runtime.
         let blocks = self.fetch_blocks(&task, &r.locations).await?;
+        let fetch_us = started.elapsed().as_micros() as u64;
         debug!(job = %task.job, batch_id = task.batch_id, partition = task.partition, fetched = blocks.len(), "shuffle blocks fetched");
         let tenure = self.tenure(r.epoch);
         self.run(r.epoch, "stage b", move |ex| {
             ex.stage_b_with_blocks(&task, &blocks, tenure)
                 .map(|mut result| {
                     result.work_us = started.elapsed().as_micros() as u64;
+                    result.fetch_us = fetch_us;
                     result
                 })
         })
