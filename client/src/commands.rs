@@ -49,7 +49,43 @@ pub fn status_json(s: &pb::JobStatus) -> Value {
             "address": p.address,
             "epoch": p.epoch,
         })).collect::<Vec<_>>(),
+        "lag": if s.lag_listed_at_ms == 0 { Value::Null } else { json!({
+            "records": s.lag_records,
+            "listed_at_ms": s.lag_listed_at_ms,
+            "partitions": s.lag.iter().map(|l| json!({
+                "partition": l.partition,
+                "committed": l.committed,
+                "available": l.available,
+                "lag": l.lag,
+            })).collect::<Vec<_>>(),
+        }) },
+        "state_size": if s.state_sizes.is_empty() { Value::Null } else { json!({
+            "keys": s.state_keys,
+            "bytes": s.state_bytes,
+            "partitions": s.state_sizes.iter().map(|p| json!({
+                "partition": p.partition,
+                "keys": p.keys,
+                "bytes": p.bytes,
+                "durable_version": p.durable_version,
+            })).collect::<Vec<_>>(),
+        }) },
     })
+}
+
+/// `bytes` the way people read them: `812 B`, `3.4 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// The lines under a job's status line: health, batch timing and where
@@ -80,19 +116,47 @@ fn status_details(s: &pb::JobStatus) -> Vec<String> {
             s.overhead_batches
         ));
     }
+    if s.lag_listed_at_ms != 0 {
+        let busiest = s.lag.iter().max_by_key(|l| l.lag);
+        lines.push(format!(
+            "lag: {} records behind the source over {} partitions{}",
+            s.lag_records,
+            s.lag.len(),
+            busiest
+                .filter(|l| l.lag > 0)
+                .map(|l| format!(" (most: partition {}, {})", l.partition, l.lag))
+                .unwrap_or_default()
+        ));
+    }
+    if !s.state_sizes.is_empty() {
+        lines.push(format!(
+            "state: {} keys, {} in {} partitions",
+            s.state_keys,
+            human_bytes(s.state_bytes),
+            s.state_sizes.len()
+        ));
+    }
     if !s.partitions.is_empty() {
         let mut t = Table::new(&[
             ("PARTITION", Align::Right),
             ("EXECUTOR", Align::Left),
             ("ADDRESS", Align::Left),
             ("EPOCH", Align::Right),
+            ("KEYS", Align::Right),
+            ("BYTES", Align::Right),
+            ("CHECKPOINT", Align::Right),
         ]);
         for p in &s.partitions {
+            let size = s.state_sizes.iter().find(|z| z.partition == p.partition);
+            let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
             t.row(vec![
                 p.partition.to_string(),
                 p.executor_id.clone(),
                 p.address.clone(),
                 p.epoch.to_string(),
+                or_dash(size.map(|z| z.keys.to_string())),
+                or_dash(size.map(|z| human_bytes(z.bytes))),
+                or_dash(size.map(|z| z.durable_version.to_string())),
             ]);
         }
         lines.extend(t.lines());
@@ -111,6 +175,7 @@ fn jobs_table(jobs: &[pb::JobStatus]) -> Table {
         ("RECORDS OUT", Align::Right),
         ("SKIPPED", Align::Right),
         ("LATE", Align::Right),
+        ("LAG", Align::Right),
     ]);
     for s in jobs {
         let totals = s.totals.unwrap_or_default();
@@ -128,6 +193,11 @@ fn jobs_table(jobs: &[pb::JobStatus]) -> Table {
             totals.records_out.to_string(),
             totals.records_skipped.to_string(),
             totals.records_late.to_string(),
+            if s.lag_listed_at_ms == 0 {
+                "-".into()
+            } else {
+                s.lag_records.to_string()
+            },
         ]);
     }
     t

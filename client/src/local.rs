@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
-use weir_driver::cluster::{check_data_dir, RaftMetadata, Replica};
+use weir_driver::cluster::{check_data_dir, RaftMetadata, Replica, ReplicaHandle};
 use weir_driver::config::DriverConfig;
+use weir_driver::http::DriverSite;
+use weir_driver::lag::{run_poller, LagBoard};
+use weir_driver::metrics::DriverSources;
 use weir_driver::{
     submit_with, BatchReport, DriverOptions, JobDriver, Outcome, SubmitOptions, TaskFailure,
     TaskRunner,
@@ -46,6 +49,44 @@ pub struct LocalOptions {
     pub submit: SubmitOptions,
     /// The snapshot and retention policy of the job's state checkpoints.
     pub checkpoints: PartitionOptions,
+    /// The web UI and metrics port.
+    pub http: HttpPort,
+}
+
+/// Where `weir local` serves its web UI and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HttpPort {
+    /// Nowhere.
+    #[default]
+    Off,
+    /// On 127.0.0.1:4040, or the next free port (up to 4071).
+    Default,
+    /// At this address, which must be free.
+    At(String),
+}
+
+/// The first port `weir local` tries, like Spark's UI.
+pub const DEFAULT_HTTP_PORT: u16 = 4040;
+/// Ports tried after it.
+const HTTP_PORT_TRIES: u16 = 32;
+
+/// Binds the HTTP port `http` asks for.
+async fn bind_http(http: &HttpPort) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    match http {
+        HttpPort::Off => Ok(None),
+        HttpPort::At(address) => Ok(Some(weir_web::bind(address).await?)),
+        HttpPort::Default => {
+            for port in DEFAULT_HTTP_PORT..DEFAULT_HTTP_PORT + HTTP_PORT_TRIES {
+                if let Ok(l) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                    return Ok(Some(l));
+                }
+            }
+            anyhow::bail!(
+                "ports {DEFAULT_HTTP_PORT}-{} on 127.0.0.1 are all taken: pass --http-listen ADDR or --no-http",
+                DEFAULT_HTTP_PORT + HTTP_PORT_TRIES - 1
+            )
+        }
+    }
 }
 
 /// [`run_job`] with upgrade options and a checkpoint policy.
@@ -64,7 +105,11 @@ pub fn run_job_with(
             dirs.state.display()
         )
     })?;
-    with_local_meta(root, |meta| {
+    with_local_replica(root, |replica, runtime| {
+        let mut options = options;
+        options.metrics.proposal = replica.proposals();
+        let meta = Arc::new(RaftMetadata::new(replica.clone()));
+        let _http = serve_http(&local.http, &replica, runtime, &options)?;
         let name = spec.name.clone();
         let submitted = submit_with(meta.as_ref(), spec, &local.submit)?;
         let record = &submitted.record;
@@ -93,6 +138,75 @@ pub fn with_local_meta<T>(
     root: &Path,
     f: impl FnOnce(Arc<RaftMetadata>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    with_local_replica(root, |replica, _| f(Arc::new(RaftMetadata::new(replica))))
+}
+
+/// The HTTP port of a running `weir local` and its lag poller; both stop
+/// when it is dropped.
+struct LocalHttp {
+    server: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for LocalHttp {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Serves the web UI and metrics of the job `options` drives, as `http`
+/// asks, and prints where.
+fn serve_http(
+    http: &HttpPort,
+    replica: &ReplicaHandle,
+    runtime: &tokio::runtime::Runtime,
+    options: &DriverOptions,
+) -> anyhow::Result<Option<LocalHttp>> {
+    let Some(listener) = runtime.block_on(bind_http(http))? else {
+        return Ok(None);
+    };
+    let url = format!("http://{}", listener.local_addr()?);
+    let lag = LagBoard::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (replica, lag, stop) = (replica.clone(), lag.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("lag".into())
+            .spawn(move || run_poller(replica, lag, stop))?;
+    }
+    let site = DriverSite::new(
+        DriverSources {
+            replica: replica.clone(),
+            health: options.health.clone(),
+            lag,
+            executors: None,
+        },
+        &options.metrics,
+        None,
+    );
+    // Plaintext on the loopback, like the rest of `weir local`.
+    let policy = Arc::new(weir_security::Policy {
+        tls: false,
+        tokens: None,
+    });
+    let server = runtime.spawn(weir_web::serve(
+        listener,
+        None,
+        policy,
+        Arc::new(site),
+        std::future::pending(),
+    ));
+    tracing::info!(%url, "web UI and metrics at {url} (/metrics)");
+    Ok(Some(LocalHttp { server, stop }))
+}
+
+/// Opens the metadata replica of a `weir local` directory and runs `f` on
+/// it and the runtime it uses.
+fn with_local_replica<T>(
+    root: &Path,
+    f: impl FnOnce(ReplicaHandle, &tokio::runtime::Runtime) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let dirs = LocalDirs::under(root);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -113,7 +227,7 @@ pub fn with_local_meta<T>(
         "the local metadata replica did not become leader; is another weir process using {}?",
         dirs.meta.display()
     );
-    f(Arc::new(RaftMetadata::new(replica)))
+    f(replica, &runtime)
 }
 
 /// Runs tasks on an in-process executor, spreading independent tasks over

@@ -90,6 +90,14 @@ enum Command {
             value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RETAIN_SNAPSHOTS))
         )]
         state_retain_snapshots: u32,
+        /// Address of the web UI and /metrics. The default, 127.0.0.1:4040,
+        /// moves to the next free port when taken; an address given here
+        /// must be free.
+        #[arg(long, env = "WEIR_HTTP_LISTEN")]
+        http_listen: Option<String>,
+        /// Serve no web UI or metrics.
+        #[arg(long, conflicts_with = "http_listen")]
+        no_http: bool,
         #[command(flatten)]
         upgrade: UpgradeArgs,
     },
@@ -326,6 +334,8 @@ fn run(command: Command, flags: context::Flags, out: Output) -> anyhow::Result<E
             exit_when_idle,
             state_snapshot_every,
             state_retain_snapshots,
+            http_listen,
+            no_http,
             upgrade,
         } => {
             // The job's executor runs in this process.
@@ -335,7 +345,17 @@ fn run(command: Command, flags: context::Flags, out: Output) -> anyhow::Result<E
                 snapshot_every: state_snapshot_every,
                 retain_snapshots: state_retain_snapshots,
             };
-            run_local(&spec, state_dir, exit_when_idle, checkpoints, &upgrade, out)
+            let http = match (no_http, http_listen) {
+                (true, _) => local::HttpPort::Off,
+                (false, Some(address)) => local::HttpPort::At(address),
+                (false, None) => local::HttpPort::Default,
+            };
+            let options = LocalRun {
+                exit_when_idle,
+                checkpoints,
+                http,
+            };
+            run_local(&spec, state_dir, options, &upgrade, out)
         }
         Command::Diff {
             spec,
@@ -574,14 +594,25 @@ fn check_plan(spec: &pb::JobSpec) -> anyhow::Result<()> {
     })
 }
 
+/// How `weir local` runs, beside its spec and state directory.
+struct LocalRun {
+    exit_when_idle: bool,
+    checkpoints: PartitionOptions,
+    http: local::HttpPort,
+}
+
 fn run_local(
     spec_path: &Path,
     state_dir: Option<PathBuf>,
-    exit_when_idle: bool,
-    checkpoints: PartitionOptions,
+    run: LocalRun,
     upgrade: &UpgradeArgs,
     out: Output,
 ) -> anyhow::Result<ExitCode> {
+    let LocalRun {
+        exit_when_idle,
+        checkpoints,
+        http,
+    } = run;
     let submit_options = upgrade.options(false)?;
     let spec = load_spec(spec_path)?;
     let custom = spec::custom_operators(&spec);
@@ -608,6 +639,7 @@ fn run_local(
     let local = local::LocalOptions {
         submit: submit_options,
         checkpoints,
+        http,
     };
     let outcome = local::run_job_with(spec, &root, &local, options, &shutdown, &mut |r| {
         line.batch(r)

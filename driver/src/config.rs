@@ -69,6 +69,10 @@ pub struct DriverArgs {
     /// Clients' tokens and roles: a YAML list of { name, role, sha256 }.
     #[arg(long, env = "WEIR_TOKENS")]
     pub tokens: Option<PathBuf>,
+    /// Address of the HTTP port (metrics, health, web UI), host:port; none
+    /// when unset.
+    #[arg(long, env = "WEIR_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
 }
 
 /// The same settings in a config file.
@@ -93,6 +97,7 @@ pub struct DriverFile {
     tls_ca: Option<PathBuf>,
     insecure: Option<bool>,
     tokens: Option<PathBuf>,
+    http_listen: Option<String>,
 }
 
 /// Validated driver settings.
@@ -128,6 +133,8 @@ pub struct DriverConfig {
     pub tls: Option<weir_security::TlsFiles>,
     /// The tokens file, if any.
     pub tokens: Option<PathBuf>,
+    /// The HTTP port's address, if any.
+    pub http_listen: Option<String>,
 }
 
 /// A setting that is missing or wrong.
@@ -192,6 +199,7 @@ impl DriverConfig {
             log_format: "human".to_string(),
             tls: None,
             tokens: None,
+            http_listen: None,
         }
     }
 
@@ -279,6 +287,7 @@ impl DriverConfig {
             )
             .map_err(|e| err(e.setting, e.message))?,
             tokens: args.tokens.or(file.tokens),
+            http_listen: args.http_listen.or(file.http_listen),
             ..d
         };
         config.validate()?;

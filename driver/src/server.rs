@@ -7,15 +7,20 @@
 //! drivers inside the test process on port 0; the `weir-driver` binary
 //! calls it too.
 
+use crate::batch::DriverOptions;
 use crate::cluster::{check_data_dir, Replica, Supervisor, TermEpochs};
 use crate::config::DriverConfig;
 use crate::executors::{
     ControlService, ExecutorRegistry, LeaderState, RegistryOptions, RemoteOptions, RemoteRunner,
 };
+use crate::http::DriverSite;
 use crate::job_health::JobHealthBoard;
+use crate::lag::{run_poller, LagBoard};
+use crate::metrics::{DriverMetrics, DriverSources};
 use crate::service::raft::MAX_BATCH_BYTES;
 use crate::service::{ClientService, LeaderExecutors, RaftService};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -55,6 +60,12 @@ pub enum ServerError {
     /// The tokens file cannot be used.
     #[error(transparent)]
     Tokens(#[from] weir_security::tokens::TokensError),
+    /// The HTTP port cannot be opened.
+    #[error(transparent)]
+    Http(#[from] weir_web::HttpError),
+    /// A thread could not be started.
+    #[error("cannot start the lag poller: {0}")]
+    Poller(#[source] std::io::Error),
 }
 
 /// Runs a driver replica on `listener` until `shutdown` completes: starts
@@ -122,15 +133,67 @@ pub async fn run(
         },
     ));
     let jobs_health = JobHealthBoard::default();
-    let supervisor = Supervisor::new(replica.clone(), runner.clone(), jobs_health.clone());
+    let lag = LagBoard::default();
+    let metrics = DriverMetrics {
+        proposal: replica.proposals(),
+        ..DriverMetrics::default()
+    };
+    let http = match &config.http_listen {
+        Some(address) => Some(weir_web::bind(address).await?),
+        None => None,
+    };
+    let supervisor = Supervisor::new(
+        replica.clone(),
+        runner.clone(),
+        DriverOptions {
+            health: jobs_health.clone(),
+            metrics: metrics.clone(),
+            ..DriverOptions::default()
+        },
+    );
     supervisor.start().map_err(ServerError::Supervisor)?;
+    let stop_poller = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (replica, lag, stop) = (replica.clone(), lag.clone(), stop_poller.clone());
+        std::thread::Builder::new()
+            .name("lag".into())
+            .spawn(move || run_poller(replica, lag, stop))
+            .map_err(ServerError::Poller)?
+    };
 
     let view = Arc::new(LeaderExecutors {
         registry: registry.clone(),
         runner,
         replica: replica.clone(),
     });
-    let client = ClientService::new(replica.clone(), Some(view), jobs_health, transport);
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let http = http.map(|listener| {
+        let site = DriverSite::new(
+            DriverSources {
+                replica: replica.clone(),
+                health: jobs_health.clone(),
+                lag: lag.clone(),
+                executors: Some(registry.clone()),
+            },
+            &metrics,
+            Some(view.clone()),
+        );
+        tokio::spawn(weir_web::serve(
+            listener,
+            material.clone(),
+            policy.clone(),
+            Arc::new(site),
+            wait(stopped.clone()),
+        ))
+    });
+    let client = ClientService::new(replica.clone(), Some(view), (jobs_health, lag), transport);
     let control = ControlService::new(registry, leader);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -150,15 +213,21 @@ pub async fn run(
                 .max_encoding_message_size(wire::MAX_CLIENT_MESSAGE_BYTES),
         )
         .add_service(control.into_server())
-        .serve_with_incoming_shutdown(weir_security::incoming(listener, material), shutdown)
+        .serve_with_incoming_shutdown(weir_security::incoming(listener, material), wait(stopped))
         .await;
     info!("shutting down: stopping job drivers after their current batch");
     reaper.abort();
     let _ = reaper.await;
+    if let Some(http) = http {
+        http.abort();
+        let _ = http.await;
+    }
+    stop_poller.store(true, Ordering::SeqCst);
     // Waiting for the job, supervisor and replica threads blocks; keep it
     // off the runtime's workers.
     let _ = tokio::task::spawn_blocking(move || {
         supervisor.shutdown(SHUTDOWN_WAIT);
+        let _ = poller.join();
         replica.stop();
     })
     .await;

@@ -64,6 +64,10 @@ pub struct Config {
     /// Serve and dial plaintext without authentication (tests and
     /// development only).
     pub insecure: bool,
+    /// Address of the HTTP port (`/metrics`, `/healthz`, `/readyz`), if any.
+    pub http_listen: Option<String>,
+    /// Clients' tokens and roles for the HTTP port (the drivers' file).
+    pub tokens: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -83,6 +87,8 @@ impl Default for Config {
             tls_key: None,
             tls_ca: None,
             insecure: false,
+            http_listen: None,
+            tokens: None,
         }
     }
 }
@@ -150,6 +156,10 @@ pub struct FileConfig {
     pub tls_ca: Option<PathBuf>,
     /// See [`Config::insecure`].
     pub insecure: Option<bool>,
+    /// See [`Config::http_listen`].
+    pub http_listen: Option<String>,
+    /// See [`Config::tokens`].
+    pub tokens: Option<PathBuf>,
 }
 
 /// Command line of `weir-executor`; every flag also reads a `WEIR_*`
@@ -209,6 +219,12 @@ pub struct Args {
     /// Serve and dial plaintext without authentication (tests and development only).
     #[arg(long, env = "WEIR_INSECURE")]
     pub insecure: bool,
+    /// Address of the HTTP port (metrics, health), host:port; none when unset.
+    #[arg(long, env = "WEIR_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Clients' tokens and roles, for the HTTP port (the drivers' tokens file).
+    #[arg(long, env = "WEIR_TOKENS")]
+    pub tokens: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -308,6 +324,12 @@ impl Config {
                 if let Some(v) = src.tls_ca {
                     c.tls_ca = Some(v);
                 }
+                if let Some(v) = src.http_listen {
+                    c.http_listen = Some(v);
+                }
+                if let Some(v) = src.tokens {
+                    c.tokens = Some(v);
+                }
             };
         }
         c.insecure = file.insecure.unwrap_or(false) || args.insecure;
@@ -330,6 +352,11 @@ impl Config {
         self.tls_files()?;
         if !is_host_port(&self.listen) {
             return invalid("listen", "must be host:port");
+        }
+        if let Some(a) = &self.http_listen {
+            if !is_host_port(a) {
+                return invalid("http_listen", "must be host:port");
+            }
         }
         if let Some(a) = &self.advertise {
             if !is_host_port(a) || a.ends_with(":0") {

@@ -4,6 +4,7 @@
 
 use crate::custom::OperatorRegistry;
 use crate::error::ExecError;
+use crate::metrics::CheckpointMetrics;
 use crate::operators::aggregate::{PreAggregator, ShuffleBlock};
 use crate::operators::partition_state::{PartitionState, StateRestorer};
 use crate::operators::stateless::StatelessOp;
@@ -32,6 +33,8 @@ pub struct ExecutorConfig {
     pub writer_threads: usize,
     /// The custom operators jobs may use (none in the stock executor).
     pub operators: OperatorRegistry,
+    /// Where checkpoint writes are counted.
+    pub checkpoint_metrics: CheckpointMetrics,
 }
 
 impl Default for ExecutorConfig {
@@ -42,6 +45,7 @@ impl Default for ExecutorConfig {
             checkpoints: PartitionOptions::default(),
             writer_threads: default_writer_threads(),
             operators: OperatorRegistry::default(),
+            checkpoint_metrics: CheckpointMetrics::default(),
         }
     }
 }
@@ -108,7 +112,10 @@ impl Executor {
     /// An executor persisting state to `backend`.
     pub fn new(config: ExecutorConfig, backend: Arc<dyn StateBackend>) -> Self {
         Executor {
-            writers: WriterPool::new(config.writer_threads),
+            writers: WriterPool::with_metrics(
+                config.writer_threads,
+                config.checkpoint_metrics.clone(),
+            ),
             config,
             backend,
             jobs: RwLock::new(HashMap::new()),

@@ -7,6 +7,7 @@
 //! not. docs/metrics.md and docs/ui.md are the users' guides.
 
 mod login;
+pub mod metrics;
 mod server;
 mod site;
 

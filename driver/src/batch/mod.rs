@@ -16,6 +16,7 @@ use crate::error::DriverError;
 use crate::job_health::{BatchTiming, JobHealthBoard};
 use crate::kafka::KafkaLister;
 use crate::metadata::{command, MetadataStore};
+use crate::metrics::DriverMetrics;
 use crate::planner::{active_ranges, plan_next, NextBatch, OffsetsLister, PlanError};
 use crate::runner::{TaskFailure, TaskRunner};
 use crate::submit::check_format;
@@ -68,6 +69,8 @@ pub struct DriverOptions {
     pub max_state_recoveries: u32,
     /// Where the job's live health (degraded, scheduling delay) is shown.
     pub health: JobHealthBoard,
+    /// The driver's metrics.
+    pub metrics: DriverMetrics,
 }
 
 impl Default for DriverOptions {
@@ -78,6 +81,7 @@ impl Default for DriverOptions {
             retry_backoff: Duration::from_millis(200),
             max_state_recoveries: 3,
             health: JobHealthBoard::default(),
+            metrics: DriverMetrics::default(),
         }
     }
 }
@@ -400,6 +404,7 @@ impl JobDriver {
                 target_version: target,
             })
             .collect();
+        let started = Instant::now();
         let restored = self.runner.restore(tasks)?;
         // A state generation holds only the batches after its base.
         let from = restored
@@ -424,6 +429,7 @@ impl JobDriver {
                 })?;
             self.run_stages(&plan, true)?;
         }
+        self.options.metrics.restored(self.name(), started);
         Ok(())
     }
 
@@ -591,8 +597,12 @@ impl JobDriver {
         self.meta.apply(command::committing(commit.clone()))?;
         failpoint::hit("after-committing");
         let decided = started.elapsed();
-        self.finish_commit(&commit, shutdown, Some(deciding))?;
+        let commit_us = self.finish_commit(&commit, shutdown, Some(deciding))?;
         let wall = planned_at.elapsed();
+        if let Some(times) = commit.times.as_mut() {
+            times.commit_us = commit_us;
+            self.options.metrics.committed(self.name(), wall, times);
+        }
         debug!(
             job = %self.name(),
             batch_id = plan.batch_id,
@@ -628,7 +638,7 @@ impl JobDriver {
         commit: &pb::BatchCommit,
         shutdown: &AtomicBool,
         deciding: Option<Instant>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<u64, DriverError> {
         let partitions: Vec<u32> = if self.stateful() {
             (0..self.spec().state_partitions).collect()
         } else {
@@ -665,7 +675,7 @@ impl JobDriver {
         // The record may still be on its way to the log's quorum (also in
         // `weir local`, a single-replica group).
         failpoint::hit("after-committed");
-        Ok(())
+        Ok(commit_us)
     }
 
     /// Re-runs a decided batch whose pre-committed output was lost, up to
@@ -719,6 +729,11 @@ impl JobDriver {
                 self.options.max_state_recoveries,
             );
             warn!(job = %self.name(), batch_id, phase = phase.as_str(), class = %failure.class, next = ?step, error = %failure.message, "task failed");
+            self.options.metrics.task_failed(
+                self.name(),
+                phase.as_str(),
+                &failure.class.to_string(),
+            );
             if failure.class == FailureClass::External {
                 self.degraded(&failure.message);
             }

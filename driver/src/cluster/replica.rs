@@ -11,6 +11,7 @@ use crate::metadata::{MetaError, SledMetadata};
 use crate::raft::{
     ConfChange, ConfChangeType, Entry, Message, RaftConfig, RaftNode, SledRaftStorage, StateMachine,
 };
+use prometheus_client::metrics::histogram::Histogram;
 use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -98,6 +99,8 @@ pub struct ReplicaHandle {
     cluster_id: String,
     /// The replica thread, joined by `stop`.
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// Time from proposal to applied of the commands that succeed.
+    proposals: Histogram,
 }
 
 impl ReplicaHandle {
@@ -180,9 +183,20 @@ impl ReplicaHandle {
         }
     }
 
+    /// The histogram of proposal times (`weir_raft_proposal_seconds`).
+    pub fn proposals(&self) -> Histogram {
+        self.proposals.clone()
+    }
+
     async fn wait(&self, rx: oneshot::Receiver<Result<(), MetaError>>) -> Result<(), MetaError> {
+        let started = Instant::now();
         match tokio::time::timeout(self.proposal_timeout, rx).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => {
+                if result.is_ok() {
+                    self.proposals.observe(started.elapsed().as_secs_f64());
+                }
+                result
+            }
             Ok(Err(_)) => Err(self.not_leader()),
             Err(_) => Err(self.no_quorum()),
         }
@@ -229,6 +243,7 @@ impl ReplicaHandle {
             .map_err(|_| self.not_leader())?;
         Ok(Proposal {
             rx,
+            started: Instant::now(),
             deadline: Instant::now() + self.proposal_timeout,
             replica: self.clone(),
         })
@@ -277,6 +292,7 @@ impl ReplicaHandle {
 /// A proposed command whose outcome is not known yet.
 pub struct Proposal {
     rx: mpsc::Receiver<Result<(), MetaError>>,
+    started: Instant,
     deadline: Instant,
     replica: ReplicaHandle,
 }
@@ -287,7 +303,14 @@ impl Proposal {
     pub fn wait(self) -> Result<(), MetaError> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         match self.rx.recv_timeout(left) {
-            Ok(result) => result,
+            Ok(result) => {
+                if result.is_ok() {
+                    self.replica
+                        .proposals
+                        .observe(self.started.elapsed().as_secs_f64());
+                }
+                result
+            }
             Err(RecvTimeoutError::Timeout) => Err(self.replica.no_quorum()),
             Err(RecvTimeoutError::Disconnected) => Err(self.replica.not_leader()),
         }
@@ -461,6 +484,7 @@ impl Replica {
             election_timeout: config.tick * config.election_ticks as u32,
             cluster_id: config.cluster_id.clone(),
             thread: Arc::new(Mutex::new(None)),
+            proposals: weir_web::metrics::seconds(),
         };
         let transport = Transport::new(
             runtime,

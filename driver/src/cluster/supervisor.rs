@@ -5,7 +5,6 @@ use super::metadata::RaftMetadata;
 use super::replica::ReplicaHandle;
 use crate::batch::{BatchReport, DriverOptions, JobDriver, Outcome};
 use crate::error::DriverError;
-use crate::job_health::JobHealthBoard;
 use crate::metadata::MetadataStore;
 use crate::runner::TaskRunner;
 use std::collections::HashMap;
@@ -27,25 +26,32 @@ pub struct Supervisor {
     runner: Arc<dyn TaskRunner>,
     running: Mutex<HashMap<String, Running>>,
     stopped: AtomicBool,
-    health: JobHealthBoard,
+    /// What every job driver starts with (health board and metrics).
+    options: DriverOptions,
     /// The reconcile loop's thread, joined by `shutdown`.
     reconciler: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Supervisor {
     /// A supervisor running tasks through `runner`, showing its jobs'
-    /// live health on `health`.
+    /// live health and metrics where `options` says (with finite sources
+    /// finished).
     pub fn new(
         replica: ReplicaHandle,
         runner: Arc<dyn TaskRunner>,
-        health: JobHealthBoard,
+        options: DriverOptions,
     ) -> Arc<Self> {
         Arc::new(Supervisor {
             replica,
             runner,
             running: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
-            health,
+            options: DriverOptions {
+                // A finite source ends its job; a Kafka job runs until
+                // `weir stop`.
+                finish_finite_sources: true,
+                ..options
+            },
             reconciler: Mutex::new(None),
         })
     }
@@ -162,11 +168,12 @@ impl Supervisor {
             let runner = self.runner.clone();
             let job = name.clone();
             let flag = shutdown.clone();
-            let health = self.health.clone();
+            let options = self.options.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("job-{name}"))
                 .spawn(move || {
-                    run_job(meta, runner.clone(), &job, &flag, health.clone());
+                    let health = options.health.clone();
+                    run_job(meta, runner.clone(), &job, &flag, options);
                     runner.retire(&job);
                     health.remove(&job);
                 });
@@ -186,14 +193,8 @@ fn run_job(
     runner: Arc<dyn TaskRunner>,
     job: &str,
     shutdown: &AtomicBool,
-    health: JobHealthBoard,
+    options: DriverOptions,
 ) {
-    // A finite source ends its job; a Kafka job runs until `weir stop`.
-    let options = DriverOptions {
-        finish_finite_sources: true,
-        health,
-        ..Default::default()
-    };
     let driver = match JobDriver::new(meta, runner, job, options) {
         Ok(d) => d,
         Err(e) => {

@@ -4,6 +4,7 @@
 use super::status::not_leader;
 use crate::cluster::{RaftMetadata, ReplicaHandle};
 use crate::job_health::JobHealthBoard;
+use crate::lag::LagBoard;
 use crate::metadata::{command, MetadataStore};
 use crate::raft::{ConfChange, ConfChangeType};
 use crate::submit::{submit_with, FromOffsets, SubmitOptions};
@@ -105,6 +106,7 @@ pub struct ClientService {
     replica: ReplicaHandle,
     executors: Option<std::sync::Arc<dyn ExecutorView>>,
     health: JobHealthBoard,
+    lag: LagBoard,
     /// The channel to the leader that calls are forwarded on, by address.
     leader_channel: Mutex<Option<(String, Channel)>>,
     /// How the leader is dialed to forward calls.
@@ -113,17 +115,19 @@ pub struct ClientService {
 
 impl ClientService {
     /// The service of `replica`, listing `executors` in `cluster` and the
-    /// live health of the jobs this replica drives from `health`.
+    /// live health and lag of the jobs this replica drives from `health`
+    /// and `lag`.
     pub fn new(
         replica: ReplicaHandle,
         executors: Option<std::sync::Arc<dyn ExecutorView>>,
-        health: JobHealthBoard,
+        (health, lag): (JobHealthBoard, LagBoard),
         transport: weir_security::Transport,
     ) -> Self {
         ClientService {
             replica,
             executors,
             health,
+            lag,
             leader_channel: Mutex::new(None),
             transport,
         }
@@ -185,76 +189,14 @@ impl ClientService {
     }
 
     fn job_status(&self, record: &pb::JobRecord) -> Result<pb::JobStatus, Status> {
-        let name = record
-            .spec
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        let progress = self
-            .replica
-            .metadata()
-            .progress(&name)
-            .map_err(Status::from)?;
-        let state = match pb::JobState::try_from(record.state) {
-            Ok(pb::JobState::Stopped) => "stopped",
-            Ok(pb::JobState::Failed) => "failed",
-            Ok(pb::JobState::Finished) => "finished",
-            _ => "running",
-        };
-        let live = (state == "running")
-            .then(|| self.health.get(&name))
-            .flatten();
-        let degraded = live.as_ref().and_then(|h| h.degraded.clone());
-        let partitions = self
-            .executors
-            .as_ref()
-            .map(|e| e.partition_owners(&name))
-            .unwrap_or_default();
-        Ok(pb::JobStatus {
-            health: match (&live, &degraded) {
-                (None, _) => String::new(),
-                (Some(_), None) => "healthy".into(),
-                (Some(_), Some(_)) => "degraded".into(),
-            },
-            degraded_reason: degraded
-                .as_ref()
-                .map(|d| d.reason.clone())
-                .unwrap_or_default(),
-            degraded_since_ms: degraded.as_ref().map_or(0, |d| d.since_ms),
-            scheduling_delay_ms: live.as_ref().map_or(0, |h| h.scheduling_delay_ms),
-            last_batch_ms: live.as_ref().map_or(0, |h| h.last_batch_ms),
-            overhead_p50_ms: live
-                .as_ref()
-                .map_or(0.0, |h| h.overhead_quantile_us(0.5) as f64 / 1000.0),
-            overhead_p99_ms: live
-                .as_ref()
-                .map_or(0.0, |h| h.overhead_quantile_us(0.99) as f64 / 1000.0),
-            overhead_batches: live.as_ref().map_or(0, |h| h.overheads_us.len() as u32),
-            partitions,
-            job: name,
-            state: state.into(),
-            last_committed_batch: progress.last_committed(),
-            totals: progress.last_commit.as_ref().and_then(|c| c.totals),
-            pending_batch: progress.pending.as_ref().map(|p| p.plan.batch_id),
-            pending_committing: progress
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.committing.is_some()),
-            fingerprint: record.fingerprint.clone(),
-            error: record.error.clone(),
-            watermark_ms: progress
-                .last_plan
-                .as_ref()
-                .map_or(i64::MIN, |p| p.watermark_ms),
-            state_keys: live
-                .as_ref()
-                .map_or(0, |h| h.state_sizes.iter().map(|s| s.keys).sum()),
-            state_bytes: live
-                .as_ref()
-                .map_or(0, |h| h.state_sizes.iter().map(|s| s.bytes).sum()),
-            state_sizes: live.map(|h| h.state_sizes).unwrap_or_default(),
-            ..Default::default()
-        })
+        super::views::job_status(
+            self.replica.metadata().as_ref(),
+            record,
+            &self.health,
+            &self.lag,
+            self.executors.as_deref(),
+        )
+        .map_err(Status::from)
     }
 
     fn record(&self, job: &str) -> Result<pb::JobRecord, Status> {
@@ -270,50 +212,7 @@ impl ClientService {
     }
 
     fn cluster_info(&self) -> pb::ClusterInfo {
-        let status = self.replica.status();
-        let now = Instant::now();
-        let mut drivers = Vec::new();
-        for (id, address) in self.replica.addresses() {
-            let learner = status.learners.contains(&id);
-            if !status.voters.contains(&id) && !learner && id != status.id {
-                continue;
-            }
-            let is_self = id == status.id;
-            drivers.push(pb::DriverInfo {
-                id,
-                address,
-                role: if learner {
-                    "learner".into()
-                } else if is_self {
-                    status.role.clone()
-                } else if status.leader_id == Some(id) {
-                    "leader".into()
-                } else {
-                    "follower".into()
-                },
-                term: if is_self { status.term } else { 0 },
-                commit_index: if is_self { status.commit } else { 0 },
-                applied_index: if is_self { status.applied } else { 0 },
-                last_contact_ms: if is_self {
-                    0
-                } else {
-                    status
-                        .last_contact
-                        .get(&id)
-                        .map_or(u64::MAX, |t| now.duration_since(*t).as_millis() as u64)
-                },
-            });
-        }
-        pb::ClusterInfo {
-            cluster_id: self.replica.cluster_id().to_string(),
-            leader_id: status.leader_id.unwrap_or(0),
-            drivers,
-            executors: self
-                .executors
-                .as_ref()
-                .map(|e| e.executors())
-                .unwrap_or_default(),
-        }
+        super::views::cluster_info(&self.replica, self.executors.as_deref())
     }
 
     async fn wait_for_members(

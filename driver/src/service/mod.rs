@@ -5,6 +5,7 @@
 mod client;
 pub(crate) mod raft;
 mod status;
+pub mod views;
 
 pub use client::{ClientService, ExecutorView, LeaderExecutors};
 pub use raft::RaftService;

@@ -12,9 +12,11 @@ pub mod tasks;
 
 use crate::config::Config;
 use crate::custom::OperatorRegistry;
+use crate::metrics::{ExecutorMetrics, RegistrationCollector};
 use crate::runtime::{Executor, ExecutorConfig};
 use crate::state::{HdfsBackend, LocalBackend, StateBackend};
 use fence::Fence;
+use prometheus_client::registry::Registry;
 use registration::Identity;
 use std::future::Future;
 use std::path::PathBuf;
@@ -51,6 +53,12 @@ pub enum ServiceError {
     /// The TLS files cannot be used.
     #[error(transparent)]
     Tls(#[from] weir_security::TlsError),
+    /// The tokens file cannot be used.
+    #[error(transparent)]
+    Tokens(#[from] weir_security::tokens::TokensError),
+    /// The HTTP port cannot be opened.
+    #[error(transparent)]
+    Http(#[from] weir_web::HttpError),
 }
 
 /// Runs an executor on `listener` until `shutdown` completes: registers
@@ -90,6 +98,20 @@ pub async fn run_with(
         tls: material.is_some(),
         tokens: None,
     });
+    // The HTTP port's roles come from the drivers' tokens file.
+    let http_policy = Arc::new(Policy {
+        tls: material.is_some(),
+        tokens: config
+            .tokens
+            .as_deref()
+            .map(weir_security::Tokens::load)
+            .transpose()?,
+    });
+    let http = match &config.http_listen {
+        Some(address) => Some(weir_web::bind(address).await?),
+        None => None,
+    };
+    let metrics = ExecutorMetrics::default();
     let address = config
         .advertise
         .clone()
@@ -111,6 +133,7 @@ pub async fn run_with(
             checkpoints: config.checkpoints,
             writer_threads: config.writer_threads,
             operators,
+            checkpoint_metrics: metrics.checkpoints.clone(),
         },
         backend,
     ));
@@ -131,7 +154,22 @@ pub async fn run_with(
         transport.clone(),
         stop_rx,
     ));
-    let service = tasks::TaskService::new(executor, fence, transport);
+    let http = http.map(|listener| {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        registry.register_collector(Box::new(RegistrationCollector(fence.clone())));
+        tokio::spawn(weir_web::serve(
+            listener,
+            material.clone(),
+            http_policy,
+            Arc::new(ExecutorSite {
+                registry,
+                fence: fence.clone(),
+            }),
+            std::future::pending(),
+        ))
+    });
+    let service = tasks::TaskService::new(executor, fence, transport, metrics);
     // The standard gRPC health check, for Kubernetes probes.
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -152,6 +190,30 @@ pub async fn run_with(
         .await;
     let _ = stop_tx.send(true);
     let _ = heartbeats.await;
+    if let Some(http) = http {
+        http.abort();
+        let _ = http.await;
+    }
     served?;
     Ok(())
+}
+
+/// What an executor serves on its HTTP port.
+struct ExecutorSite {
+    registry: Registry,
+    fence: Arc<Fence>,
+}
+
+impl weir_web::Site for ExecutorSite {
+    fn metrics(&self) -> String {
+        weir_web::metrics::encode(&self.registry)
+    }
+
+    /// Ready while registered with the leader (holding a lease).
+    fn ready(&self) -> Result<(), String> {
+        match self.fence.current(std::time::Instant::now()) {
+            Some(_) => Ok(()),
+            None => Err("not registered with the leader driver".into()),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::fence::Fence;
 use super::status::{missing_shuffle, task_panicked};
+use crate::metrics::ExecutorMetrics;
 use crate::operators::aggregate::ShuffleBlock;
 use crate::runtime::Executor;
 use crate::shuffle::{ipc, ShuffleKey};
@@ -33,17 +34,25 @@ pub struct TaskService {
     /// Channels to other executors, by executor id and address.
     peers: Mutex<HashMap<(String, String), Channel>>,
     transport: Transport,
+    metrics: ExecutorMetrics,
 }
 
 impl TaskService {
     /// A service running tasks on `executor`, fenced by `fence`, dialing
-    /// other executors for shuffle blocks with `transport`.
-    pub fn new(executor: Arc<Executor>, fence: Arc<Fence>, transport: Transport) -> Self {
+    /// other executors for shuffle blocks with `transport`, timing tasks
+    /// in `metrics`.
+    pub fn new(
+        executor: Arc<Executor>,
+        fence: Arc<Fence>,
+        transport: Transport,
+        metrics: ExecutorMetrics,
+    ) -> Self {
         TaskService {
             executor,
             fence,
             peers: Mutex::new(HashMap::new()),
             transport,
+            metrics,
         }
     }
 
@@ -69,10 +78,11 @@ impl TaskService {
     async fn run<T: Send + 'static>(
         &self,
         epoch: u64,
-        what: &'static str,
+        (what, job): (&'static str, &str),
         f: impl FnOnce(&Executor) -> Result<T, crate::ExecError> + Send + 'static,
     ) -> Result<Response<T>, Status> {
         self.check(epoch, what)?;
+        let started = std::time::Instant::now();
         let executor = self.executor.clone();
         let out = tokio::task::spawn_blocking(move || f(&executor))
             .await
@@ -82,6 +92,7 @@ impl TaskService {
                 Status::from(&e)
             })?;
         self.check(epoch, what)?;
+        self.metrics.task(job, what, started);
         Ok(Response::new(out))
     }
 
@@ -248,7 +259,12 @@ impl ExecutorService for TaskService {
         let job = r
             .job
             .ok_or_else(|| Status::invalid_argument("deploy without a job"))?;
-        self.run(r.epoch, "deploy", move |ex| {
+        let name = job
+            .spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        self.run(r.epoch, ("deploy", &name), move |ex| {
             ex.deploy(&job).map(|()| pb::DeployResponse {})
         })
         .await
@@ -260,12 +276,16 @@ impl ExecutorService for TaskService {
         request: Request<pb::UndeployRequest>,
     ) -> Result<Response<pb::UndeployResponse>, Status> {
         let r = request.into_inner();
-        self.run(r.epoch, "undeploy", move |ex| {
-            Ok(pb::UndeployResponse {
-                was_deployed: ex.undeploy(&r.job),
+        let name = r.job.clone();
+        let response = self
+            .run(r.epoch, ("undeploy", &name), move |ex| {
+                Ok(pb::UndeployResponse {
+                    was_deployed: ex.undeploy(&r.job),
+                })
             })
-        })
-        .await
+            .await;
+        self.metrics.forget(&name);
+        response
     }
 
     #[instrument(skip_all, fields(epoch = request.get_ref().epoch))]
@@ -278,7 +298,8 @@ impl ExecutorService for TaskService {
             .task
             .ok_or_else(|| Status::invalid_argument("stage A without a task"))?;
         let tenure = self.tenure(r.epoch);
-        self.run(r.epoch, "stage a", move |ex| {
+        let name = task.job.clone();
+        self.run(r.epoch, ("stage a", &name), move |ex| {
             let started = std::time::Instant::now();
             ex.stage_a_under(&task, &tenure).map(|mut result| {
                 result.work_us = started.elapsed().as_micros() as u64;
@@ -303,9 +324,11 @@ impl ExecutorService for TaskService {
         // Fetch in async code, then hand every block to the sync runtime.
         let blocks = self.fetch_blocks(&task, &r.locations).await?;
         let fetch_us = started.elapsed().as_micros() as u64;
+        self.metrics.fetched(&task.job, started.elapsed());
         debug!(job = %task.job, batch_id = task.batch_id, partition = task.partition, fetched = blocks.len(), "shuffle blocks fetched");
         let tenure = self.tenure(r.epoch);
-        self.run(r.epoch, "stage b", move |ex| {
+        let name = task.job.clone();
+        self.run(r.epoch, ("stage b", &name), move |ex| {
             ex.stage_b_with_blocks(&task, &blocks, tenure)
                 .map(|mut result| {
                     result.work_us = started.elapsed().as_micros() as u64;
@@ -326,7 +349,8 @@ impl ExecutorService for TaskService {
             .task
             .ok_or_else(|| Status::invalid_argument("restore without a task"))?;
         let tenure = self.tenure(r.epoch);
-        self.run(r.epoch, "restore", move |ex| {
+        let name = task.job.clone();
+        self.run(r.epoch, ("restore", &name), move |ex| {
             ex.restore_under(&task, tenure)
         })
         .await
@@ -341,7 +365,8 @@ impl ExecutorService for TaskService {
         let task = r
             .task
             .ok_or_else(|| Status::invalid_argument("commit without a task"))?;
-        self.run(r.epoch, "commit", move |ex| {
+        let name = task.job.clone();
+        self.run(r.epoch, ("commit", &name), move |ex| {
             ex.commit(&task).map(|()| pb::CommitResponse {})
         })
         .await

@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 
 use super::format::CheckpointEncoder;
 use super::{CheckpointFileName, StateBackend, StateError, Tenure};
+use crate::metrics::CheckpointMetrics;
 use crate::sinks::lock;
 
 /// Files queued beyond the one being written before
@@ -91,6 +92,8 @@ pub struct WriterPool {
 struct Pool {
     /// Most threads.
     size: usize,
+    /// Times and bytes of the files written.
+    metrics: CheckpointMetrics,
     state: Mutex<PoolState>,
     /// Wakes an idle thread: a lane is ready, or the pool stops.
     ready: Condvar,
@@ -112,9 +115,15 @@ impl WriterPool {
     /// A pool of at most `threads` writer threads (at least 1; see
     /// [`default_writer_threads`]). No thread starts before the first file.
     pub fn new(threads: usize) -> Self {
+        Self::with_metrics(threads, CheckpointMetrics::default())
+    }
+
+    /// [`new`](Self::new), recording each file written in `metrics`.
+    pub fn with_metrics(threads: usize, metrics: CheckpointMetrics) -> Self {
         WriterPool {
             shared: Arc::new(Pool {
                 size: threads.max(1),
+                metrics,
                 state: Mutex::new(PoolState::default()),
                 ready: Condvar::new(),
             }),
@@ -215,6 +224,7 @@ impl Pool {
 #[derive(Debug)]
 struct Lane {
     backend: Arc<dyn StateBackend>,
+    metrics: CheckpointMetrics,
     state: Mutex<LaneState>,
     /// Signals room in the queue, an outcome, and the lane going idle.
     changed: Condvar,
@@ -289,11 +299,18 @@ impl Lane {
             tenure,
             ..
         } = job;
+        let started = std::time::Instant::now();
         fill.map_or(Ok(()), |fill| fill(&mut file))?;
         let bytes = file.finish();
         let written = tenure
             .check("write", &path)
             .and_then(|()| self.backend.put_atomic(&path, &bytes));
+        if written.is_ok() {
+            self.metrics
+                .seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.bytes.inc_by(bytes.len() as u64);
+        }
         keep_spare(&self.spare, bytes);
         written
     }
@@ -320,6 +337,7 @@ impl BackgroundWriter {
             pool: Arc::clone(&pool.shared),
             lane: Arc::new(Lane {
                 backend,
+                metrics: pool.shared.metrics.clone(),
                 state: Mutex::default(),
                 changed: Condvar::new(),
                 spare: Mutex::default(),
