@@ -154,9 +154,6 @@ pub fn run_poller(replica: ReplicaHandle, board: LagBoard, stop: Arc<AtomicBool>
             listers.retain(|k, _| names.contains(k));
             board.retain(&names);
             for (record, name) in records.iter().zip(&names) {
-                if record.state == pb::JobState::Finished as i32 {
-                    continue;
-                }
                 let Ok(progress) = meta.progress(name) else {
                     continue;
                 };

@@ -44,6 +44,8 @@ pub struct Driver {
     pub address: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// host:port of its HTTP port (metrics, probes, web UI).
+    pub http: String,
     /// The running process, if any.
     pub proc: Option<Proc>,
     log: PathBuf,
@@ -55,6 +57,8 @@ pub struct Executor {
     pub id: String,
     /// host:port.
     pub address: String,
+    /// host:port of its HTTP port (metrics, probes).
+    pub http: String,
     /// The running process, if any.
     pub proc: Option<Proc>,
     /// The binary it runs: `weir-executor`, or a custom executor binary
@@ -86,6 +90,7 @@ impl LocalCluster {
                 id,
                 address: format!("127.0.0.1:{}", free_port()),
                 data_dir: root.join(format!("driver-{id}")),
+                http: format!("127.0.0.1:{}", free_port()),
                 proc: None,
                 log: root.join(format!("driver-{id}.log")),
             })
@@ -94,6 +99,7 @@ impl LocalCluster {
             .map(|i| Executor {
                 id: format!("exec-{i}"),
                 address: format!("127.0.0.1:{}", free_port()),
+                http: format!("127.0.0.1:{}", free_port()),
                 proc: None,
                 binary: "weir-executor".into(),
                 log: root.join(format!("exec-{i}.log")),
@@ -174,6 +180,8 @@ impl LocalCluster {
             &data,
             "--cluster-id",
             "test",
+            "--http-listen",
+            &d.http,
         ];
         args.extend(security.iter().map(String::as_str));
         d.proc = Some(
@@ -205,6 +213,8 @@ impl LocalCluster {
             "--cluster-id",
             "test",
             "--join",
+            "--http-listen",
+            &d.http,
         ];
         args.extend(security.iter().map(String::as_str));
         d.proc = Some(
@@ -239,6 +249,8 @@ impl LocalCluster {
             &state,
             "--slots",
             "2",
+            "--http-listen",
+            &e.http,
         ];
         args.extend(security.iter().map(String::as_str));
         e.proc = Some(Proc::start(&e.id.clone(), &binary(&e.binary), &args, &[], &e.log).unwrap());

@@ -4,6 +4,7 @@
 pub mod chaos;
 pub mod cluster;
 pub mod hdfs;
+pub mod http;
 pub mod kafka;
 pub mod pki;
 

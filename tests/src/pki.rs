@@ -120,7 +120,8 @@ impl Pki {
         ]
     }
 
-    /// `weir-executor` flags of executor `id`.
+    /// `weir-executor` flags of executor `id` (the tokens file gives its
+    /// HTTP port roles).
     pub fn executor_args(&self, id: &str) -> Vec<String> {
         vec![
             "--tls-cert".into(),
@@ -129,6 +130,8 @@ impl Pki {
             self.path(&format!("executor-{id}.key")),
             "--tls-ca".into(),
             self.ca(),
+            "--tokens".into(),
+            self.tokens(),
         ]
     }
 
