@@ -382,6 +382,17 @@ pub async fn batches(
                     "records_late": b.records_late,
                     "duration_ms": b.duration_ms,
                     "committed_at_ms": b.committed_at_ms,
+                    "times": b.times.map(|t| json!({
+                        "planned_at_ms": t.planned_at_ms,
+                        "scheduling_delay_us": t.scheduling_delay_us,
+                        "plan_us": t.plan_us,
+                        "stage_a_us": t.stage_a_us,
+                        "shuffle_us": t.shuffle_us,
+                        "stage_b_us": t.stage_b_us,
+                        "checkpoint_us": t.checkpoint_us,
+                        "commit_us": t.commit_us,
+                        "ranges": t.ranges,
+                    })),
                 })
             })
             .collect();
