@@ -1,0 +1,528 @@
+//! A job's committed batches: what each one's figures mean (processing
+//! time, delays, input rate, phases, whether it checkpointed), the charts
+//! and the table of the job page, and a batch's own page.
+
+use super::charts::{self, Bar, Point, Segment};
+use super::html::{self, cell, count, escape, micros, num, NONE};
+use super::layout::View;
+use super::{UiError, UiSource};
+use weir_proto::pb;
+
+/// The most batches a job page shows, and the most the metadata keeps.
+pub const MAX_BATCHES: usize = 100;
+
+/// A batch's phases in drawing order: CSS class and name. Shuffle and
+/// checkpoint are parts of stage B (its slowest task's fetch and
+/// checkpoint encoding), shown apart from the rest of it; "other" is the
+/// batch's time outside every phase (waiting for its plan to reach the
+/// quorum, reading progress).
+pub const PHASES: [(&str, &str); 7] = [
+    ("ph-plan", "plan"),
+    ("ph-a", "stage A"),
+    ("ph-shuffle", "shuffle"),
+    ("ph-b", "stage B"),
+    ("ph-checkpoint", "checkpoint"),
+    ("ph-commit", "commit"),
+    ("ph-other", "other"),
+];
+
+/// What the UI shows of one committed batch, derived from its commit
+/// record, the batch before it and its plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row<'a> {
+    /// The commit record.
+    pub commit: &'a pb::BatchCommit,
+    /// Microseconds per phase in [`PHASES`] order; `None` for a record
+    /// written before phases were measured.
+    pub phases: Option<[u64; 7]>,
+    /// From planning to the output being published, in microseconds (for
+    /// an old record without phases: its stages alone).
+    pub processing_us: u64,
+    /// How late planning started after the batch's tick, in microseconds.
+    pub scheduling_delay_us: Option<u64>,
+    /// Records read per second since the batch before it committed (or,
+    /// for the oldest batch shown, over its own processing time).
+    pub input_rate: f64,
+    /// Whether stage B persisted state: the plan's flag while the plan is
+    /// kept, else whether the durable versions moved since the batch
+    /// before; `None` for a job without state or when neither is known.
+    pub checkpoint: Option<bool>,
+}
+
+impl Row<'_> {
+    /// Scheduling delay plus processing time, in microseconds.
+    pub fn total_delay_us(&self) -> u64 {
+        self.scheduling_delay_us.unwrap_or(0) + self.processing_us
+    }
+}
+
+/// The phase times of a batch, in [`PHASES`] order.
+fn phases(commit: &pb::BatchCommit, t: &pb::BatchTimes) -> [u64; 7] {
+    let shuffle = t.shuffle_us.min(t.stage_b_us);
+    let checkpoint = t.checkpoint_us.min(t.stage_b_us - shuffle);
+    let stage_b = t.stage_b_us - shuffle - checkpoint;
+    let stages = commit.duration_ms.saturating_mul(1_000);
+    let other = stages.saturating_sub(t.stage_a_us + t.stage_b_us);
+    [
+        t.plan_us,
+        t.stage_a_us,
+        shuffle,
+        stage_b,
+        checkpoint,
+        t.commit_us,
+        other,
+    ]
+}
+
+/// The rows for the newest `limit` of `batches` (any order; one more than
+/// `limit` gives the oldest row a batch before it), oldest first.
+/// `planned_checkpoint` is a batch's plan's checkpoint flag while the
+/// plan is kept.
+pub fn rows<'a>(
+    batches: &'a [pb::BatchCommit],
+    limit: usize,
+    planned_checkpoint: &mut dyn FnMut(u64) -> Result<Option<bool>, UiError>,
+) -> Result<Vec<Row<'a>>, UiError> {
+    let mut sorted: Vec<&pb::BatchCommit> = batches.iter().collect();
+    sorted.sort_by_key(|b| b.batch_id);
+    let skip = sorted.len().saturating_sub(limit);
+    let mut out = Vec::with_capacity(sorted.len() - skip);
+    for (i, commit) in sorted.iter().enumerate().skip(skip) {
+        let before = i
+            .checked_sub(1)
+            .map(|p| sorted[p])
+            .filter(|p| p.batch_id + 1 == commit.batch_id);
+        out.push(row(commit, before, planned_checkpoint(commit.batch_id)?));
+    }
+    Ok(out)
+}
+
+/// One batch's row, from its commit record, the batch before it (when
+/// kept) and its plan's checkpoint flag (when the plan is kept).
+pub fn row<'a>(
+    commit: &'a pb::BatchCommit,
+    before: Option<&pb::BatchCommit>,
+    planned_checkpoint: Option<bool>,
+) -> Row<'a> {
+    let phases = commit.times.as_ref().map(|t| phases(commit, t));
+    let processing_us = match &phases {
+        Some(p) => p.iter().sum(),
+        None => commit.duration_ms.saturating_mul(1_000),
+    };
+    let gap_ms = before
+        .map(|b| commit.committed_at_ms.saturating_sub(b.committed_at_ms))
+        .filter(|gap| *gap > 0)
+        .map_or(processing_us as f64 / 1_000.0, |gap| gap as f64);
+    let input_rate = commit.records_in as f64 * 1_000.0 / gap_ms.max(1.0);
+    let checkpoint = if commit.durable_versions.is_empty() {
+        None
+    } else {
+        planned_checkpoint.or_else(|| before.map(|b| b.durable_versions != commit.durable_versions))
+    };
+    Row {
+        commit,
+        phases,
+        processing_us,
+        scheduling_delay_us: commit.times.as_ref().map(|t| t.scheduling_delay_us),
+        input_rate,
+        checkpoint,
+    }
+}
+
+/// The link to a batch's page.
+pub fn href(job: &str, batch_id: u64) -> String {
+    format!("/jobs/{job}/batches/{batch_id}")
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1_000.0
+}
+
+fn rate_label(v: f64) -> String {
+    format!("{}/s", html::rate(v))
+}
+
+/// The four charts of Spark's Streaming tab (input rate, processing
+/// time, scheduling delay, total delay) and the phases of each batch, over
+/// `rows` (oldest first).
+pub fn charts(job: &str, rows: &[Row<'_>]) -> String {
+    let series = |value: &dyn Fn(&Row<'_>) -> f64, label: &dyn Fn(f64) -> String| -> Vec<Point> {
+        rows.iter()
+            .map(|r| {
+                let v = value(r);
+                Point {
+                    at_ms: r.commit.committed_at_ms,
+                    value: v,
+                    title: format!("batch {}: {}", r.commit.batch_id, label(v)),
+                    href: href(job, r.commit.batch_id),
+                }
+            })
+            .collect()
+    };
+    let ms_label = |v: f64| html::millis_f(v);
+    let mut out = String::from("<div class=\"charts\">");
+    out.push_str(&charts::line_chart(
+        "Input rate (records/s)",
+        rate_label,
+        &series(&|r| r.input_rate, &|v| {
+            format!("{} records/s", html::rate(v))
+        }),
+    ));
+    out.push_str(&charts::line_chart(
+        "Processing time",
+        html::millis_f,
+        &series(&|r| ms(r.processing_us), &ms_label),
+    ));
+    out.push_str(&charts::line_chart(
+        "Scheduling delay",
+        html::millis_f,
+        &series(&|r| ms(r.scheduling_delay_us.unwrap_or(0)), &ms_label),
+    ));
+    out.push_str(&charts::line_chart(
+        "Total delay (scheduling delay + processing time)",
+        html::millis_f,
+        &series(&|r| ms(r.total_delay_us()), &ms_label),
+    ));
+    let bars: Vec<Bar> = rows
+        .iter()
+        .map(|r| Bar {
+            segments: match &r.phases {
+                Some(p) => PHASES
+                    .iter()
+                    .zip(p)
+                    .map(|((class, _), us)| Segment {
+                        class,
+                        value: ms(*us),
+                    })
+                    .collect(),
+                None => vec![Segment {
+                    class: "ph-unknown",
+                    value: ms(r.processing_us),
+                }],
+            },
+            title: phase_title(r),
+            href: href(job, r.commit.batch_id),
+        })
+        .collect();
+    out.push_str(&charts::stacked_bars(
+        "Where each batch's time went",
+        html::millis_f,
+        &bars,
+    ));
+    out.push_str("</div>");
+    out.push_str(&legend());
+    out
+}
+
+/// A bar's tooltip: the batch and each phase's time.
+fn phase_title(r: &Row<'_>) -> String {
+    let mut t = format!("batch {}: {}", r.commit.batch_id, micros(r.processing_us));
+    match &r.phases {
+        Some(p) => {
+            for ((_, name), us) in PHASES.iter().zip(p) {
+                t.push_str(&format!("\n{name}: {}", micros(*us)));
+            }
+        }
+        None => t.push_str("\n(phases were not recorded for this batch)"),
+    }
+    t
+}
+
+/// The colour key of the phases.
+pub fn legend() -> String {
+    let mut out = String::from("<ul class=\"legend\">");
+    for (class, name) in PHASES {
+        out.push_str(&format!(
+            "<li><span class=\"sw {class}\"></span>{name}</li>"
+        ));
+    }
+    out.push_str("<li><span class=\"sw ph-unknown\"></span>not recorded</li></ul>");
+    out
+}
+
+/// The batch table, newest first.
+pub fn table(job: &str, rows: &[Row<'_>]) -> String {
+    let mut out = String::from(
+        "<div class=\"scroll\"><table class=\"batches\"><thead><tr>\
+         <th>Batch</th><th>Committed at</th><th>Ranges</th><th>In</th><th>Out</th>\
+         <th>Skipped</th><th>Late</th><th>Lost</th>",
+    );
+    for (_, name) in PHASES {
+        out.push_str(&format!("<th>{name}</th>"));
+    }
+    out.push_str(
+        "<th>Processing</th><th>Sched. delay</th><th>Total delay</th><th>Checkpoint</th></tr></thead><tbody>",
+    );
+    for r in rows.iter().rev() {
+        let c = r.commit;
+        out.push_str(&format!(
+            "<tr class=\"batch\"><td class=\"n\"><a href=\"{}\">{}</a></td>",
+            escape(&href(job, c.batch_id)),
+            c.batch_id
+        ));
+        out.push_str(&cell("", &html::time(c.committed_at_ms)));
+        out.push_str(&num(&c
+            .times
+            .as_ref()
+            .map_or(NONE.to_string(), |t| count(u64::from(t.ranges)))));
+        for n in [
+            c.records_in,
+            c.records_out,
+            c.records_skipped,
+            c.records_late,
+            c.records_lost,
+        ] {
+            out.push_str(&num(&count(n)));
+        }
+        match &r.phases {
+            Some(p) => {
+                for us in p {
+                    out.push_str(&num(&micros(*us)));
+                }
+            }
+            None => {
+                for _ in PHASES {
+                    out.push_str(&num(NONE));
+                }
+            }
+        }
+        out.push_str(&num(&micros(r.processing_us)));
+        out.push_str(&num(&r.scheduling_delay_us.map_or(NONE.into(), micros)));
+        out.push_str(&num(&micros(r.total_delay_us())));
+        out.push_str(&cell("", checkpoint_text(r.checkpoint)));
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+fn checkpoint_text(checkpoint: Option<bool>) -> &'static str {
+    match checkpoint {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => NONE,
+    }
+}
+
+/// The page of batch `batch_id` of job `job` (a valid name): its commit
+/// record while kept, else its plan while the batch is in flight.
+pub fn page(source: &dyn UiSource, job: &str, batch_id: u64) -> Result<View, UiError> {
+    let status = source
+        .job(job)
+        .map_err(UiError::Unavailable)?
+        .ok_or_else(|| UiError::NotFound(format!("There is no job named {job}.")))?;
+    let kept = source
+        .batches(job, MAX_BATCHES)
+        .map_err(UiError::Unavailable)?;
+    let plan = source.plan(job, batch_id).map_err(UiError::Unavailable)?;
+    let commit = kept.iter().find(|b| b.batch_id == batch_id);
+    let title = format!("{job}: batch {batch_id}");
+    let mut body = format!(
+        "<p class=\"crumbs\"><a href=\"/\">Jobs</a> / <a href=\"/jobs/{0}\">{0}</a> / batch {batch_id}</p>",
+        escape(job)
+    );
+    let nav = |body: &mut String| {
+        body.push_str("<p class=\"pager\">");
+        if batch_id > 1 {
+            body.push_str(&format!(
+                "<a href=\"{}\">← batch {}</a> ",
+                escape(&href(job, batch_id - 1)),
+                batch_id - 1
+            ));
+        }
+        if batch_id < status.last_committed_batch || status.pending_batch == Some(batch_id + 1) {
+            body.push_str(&format!(
+                "<a href=\"{}\">batch {} →</a>",
+                escape(&href(job, batch_id + 1)),
+                batch_id + 1
+            ));
+        }
+        body.push_str("</p>");
+    };
+    let Some(commit) = commit else {
+        let Some(plan) = plan else {
+            let why = if batch_id > status.last_committed_batch {
+                format!("Batch {batch_id} of job {job} has not been planned yet.")
+            } else {
+                format!(
+                    "Batch {batch_id} of job {job} is no longer kept: the metadata keeps the last {MAX_BATCHES} commit records."
+                )
+            };
+            return Err(UiError::NotFound(why));
+        };
+        body.push_str(&format!(
+            "<h1>Batch {batch_id} <span class=\"badge b-running\">in flight</span></h1>\
+             <p>Planned at {}; not committed yet. This page shows its results once it commits.</p>",
+            html::time(plan.planned_at_ms)
+        ));
+        nav(&mut body);
+        body.push_str(&plan_section(&plan));
+        return Ok(View {
+            title,
+            body,
+            live: true,
+        });
+    };
+    let before = kept.iter().find(|b| b.batch_id + 1 == batch_id);
+    let r = row(commit, before, plan.as_ref().map(|p| p.checkpoint));
+    body.push_str(&format!("<h1>Batch {batch_id}</h1>"));
+    nav(&mut body);
+    body.push_str("<div class=\"cols\"><section><h2>Records</h2><table class=\"kv\">");
+    for (name, n) in [
+        ("in", commit.records_in),
+        ("out", commit.records_out),
+        ("skipped (errors)", commit.records_skipped),
+        ("late", commit.records_late),
+        ("lost (deleted by source retention)", commit.records_lost),
+    ] {
+        body.push_str(&format!("<tr><th>{name}</th>{}</tr>", num(&count(n))));
+    }
+    body.push_str(&format!(
+        "<tr><th>input rate</th>{}</tr></table></section>",
+        num(&rate_label(r.input_rate))
+    ));
+    body.push_str("<section><h2>Timing</h2><table class=\"kv\">");
+    let planned_at = commit
+        .times
+        .as_ref()
+        .map(|t| t.planned_at_ms)
+        .filter(|at| *at != 0)
+        .or(plan.as_ref().map(|p| p.planned_at_ms))
+        .unwrap_or(0);
+    for (name, value) in [
+        ("planned at", html::time(planned_at)),
+        ("committed at", html::time(commit.committed_at_ms)),
+        (
+            "scheduling delay",
+            r.scheduling_delay_us.map_or(NONE.into(), micros),
+        ),
+        ("processing time", micros(r.processing_us)),
+        ("total delay", micros(r.total_delay_us())),
+        ("max event time", html::time(commit.max_event_time_ms)),
+    ] {
+        body.push_str(&format!("<tr><th>{name}</th>{}</tr>", num(&value)));
+    }
+    body.push_str("</table></section></div>");
+    body.push_str(&phase_section(&r));
+    match &plan {
+        Some(plan) => body.push_str(&plan_section(plan)),
+        None => body.push_str(&format!(
+            "<h2>Input ranges</h2><p class=\"muted\">The plan of batch {batch_id} is no longer kept \
+             (the metadata keeps the plans a state recovery could replay); it read {} source ranges.</p>",
+            commit
+                .times
+                .as_ref()
+                .map_or(NONE.to_string(), |t| t.ranges.to_string())
+        )),
+    }
+    body.push_str(&durable_section(commit, r.checkpoint));
+    Ok(View {
+        title,
+        body,
+        live: false,
+    })
+}
+
+/// A batch's phases: a bar and a table.
+fn phase_section(r: &Row<'_>) -> String {
+    let Some(p) = &r.phases else {
+        return "<h2>Phases</h2><p class=\"muted\">This batch was committed before phase times were recorded.</p>".into();
+    };
+    let segments: Vec<Segment> = PHASES
+        .iter()
+        .zip(p)
+        .map(|((class, _), us)| Segment {
+            class,
+            value: *us as f64,
+        })
+        .collect();
+    let mut out = format!(
+        "<h2>Phases</h2>{}{}<table class=\"grid\"><thead><tr><th>Phase</th><th>Time</th><th>Share</th></tr></thead><tbody>",
+        charts::strip("phases", &segments),
+        legend()
+    );
+    for ((class, name), us) in PHASES.iter().zip(p) {
+        let share = if r.processing_us > 0 {
+            format!("{:.1} %", *us as f64 * 100.0 / r.processing_us as f64)
+        } else {
+            NONE.into()
+        };
+        out.push_str(&format!(
+            "<tr><td><span class=\"sw {class}\"></span>{name}</td>{}{}</tr>",
+            num(&micros(*us)),
+            num(&share)
+        ));
+    }
+    out.push_str(&format!(
+        "</tbody><tfoot><tr><th>processing time</th>{}<td></td></tr></tfoot></table>",
+        num(&micros(r.processing_us))
+    ));
+    out
+}
+
+/// A plan's ranges per source partition, lost ranges and flags.
+fn plan_section(plan: &pb::BatchPlan) -> String {
+    let mut out = format!(
+        "<h2>Input ranges</h2><p>Watermark {}; {}{}.</p>",
+        html::time(plan.watermark_ms),
+        if plan.checkpoint {
+            "stage B checkpoints state"
+        } else {
+            "no state checkpoint"
+        },
+        if plan.r#final {
+            "; the final batch (the source is exhausted)"
+        } else {
+            ""
+        }
+    );
+    out.push_str(&ranges_table(&plan.ranges));
+    if !plan.lost.is_empty() {
+        out.push_str(
+            "<h3>Lost ranges</h3><p>Deleted by the source's retention before the job read them; skipped, counted as lost.</p>",
+        );
+        out.push_str(&ranges_table(&plan.lost));
+    }
+    out
+}
+
+fn ranges_table(ranges: &[pb::OffsetRange]) -> String {
+    let mut out = String::from(
+        "<table class=\"grid\"><thead><tr><th>Partition</th><th>Start</th><th>End</th><th>Records</th></tr></thead><tbody>",
+    );
+    let mut sorted: Vec<&pb::OffsetRange> = ranges.iter().collect();
+    sorted.sort_by_key(|r| r.partition);
+    for r in sorted {
+        out.push_str(&format!(
+            "<tr class=\"range\">{}{}{}{}</tr>",
+            num(&r.partition.to_string()),
+            num(&count(r.start)),
+            num(&count(r.end)),
+            num(&count(r.end.saturating_sub(r.start)))
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// The durable state version of each partition after the batch.
+fn durable_section(commit: &pb::BatchCommit, checkpoint: Option<bool>) -> String {
+    if commit.durable_versions.is_empty() {
+        return "<h2>State</h2><p class=\"muted\">The job has no state.</p>".into();
+    }
+    let mut out = format!(
+        "<h2>State</h2><p>Checkpoint: {}. The newest durable checkpoint of each state partition after this batch \
+         (checkpoint files are written in the background, so a checkpoint becomes durable a little later):</p>\
+         <table class=\"grid\"><thead><tr><th>Partition</th><th>Durable version (batch)</th></tr></thead><tbody>",
+        checkpoint_text(checkpoint)
+    );
+    for (partition, version) in commit.durable_versions.iter().enumerate() {
+        out.push_str(&format!(
+            "<tr>{}{}</tr>",
+            num(&partition.to_string()),
+            num(&version.to_string())
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
