@@ -40,8 +40,9 @@ pub struct Row<'a> {
     pub processing_us: u64,
     /// How late planning started after the batch's tick, in microseconds.
     pub scheduling_delay_us: Option<u64>,
-    /// Records read per second since the batch before it committed (or,
-    /// for the oldest batch shown, over its own processing time).
+    /// Records read per second since the batch before it committed (for
+    /// a batch whose predecessor is not at hand: over the average time
+    /// between the batches at hand, else over its own processing time).
     pub input_rate: f64,
     /// Whether stage B persisted state: the plan's flag while the plan is
     /// kept, else whether the durable versions moved since the batch
@@ -85,6 +86,7 @@ pub fn rows<'a>(
 ) -> Result<Vec<Row<'a>>, UiError> {
     let mut sorted: Vec<&pb::BatchCommit> = batches.iter().collect();
     sorted.sort_by_key(|b| b.batch_id);
+    let typical = typical_gap_ms(&sorted);
     let skip = sorted.len().saturating_sub(limit);
     let mut out = Vec::with_capacity(sorted.len() - skip);
     for (i, commit) in sorted.iter().enumerate().skip(skip) {
@@ -92,17 +94,32 @@ pub fn rows<'a>(
             .checked_sub(1)
             .map(|p| sorted[p])
             .filter(|p| p.batch_id + 1 == commit.batch_id);
-        out.push(row(commit, before, planned_checkpoint(commit.batch_id)?));
+        out.push(row(
+            commit,
+            before,
+            planned_checkpoint(commit.batch_id)?,
+            typical,
+        ));
     }
     Ok(out)
 }
 
+/// The average time between the commits of `sorted` (in batch order),
+/// in milliseconds; `None` for fewer than two batches.
+pub fn typical_gap_ms(sorted: &[&pb::BatchCommit]) -> Option<f64> {
+    let (first, last) = (sorted.first()?, sorted.last()?);
+    let span = last.committed_at_ms.saturating_sub(first.committed_at_ms);
+    (sorted.len() > 1 && span > 0).then(|| span as f64 / (sorted.len() - 1) as f64)
+}
+
 /// One batch's row, from its commit record, the batch before it (when
-/// kept) and its plan's checkpoint flag (when the plan is kept).
+/// kept), its plan's checkpoint flag (when the plan is kept) and the
+/// typical time between batches ([`typical_gap_ms`]).
 pub fn row<'a>(
     commit: &'a pb::BatchCommit,
     before: Option<&pb::BatchCommit>,
     planned_checkpoint: Option<bool>,
+    typical_gap_ms: Option<f64>,
 ) -> Row<'a> {
     let phases = commit.times.as_ref().map(|t| phases(commit, t));
     let processing_us = match &phases {
@@ -112,7 +129,9 @@ pub fn row<'a>(
     let gap_ms = before
         .map(|b| commit.committed_at_ms.saturating_sub(b.committed_at_ms))
         .filter(|gap| *gap > 0)
-        .map_or(processing_us as f64 / 1_000.0, |gap| gap as f64);
+        .map(|gap| gap as f64)
+        .or(typical_gap_ms)
+        .unwrap_or(processing_us as f64 / 1_000.0);
     let input_rate = commit.records_in as f64 * 1_000.0 / gap_ms.max(1.0);
     let checkpoint = if commit.durable_versions.is_empty() {
         None
@@ -229,7 +248,7 @@ fn phase_title(r: &Row<'_>) -> String {
 }
 
 /// The colour key of the phases.
-pub fn legend() -> String {
+fn legend() -> String {
     let mut out = String::from("<ul class=\"legend\">");
     for (class, name) in PHASES {
         out.push_str(&format!(
@@ -242,17 +261,18 @@ pub fn legend() -> String {
 
 /// The batch table, newest first.
 pub fn table(job: &str, rows: &[Row<'_>]) -> String {
-    let mut out = String::from(
+    let mut out = format!(
         "<div class=\"scroll\"><table class=\"batches\"><thead><tr>\
-         <th>Batch</th><th>Committed at</th><th>Ranges</th><th>In</th><th>Out</th>\
-         <th>Skipped</th><th>Late</th><th>Lost</th>",
+         <th rowspan=\"2\">Batch</th><th rowspan=\"2\">Committed at</th><th rowspan=\"2\">Ranges</th>\
+         <th colspan=\"5\" class=\"group\">Records</th><th colspan=\"{}\" class=\"group\">Phase times</th>\
+         <th rowspan=\"2\">Processing</th><th rowspan=\"2\">Sched. delay</th><th rowspan=\"2\">Total delay</th>\
+         <th rowspan=\"2\">Checkpointed</th></tr><tr><th>in</th><th>out</th><th>skipped</th><th>late</th><th>lost</th>",
+        PHASES.len()
     );
     for (_, name) in PHASES {
         out.push_str(&format!("<th>{name}</th>"));
     }
-    out.push_str(
-        "<th>Processing</th><th>Sched. delay</th><th>Total delay</th><th>Checkpoint</th></tr></thead><tbody>",
-    );
+    out.push_str("</tr></thead><tbody>");
     for r in rows.iter().rev() {
         let c = r.commit;
         out.push_str(&format!(
@@ -364,7 +384,14 @@ pub fn page(source: &dyn UiSource, job: &str, batch_id: u64) -> Result<View, UiE
         });
     };
     let before = kept.iter().find(|b| b.batch_id + 1 == batch_id);
-    let r = row(commit, before, plan.as_ref().map(|p| p.checkpoint));
+    let mut sorted: Vec<&pb::BatchCommit> = kept.iter().collect();
+    sorted.sort_by_key(|b| b.batch_id);
+    let r = row(
+        commit,
+        before,
+        plan.as_ref().map(|p| p.checkpoint),
+        typical_gap_ms(&sorted),
+    );
     body.push_str(&format!("<h1>Batch {batch_id}</h1>"));
     nav(&mut body);
     body.push_str("<div class=\"cols\"><section><h2>Records</h2><table class=\"kv\">");
@@ -437,9 +464,8 @@ fn phase_section(r: &Row<'_>) -> String {
         })
         .collect();
     let mut out = format!(
-        "<h2>Phases</h2>{}{}<table class=\"grid\"><thead><tr><th>Phase</th><th>Time</th><th>Share</th></tr></thead><tbody>",
-        charts::strip("phases", &segments),
-        legend()
+        "<h2>Phases</h2>{}<table class=\"grid\"><thead><tr><th>Phase</th><th>Time</th><th>Share</th></tr></thead><tbody>",
+        charts::strip("phases", &segments)
     );
     for ((class, name), us) in PHASES.iter().zip(p) {
         let share = if r.processing_us > 0 {

@@ -151,7 +151,7 @@ pub fn stacked_bars(title: &str, format: fn(f64) -> String, bars: &[Bar]) -> Str
 pub fn strip(label: &str, segments: &[Segment]) -> String {
     let total: f64 = segments.iter().map(|s| s.value.max(0.0)).sum();
     let mut svg = format!(
-        "<svg class=\"strip\" viewBox=\"0 0 {WIDTH} 24\" role=\"img\" aria-label=\"{}\">",
+        "<svg class=\"strip\" viewBox=\"0 0 {WIDTH} 24\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{}\">",
         escape(label)
     );
     let mut x = 0.0;

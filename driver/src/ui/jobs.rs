@@ -3,7 +3,7 @@
 //! partition and the batch table.
 
 use super::batches::{self, MAX_BATCHES};
-use super::html::{self, badge, cell, count, escape, num, NONE};
+use super::html::{self, badge, count, escape, num, NONE};
 use super::layout::View;
 use super::{UiError, UiSource};
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ pub fn list(source: &dyn UiSource) -> Result<View, UiError> {
         let name = escape(&s.job);
         let totals = s.totals.unwrap_or_default();
         body.push_str(&format!(
-            "<tr class=\"job\"><td><a href=\"/jobs/{name}\">{name}</a></td><td>{}</td><td>{}</td>",
+            "<tr class=\"job\"><td class=\"name\"><a href=\"/jobs/{name}\">{name}</a></td><td>{}</td><td>{}</td>",
             badge(&s.state),
             health(s, now)
         ));
@@ -130,7 +130,7 @@ fn last_batch(s: &pb::JobStatus) -> String {
         } else {
             "in flight"
         };
-        out.push_str(&format!(" (+{p} {what})"));
+        out.push_str(&format!(" ({p} {what})"));
     }
     out
 }
@@ -300,11 +300,14 @@ fn summary(s: &pb::JobStatus, now: i64) -> String {
         ),
         ("spec fingerprint", s.fingerprint.clone()),
     ];
-    let mut out = String::from("<table class=\"kv summary\"><tbody>");
+    let mut out = String::from("<dl class=\"facts\">");
     for (name, value) in rows {
-        out.push_str(&format!("<tr><th>{name}</th>{}</tr>", cell("", &value)));
+        out.push_str(&format!(
+            "<div><dt>{name}</dt><dd>{}</dd></div>",
+            escape(&value)
+        ));
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</dl>");
     out
 }
 

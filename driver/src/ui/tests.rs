@@ -464,7 +464,7 @@ fn charts_have_one_point_per_batch_and_the_table_one_row() {
 fn batch_rows_derive_rate_delays_and_checkpoints() {
     let b1 = commit("j", 1);
     let b2 = commit("j", 2);
-    let r = batches::row(&b2, Some(&b1), None);
+    let r = batches::row(&b2, Some(&b1), None, None);
     // 1000 records over the second since batch 1 committed.
     assert!((r.input_rate - 1_000.0).abs() < 1e-9);
     // Stage B's shuffle and checkpoint shown apart from the rest of it;
@@ -478,33 +478,40 @@ fn batch_rows_derive_rate_delays_and_checkpoints() {
     // Without the plan: batch 2 moved the durable versions.
     assert_eq!(r.checkpoint, Some(true));
     assert_eq!(
-        batches::row(&commit("j", 3), Some(&b2), None).checkpoint,
+        batches::row(&commit("j", 3), Some(&b2), None, None).checkpoint,
         Some(false)
     );
     // The plan's flag wins while the plan is kept.
     assert_eq!(
-        batches::row(&b2, Some(&b1), Some(false)).checkpoint,
+        batches::row(&b2, Some(&b1), Some(false), None).checkpoint,
         Some(false)
     );
     // Nothing to compare with, or no state at all.
-    assert_eq!(batches::row(&b2, None, None).checkpoint, None);
+    assert_eq!(batches::row(&b2, None, None, None).checkpoint, None);
     let stateless = pb::BatchCommit {
         durable_versions: vec![],
         ..b2.clone()
     };
     assert_eq!(
-        batches::row(&stateless, Some(&b1), Some(true)).checkpoint,
+        batches::row(&stateless, Some(&b1), Some(true), None).checkpoint,
         None
     );
-    // The oldest batch shown is measured over its own processing time.
-    let first = batches::row(&b1, None, None);
+    // Without the batch before: over the typical time between batches,
+    // else over its own processing time.
+    let first = batches::row(&b1, None, None, Some(500.0));
+    assert!((first.input_rate - 2_000.0).abs() < 1e-9);
+    let first = batches::row(&b1, None, None, None);
     assert!((first.input_rate - 1_000.0 * 1_000.0 / 98.0).abs() < 1e-6);
+    let (b4, b9) = (commit("j", 4), commit("j", 9));
+    assert_eq!(batches::typical_gap_ms(&[&b4, &b9]), Some(5_000.0));
+    assert_eq!(batches::typical_gap_ms(&[&b4]), None);
+    assert_eq!(batches::typical_gap_ms(&[]), None);
     // An old record without phases.
     let old = pb::BatchCommit {
         times: None,
         ..b2.clone()
     };
-    let r = batches::row(&old, Some(&b1), None);
+    let r = batches::row(&old, Some(&b1), None, None);
     assert_eq!(
         (r.phases, r.processing_us, r.scheduling_delay_us),
         (None, 90_000, None)
