@@ -53,7 +53,9 @@ pub struct Row<'a> {
 impl Row<'_> {
     /// Scheduling delay plus processing time, in microseconds.
     pub fn total_delay_us(&self) -> u64 {
-        self.scheduling_delay_us.unwrap_or(0) + self.processing_us
+        self.scheduling_delay_us
+            .unwrap_or(0)
+            .saturating_add(self.processing_us)
     }
 }
 
@@ -63,7 +65,7 @@ fn phases(commit: &pb::BatchCommit, t: &pb::BatchTimes) -> [u64; 7] {
     let checkpoint = t.checkpoint_us.min(t.stage_b_us - shuffle);
     let stage_b = t.stage_b_us - shuffle - checkpoint;
     let stages = commit.duration_ms.saturating_mul(1_000);
-    let other = stages.saturating_sub(t.stage_a_us + t.stage_b_us);
+    let other = stages.saturating_sub(t.stage_a_us.saturating_add(t.stage_b_us));
     [
         t.plan_us,
         t.stage_a_us,
@@ -93,7 +95,7 @@ pub fn rows<'a>(
         let before = i
             .checked_sub(1)
             .map(|p| sorted[p])
-            .filter(|p| p.batch_id + 1 == commit.batch_id);
+            .filter(|p| p.batch_id.checked_add(1) == Some(commit.batch_id));
         out.push(row(
             commit,
             before,
@@ -123,7 +125,7 @@ pub fn row<'a>(
 ) -> Row<'a> {
     let phases = commit.times.as_ref().map(|t| phases(commit, t));
     let processing_us = match &phases {
-        Some(p) => p.iter().sum(),
+        Some(p) => p.iter().fold(0u64, |sum, us| sum.saturating_add(*us)),
         None => commit.duration_ms.saturating_mul(1_000),
     };
     let gap_ms = before
@@ -350,12 +352,13 @@ pub fn page(source: &dyn UiSource, job: &str, batch_id: u64) -> Result<View, UiE
                 batch_id - 1
             ));
         }
-        if batch_id < status.last_committed_batch || status.pending_batch == Some(batch_id + 1) {
-            body.push_str(&format!(
-                "<a href=\"{}\">batch {} →</a>",
-                escape(&href(job, batch_id + 1)),
-                batch_id + 1
-            ));
+        if let Some(next) = batch_id.checked_add(1) {
+            if batch_id < status.last_committed_batch || status.pending_batch == Some(next) {
+                body.push_str(&format!(
+                    "<a href=\"{}\">batch {next} →</a>",
+                    escape(&href(job, next))
+                ));
+            }
         }
         body.push_str("</p>");
     };
@@ -383,7 +386,9 @@ pub fn page(source: &dyn UiSource, job: &str, batch_id: u64) -> Result<View, UiE
             live: true,
         });
     };
-    let before = kept.iter().find(|b| b.batch_id + 1 == batch_id);
+    let before = kept
+        .iter()
+        .find(|b| b.batch_id.checked_add(1) == Some(batch_id));
     let mut sorted: Vec<&pb::BatchCommit> = kept.iter().collect();
     sorted.sort_by_key(|b| b.batch_id);
     let r = row(

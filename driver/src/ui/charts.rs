@@ -59,7 +59,9 @@ pub fn line_chart(title: &str, format: fn(f64) -> String, points: &[Point]) -> S
     let last = points.iter().map(|p| p.at_ms).max().unwrap_or(0);
     let x = |at: i64| {
         if last > first {
-            LEFT + (at - first) as f64 / (last - first) as f64 * plot_width()
+            // In floating point: the difference of two times from the wire
+            // may not fit an i64.
+            LEFT + (at as f64 - first as f64) / (last as f64 - first as f64) * plot_width()
         } else {
             LEFT + plot_width() / 2.0
         }

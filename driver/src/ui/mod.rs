@@ -100,12 +100,13 @@ fn job_name(name: &str) -> Option<&str> {
     check_job_name(name).ok().map(|_| name)
 }
 
-/// A batch id as written in a link: decimal digits only.
+/// A batch id as written in a link: decimal digits only, and at least 1
+/// (the first batch of a job is batch 1).
 fn batch_id(id: &str) -> Option<u64> {
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    id.parse().ok()
+    id.parse().ok().filter(|id| *id > 0)
 }
 
 /// How many batches a job page shows: `?batches=N` clamped to 1 to

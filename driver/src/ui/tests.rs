@@ -572,6 +572,7 @@ fn inputs_are_bounded() {
         "/jobs/clicks/batches/abc",
         "/jobs/clicks/batches/-1",
         "/jobs/clicks/batches/+1",
+        "/jobs/clicks/batches/0",
         "/jobs/clicks/batches/1/x",
         "/jobs/clicks/batches/99999999999999999999999",
         "/jobs/clicks/history/x",
@@ -586,7 +587,10 @@ fn inputs_are_bounded() {
         ("/jobs/other", "There is no job named other."),
         ("/jobs/other/history", "There is no job named other."),
         ("/jobs/other/batches/1", "There is no job named other."),
-        ("/jobs/clicks/batches/0", "no longer kept"),
+        (
+            "/jobs/clicks/batches/18446744073709551615",
+            "has not been planned yet",
+        ),
         ("/jobs/clicks/batches/9999", "has not been planned yet"),
     ] {
         let (status, body) = get(&m, target);
@@ -710,4 +714,41 @@ fn an_empty_replica_renders() {
     assert!(body.contains("No committed batches yet"));
     assert!(body.contains("Not listed yet"));
     assert!(!body.contains("<figure"));
+}
+
+#[test]
+fn figures_at_the_edges_of_their_types_render() {
+    let mut m = source(3);
+    if let Some(b) = m.batches.get_mut("clicks") {
+        b[0].committed_at_ms = i64::MIN;
+        b[1].batch_id = u64::MAX;
+        b[1].duration_ms = u64::MAX;
+        b[1].records_in = u64::MAX;
+        b[1].times = Some(pb::BatchTimes {
+            planned_at_ms: i64::MAX,
+            scheduling_delay_us: u64::MAX,
+            plan_us: u64::MAX,
+            stage_a_us: u64::MAX,
+            shuffle_us: u64::MAX,
+            stage_b_us: u64::MAX,
+            checkpoint_us: u64::MAX,
+            commit_us: u64::MAX,
+            ranges: u32::MAX,
+        });
+        b[2].committed_at_ms = i64::MAX;
+    }
+    m.jobs[0].last_committed_batch = u64::MAX;
+    m.jobs[0].pending_batch = None;
+    m.jobs[0].watermark_ms = i64::MIN;
+    m.jobs[0].lag_listed_at_ms = i64::MIN;
+    m.jobs[0].degraded_since_ms = i64::MAX;
+    m.jobs[0].health = "degraded".into();
+    for target in [
+        "/",
+        "/jobs/clicks",
+        "/jobs/clicks/batches/18446744073709551615",
+        "/jobs/clicks/batches/3",
+    ] {
+        ok(&m, target);
+    }
 }
