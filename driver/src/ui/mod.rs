@@ -19,6 +19,7 @@
 //! Any page with `?fragment=1` returns only the content of its `<main>`,
 //! which the script fetches every 2 s and swaps in.
 
+mod batch;
 mod batches;
 mod charts;
 mod cluster;
@@ -145,7 +146,7 @@ pub fn page(source: &dyn UiSource, request: &PageRequest) -> Option<Page> {
         Route::Jobs => jobs::list(source),
         Route::Job(name) => jobs::page(source, name, batch_limit(request)),
         Route::History(name) => history::page(source, name),
-        Route::Batch(name, id) => batches::page(source, name, id),
+        Route::Batch(name, id) => batch::page(source, name, id),
         Route::Cluster => Ok(cluster::page(cluster.as_ref())),
     };
     let (view, status) = match view {
