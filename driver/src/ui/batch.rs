@@ -48,27 +48,38 @@ pub fn page(source: &dyn UiSource, job: &str, batch_id: u64) -> Result<View, UiE
         body.push_str("</p>");
     };
     let Some(commit) = commit else {
+        // Batches after the last committed one are in flight or to come;
+        // the others committed, and their records may be gone while
+        // their plans are kept for a state recovery.
+        let committed = batch_id <= status.last_committed_batch;
         let Some(plan) = plan else {
-            let why = if batch_id > status.last_committed_batch {
-                format!("Batch {batch_id} of job {job} has not been planned yet.")
-            } else {
+            let why = if committed {
                 format!(
                     "Batch {batch_id} of job {job} is no longer kept: the metadata keeps the last {MAX_BATCHES} commit records."
                 )
+            } else {
+                format!("Batch {batch_id} of job {job} has not been planned yet.")
             };
             return Err(UiError::NotFound(why));
         };
-        body.push_str(&format!(
-            "<h1>Batch {batch_id} <span class=\"badge b-running\">in flight</span></h1>\
-             <p>Planned at {}; not committed yet. This page shows its results once it commits.</p>",
-            html::time(plan.planned_at_ms)
-        ));
+        if committed {
+            body.push_str(&format!(
+                "<h1>Batch {batch_id}</h1><p>Committed; its commit record is no longer kept \
+                 (the metadata keeps the last {MAX_BATCHES}), so only its plan is shown.</p>"
+            ));
+        } else {
+            body.push_str(&format!(
+                "<h1>Batch {batch_id} <span class=\"badge b-running\">in flight</span></h1>\
+                 <p>Planned at {}; not committed yet. This page shows its results once it commits.</p>",
+                html::time(plan.planned_at_ms)
+            ));
+        }
         nav(&mut body);
         body.push_str(&plan_section(&plan));
         return Ok(View {
             title,
             body,
-            live: true,
+            live: !committed,
         });
     };
     let before = kept

@@ -651,6 +651,16 @@ fn the_batch_page_shows_ranges_phases_and_durable_versions() {
     // The in-flight batch shows its plan.
     let body = ok(&m, "/jobs/clicks/batches/31");
     assert!(body.contains("in flight") && body.contains("<tr class=\"range\">"));
+    // A committed batch whose record is gone but whose plan is kept.
+    let mut m = source(150);
+    m.plans.insert(("clicks".into(), 20), plan("clicks", 20));
+    let body = ok(&m, "/jobs/clicks/batches/20");
+    assert!(
+        body.contains("its commit record is no longer kept"),
+        "{body}"
+    );
+    assert!(!body.contains("in flight") && !body.contains("data-live"));
+    assert_eq!(body.matches("<tr class=\"range\">").count(), 3);
 }
 
 #[test]
