@@ -2,30 +2,41 @@
 """Checks of our own on the Weir chart and image, run by deploy/helm/check.sh.
 
     check_chart.py dockerfile REPO VALUES_YAML
-    check_chart.py rendered REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION tls|insecure
-    check_chart.py selftest REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION tls|insecure
+    check_chart.py dashboard REPO
+    check_chart.py rendered REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION tls|insecure MONITOR
+    check_chart.py selftest REPO MANIFESTS_YAML EXPECTED_DRIVERS EXPECTED_EXECUTORS K8S_VERSION tls|insecure MONITOR
     check_chart.py settings MANIFESTS_YAML PREFIX
 
+MONITOR is the ServiceMonitors a rendering must have: none, plain (without
+TLS), certificate (Prometheus's client certificate) or token (a bearer token).
+
 `dockerfile` checks deploy/Dockerfile against the Cargo manifests.
+`dashboard` checks the Grafana dashboard (check_monitoring.py) and that
+breaking it in known ways is caught.
 `rendered` validates every manifest of one `helm template` output with
 kubernetes-validate (the ServiceMonitor and cert-manager CRDs are skipped
 explicitly) and checks what a schema cannot: the Raft peer list, ports,
-probes, the PDB quorum, that every flag and settings-file key the chart uses
-exists in the Rust sources, and security: every driver and executor gets
-either all TLS flags or --insecure (as expected), each pod's certificate
-files come from its own Secret, probes are TCP with TLS, every cert-manager
-Certificate names the identity of the pod that uses it, the tokens file
-parses, and the NetworkPolicies admit what Weir needs and no more on the
-executor port. `selftest` breaks a good rendering in known ways and fails
+the HTTP port and its probes (readiness on /readyz, liveness and startup
+on /healthz, HTTPS with TLS), the PDB quorum, that every flag and
+settings-file key the chart uses exists in the Rust sources, and security:
+every driver and executor gets either all TLS flags and the tokens file or
+--insecure (as expected), each pod's certificate files come from its own
+Secret, every cert-manager Certificate names the identity of the pod (or
+the Prometheus client) that uses it, the tokens file parses, the
+NetworkPolicies admit what Weir needs and no more on the executor port,
+the ServiceMonitors exist exactly when expected and scrape every pod once
+with the right scheme and credentials, and a dashboard ConfigMap holds the
+dashboard. `selftest` breaks a good rendering in known ways and fails
 unless every breakage is caught. `settings` writes the rendered settings
-files and each binary's security flags (for check.sh to feed the real
-binaries). Prints every failure and exits 1 if there was any.
+files and the flags each binary gets from the chart (for check.sh to feed
+the real binaries). Prints every failure and exits 1 if there was any.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shlex
 import sys
@@ -33,6 +44,8 @@ import tomllib
 from pathlib import Path
 
 import yaml
+
+import check_monitoring as monitoring
 
 FAILURES: list[str] = []
 
@@ -209,8 +222,8 @@ def check_dockerfile(repo: Path, values_path: Path) -> None:
     check(not any(word == "ENTRYPOINT" for word, _ in final["ins"]),
           f"{path}: final stage must not set an ENTRYPOINT (the chart runs the binaries as commands)")
     exposed = {int(p.split("/")[0]) for word, rest in final["ins"] if word == "EXPOSE" for p in rest.split()}
-    for what in ("driver", "executor"):
-        port = values[what]["port"]
+    for what, port in (("driver", values["driver"]["port"]), ("executor", values["executor"]["port"]),
+                       ("HTTP", values["monitoring"]["http"]["port"])):
         check(port in exposed, f"{path}: EXPOSE lacks the chart's default {what} port {port} (has {sorted(exposed)})")
 
 
@@ -271,7 +284,7 @@ def load_docs(manifests: Path) -> list[dict]:
 
 
 def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_executors: int, k8s_version: str,
-                   mode: str) -> None:
+                   mode: str, monitor: str) -> None:
     validate_schemas(docs, src, k8s_version)
 
     driver_flags = clap_flags(repo / "driver/src/config.rs", "DriverArgs")
@@ -392,11 +405,7 @@ def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_exe
     client = [s for s in component("Service", "driver") if s["spec"].get("clusterIP") != "None"]
     check(len(client) == 1, f"{src}: expected one client Service for the drivers, found {len(client)}")
 
-    probe_kind = "tcpSocket" if mode == "tls" else "grpc"
-    for k in ("readinessProbe", "livenessProbe"):
-        check(probe_kind in dc.get(k, {}) and dc[k][probe_kind]["port"] == grpc_port,
-              f"{src}: driver {k} is not a {probe_kind} probe on port {grpc_port}"
-              + (" (kubelet's gRPC probes cannot speak TLS)" if mode == "tls" else ""))
+    monitoring.check_http(check, src, "driver", dc, flag_value(tokens, "--http-listen"), mode)
 
     config_volume = next((v for v in dpod.get("volumes", []) if "configMap" in v), None)
     cm = configmaps.get(config_volume["configMap"]["name"]) if config_volume else None
@@ -443,10 +452,7 @@ def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_exe
                   and ests["spec"]["serviceName"] in svc_by_name,
                   f"{src}: executor --advertise {eadv!r} is not its stable DNS name under a headless Service")
             check_security(docs, src, mode, ests, ec, eargs, "$(POD_NAME)", n_executors, "executor")
-            for k in ("readinessProbe", "livenessProbe"):
-                if mode == "tls":
-                    check("tcpSocket" in ec.get(k, {}),
-                          f"{src}: executor {k} is not a tcpSocket probe (kubelet's gRPC probes cannot speak TLS)")
+            monitoring.check_http(check, src, "executor", ec, flag_value(eargs, "--http-listen"), mode)
             root = efile.get("state_root", "")
             if "://" in root:
                 check(root.split("://")[0] in ("hdfs", "viewfs"), f"{src}: state_root scheme of {root} is unsupported")
@@ -470,13 +476,8 @@ def check_rendered(repo: Path, docs: list[dict], src: str, n_drivers: int, n_exe
 
     check_certificates(docs, src, dsts, ests, ns)
     check_network_policies(docs, src, dsts, ests)
-
-    # --- ServiceMonitor points at a Service port named like its endpoint -------
-    for sm in (d for d in docs if d["kind"] == "ServiceMonitor"):
-        sel = sm["spec"]["selector"]["matchLabels"]
-        ports = {p.get("name") for s in services if selects(sel, s["metadata"].get("labels", {})) for p in s["spec"]["ports"]}
-        for ep in sm["spec"]["endpoints"]:
-            check(ep["port"] in ports, f"{src}: ServiceMonitor endpoint port {ep['port']} is on no selected Service")
+    monitoring.check_service_monitors(check, selects, tls_secrets, docs, src, dsts, ests, mode, monitor, ns)
+    monitoring.check_dashboard_configmaps(check, docs, src, repo)
 
 
 # ---------------------------------------------------------------------------
@@ -545,17 +546,24 @@ def check_security(docs: list[dict], src: str, mode: str, sts: dict, c: dict, to
     want_ca = (flag_value(tokens, "--tls-ca") or "").replace("${POD_NAME}", "$(POD_NAME)")
     check(env.get("WEIR_TLS_CA") == want_ca,
           f"{src}: {what} WEIR_TLS_CA (for `kubectl exec ... weir`) is {env.get('WEIR_TLS_CA')!r}, expected {want_ca!r}")
-    if what != "driver":
-        return
     path = flag_value(tokens, "--tokens")
-    if not check(path is not None, f"{src}: driver with TLS gets no --tokens (no client could have a role)"):
+    if not check(path is not None, f"{src}: {what} with TLS gets no --tokens ("
+                 + ("no client could have a role)" if what == "driver" else "no one could read its /metrics)")):
         return
     vol = next((v for v, m in mounts.items() if path.startswith(m + "/")), None)
     volume = next((v for v in pod.get("volumes", []) if v["name"] == vol), {})
     secret = volume.get("secret", {})
     item = next((i for i in secret.get("items", []) if f"{mounts.get(vol)}/{i['path']}" == path), None)
-    if not check(item is not None, f"{src}: driver --tokens {path} is not an item of a mounted Secret volume"):
+    if not check(item is not None, f"{src}: {what} --tokens {path} is not an item of a mounted Secret volume"):
         return
+    # Drivers and executors read one tokens file: a role is the same on every port.
+    others = [d for d in docs if d["kind"] == "StatefulSet" and d is not sts]
+    for other in others:
+        theirs = {(v["secret"]["secretName"], i["key"]) for v in other["spec"]["template"]["spec"].get("volumes", [])
+                  if "secret" in v for i in v["secret"].get("items", []) if i["path"] == "tokens.yaml"}
+        check((secret["secretName"], item["key"]) in theirs,
+              f"{src}: {what} reads tokens from {secret['secretName']}/{item['key']}, "
+              f"{other['metadata']['name']} from {sorted(theirs)}")
     rendered = next((d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == secret["secretName"]), None)
     if rendered is None:
         return  # tokens.existingSecret: made outside the chart
@@ -576,7 +584,8 @@ def check_security(docs: list[dict], src: str, mode: str, sts: dict, c: dict, to
 
 
 def check_certificates(docs: list[dict], src: str, dsts: dict, ests: dict, ns: str) -> None:
-    """Each cert-manager Certificate of a pod names that pod's identity."""
+    """Each cert-manager Certificate of a pod names that pod's identity; a
+    client certificate (Prometheus's) is one a ServiceMonitor presents."""
     certs = [d for d in docs if d["kind"] == "Certificate"]
     if not certs:
         return
@@ -593,8 +602,10 @@ def check_certificates(docs: list[dict], src: str, dsts: dict, ests: dict, ns: s
         if spec.get("isCA"):
             continue
         by_secret[spec["secretName"]] = cert
-        check(set(spec.get("usages", [])) >= {"server auth", "client auth", "digital signature"},
-              f"{where}: usages {spec.get('usages')} lack server auth, client auth or digital signature")
+        client = all(u.startswith("weir://client/") for u in spec.get("uris", [""]))
+        usages = {"client auth", "digital signature"} | (set() if client else {"server auth"})
+        check(set(spec.get("usages", [])) >= usages,
+              f"{where}: usages {spec.get('usages')} lack one of {sorted(usages)}")
         pk = spec.get("privateKey", {})
         check(pk.get("algorithm") == "ECDSA" and pk.get("size") == 256 and pk.get("encoding") == "PKCS8"
               and pk.get("rotationPolicy") == "Always",
@@ -629,8 +640,11 @@ def check_certificates(docs: list[dict], src: str, dsts: dict, ests: dict, ns: s
                     full = f"{svc['metadata']['name']}.{ns}.svc.cluster.local"
                     check(full in dns, f"{src}: Certificate {cert['metadata']['name']} lacks the client Service "
                                        f"name {full}")
+    presented = monitoring.client_cert_secrets(docs)
     for secret, cert in by_secret.items():
-        check(secret in pods, f"{src}: Certificate {cert['metadata']['name']} writes Secret {secret}, which no pod reads")
+        check(secret in pods or secret in presented,
+              f"{src}: Certificate {cert['metadata']['name']} writes Secret {secret}, which no pod reads and no "
+              "ServiceMonitor presents")
 
 
 def peer_selects(peer: dict, labels: dict) -> bool:
@@ -681,26 +695,26 @@ def check_network_policies(docs: list[dict], src: str, dsts: dict, ests: dict) -
                           in ("driver", "executor"),
                           f"{src}: NetworkPolicy {pol['metadata']['name']} admits {x}, which is not limited to "
                           "drivers or executors")
-        metrics = next((n for n, name in ports.items() if name == "metrics"), None)
-        if metrics is not None:
-            check(any(p.get("port") in (metrics, "metrics") for r in rules for p in r.get("ports", [])),
-                  f"{where}: does not admit the metrics port {metrics}")
+        http = next((n for n, name in ports.items() if name == "http"), None)
+        check(http is not None and any(p.get("port") in (http, "http") for r in rules for p in r.get("ports", [])),
+              f"{where}: does not admit the HTTP port {http} (Prometheus, the web UI)")
 
 
-def security_flags(tokens: list[str], pod_var: str, pod: str) -> list[str]:
-    """The security flags of a command line, with the pod name filled in."""
+def chart_flags(tokens: list[str], pod_var: str, pod: str) -> list[str]:
+    """The security and HTTP port flags of a command line, with the pod name filled in."""
     out = []
     for i, t in enumerate(tokens):
         if t == "--insecure":
             out.append(t)
-        elif t in TLS_FLAGS + ("--tokens",) and i + 1 < len(tokens):
+        elif t in TLS_FLAGS + ("--tokens", "--http-listen") and i + 1 < len(tokens):
             out += [t, tokens[i + 1].replace(pod_var, pod)]
     return out
 
 
 def write_settings(manifests: Path, prefix: str) -> None:
     """PREFIX.driver.yaml, PREFIX.executor.yaml and PREFIX.{driver,executor}.flags
-    (one security flag or value a line, as the chart gives them to pod 0)."""
+    (one security or HTTP port flag or value a line, as the chart gives them
+    to pod 0)."""
     docs = load_docs(manifests)
     cm = driver_config(docs)
     for key in ("driver.yaml", "executor.yaml"):
@@ -709,9 +723,9 @@ def write_settings(manifests: Path, prefix: str) -> None:
     dc = dsts["spec"]["template"]["spec"]["containers"][0]
     script = dc["command"][2].replace("\\\n", " ")
     line = re.search(r"exec (weir-driver\b.*?)(?:\n\S|\Z)", script, re.S)
-    dflags = security_flags(shlex.split(line.group(1)) if line else [], "${POD_NAME}", f"{dsts['metadata']['name']}-0")
+    dflags = chart_flags(shlex.split(line.group(1)) if line else [], "${POD_NAME}", f"{dsts['metadata']['name']}-0")
     ec = ests["spec"]["template"]["spec"]["containers"][0]
-    eflags = security_flags(ec.get("args", []), "$(POD_NAME)", f"{ests['metadata']['name']}-0")
+    eflags = chart_flags(ec.get("args", []), "$(POD_NAME)", f"{ests['metadata']['name']}-0")
     Path(f"{prefix}.driver.flags").write_text("".join(f + "\n" for f in dflags))
     Path(f"{prefix}.executor.flags").write_text("".join(f + "\n" for f in eflags))
 
@@ -726,9 +740,9 @@ def driver_config(docs: list[dict]) -> dict:
     return cm
 
 
-def selftest(repo: Path, manifests: Path, n_drivers: int, n_executors: int, k8s_version: str, mode: str) -> None:
+def selftest(repo: Path, manifests: Path, n_drivers: int, n_executors: int, k8s_version: str, mode: str,
+             monitor: str) -> None:
     """Breaks a good rendering in known ways; each must be caught."""
-    global FAILURES
 
     def peers_minus_one(docs):
         cm = driver_config(docs)
@@ -773,9 +787,62 @@ def selftest(repo: Path, manifests: Path, n_drivers: int, n_executors: int, k8s_
         i = args.index("--tls-key")
         del args[i:i + 2]
 
-    def driver_grpc_probe_with_tls(docs):
+    def driver_liveness_on_readyz(docs):
         c = find(docs, "StatefulSet", "driver")["spec"]["template"]["spec"]["containers"][0]
-        c["readinessProbe"]["grpc"] = c["readinessProbe"].pop("tcpSocket")
+        c["livenessProbe"]["httpGet"]["path"] = "/readyz"
+
+    def executor_tcp_readiness(docs):
+        c = find(docs, "StatefulSet", "executor")["spec"]["template"]["spec"]["containers"][0]
+        c["readinessProbe"]["tcpSocket"] = {"port": "grpc"}
+        del c["readinessProbe"]["httpGet"]
+
+    def driver_http_listen_elsewhere(docs):
+        c = find(docs, "StatefulSet", "driver")["spec"]["template"]["spec"]["containers"][0]
+        c["command"][2] = re.sub(r'--http-listen "0\.0\.0\.0:(\d+)"', '--http-listen "127.0.0.1:\\1"', c["command"][2])
+
+    def executor_http_port_closed(docs):
+        pol = find(docs, "NetworkPolicy", "executor")
+        pol["spec"]["ingress"] = pol["spec"]["ingress"][:1]
+
+    def executor_probe_plain_http_with_tls(docs):
+        c = find(docs, "StatefulSet", "executor")["spec"]["template"]["spec"]["containers"][0]
+        c["readinessProbe"]["httpGet"]["scheme"] = "HTTP"
+
+    def executor_without_tokens(docs):
+        args = find(docs, "StatefulSet", "executor")["spec"]["template"]["spec"]["containers"][0]["args"]
+        i = args.index("--tokens")
+        del args[i:i + 2]
+
+    def unexpected_service_monitor(docs):
+        docs.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                     "metadata": dict(find(docs, "Service", "driver")["metadata"], name="extra"),
+                     "spec": {"selector": {"matchLabels": {}}, "endpoints": []}})
+
+    def endpoint(docs, component):
+        return find(docs, "ServiceMonitor", component)["spec"]["endpoints"][0]
+
+    def service_monitor_without_honor_labels(docs):
+        del endpoint(docs, "driver")["honorLabels"]
+
+    def driver_scraped_twice(docs):
+        headless = next(d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None"
+                        and d["metadata"]["labels"]["app.kubernetes.io/component"] == "driver")
+        headless["spec"]["ports"].append({"name": "http", "port": 1, "targetPort": "http"})
+
+    def service_monitor_skips_verify(docs):
+        endpoint(docs, "executor")["tlsConfig"]["insecureSkipVerify"] = True
+
+    def executor_server_name_not_on_certificates(docs):
+        endpoint(docs, "executor")["tlsConfig"]["serverName"] = "weir-executor.weir.svc"
+
+    def prometheus_without_role(docs):
+        secret = next(d for d in docs if d["kind"] == "Secret" and "tokens.yaml" in d.get("stringData", {}))
+        entries = [e for e in yaml.safe_load(secret["stringData"]["tokens.yaml"]) or [] if e["name"] != "prometheus"]
+        secret["stringData"]["tokens.yaml"] = yaml.safe_dump(entries)
+
+    def service_monitor_over_http_with_tls(docs):
+        ep = endpoint(docs, "driver")
+        ep["scheme"] = "http"
 
     def certificate_names_ordinal(docs):
         # Replica id is ordinal + 1: a Certificate naming the ordinal is wrong.
@@ -796,35 +863,101 @@ def selftest(repo: Path, manifests: Path, n_drivers: int, n_executors: int, k8s_
         c["command"][2] = c["command"][2].replace("${POD_NAME}/tls.key", "weir-driver-0/tls.key")
 
     cases = [peers_minus_one, unknown_file_key, port_mismatch, executor_bad_flag, driver_bad_flag,
-             weak_pdb, probe_on_other_port, schema_violation, data_dir_on_mount_root, writable_root]
+             weak_pdb, probe_on_other_port, schema_violation, data_dir_on_mount_root, writable_root,
+             driver_liveness_on_readyz, executor_tcp_readiness, driver_http_listen_elsewhere,
+             executor_http_port_closed]
     if mode == "tls":
-        cases += [executor_without_tls_key, driver_grpc_probe_with_tls, certificate_names_ordinal,
-                  executor_open_to_namespace, last_executor_secret_missing, driver_uses_other_pods_cert]
+        cases += [executor_without_tls_key, certificate_names_ordinal, executor_open_to_namespace,
+                  last_executor_secret_missing, driver_uses_other_pods_cert, executor_probe_plain_http_with_tls,
+                  executor_without_tokens]
+    if monitor == "none":
+        cases += [unexpected_service_monitor]
+    else:
+        cases += [service_monitor_without_honor_labels, driver_scraped_twice]
+    if monitor != "none" and mode == "tls":
+        cases += [service_monitor_skips_verify, executor_server_name_not_on_certificates,
+                  service_monitor_over_http_with_tls]
+    if monitor == "certificate":
+        cases += [prometheus_without_role]
+    run_breakages("manifest", cases, lambda: load_docs(manifests),
+                  lambda docs, name: check_rendered(repo, docs, f"selftest:{name}", n_drivers, n_executors,
+                                                    k8s_version, mode, monitor))
+
+
+def run_breakages(what: str, cases, load, run) -> None:
+    """Applies each case to a fresh copy from load() and runs the checks on
+    it with run(copy, case name); fails for every case they do not catch."""
+    global FAILURES
     missed = []
     for case in cases:
-        docs = load_docs(manifests)
-        case(docs)
+        broken = load()
+        case(broken)
         saved, FAILURES = FAILURES, []
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            check_rendered(repo, docs, f"selftest:{case.__name__}", n_drivers, n_executors, k8s_version, mode)
+            run(broken, case.__name__)
         caught, FAILURES = FAILURES, saved
-        print(f"  selftest {case.__name__}: {'caught: ' + caught[0] if caught else 'NOT CAUGHT'}")
+        label = "" if what == "manifest" else f"{what} "
+        print(f"  selftest {label}{case.__name__}: {'caught: ' + caught[0] if caught else 'NOT CAUGHT'}")
         if not caught:
             missed.append(case.__name__)
     for name in missed:
-        fail(f"selftest: the checks did not catch the broken manifest {name}")
+        fail(f"selftest: the checks did not catch the broken {what} {name}")
+
+
+def selftest_dashboard(repo: Path) -> None:
+    """Breaks the dashboard in known ways; each must be caught."""
+    path = repo / monitoring.DASHBOARD
+
+    def targets(board):
+        return [t for p in board["panels"] for t in p.get("targets", [])]
+
+    def unknown_metric(board):
+        targets(board)[0]["expr"] += " + weir_no_such_metric"
+
+    def counter_without_rate(board):
+        t = next(t for t in targets(board) if "weir_records_in_total" in t["expr"])
+        t["expr"] = 'sum(weir_records_in_total{job=~"$job"})'
+
+    def fixed_datasource(board):
+        next(p for p in board["panels"] if p["type"] != "row")["datasource"] = {"type": "prometheus", "uid": "abc"}
+
+    def job_variable_elsewhere(board):
+        v = next(v for v in board["templating"]["list"] if v["name"] == "job")
+        v["query"]["query"] = "label_values(weir_records_in_total, job)"
+
+    def metric_not_shown(board):
+        for t in targets(board):
+            t["expr"] = t["expr"].replace("weir_shuffle_fetch_seconds", "weir_task_seconds")
+
+    def query_does_not_parse(board):
+        targets(board)[-1]["expr"] = targets(board)[-1]["expr"].rstrip(")")
+
+    def panels_overlap(board):
+        board["panels"][2]["gridPos"] = dict(board["panels"][1]["gridPos"])
+
+    cases = (unknown_metric, counter_without_rate, fixed_datasource, job_variable_elsewhere,
+             metric_not_shown, panels_overlap, query_does_not_parse)
+    run_breakages("dashboard", cases, lambda: json.loads(path.read_text()),
+                  lambda board, _: monitoring.check_board(check, repo, path, board))
+
+
+MONITORS = ("none", "plain", "certificate", "token")
 
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 4 and argv[1] == "dockerfile":
         check_dockerfile(Path(argv[2]), Path(argv[3]))
-    elif len(argv) == 8 and argv[1] in ("rendered", "selftest") and argv[7] in ("tls", "insecure"):
+    elif len(argv) == 3 and argv[1] == "dashboard":
+        monitoring.check_dashboard(check, Path(argv[2]))
+        selftest_dashboard(Path(argv[2]))
+    elif len(argv) == 9 and argv[1] in ("rendered", "selftest") and argv[7] in ("tls", "insecure") \
+            and argv[8] in MONITORS:
         repo, manifests, drivers, executors, k8s = Path(argv[2]), Path(argv[3]), int(argv[4]), int(argv[5]), argv[6]
-        mode = argv[7]
+        mode, monitor = argv[7], argv[8]
         if argv[1] == "rendered":
-            check_rendered(repo, load_docs(manifests), str(manifests), drivers, executors, k8s, mode)
+            check_rendered(repo, load_docs(manifests), str(manifests), drivers, executors, k8s, mode, monitor)
         else:
-            selftest(repo, manifests, drivers, executors, k8s, mode)
+            selftest(repo, manifests, drivers, executors, k8s, mode, monitor)
     elif len(argv) == 4 and argv[1] == "settings":
         write_settings(Path(argv[2]), argv[3])
     else:

@@ -205,6 +205,83 @@ Secret holding the drivers' tokens file.
 {{- end }}
 
 {{/*
+"true" when the ServiceMonitors are rendered: monitoring.serviceMonitor.enabled
+is true, or auto and the cluster (or `helm template --api-versions`) has the
+ServiceMonitor kind.
+*/}}
+{{- define "weir.serviceMonitor.enabled" -}}
+{{- $v := toString .Values.monitoring.serviceMonitor.enabled }}
+{{- if eq $v "true" }}true
+{{- else if and (eq $v "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor") }}true
+{{- end }}
+{{- end }}
+
+{{/*
+How Prometheus gets the viewer role on the HTTP port: "token" (a bearer
+token from monitoring.serviceMonitor.bearerToken.secretName),
+"certificate" (a client certificate), or "" without TLS.
+*/}}
+{{- define "weir.prometheus.auth" -}}
+{{- if .Values.tls.enabled }}
+{{- if .Values.monitoring.serviceMonitor.bearerToken.secretName }}token{{ else }}certificate{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secret of Prometheus's client certificate (tls.crt, tls.key).
+*/}}
+{{- define "weir.prometheus.certSecret" -}}
+{{- $c := .Values.monitoring.serviceMonitor.clientCertificate }}
+{{- default (printf "%s-client-%s-tls" (include "weir.fullname" .) $c.name) $c.secretName }}
+{{- end }}
+
+{{/*
+"true" when the chart's cert-manager issues Prometheus's client certificate.
+*/}}
+{{- define "weir.prometheus.issueCert" -}}
+{{- if and (include "weir.serviceMonitor.enabled" .) (eq (include "weir.prometheus.auth" .) "certificate") .Values.tls.certManager.enabled (not .Values.monitoring.serviceMonitor.clientCertificate.secretName) }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the tokens file the chart renders gets the entry
+{name: <clientCertificate.name>, role: viewer} for Prometheus: the
+ServiceMonitors use the client certificate and no entry has that name.
+*/}}
+{{- define "weir.prometheus.addViewer" -}}
+{{- $name := .Values.monitoring.serviceMonitor.clientCertificate.name }}
+{{- $named := false }}
+{{- range .Values.tokens.entries }}
+{{- if eq (toString .name) $name }}{{ $named = true }}{{ end }}
+{{- end }}
+{{- if and (include "weir.serviceMonitor.enabled" .) (eq (include "weir.prometheus.auth" .) "certificate") (not .Values.tokens.existingSecret) (not $named) }}true{{ end }}
+{{- end }}
+
+{{/*
+Values of older charts that no longer exist: fails the render naming the
+replacement. `helm upgrade --reuse-values` from such a chart brings its
+defaults along; --reset-then-reuse-values takes the new chart's defaults
+and keeps what was set.
+*/}}
+{{- define "weir.removedValues" -}}
+{{- $removed := list }}
+{{- if hasKey .Values.executor "probeType" }}
+{{- $removed = append $removed "executor.probeType (probes are HTTP GETs on monitoring.http.port)" }}
+{{- end }}
+{{- if hasKey .Values.monitoring.serviceMonitor "port" }}
+{{- $removed = append $removed "monitoring.serviceMonitor.port (now monitoring.http.port)" }}
+{{- end }}
+{{- if hasKey .Values.monitoring.serviceMonitor "path" }}
+{{- $removed = append $removed "monitoring.serviceMonitor.path (always /metrics)" }}
+{{- end }}
+{{- if hasKey .Values.networkPolicy "metricsSources" }}
+{{- $removed = append $removed "networkPolicy.metricsSources (now networkPolicy.httpSources)" }}
+{{- end }}
+{{- if $removed }}
+{{- fail (printf "values removed in chart 0.3.0: %s. Unset them; after `helm upgrade --reuse-values` from an older chart, use --reset-then-reuse-values instead" (join "; " $removed)) }}
+{{- end }}
+{{- end }}
+
+{{/*
 Values that cannot work; fails the render with a message.
 */}}
 {{- define "weir.validate" -}}
@@ -220,8 +297,26 @@ Values that cannot work; fails the render with a message.
 {{- if not (has .Values.logFormat (list "human" "json")) }}
 {{- fail "logFormat must be human or json" }}
 {{- end }}
-{{- if not (has .Values.executor.probeType (list "tcp" "grpc")) }}
-{{- fail "executor.probeType must be tcp or grpc" }}
+{{- include "weir.removedValues" . }}
+{{- $http := .Values.monitoring.http.port }}
+{{- if not (and (regexMatch "^[0-9]{1,5}$" (toString $http)) (ge (int $http) 1) (le (int $http) 65535)) }}
+{{- fail "monitoring.http.port must be a port number, 1-65535" }}
+{{- end }}
+{{- if or (eq (int $http) (int .Values.driver.port)) (eq (int $http) (int .Values.executor.port)) }}
+{{- fail "monitoring.http.port must differ from driver.port and executor.port" }}
+{{- end }}
+{{- if not (has (toString .Values.monitoring.serviceMonitor.enabled) (list "true" "false" "auto")) }}
+{{- fail "monitoring.serviceMonitor.enabled must be true, false or auto" }}
+{{- end }}
+{{- $sm := .Values.monitoring.serviceMonitor }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" (toString $sm.clientCertificate.name)) }}
+{{- fail "monitoring.serviceMonitor.clientCertificate.name must be a DNS label (lower-case letters, digits, '-')" }}
+{{- end }}
+{{- if and $sm.bearerToken.secretName $sm.clientCertificate.secretName }}
+{{- fail "monitoring.serviceMonitor: give bearerToken.secretName or clientCertificate.secretName, not both" }}
+{{- end }}
+{{- if and $sm.bearerToken.secretName (not $sm.bearerToken.key) }}
+{{- fail "monitoring.serviceMonitor.bearerToken.key must name the token's key in bearerToken.secretName" }}
 {{- end }}
 {{- if not (has .Values.driver.podAntiAffinity (list "soft" "hard" "none")) }}
 {{- fail "driver.podAntiAffinity must be soft, hard or none" }}
