@@ -22,6 +22,8 @@ command -v javac >/dev/null 2>&1 || services_packages+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || services_packages+=(maven)
 # openssl makes the test certificates (deploy/dev/certs.sh).
 command -v openssl >/dev/null 2>&1 || services_packages+=(openssl)
+# Headless Chromium drives the web UI test (tests/tests/ui.rs).
+command -v chromium >/dev/null 2>&1 || services_packages+=(chromium)
 scripts/bootstrap.sh ${services_packages[@]+"${services_packages[@]}"}
 if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use weir::local::{run_job_with, HttpPort, LocalOptions};
 use weir_driver::{DriverOptions, Outcome};
 
-const JOB: &str = "name: bench-metrics\nbatch_interval: 10ms\nstate_partitions: 8\ncheckpoint_every: 1\n\
+const JOB: &str =
+    "name: bench-metrics\nbatch_interval: 10ms\nstate_partitions: 8\ncheckpoint_every: 1\n\
     pipeline:\n  - key_by: \"value % 100000\"\n  - aggregate: { count: {} }\n";
 
 /// Scrapes `address` every `every` until `stop`; returns the scrapes and
@@ -76,10 +77,11 @@ fn run(records: u64, metrics: bool) -> anyhow::Result<(f64, u64)> {
     })?;
     let elapsed = started.elapsed();
     stop.store(true, Ordering::SeqCst);
-    let scrapes = scraper
-        .map(|s| s.join().map_or(0, |(n, _)| n))
-        .unwrap_or(0);
-    anyhow::ensure!(outcome == Outcome::Finished && read == records, "the run did not finish");
+    let scrapes = scraper.map(|s| s.join().map_or(0, |(n, _)| n)).unwrap_or(0);
+    anyhow::ensure!(
+        outcome == Outcome::Finished && read == records,
+        "the run did not finish"
+    );
     Ok((records as f64 / elapsed.as_secs_f64(), scrapes))
 }
 
