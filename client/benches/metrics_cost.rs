@@ -6,7 +6,7 @@
 //!
 //!     cargo bench -p weir --bench metrics_cost
 //!
-//! `WEIR_BENCH_RECORDS` sets the records per run (default 40 million),
+//! `WEIR_BENCH_RECORDS` sets the records per run (default 1 billion),
 //! `WEIR_BENCH_PAIRS` the pairs of runs (default 5).
 
 use std::io::{Read, Write};
@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let records = env("WEIR_BENCH_RECORDS", 40_000_000);
+    let records = env("WEIR_BENCH_RECORDS", 1_000_000_000);
     let pairs = env("WEIR_BENCH_PAIRS", 5);
     println!("| pair | metrics off (records/s) | metrics on, scraped every 100 ms (records/s) | scrapes |");
     println!("|---:|---:|---:|---:|");
