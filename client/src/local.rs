@@ -59,7 +59,8 @@ pub enum HttpPort {
     /// Nowhere.
     #[default]
     Off,
-    /// On 127.0.0.1:4040, or the next free port (up to 4071).
+    /// On 127.0.0.1:4040, or the next free port (up to 4071; none, with
+    /// a warning, when all are taken).
     Default,
     /// At this address, which must be free.
     At(String),
@@ -81,10 +82,12 @@ async fn bind_http(http: &HttpPort) -> anyhow::Result<Option<tokio::net::TcpList
                     return Ok(Some(l));
                 }
             }
-            anyhow::bail!(
-                "ports {DEFAULT_HTTP_PORT}-{} on 127.0.0.1 are all taken: pass --http-listen ADDR or --no-http",
+            // The job matters more than its UI.
+            tracing::warn!(
+                "ports {DEFAULT_HTTP_PORT}-{} on 127.0.0.1 are all taken: running without the web UI and metrics (pass --http-listen ADDR)",
                 DEFAULT_HTTP_PORT + HTTP_PORT_TRIES - 1
-            )
+            );
+            Ok(None)
         }
     }
 }

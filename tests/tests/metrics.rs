@@ -253,3 +253,91 @@ fn every_process_exports_metrics_that_match_status_and_output() {
         assert_eq!(sample(&f, "weir_records_in_total", &job), None);
     }
 }
+
+/// `weir local` serves its metrics where `--http-listen` says, and a Kafka
+/// source's lag (the last stable offset past the committed end) is
+/// exported per partition: above 0 while the job works through a backlog
+/// in small batches, then 0, with every record read.
+#[test]
+fn weir_local_exports_kafka_lag_until_caught_up() {
+    use weir_tests::kafka::{create_topic, kafka_brokers, produce, unique_topic};
+    let Some(brokers) = kafka_brokers("weir_local_exports_kafka_lag_until_caught_up") else {
+        return;
+    };
+    let input = unique_topic("lag-in");
+    create_topic(&brokers, &input, 3);
+    let records: Vec<(i32, String, String)> = (0..3_000)
+        .map(|i| ((i % 3) as i32, format!("k{i}"), format!("v{i}")))
+        .collect();
+    produce(&brokers, &input, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("lagging.yaml");
+    fs::write(
+        &spec,
+        format!(
+            "name: lagging\nbatch_interval: 500ms\n\
+             source:\n  kafka: {{ brokers: \"{brokers}\", topic: {input}, start: earliest, format: text, max_records_per_partition: 50 }}\n\
+             sink:\n  noop: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let http = format!("127.0.0.1:{}", weir_tests::cluster::free_port());
+    let log = dir.path().join("weir.log");
+    let state = dir.path().join("state");
+    let _job = weir_tests::Proc::start(
+        "weir local",
+        &weir_tests::binary("weir"),
+        &[
+            "local",
+            &spec.to_string_lossy(),
+            "--state-dir",
+            &state.to_string_lossy(),
+            "--http-listen",
+            &http,
+        ],
+        &[],
+        &log,
+    )
+    .unwrap();
+    let metrics = || {
+        get(&http, "/metrics", None, None)
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| parse_metrics(&r.body).ok())
+    };
+    let lag = |m: &prometheus_parse::Scrape| -> Vec<f64> {
+        (0..3)
+            .filter_map(|p| {
+                sample(
+                    m,
+                    "weir_source_lag_records",
+                    &[("job", "lagging"), ("partition", &p.to_string())],
+                )
+            })
+            .collect()
+    };
+    // 1000 records a partition at 50 a batch, 2 batches a second.
+    eventually(Duration::from_secs(30), "a backlog shown as lag", || {
+        metrics().is_some_and(|m| {
+            let l = lag(&m);
+            l.len() == 3 && l.iter().sum::<f64>() > 1_000.0
+        })
+    });
+    let r = get(&http, "/readyz", None, None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually(
+        Duration::from_secs(60),
+        "caught up: lag 0, every record read",
+        || {
+            metrics().is_some_and(|m| {
+                lag(&m) == [0.0, 0.0, 0.0]
+                    && sample(&m, "weir_records_in_total", &[("job", "lagging")]) == Some(3_000.0)
+            })
+        },
+    );
+    let printed = fs::read_to_string(&log).unwrap();
+    assert!(
+        printed.contains(&format!("web UI and metrics at http://{http}")),
+        "weir local prints where its UI is:\n{printed}"
+    );
+}
