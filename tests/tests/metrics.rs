@@ -267,7 +267,7 @@ fn weir_local_exports_kafka_lag_until_caught_up() {
     let input = unique_topic("lag-in");
     create_topic(&brokers, &input, 3);
     let records: Vec<(i32, String, String)> = (0..3_000)
-        .map(|i| ((i % 3) as i32, format!("k{i}"), format!("v{i}")))
+        .map(|i: i32| (i % 3, format!("k{i}"), format!("v{i}")))
         .collect();
     produce(&brokers, &input, &records);
     let dir = tempfile::tempdir().unwrap();
