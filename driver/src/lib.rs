@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod planner;
 pub mod raft;
+pub mod report_group;
 pub mod runner;
 pub mod server;
 pub mod service;

@@ -11,9 +11,11 @@
 mod context;
 pub mod markers;
 mod properties;
+mod report_group;
 
 pub use context::{is_refusal, severity, Consumer, LogContext, Producer, Severity, REFUSAL_WINDOW};
 pub use properties::{check_properties, resolve_properties, ResolvedProperties};
+pub use report_group::GroupReporter;
 
 pub use rdkafka;
 

@@ -257,7 +257,8 @@ fn every_process_exports_metrics_that_match_status_and_output() {
 /// `weir local` serves its metrics where `--http-listen` says, and a Kafka
 /// source's lag (the last stable offset past the committed end) is
 /// exported per partition: above 0 while the job works through a backlog
-/// in small batches, then 0, with every record read.
+/// in small batches, then 0, with every record read. Its `report_group`
+/// then holds the committed end offsets, for monitoring tools.
 #[test]
 fn weir_local_exports_kafka_lag_until_caught_up() {
     use weir_tests::kafka::{create_topic, kafka_brokers, produce, unique_topic};
@@ -265,6 +266,7 @@ fn weir_local_exports_kafka_lag_until_caught_up() {
         return;
     };
     let input = unique_topic("lag-in");
+    let group = unique_topic("weir-monitor");
     create_topic(&brokers, &input, 3);
     let records: Vec<(i32, String, String)> = (0..3_000)
         .map(|i: i32| (i % 3, format!("k{i}"), format!("v{i}")))
@@ -276,7 +278,7 @@ fn weir_local_exports_kafka_lag_until_caught_up() {
         &spec,
         format!(
             "name: lagging\nbatch_interval: 500ms\n\
-             source:\n  kafka: {{ brokers: \"{brokers}\", topic: {input}, start: earliest, format: text, max_records_per_partition: 50 }}\n\
+             source:\n  kafka: {{ brokers: \"{brokers}\", topic: {input}, start: earliest, format: text, max_records_per_partition: 50, report_group: {group} }}\n\
              sink:\n  noop: {{}}\n"
         ),
     )
@@ -333,6 +335,16 @@ fn weir_local_exports_kafka_lag_until_caught_up() {
                 lag(&m) == [0.0, 0.0, 0.0]
                     && sample(&m, "weir_records_in_total", &[("job", "lagging")]) == Some(3_000.0)
             })
+        },
+    );
+    let reporter = weir_kafka::GroupReporter::new(&brokers, &input, &group, []).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the report group at the end offsets",
+        || {
+            reporter
+                .committed(&[0, 1, 2])
+                .is_ok_and(|c| c == [(0, Some(1_000)), (1, Some(1_000)), (2, Some(1_000))])
         },
     );
     let printed = fs::read_to_string(&log).unwrap();

@@ -18,6 +18,7 @@ use crate::kafka::KafkaLister;
 use crate::metadata::{command, MetadataStore};
 use crate::metrics::DriverMetrics;
 use crate::planner::{active_ranges, plan_next, NextBatch, OffsetsLister, PlanError};
+use crate::report_group::GroupReport;
 use crate::runner::{TaskFailure, TaskRunner};
 use crate::submit::check_format;
 use policy::{Phase, Step};
@@ -254,6 +255,10 @@ impl JobDriver {
         );
         let lister = KafkaLister::default();
         let lister: Option<&dyn OffsetsLister> = kafka.then_some(&lister);
+        let reporter = match self.spec().source.as_ref().and_then(|s| s.kind.as_ref()) {
+            Some(pb::source::Kind::Kafka(k)) => GroupReport::start(self.name(), k),
+            _ => None,
+        };
         let mut backoff = self.options.retry_backoff;
         loop {
             if shutdown.load(Ordering::SeqCst) {
@@ -328,6 +333,9 @@ impl JobDriver {
                         Durable::Already
                     };
                     self.execute(&plan, durable, planned_at, delay, shutdown, report)?;
+                    if let Some(r) = &reporter {
+                        r.offer(plan.ranges.iter().map(|r| (r.partition, r.end)).collect());
+                    }
                     // The next batch starts at the next tick, or now if behind.
                     next_tick += interval;
                     if next_tick < Instant::now() {

@@ -511,6 +511,12 @@ fn diff_source(d: &mut Diff, stored: &pb::JobSpec, new: &pb::JobSpec) {
                 Compatible,
             );
             d.cmp(
+                &format!("{p}.report_group"),
+                &a.report_group,
+                &b.report_group,
+                Compatible,
+            );
+            d.cmp(
                 &format!("{p}.format"),
                 format!("{}/{:?}", a.format, a.schema),
                 format!("{}/{:?}", b.format, b.schema),

@@ -180,6 +180,9 @@ fn render_kafka_source(k: &pb::KafkaSource, y: &mut String) {
         k.max_records_per_partition,
         properties(&k.properties)
     );
+    if !k.report_group.is_empty() {
+        let _ = write!(y, ", report_group: {}", quote(&k.report_group));
+    }
     if k.max_bytes_per_partition != 0 {
         let _ = write!(
             y,

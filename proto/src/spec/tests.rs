@@ -563,3 +563,25 @@ fn bytes_per_partition_reads_sizes() {
         );
     }
 }
+
+/// `report_group` is a plain group id, kept as written and rendered back.
+#[test]
+fn report_group_is_a_group_id() {
+    let kafka = |g: &str| {
+        format!("name: j\nsource:\n  kafka: {{ brokers: b:9092, topic: t, format: text, report_group: {g} }}\nsink:\n  stdout: {{}}\n")
+    };
+    let spec = parse_spec(&kafka("weir.monitor-clicks_1")).unwrap();
+    match spec.source.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(pb::source::Kind::Kafka(k)) => assert_eq!(k.report_group, "weir.monitor-clicks_1"),
+        _ => panic!("kafka"),
+    }
+    let rendered = super::to_yaml(&spec);
+    assert_eq!(parse_spec(&rendered).unwrap(), spec, "{rendered}");
+    let e = errors(&kafka("\"a group\""));
+    assert!(
+        e.contains("source.kafka.report_group") && e.contains("not a group id"),
+        "{e}"
+    );
+    let e = errors(&kafka(&"g".repeat(250)));
+    assert!(e.contains("source.kafka.report_group"), "{e}");
+}

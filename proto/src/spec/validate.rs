@@ -320,6 +320,7 @@ fn convert_kafka_source(k: KafkaSourceYaml, issues: &mut Issues) -> pb::KafkaSou
         on_missing: on_missing as i32,
         properties: convert_properties(&format!("{p}.properties"), k.properties, issues),
         max_bytes_per_partition: convert_bytes_per_partition(p, k.max_bytes_per_partition, issues),
+        report_group: k.report_group.unwrap_or_default(),
     }
 }
 
@@ -695,6 +696,9 @@ fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
     }
     check_records_per_partition(issues, p, k.max_records_per_partition);
     check_bytes_per_partition(issues, p, k.max_bytes_per_partition);
+    if !k.report_group.is_empty() {
+        check_group(issues, &format!("{p}.report_group"), &k.report_group);
+    }
     match k.start.as_ref().and_then(|s| s.kind.as_ref()) {
         None => issues.add(
             format!("{p}.start"),
@@ -1078,6 +1082,21 @@ fn check_records_per_partition(issues: &mut Issues, source: &str, value: u64) {
                 MAX_RECORDS_PER_PARTITION,
                 "max_records_per_partition",
             ),
+        );
+    }
+}
+
+/// A Kafka consumer group id Weir commits offsets to: 1–249 letters,
+/// digits, `.`, `_` or `-`.
+fn check_group(issues: &mut Issues, path: &str, group: &str) {
+    let ok = group.len() <= 249
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        issues.add(
+            path,
+            format!("{group:?} is not a group id: use 1–249 letters, digits, '.', '_' or '-'"),
         );
     }
 }

@@ -79,6 +79,8 @@ pub struct KafkaSourceYaml {
     pub on_missing: Option<OnMissingYaml>,
     #[serde(default)]
     pub properties: Option<std::collections::BTreeMap<String, serde_yaml_ng::Value>>,
+    #[serde(default)]
+    pub report_group: Option<String>,
 }
 
 /// `start: earliest | latest | {offsets: {p: o}} | {timestamp_ms: t}`.
