@@ -10,7 +10,7 @@ use crate::operators::partition_state::{PartitionState, StateRestorer};
 use crate::operators::stateless::StatelessOp;
 use crate::plan::JobPlan;
 use crate::shuffle::{MemoryShuffle, Shuffle, ShuffleKey};
-use crate::sinks::{lock, FileSink, KafkaSink, NoopSink, Sink, StdoutSink};
+use crate::sinks::{lock, FileSink, KafkaSink, NoopSink, PostgresSink, Sink, StdoutSink};
 use crate::sources::budget::ReadBudget;
 use crate::state::{
     default_writer_threads, CheckpointFileName, PartitionCheckpoints, PartitionOptions,
@@ -165,6 +165,9 @@ impl Executor {
             Some(pb::sink::Kind::Stdout(_)) => Box::new(StdoutSink::default()),
             Some(pb::sink::Kind::Kafka(k)) => {
                 Box::new(KafkaSink::new(&name, record.created_at_ms, k))
+            }
+            Some(pb::sink::Kind::Postgres(p)) => {
+                Box::new(PostgresSink::new(&name, record.created_at_ms, p))
             }
             Some(pb::sink::Kind::Noop(_)) | None => Box::new(NoopSink),
         };

@@ -75,6 +75,12 @@ source:
   kafka: { brokers: 127.0.0.1:9092, topic: clicks, start: latest, format: raw }
 sink:
   noop: {}
+",    "name: j
+batch_interval: 1s
+source:
+  generator: {}
+sink:
+  postgres: { url: \"postgres://weir:pw@127.0.0.1:5432/weir\", table: public.counts, key: [key, day], mode: append, columns: [key, day, n] }
 ",
 ];
 

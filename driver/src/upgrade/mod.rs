@@ -339,6 +339,7 @@ fn sink_kind(s: Option<&pb::Sink>) -> &'static str {
         Some(pb::sink::Kind::Stdout(_)) => "stdout",
         Some(pb::sink::Kind::File(_)) => "file",
         Some(pb::sink::Kind::Kafka(_)) => "kafka",
+        Some(pb::sink::Kind::Postgres(_)) => "postgres",
         None => "-",
     }
 }
@@ -548,7 +549,7 @@ fn diff_source(d: &mut Diff, stored: &pb::JobSpec, new: &pb::JobSpec) {
 }
 
 fn diff_sink(d: &mut Diff, a: Option<&pb::Sink>, b: Option<&pb::Sink>) {
-    use pb::sink::Kind::{File, Kafka};
+    use pb::sink::Kind::{File, Kafka, Postgres};
     use ChangeClass::Compatible;
     match (
         a.and_then(|s| s.kind.as_ref()),
@@ -586,6 +587,35 @@ fn diff_sink(d: &mut Diff, a: Option<&pb::Sink>, b: Option<&pb::Sink>) {
                 "sink.kafka.properties",
                 properties_text(&a.properties),
                 properties_text(&b.properties),
+                Compatible,
+            );
+        }
+        // Later batches write to the new table (its commit markers are
+        // the job's, whatever the table).
+        (Some(Postgres(a)), Some(Postgres(b))) => {
+            d.cmp(
+                "sink.postgres.url",
+                a.url.as_str(),
+                b.url.as_str(),
+                Compatible,
+            );
+            d.cmp(
+                "sink.postgres.table",
+                a.table.as_str(),
+                b.table.as_str(),
+                Compatible,
+            );
+            d.cmp(
+                "sink.postgres.key",
+                a.key.join(","),
+                b.key.join(","),
+                Compatible,
+            );
+            d.cmp("sink.postgres.mode", a.mode, b.mode, Compatible);
+            d.cmp(
+                "sink.postgres.columns",
+                a.columns.join(","),
+                b.columns.join(","),
                 Compatible,
             );
         }

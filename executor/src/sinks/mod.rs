@@ -6,9 +6,11 @@
 mod file;
 mod kafka;
 mod output_dir;
+mod postgres;
 
 pub use file::FileSink;
 pub use kafka::KafkaSink;
+pub use postgres::PostgresSink;
 
 use crate::error::ExecError;
 use crate::json::json_lines;

@@ -18,8 +18,8 @@ pub use render::to_yaml;
 pub use validate::limits;
 pub use validate::{
     bytes_per_partition, check_job_name, check_operator_name, check_operator_version,
-    custom_operators, fingerprint, operator_id, parse_spec, validate, COMMITS_TOPIC, MAX_JOB_NAME,
-    SPEC_FORMAT_VERSION,
+    custom_operators, fingerprint, is_sql_identifier, operator_id, parse_spec, validate,
+    COMMITS_TOPIC, MAX_JOB_NAME, SPEC_FORMAT_VERSION,
 };
 
 use std::fmt;

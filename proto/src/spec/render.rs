@@ -141,6 +141,23 @@ pub fn to_yaml(spec: &pb::JobSpec) -> String {
                 properties(&k.properties)
             );
         }
+        Some(pb::sink::Kind::Postgres(pg)) => {
+            let mode = if pg.mode == pb::PostgresMode::Append as i32 {
+                "append"
+            } else {
+                "upsert"
+            };
+            let key: Vec<String> = pg.key.iter().map(|k| quote(k)).collect();
+            let columns: Vec<String> = pg.columns.iter().map(|k| quote(k)).collect();
+            let _ = writeln!(
+                y,
+                "  postgres: {{ url: {}, table: {}, key: [{}], mode: {mode}, columns: [{}] }}",
+                quote(&pg.url),
+                quote(&pg.table),
+                key.join(", "),
+                columns.join(", ")
+            );
+        }
         Some(pb::sink::Kind::Stdout(_)) => y.push_str("  stdout: {}\n"),
         Some(pb::sink::Kind::Noop(_)) | None => y.push_str("  noop: {}\n"),
     }

@@ -585,3 +585,65 @@ fn report_group_is_a_group_id() {
     let e = errors(&kafka(&"g".repeat(250)));
     assert!(e.contains("source.kafka.report_group"), "{e}");
 }
+
+/// The postgres sink: defaults to an upsert, names checked as SQL
+/// identifiers, an upsert needs a key among the columns written, and the
+/// spec renders back to itself.
+#[test]
+fn postgres_sinks_parse_validate_and_render() {
+    let sink = |body: &str| {
+        format!("name: j\nsource:\n  generator: {{}}\nsink:\n  postgres: {{ {body} }}\n")
+    };
+    let spec = parse_spec(&sink(
+        "url: \"${env:PG}\", table: analytics.counts, key: [key], columns: [key, count]",
+    ))
+    .unwrap();
+    match spec.sink.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(pb::sink::Kind::Postgres(p)) => {
+            assert_eq!(p.mode, pb::PostgresMode::Upsert as i32);
+            assert_eq!(
+                (p.table.as_str(), p.key.len(), p.columns.len()),
+                ("analytics.counts", 1, 2)
+            );
+        }
+        _ => panic!("postgres"),
+    }
+    let rendered = super::to_yaml(&spec);
+    assert_eq!(parse_spec(&rendered).unwrap(), spec, "{rendered}");
+    for (body, path, message) in [
+        (
+            "url: \"mysql://x\", table: t, key: [k]",
+            "sink.postgres.url",
+            "must be postgres://",
+        ),
+        (
+            "url: \"postgres://h/d\", table: \"Bad-Name\", key: [k]",
+            "sink.postgres.table",
+            "is not a table name",
+        ),
+        (
+            "url: \"postgres://h/d\", table: a.b.c, key: [k]",
+            "sink.postgres.table",
+            "is not a table name",
+        ),
+        (
+            "url: \"postgres://h/d\", table: t",
+            "sink.postgres.key",
+            "an upsert needs the key columns",
+        ),
+        (
+            "url: \"postgres://h/d\", table: t, key: [\"Key\"]",
+            "sink.postgres.key[0]",
+            "is not a column name",
+        ),
+        (
+            "url: \"postgres://h/d\", table: t, key: [k], columns: [a]",
+            "sink.postgres.key[0]",
+            "must be one of the columns written",
+        ),
+    ] {
+        let e = errors(&sink(body));
+        assert!(e.contains(path) && e.contains(message), "{body}: {e}");
+    }
+    assert!(parse_spec(&sink("url: \"postgres://h/d\", table: t, mode: append")).is_ok());
+}

@@ -1,5 +1,6 @@
 //! YAML → protobuf conversion and the semantic checks of a job spec.
 
+use super::yaml::PostgresModeYaml;
 use super::yaml::{
     CustomYaml, ErrorPolicyYaml, FlatMapYaml, GeneratorYaml, JobSpecYaml, KafkaFormatYaml,
     KafkaSinkYaml, KafkaSourceYaml, KafkaStartYaml, OnMissingYaml, SinkYaml, SourceYaml, StepYaml,
@@ -182,6 +183,16 @@ fn convert(y: JobSpecYaml) -> Result<pb::JobSpec, SpecError> {
             brokers,
             topic,
             properties: convert_properties("sink.kafka.properties", properties, &mut issues),
+        }),
+        SinkYaml::Postgres(p) => pb::sink::Kind::Postgres(pb::PostgresSink {
+            url: p.url,
+            table: p.table,
+            key: p.key,
+            columns: p.columns,
+            mode: match p.mode.unwrap_or(PostgresModeYaml::Upsert) {
+                PostgresModeYaml::Upsert => pb::PostgresMode::Upsert,
+                PostgresModeYaml::Append => pb::PostgresMode::Append,
+            } as i32,
         }),
     };
     let on_error = match y.on_error.unwrap_or(ErrorPolicyYaml::Fail) {
@@ -578,6 +589,7 @@ pub fn validate(spec: &pb::JobSpec) -> Result<(), SpecError> {
                 );
             }
         }
+        Some(pb::sink::Kind::Postgres(pg)) => validate_postgres_sink(pg, &mut issues),
         Some(pb::sink::Kind::Kafka(k)) => {
             let p = "sink.kafka";
             if k.brokers.trim().is_empty() {
@@ -675,6 +687,74 @@ fn check_references(issues: &mut Issues, path: &str, properties: &[pb::Property]
     for p in properties {
         if let Err(reason) = super::secrets::parse(&p.value) {
             issues.add(format!("{path}.{}", p.key), reason);
+        }
+    }
+}
+
+/// The longest SQL identifier PostgreSQL keeps (`NAMEDATALEN - 1`).
+const MAX_SQL_IDENTIFIER: usize = 63;
+
+/// Whether `name` is a plain SQL identifier: a letter or `_`, then
+/// letters, digits or `_` (no quoting needed, folded to lower case by
+/// PostgreSQL, so written in lower case here).
+pub fn is_sql_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && name.len() <= MAX_SQL_IDENTIFIER
+}
+
+fn validate_postgres_sink(pg: &pb::PostgresSink, issues: &mut Issues) {
+    let p = "sink.postgres";
+    if let Err(reason) = super::secrets::parse(&pg.url) {
+        issues.add(format!("{p}.url"), reason);
+    } else if !(super::secrets::has_references(&pg.url)
+        || pg.url.starts_with("postgres://")
+        || pg.url.starts_with("postgresql://"))
+    {
+        issues.add(
+            format!("{p}.url"),
+            "must be postgres://USER:PASSWORD@HOST:PORT/DATABASE (or hold ${env:…}/${file:…} references)",
+        );
+    }
+    let parts: Vec<&str> = pg.table.split('.').collect();
+    if parts.len() > 2 || !parts.iter().all(|t| is_sql_identifier(t)) {
+        issues.add(
+            format!("{p}.table"),
+            format!(
+                "{:?} is not a table name: TABLE or SCHEMA.TABLE of lower-case letters, digits and '_'",
+                pg.table
+            ),
+        );
+    }
+    let upsert = pg.mode != pb::PostgresMode::Append as i32;
+    if upsert && pg.key.is_empty() {
+        issues.add(
+            format!("{p}.key"),
+            "an upsert needs the key columns: key: [COLUMN, ...] (or mode: append)",
+        );
+    }
+    for (field, names) in [("key", &pg.key), ("columns", &pg.columns)] {
+        for (i, k) in names.iter().enumerate() {
+            if !is_sql_identifier(k) {
+                issues.add(
+                    format!("{p}.{field}[{i}]"),
+                    format!("{k:?} is not a column name: lower-case letters, digits and '_'"),
+                );
+            }
+        }
+    }
+    if !pg.columns.is_empty() {
+        for (i, k) in pg.key.iter().enumerate() {
+            if !pg.columns.contains(k) {
+                issues.add(
+                    format!("{p}.key[{i}]"),
+                    format!(
+                        "{k} must be one of the columns written ({})",
+                        pg.columns.join(", ")
+                    ),
+                );
+            }
         }
     }
 }

@@ -188,6 +188,29 @@ pub enum SinkYaml {
     Stdout(EmptyYaml),
     File(FileSinkYaml),
     Kafka(KafkaSinkYaml),
+    Postgres(PostgresSinkYaml),
+}
+
+/// `sink.postgres`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkYaml {
+    pub url: String,
+    pub table: String,
+    #[serde(default)]
+    pub key: Vec<String>,
+    #[serde(default)]
+    pub mode: Option<PostgresModeYaml>,
+    #[serde(default)]
+    pub columns: Vec<String>,
+}
+
+/// `mode: upsert | append`.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum PostgresModeYaml {
+    Upsert,
+    Append,
 }
 
 /// `sink.kafka`.
