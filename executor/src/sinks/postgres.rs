@@ -1,24 +1,25 @@
-//! The PostgreSQL sink: exactly-once rows through a staging table and
-//! commit markers, both in the database.
+//! The PostgreSQL sink: exactly-once rows through one transaction per
+//! batch and partition that writes the rows and a commit marker.
 //!
-//! Weir keeps two tables of its own next to the user's (created when first
-//! needed, in the connection's default schema): `weir_staged` holds the
-//! rows of batches not yet committed, as JSON, and `weir_commits` one
-//! marker per committed `(job, batch, partition)`. The job is named with
-//! its incarnation (`name@created_at_ms`), so a job created again under the
+//! Weir keeps one table of its own next to the user's (created when first
+//! needed, in the connection's default schema): `weir_commits`, one marker
+//! per committed `(job, batch, partition)`. The job is named with its
+//! incarnation (`name@created_at_ms`), so a job created again under the
 //! same name never meets its predecessor's markers.
 //!
-//! - `pre_commit(batch, p)`, in one transaction: unless the marker of
-//!   `(batch, p)` exists (the batch already committed; a re-run writes
-//!   nothing), replace the staged rows of `(batch, p)` with the output
-//!   (`COPY`). Staged rows are invisible to readers of the table.
-//! - `commit(batch, p)`, in one transaction: unless the marker exists,
-//!   move the staged rows into the table (an upsert on the key columns,
-//!   the last row of a key winning, or an append), write the marker and
-//!   delete the staged rows. The marker and the rows commit together, so a
-//!   partition is never half-written, and a commit run again (a restart,
-//!   another executor finishing the batch) finds the marker and writes
-//!   nothing: exactly once.
+//! - `pre_commit(batch, p)` checks the table against the output (once),
+//!   encodes the rows for `COPY` and keeps them in memory, replacing an
+//!   earlier attempt's. Nothing reaches the database.
+//! - `commit(batch, p)`, in one transaction: unless the marker of
+//!   `(batch, p)` exists, write the rows (`COPY` straight into the table
+//!   for an append; into a temporary table, then `INSERT … ON CONFLICT
+//!   (key) DO UPDATE` for an upsert, the last row of a key winning) and
+//!   the marker. Rows and marker commit together, so a partition is never
+//!   half-written, and a commit run again finds the marker and writes
+//!   nothing: exactly once. Without the rows in memory (the process
+//!   restarted, the partition moved) and without a marker, the commit
+//!   reports [`ExecError::OutputLost`]: the driver produces the batch
+//!   again (its decision stands) and commits again, as with the Kafka sink.
 //!
 //! The table is checked against the output before the first write: it
 //! must exist, have every output column with a compatible type and, for
@@ -28,8 +29,9 @@
 
 use super::{lock, Sink};
 use crate::error::ExecError;
-use crate::json::{json_field_names, write_json_row};
-use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
@@ -47,23 +49,24 @@ const KEEP_MARKERS: i64 = 1_000;
 /// Idle connections kept.
 const MAX_IDLE: usize = 16;
 
-/// The tables Weir keeps in the database.
+/// The table Weir keeps in the database.
 const SETUP: &str = "
 SET client_min_messages = warning;
-CREATE TABLE IF NOT EXISTS weir_staged (
-    job text NOT NULL, batch bigint NOT NULL, part integer NOT NULL,
-    seq integer NOT NULL, row jsonb NOT NULL);
-CREATE INDEX IF NOT EXISTS weir_staged_batch ON weir_staged (job, batch, part);
 CREATE TABLE IF NOT EXISTS weir_commits (
     job text NOT NULL, batch bigint NOT NULL, part integer NOT NULL,
     committed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job, part, batch));";
 
-/// What the sink learnt of the table.
-#[derive(Debug, Clone)]
-struct Checked {
-    /// The output's columns, in order (all in the table).
+/// One batch partition's rows, ready for `COPY`.
+#[derive(Debug, Default)]
+struct Staged {
+    /// The columns, in the order of each line's values.
     columns: Vec<String>,
+    /// `COPY` text: one line per row, the row's sequence number last.
+    lines: Vec<u8>,
+    rows: u64,
+    /// No key appears twice (so an upsert need not pick the last row).
+    unique_keys: bool,
 }
 
 /// Writes batch output into a PostgreSQL table, exactly once.
@@ -72,10 +75,12 @@ pub struct PostgresSink {
     job: String,
     sink: pb::PostgresSink,
     idle: Mutex<Vec<Client>>,
-    /// The table's check, by the output's columns.
-    checked: Mutex<HashMap<Vec<String>, Checked>>,
-    /// Weir's tables exist.
+    /// The output shapes (column names) checked against the table.
+    checked: Mutex<Vec<Vec<String>>>,
+    /// Weir's table exists.
     set_up: Mutex<bool>,
+    /// Pre-committed rows by `(batch, partition)`, until their commit.
+    pending: Mutex<HashMap<(u64, u32), Staged>>,
 }
 
 impl std::fmt::Debug for PostgresSink {
@@ -148,18 +153,6 @@ fn arrow_name(t: &DataType) -> &'static str {
     }
 }
 
-/// `text` with the escapes of `COPY`'s text format: backslashes doubled
-/// (JSON has no raw tabs or newlines).
-fn copy_escape(text: &str, out: &mut Vec<u8>) {
-    for b in text.bytes() {
-        if b == b'\\' {
-            out.extend_from_slice(b"\\\\");
-        } else {
-            out.push(b);
-        }
-    }
-}
-
 impl PostgresSink {
     /// A sink for `job` (created at `incarnation`, ms) writing to
     /// `sink.table`. Nothing connects before the first write.
@@ -169,8 +162,9 @@ impl PostgresSink {
             job: format!("{job}@{incarnation}"),
             sink: sink.clone(),
             idle: Mutex::new(Vec::new()),
-            checked: Mutex::new(HashMap::new()),
+            checked: Mutex::new(Vec::new()),
             set_up: Mutex::new(false),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -245,11 +239,19 @@ impl PostgresSink {
     }
 
     /// Checks the table against `batch`'s columns (once per shape).
-    fn check(&self, client: &mut Client, batch: &RecordBatch) -> Result<Checked, Failure> {
+    fn check(&self, client: &mut Client, batch: &RecordBatch) -> Result<(), Failure> {
         let schema = batch.schema();
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        if let Some(c) = lock(&self.checked).get(&names) {
-            return Ok(c.clone());
+        if lock(&self.checked).contains(&names) {
+            return Ok(());
+        }
+        if let Some(bad) = names
+            .iter()
+            .find(|n| !weir_proto::spec::is_sql_identifier(n))
+        {
+            return Err(Failure::User(format!(
+                "output column {bad:?} is not a plain lower-case SQL name (letters, digits, '_'); rename it with a map step or choose columns"
+            )));
         }
         let table = &self.sink.table;
         let (schema_name, table_name) = match table.split_once('.') {
@@ -322,11 +324,8 @@ impl PostgresSink {
                 )));
             }
         }
-        let checked = Checked {
-            columns: names.clone(),
-        };
-        lock(&self.checked).insert(names, checked.clone());
-        Ok(checked)
+        lock(&self.checked).push(names);
+        Ok(())
     }
 
     /// The output's `columns` (all of them when the sink names none).
@@ -365,23 +364,12 @@ impl PostgresSink {
         self.sink.mode != pb::PostgresMode::Append as i32
     }
 
-    /// The statement moving a staged `(batch, part)` into the table.
-    fn move_statement(&self, columns: &[String]) -> String {
+    /// The statement upserting the rows of the temporary table
+    /// `weir_rows` into the table.
+    fn upsert_statement(&self, columns: &[String], unique_keys: bool) -> String {
         let table = &self.sink.table;
         let cols = columns.join(", ");
-        let r_cols: Vec<String> = columns.iter().map(|c| format!("r.{c}")).collect();
-        let staged = format!(
-            "FROM weir_staged s CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, s.row) r \
-             WHERE s.job = $1 AND s.batch = $2 AND s.part = $3"
-        );
-        if !self.upsert() {
-            return format!(
-                "INSERT INTO {table} ({cols}) SELECT {} {staged} ORDER BY s.seq",
-                r_cols.join(", ")
-            );
-        }
         let key = self.sink.key.join(", ");
-        let r_key: Vec<String> = self.sink.key.iter().map(|k| format!("r.{k}")).collect();
         let updates: Vec<String> = columns
             .iter()
             .filter(|c| !self.sink.key.contains(c))
@@ -392,16 +380,54 @@ impl PostgresSink {
         } else {
             format!("DO UPDATE SET {}", updates.join(", "))
         };
+        if unique_keys {
+            return format!(
+                "INSERT INTO {table} ({cols}) SELECT {cols} FROM weir_rows ON CONFLICT ({key}) {on_conflict}"
+            );
+        }
         // The last row of a key in the batch wins (an upsert cannot touch
         // a row twice in one statement).
         format!(
             "INSERT INTO {table} ({cols}) SELECT {cols} FROM (\
-               SELECT DISTINCT ON ({}) {} {staged} ORDER BY {}, s.seq DESC) latest \
-             ON CONFLICT ({key}) {on_conflict}",
-            r_key.join(", "),
-            r_cols.join(", "),
-            r_key.join(", ")
+               SELECT DISTINCT ON ({key}) {cols} FROM weir_rows ORDER BY {key}, weir_seq DESC) latest \
+             ON CONFLICT ({key}) {on_conflict}"
         )
+    }
+
+    /// Writes `staged` into the table within `txn`.
+    fn write(&self, txn: &mut postgres::Transaction<'_>, staged: &Staged) -> Result<(), Failure> {
+        if staged.rows == 0 {
+            return Ok(());
+        }
+        let table = &self.sink.table;
+        let cols = staged.columns.join(", ");
+        let target = if self.upsert() {
+            txn.batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS weir_rows (LIKE {table}) ON COMMIT DROP; \
+                 ALTER TABLE weir_rows ADD COLUMN IF NOT EXISTS weir_seq bigint"
+            ))?;
+            "weir_rows".to_string()
+        } else {
+            table.clone()
+        };
+        let seq = if self.upsert() { ", weir_seq" } else { "" };
+        let mut copy = txn.copy_in(&format!("COPY {target} ({cols}{seq}) FROM STDIN"))?;
+        let lines = if self.upsert() {
+            staged.lines.clone()
+        } else {
+            strip_seq(&staged.lines)
+        };
+        copy.write_all(&lines)
+            .map_err(|e| Failure::Outage(format!("COPY: {e}")))?;
+        copy.finish()?;
+        if self.upsert() {
+            txn.execute(
+                self.upsert_statement(&staged.columns, staged.unique_keys)
+                    .as_str(),
+                &[],
+            )?;
+        }
+        Ok(())
     }
 
     fn marked(
@@ -426,110 +452,183 @@ impl Sink for PostgresSink {
         partition: u32,
         output: &[RecordBatch],
     ) -> Result<u64, ExecError> {
-        let rows: u64 = output.iter().map(|b| b.num_rows() as u64).sum();
         let output = self.project(output)?;
-        let output = output.as_slice();
-        let batch = i64::try_from(batch_id).unwrap_or(i64::MAX);
-        let part = i32::try_from(partition).unwrap_or(i32::MAX);
-        self.with_client(|client| {
-            self.set_up(client)?;
-            for b in output.iter().filter(|b| b.num_rows() > 0) {
-                self.check(client, b)?;
-            }
-            let mut txn = client.transaction()?;
-            if Self::marked(&mut txn, &self.job, batch, part)? {
-                return Ok(());
-            }
-            txn.execute(
-                "DELETE FROM weir_staged WHERE job = $1 AND batch = $2 AND part = $3",
-                &[&self.job, &batch, &part],
-            )?;
-            if rows > 0 {
-                let mut data = Vec::new();
-                let mut seq = 0u64;
-                let mut json = String::new();
-                for b in output {
-                    let names = json_field_names(b);
-                    for row in 0..b.num_rows() {
-                        json.clear();
-                        write_json_row(b, &names, row, &mut json);
-                        let _ = write!(data, "{}\t{batch}\t{part}\t{seq}\t", self.job);
-                        copy_escape(&json, &mut data);
-                        data.push(b'\n');
-                        seq += 1;
-                    }
+        let shapes: Vec<&RecordBatch> = output.iter().filter(|b| b.num_rows() > 0).collect();
+        if !shapes.is_empty() {
+            self.with_client(|client| {
+                for b in &shapes {
+                    self.check(client, b)?;
                 }
-                let mut copy =
-                    txn.copy_in("COPY weir_staged (job, batch, part, seq, row) FROM STDIN")?;
-                copy.write_all(&data)
-                    .map_err(|e| Failure::Outage(format!("COPY: {e}")))?;
-                copy.finish()?;
+                Ok(())
+            })?;
+        }
+        let mut staged = Staged::default();
+        for b in &shapes {
+            let schema = b.schema();
+            let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            if staged.columns.is_empty() {
+                staged.columns = columns;
+            } else if staged.columns != columns {
+                return Err(self.error(Failure::User(format!(
+                    "the output's columns changed within a batch ({} then {})",
+                    staged.columns.join(", "),
+                    columns.join(", ")
+                ))));
             }
-            txn.commit()?;
-            Ok(())
-        })?;
+            for row in 0..b.num_rows() {
+                copy_line(b, row, staged.rows, &mut staged.lines);
+                staged.rows += 1;
+            }
+        }
+        staged.unique_keys = self.upsert() && unique_keys(&staged, &self.sink.key);
+        let rows = staged.rows;
+        let mut pending = lock(&self.pending);
+        // Older batches were committed or abandoned: one batch runs at a
+        // time.
+        pending.retain(|(b, _), _| *b >= batch_id);
+        pending.insert((batch_id, partition), staged);
         Ok(rows)
     }
 
     fn commit(&self, batch_id: u64, partition: u32) -> Result<(), ExecError> {
         let batch = i64::try_from(batch_id).unwrap_or(i64::MAX);
         let part = i32::try_from(partition).unwrap_or(i32::MAX);
-        self.with_client(|client| {
+        let staged = lock(&self.pending).remove(&(batch_id, partition));
+        let result = self.with_client(|client| {
             self.set_up(client)?;
             let mut txn = client.transaction()?;
-            if !Self::marked(&mut txn, &self.job, batch, part)? {
-                // The staged rows' columns: those of the output.
-                let keys = txn.query(
-                    "SELECT k::text FROM (SELECT row FROM weir_staged \
-                     WHERE job = $1 AND batch = $2 AND part = $3 LIMIT 1) s, jsonb_object_keys(s.row) k",
-                    &[&self.job, &batch, &part],
-                )?;
-                if !keys.is_empty() {
-                    let columns: Vec<String> = keys.iter().map(|r| r.get(0)).collect();
-                    let checked = lock(&self.checked)
-                        .values()
-                        .find(|c| {
-                            let mut a = c.columns.clone();
-                            let mut b = columns.clone();
-                            a.sort();
-                            b.sort();
-                            a == b
-                        })
-                        .cloned();
-                    let columns = checked.map_or(columns, |c| c.columns);
-                    if columns.iter().any(|c| {
-                        !weir_proto::spec::is_sql_identifier(c)
-                    }) {
-                        return Err(Failure::User(format!(
-                            "the output's columns ({}) must be lower-case SQL names (letters, digits, '_') to be written to a table",
-                            columns.join(", ")
-                        )));
-                    }
-                    txn.execute(
-                        self.move_statement(&columns).as_str(),
-                        &[&self.job, &batch, &part],
-                    )?;
-                    // A crash here: the rows are in, the marker is not;
-                    // the transaction dies with the connection.
-                    weir_proto::failpoint::hit("postgres-commit");
-                }
-                txn.execute(
-                    "INSERT INTO weir_commits (job, batch, part) VALUES ($1, $2, $3)",
-                    &[&self.job, &batch, &part],
-                )?;
-                txn.execute(
-                    "DELETE FROM weir_commits WHERE job = $1 AND part = $2 AND batch < $3",
-                    &[&self.job, &part, &(batch - KEEP_MARKERS)],
-                )?;
+            if Self::marked(&mut txn, &self.job, batch, part)? {
+                return Ok(true);
             }
+            let Some(staged) = &staged else {
+                return Ok(false);
+            };
+            self.write(&mut txn, staged)?;
+            // A crash here: the rows are in, the marker is not; the
+            // transaction dies with the connection.
+            weir_proto::failpoint::hit("postgres-commit");
             txn.execute(
-                "DELETE FROM weir_staged WHERE job = $1 AND batch = $2 AND part = $3",
+                "INSERT INTO weir_commits (job, batch, part) VALUES ($1, $2, $3)",
                 &[&self.job, &batch, &part],
             )?;
+            txn.execute(
+                "DELETE FROM weir_commits WHERE job = $1 AND part = $2 AND batch < $3",
+                &[&self.job, &part, &(batch - KEEP_MARKERS)],
+            )?;
             txn.commit()?;
-            Ok(())
-        })
+            Ok(true)
+        });
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ExecError::OutputLost {
+                job: self.name.clone(),
+                sink: format!("postgres table {}", self.sink.table),
+                batch: batch_id,
+                partition,
+            }),
+            Err(e) => {
+                // Kept for the retry.
+                if let Some(staged) = staged {
+                    lock(&self.pending).insert((batch_id, partition), staged);
+                }
+                Err(e)
+            }
+        }
     }
+}
+
+/// Appends row `row` of `batch` as a line of `COPY`'s text format, with
+/// `seq` as a last value.
+fn copy_line(batch: &RecordBatch, row: usize, seq: u64, out: &mut Vec<u8>) {
+    for (i, col) in batch.columns().iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        copy_value(col.as_ref(), row, out);
+    }
+    let _ = write!(out, "\t{seq}\n");
+}
+
+/// One value in `COPY`'s text format: `\N` for null, special characters
+/// escaped.
+fn copy_value(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
+    if col.is_null(row) {
+        out.extend_from_slice(b"\\N");
+        return;
+    }
+    match col.data_type() {
+        DataType::Int64 => {
+            let _ = write!(out, "{}", col.as_primitive::<Int64Type>().value(row));
+        }
+        DataType::Int32 => {
+            let _ = write!(out, "{}", col.as_primitive::<Int32Type>().value(row));
+        }
+        DataType::Float64 => {
+            let v = col.as_primitive::<Float64Type>().value(row);
+            if v.is_nan() {
+                out.extend_from_slice(b"NaN");
+            } else if v.is_infinite() {
+                out.extend_from_slice(if v > 0.0 { b"Infinity" } else { b"-Infinity" });
+            } else {
+                let _ = write!(out, "{v}");
+            }
+        }
+        DataType::Boolean => out.push(if col.as_boolean().value(row) {
+            b't'
+        } else {
+            b'f'
+        }),
+        DataType::Utf8 => copy_text(col.as_string::<i32>().value(row), out),
+        DataType::Dictionary(_, _) => {
+            let dict = col.as_dictionary::<Int32Type>();
+            let idx = dict.keys().value(row) as usize;
+            copy_value(dict.values().as_ref(), idx, out);
+        }
+        other => copy_text(&format!("<{other}>"), out),
+    }
+}
+
+/// `text` with the escapes of `COPY`'s text format.
+fn copy_text(text: &str, out: &mut Vec<u8>) {
+    for b in text.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b => out.push(b),
+        }
+    }
+}
+
+/// Whether no two lines of `staged` have the same values in the `key`
+/// columns.
+fn unique_keys(staged: &Staged, key: &[String]) -> bool {
+    let at: Vec<usize> = key
+        .iter()
+        .filter_map(|k| staged.columns.iter().position(|c| c == k))
+        .collect();
+    let mut seen = std::collections::HashSet::with_capacity(staged.rows as usize);
+    staged
+        .lines
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .all(|line| {
+            let values: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
+            let k: Vec<&[u8]> = at.iter().filter_map(|&i| values.get(i).copied()).collect();
+            seen.insert(k)
+        })
+}
+
+/// `lines` without the last value of each line (the sequence number).
+fn strip_seq(lines: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines.split_inclusive(|b| *b == b'\n') {
+        let end = line.iter().rposition(|b| *b == b'\t').unwrap_or(line.len());
+        out.extend_from_slice(&line[..end]);
+        out.push(b'\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -553,32 +652,66 @@ mod tests {
     #[test]
     fn upserts_keep_the_last_row_of_a_key_and_update_the_rest() {
         let s = sink(pb::PostgresMode::Upsert, &["key"]);
-        let sql = s.move_statement(&["key".into(), "count".into()]);
-        assert!(sql.contains("DISTINCT ON (r.key)"), "{sql}");
-        assert!(sql.contains("ORDER BY r.key, s.seq DESC"), "{sql}");
+        let sql = s.upsert_statement(&["key".into(), "count".into()], false);
+        assert!(sql.contains("DISTINCT ON (key)"), "{sql}");
+        assert!(sql.contains("ORDER BY key, weir_seq DESC"), "{sql}");
         assert!(
             sql.contains("ON CONFLICT (key) DO UPDATE SET count = EXCLUDED.count"),
             "{sql}"
         );
-        let only_key = s.move_statement(&["key".into()]);
+        let only_key = s.upsert_statement(&["key".into()], false);
+        let unique = s.upsert_statement(&["key".into(), "count".into()], true);
+        assert!(!unique.contains("DISTINCT ON"), "{unique}");
+        let staged = |lines: &str| Staged {
+            columns: vec!["key".into(), "count".into()],
+            lines: lines.as_bytes().to_vec(),
+            rows: 2,
+            unique_keys: false,
+        };
+        let key = ["key".to_string()];
+        assert!(unique_keys(&staged("a\t1\t0\nb\t1\t1\n"), &key));
+        assert!(!unique_keys(&staged("a\t1\t0\na\t2\t1\n"), &key));
         assert!(
             only_key.ends_with("ON CONFLICT (key) DO NOTHING"),
             "{only_key}"
         );
-        let append = sink(pb::PostgresMode::Append, &[]).move_statement(&["a".into(), "b".into()]);
-        assert!(
-            append.starts_with("INSERT INTO public.counts (a, b) SELECT r.a, r.b"),
-            "{append}"
-        );
-        assert!(append.ends_with("ORDER BY s.seq"), "{append}");
         assert_eq!(s.job, "j@7");
     }
 
     #[test]
-    fn copy_text_doubles_backslashes_and_types_match() {
+    fn copy_lines_escape_text_and_mark_nulls() {
+        use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+        use std::sync::Arc;
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a\tb\\c\nd"), None])) as ArrayRef,
+            ),
+            (
+                "n",
+                Arc::new(Int64Array::from(vec![Some(-3), Some(4)])) as ArrayRef,
+            ),
+            (
+                "f",
+                Arc::new(Float64Array::from(vec![f64::NAN, 1.5])) as ArrayRef,
+            ),
+            (
+                "b",
+                Arc::new(BooleanArray::from(vec![Some(true), None])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
         let mut out = Vec::new();
-        copy_escape(r#"{"a":"x\"y\\z"}"#, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":"x\\"y\\\\z"}"#);
+        copy_line(&batch, 0, 0, &mut out);
+        copy_line(&batch, 1, 1, &mut out);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "a\\tb\\\\c\\nd\t-3\tNaN\tt\t0\n\\N\t4\t1.5\t\\N\t1\n"
+        );
+        assert_eq!(
+            String::from_utf8(strip_seq(&out)).unwrap(),
+            "a\\tb\\\\c\\nd\t-3\tNaN\tt\n\\N\t4\t1.5\t\\N\n"
+        );
         assert!(compatible(&DataType::Int64, "bigint"));
         assert!(compatible(&DataType::Int64, "numeric"));
         assert!(!compatible(&DataType::Utf8, "bigint"));
