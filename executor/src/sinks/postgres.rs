@@ -546,7 +546,7 @@ fn copy_line(batch: &RecordBatch, row: usize, seq: u64, out: &mut Vec<u8>) {
         }
         copy_value(col.as_ref(), row, out);
     }
-    let _ = write!(out, "\t{seq}\n");
+    let _ = writeln!(out, "\t{seq}");
 }
 
 /// One value in `COPY`'s text format: `\N` for null, special characters
