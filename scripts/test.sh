@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs Weir's whole test suite on this machine, installing what is missing:
-# Debian packages (the build's, from scripts/bootstrap.sh, and a JDK and Maven
-# for the dev services), then the Kafka and
-# HDFS jars from Maven Central (deploy/dev/), then starts Kafka and HDFS,
-# checks formatting and lints, builds, runs every test (tests/dev-cluster.sh
-# included: deploy/dev/cluster.sh end to end), and stops the services.
+# Debian packages (the build's, from scripts/bootstrap.sh, and for the dev
+# services a JDK, Maven, Redis and PostgreSQL), then the Kafka, HDFS and
+# HBase jars from Maven Central (deploy/dev/), then starts the dev services
+# (Kafka, HDFS, Redis, PostgreSQL, HBase), checks formatting and lints,
+# builds, runs every test (tests/dev-cluster.sh included:
+# deploy/dev/cluster.sh end to end), and stops the services.
 #
 #   scripts/test.sh
 #
@@ -24,6 +25,11 @@ command -v mvn >/dev/null 2>&1 || services_packages+=(maven)
 command -v openssl >/dev/null 2>&1 || services_packages+=(openssl)
 # Headless Chromium drives the web UI test (tests/tests/ui.rs).
 command -v chromium >/dev/null 2>&1 || services_packages+=(chromium)
+# Redis and PostgreSQL servers for the lookup and sink tests
+# (deploy/dev/redis.sh, postgres.sh). redis-server brings redis-cli, and
+# postgresql the server binaries under /usr/lib/postgresql/*/bin and psql.
+command -v redis-server >/dev/null 2>&1 || services_packages+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || services_packages+=(postgresql)
 scripts/bootstrap.sh ${services_packages[@]+"${services_packages[@]}"}
 if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -34,13 +40,18 @@ command -v cargo >/dev/null 2>&1 || {
 }
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-step "starting Kafka and HDFS (deploy/dev/services.sh)"
+step "starting Kafka, HDFS, Redis, PostgreSQL and HBase (deploy/dev/services.sh)"
 trap 'deploy/dev/services.sh stop >/dev/null 2>&1 || true' EXIT
 # A fresh broker for every run. The control topic weir-commits is compacted
 # with one-hour segments: in a broker whose topic is older than that, a
 # segment can roll in the middle of a run and the cleaner then drops the
 # run's earlier commit markers, which the chaos verifier reads one by one.
 deploy/dev/kafka.sh clean
+# Fresh Redis and PostgreSQL data too (HBase is always fresh): a table, a
+# commit marker or a lookup key left by an earlier run must not change
+# what this run's tests see.
+deploy/dev/redis.sh clean
+deploy/dev/postgres.sh clean
 deploy/dev/services.sh start
 set -a
 # shellcheck disable=SC1091
@@ -76,7 +87,7 @@ cargo test --workspace --locked --no-fail-fast
 step "local cluster script (tests/dev-cluster.sh, on the debug binaries)"
 tests/dev-cluster.sh
 
-step "stopping Kafka and HDFS"
+step "stopping the dev services"
 deploy/dev/services.sh stop
 trap - EXIT
 step "all tests passed"

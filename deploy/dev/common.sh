@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared helpers for deploy/dev/{kafka,hdfs,services}.sh. Source it; don't run it.
+# Shared helpers for deploy/dev/{kafka,hdfs,redis,postgres,hbase,services}.sh.
+# Source it; don't run it.
 #
 # Layout of the dev dir (WEIR_DEV_DIR, default ~/.cache/weir/dev):
 #   <name>.pid  <name>.log  <name>.env     one set per service
@@ -42,22 +43,41 @@ log_file() { echo "$WEIR_DEV_DIR/$1.log"; }
 env_file() { echo "$WEIR_DEV_DIR/$1.env"; }
 
 # service_pid NAME: prints the pid of the running service NAME, or fails.
-# The java command line carries -Dweir.dev.service=NAME, so a recycled pid
-# that now belongs to another process is not mistaken for the service.
+# The process's command line (its arguments joined by spaces, with a
+# trailing space) must contain SERVICE_MARKER, so a recycled pid that now
+# belongs to another process is not mistaken for the service. The JVMs
+# started by start_java carry -Dweir.dev.service=NAME, the default marker; a
+# script that runs another kind of process sets SERVICE_MARKER to something
+# only that process's command line holds (e.g. its config file's path).
 service_pid() {
-    local name="$1" pf pid
+    local name="$1" pf pid marker cmdline
+    marker="${SERVICE_MARKER:--Dweir.dev.service=$name }"
     pf="$(pid_file "$name")"
     [[ -s "$pf" ]] || return 1
     pid="$(<"$pf")"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
     if [[ -r "/proc/$pid/cmdline" ]]; then
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "-Dweir.dev.service=$name " || return 1
+        # Matched in bash, not with grep -q in a pipe: under pipefail, grep
+        # exiting early could make tr's SIGPIPE fail the test.
+        cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+        [[ "$cmdline" == *"$marker"* ]] || return 1
     fi
     echo "$pid"
 }
 
 is_running() { service_pid "$1" >/dev/null; }
+
+# pid_alive PID: the process exists and has not exited. A service started
+# with start_bg is reparented to pid 1 once its script returns, and an init
+# that reaps lazily leaves it a zombie for a while after it exits, which
+# kill -0 still finds.
+pid_alive() {
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state="$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null || true)"
+    [[ "$state" != Z ]]
+}
 
 # port_open PORT: something accepts TCP connections on DEV_HOST:PORT.
 port_open() {
@@ -90,9 +110,11 @@ log_tail() {
     fi
 }
 
-# start_java NAME LOGFILE JAVA_ARGS...: runs java in the background, detached
-# from stdin, with stdout/stderr appended to LOGFILE, and writes the pid file.
-start_java() {
+# start_bg NAME LOGFILE CMD...: runs CMD in the background, detached from
+# stdin, with stdout/stderr appended to LOGFILE after a "===== <time>
+# starting NAME =====" line, and writes the pid file. CMD must exec the
+# service itself (no fork), so that the pid is the service's.
+start_bg() {
     local name="$1" log="$2"
     shift 2
     mkdir -p "$WEIR_DEV_DIR"
@@ -100,8 +122,32 @@ start_java() {
         echo
         echo "===== $(date '+%Y-%m-%d %H:%M:%S') starting $name ====="
     } >>"$log"
-    nohup java "-Dweir.dev.service=$name" "$@" >>"$log" 2>&1 </dev/null &
+    nohup "$@" >>"$log" 2>&1 </dev/null &
     echo $! >"$(pid_file "$name")"
+}
+
+# start_java NAME LOGFILE JAVA_ARGS...: start_bg for a JVM, marked with
+# -Dweir.dev.service=NAME (see service_pid).
+start_java() {
+    local name="$1" log="$2"
+    shift 2
+    start_bg "$name" "$log" java "-Dweir.dev.service=$name" "$@"
+}
+
+# random_secret FILE: prints the secret kept in FILE, making a random one
+# (18 random bytes, URL-safe base64: safe in URLs and config files) the
+# first time. FILE is readable by its owner only.
+random_secret() {
+    local f="$1"
+    if [[ ! -s "$f" ]]; then
+        mkdir -p "$(dirname "$f")"
+        (
+            umask 077
+            head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$f.tmp"
+        )
+        mv "$f.tmp" "$f"
+    fi
+    cat "$f"
 }
 
 # wait_ready NAME TIMEOUT_S CHECK_CMD...: polls CHECK_CMD until it succeeds.
@@ -119,7 +165,7 @@ wait_ready() {
         # Only liveness here: right after the fork the child's command line
         # is still this script's, so the -Dweir.dev.service check of
         # is_running could mistake a starting service for a dead one.
-        if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
+        if [[ -z "$pid" ]] || ! pid_alive "$pid"; then
             log_tail "$log"
             rm -f "$(pid_file "$name")"
             die "$name exited during startup (see $log)"
@@ -158,7 +204,7 @@ stop_service() {
     info "stopping (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + timeout_s))
-    while kill -0 "$pid" 2>/dev/null; do
+    while pid_alive "$pid"; do
         if ((SECONDS >= deadline)); then
             info "still running after ${timeout_s}s, sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true

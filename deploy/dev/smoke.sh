@@ -3,9 +3,15 @@
 #   Kafka: create a topic, list it, produce 3 records, consume them back (also
 #          over the SASL_SSL listener with SCRAM-SHA-512), delete it.
 #   HDFS:  mkdir, put a file, list it, read it back, delete it.
+#   Redis, PostgreSQL, HBase: their scripts' `check` (redis.sh check: PING
+#          with and without the password, MGET, HMGET; postgres.sh check:
+#          SELECT 1 and an upsert as weir, a wrong password refused;
+#          hbase.sh check: a table created, versioned cells written and read
+#          back, and deleted, through the Thrift gateway).
 # Exits non-zero on the first failure.
 #
-#   deploy/dev/smoke.sh [kafka|hdfs]...     (default: both)
+#   deploy/dev/smoke.sh [kafka|hdfs|redis|postgres|hbase]...
+#       (default: $WEIR_DEV_SERVICES, as services.sh, else all five)
 set -euo pipefail
 
 SERVICE=smoke
@@ -87,12 +93,13 @@ smoke_hdfs() {
 }
 
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(kafka hdfs)
+[[ ${#targets[@]} -gt 0 ]] || read -r -a targets <<<"${WEIR_DEV_SERVICES:-kafka hdfs redis postgres hbase}"
 for t in "${targets[@]}"; do
     case "$t" in
     kafka) smoke_kafka ;;
     hdfs) smoke_hdfs ;;
-    *) die "unknown service '$t' (kafka|hdfs)" ;;
+    redis | postgres | hbase) "$DEV_SCRIPTS_DIR/$t.sh" check ;;
+    *) die "unknown service '$t' (kafka|hdfs|redis|postgres|hbase)" ;;
     esac
 done
 info "all OK: ${targets[*]}"
