@@ -1,12 +1,13 @@
 //! Outside systems going away mid-run: the dev MiniDFS (namenode and
 //! datanodes) is stopped for 20 s while a job checkpoints its state there,
-//! and the dev Kafka broker is stopped for 15 s while a job reads from it.
+//! the dev Kafka broker for 15 s while a job reads from it, and the dev
+//! PostgreSQL for 8 s while a job upserts into it.
 //! The leader must report the job `degraded` with the reason while batches
 //! fail and are retried, then resume on its own once the service is back,
 //! with the output exact per key.
 //!
 //! The tests stop and restart the shared dev services through
-//! `deploy/dev/{hdfs,kafka}.sh` (their data is kept across restarts), so
+//! `deploy/dev/{hdfs,kafka,postgres}.sh` (their data is kept across restarts), so
 //! they live in a test binary of their own: no other test using those
 //! services runs meanwhile.
 
@@ -237,4 +238,63 @@ fn a_broker_outage_degrades_the_job_which_then_resumes_exactly() {
         Some(total),
         "records read: {s}"
     );
+}
+
+/// The dev PostgreSQL stopped for 8 s under a running count upserted into
+/// it: the job shows degraded naming the sink, then resumes, and the table
+/// holds exactly the counts of the input.
+#[test]
+fn a_database_outage_degrades_the_job_which_then_resumes_exactly() {
+    let test = "a_database_outage_degrades_the_job_which_then_resumes_exactly";
+    let Some(url) = weir_tests::postgres::postgres_url(test) else {
+        return;
+    };
+    let table = weir_tests::postgres::unique_table("outage_counts");
+    weir_tests::postgres::connect(&url)
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (key text PRIMARY KEY, count bigint NOT NULL)"
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::new(dir.path(), 1, 2);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(20));
+    let (keys, total) = (23u64, 40_000u64);
+    let spec = dir.path().join("job.yaml");
+    fs::write(
+        &spec,
+        format!(
+            "name: dbdown\nbatch_interval: 200ms\ncheckpoint_every: 2\nstate_partitions: 3\n\
+             source:\n  generator: {{ partitions: 2, keys: {keys}, rate: 2000, total: {total} }}\n\
+             pipeline:\n  - key_by: key\n  - aggregate: {{ count: {{}} }}\n\
+             sink:\n  postgres: {{ url: \"${{env:WEIR_POSTGRES_URL}}\", table: {table}, key: [key] }}\n"
+        ),
+    )
+    .unwrap();
+    c.weir_json(&["submit", spec.to_str().unwrap()]).unwrap();
+    c.wait_committed_beyond("dbdown", 3, Duration::from_secs(60));
+
+    let mut db_down = Stopped::stop("postgres.sh");
+    let stopped = Instant::now();
+    let degraded = wait_degraded(&c, "dbdown", stopped);
+    let reason = degraded["degraded_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("sink postgres table {table}")),
+        "reason does not name the sink: {degraded}"
+    );
+    assert!(!reason.contains(&url), "the reason never shows the URL");
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(stopped.elapsed()));
+    db_down.start();
+    c.wait_finished("dbdown", Duration::from_secs(180));
+    let mut want: BTreeMap<String, i64> = BTreeMap::new();
+    for g in 0..total {
+        *want.entry(format!("k{}", g % keys)).or_default() += 1;
+    }
+    let got: BTreeMap<String, i64> = weir_tests::postgres::connect(&url)
+        .query(&format!("SELECT key, count FROM {table}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(got, want, "the table's rows, key by key");
 }
