@@ -4,7 +4,7 @@
 use crate::batch::now_ms;
 use crate::error::DriverError;
 use crate::metadata::{command, MetadataStore};
-use tracing::debug;
+use tracing::{debug, info};
 use weir_plan::Checked;
 use weir_proto::pb;
 use weir_proto::spec::fingerprint;
@@ -106,7 +106,7 @@ impl Submitted {
 /// their operators, at deploy.
 fn check_plan(spec: &pb::JobSpec) -> Result<(), DriverError> {
     match weir_plan::check_spec(spec) {
-        Ok(Checked::Typed { .. }) => Ok(()),
+        Ok(Checked::Typed { output }) => check_postgres(spec, &output),
         Ok(Checked::AtDeploy { operators }) => {
             debug!(job = %spec.name, ?operators, "custom steps are type-checked by the executors at deploy");
             Ok(())
@@ -115,6 +115,70 @@ fn check_plan(spec: &pb::JobSpec) -> Result<(), DriverError> {
             job: spec.name.clone(),
             error: Box::new(error),
         }),
+    }
+}
+
+/// How long submit waits for the sink's database.
+const POSTGRES_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Checks a `postgres` sink's table against the job's output when the
+/// database is reachable from this driver (with a URL it can resolve):
+/// a missing table, column or unique index, a mistyped column or refused
+/// credentials refuse the spec now. Unreachable, the check is left to the
+/// executors, before their first write.
+fn check_postgres(spec: &pb::JobSpec, output: &arrow_schema::Schema) -> Result<(), DriverError> {
+    let Some(pb::sink::Kind::Postgres(pg)) = spec.sink.as_ref().and_then(|s| s.kind.as_ref())
+    else {
+        return Ok(());
+    };
+    let url = match weir_proto::spec::secrets::resolve(
+        "sink.postgres.url",
+        &pg.url,
+        "driver",
+        &weir_proto::spec::secrets::ProcessLookup,
+    ) {
+        Ok(url) => url,
+        Err(e) => {
+            debug!(job = %spec.name, error = %e, "the sink's URL is resolved by the executors; its table is checked there");
+            return Ok(());
+        }
+    };
+    let refuse = |message: String| DriverError::InvalidSpec {
+        job: spec.name.clone(),
+        error: Box::new(weir_plan::PlanError::new("sink.postgres.table", message)),
+    };
+    let mut client = match weir_pg::connect(&url, POSTGRES_CHECK_TIMEOUT) {
+        Ok(c) => c,
+        Err(weir_pg::Failure::User(m)) => return Err(refuse(m)),
+        Err(weir_pg::Failure::Outage(m)) => {
+            info!(job = %spec.name, error = %m, "the sink's database is not reachable from this driver; the executors check the table before their first write");
+            return Ok(());
+        }
+    };
+    let schema = if pg.columns.is_empty() {
+        output.clone()
+    } else {
+        let mut fields = Vec::new();
+        for c in &pg.columns {
+            match output.field_with_name(c) {
+                Ok(f) => fields.push(f.clone()),
+                Err(_) => {
+                    return Err(DriverError::InvalidSpec {
+                        job: spec.name.clone(),
+                        error: Box::new(weir_plan::PlanError::new(
+                            "sink.postgres.columns",
+                            format!("{c} is not a column of the job's output"),
+                        )),
+                    })
+                }
+            }
+        }
+        arrow_schema::Schema::new(fields)
+    };
+    let upsert = pg.mode != pb::PostgresMode::Append as i32;
+    match weir_pg::check_table(&mut client, &pg.table, &schema, &pg.key, upsert) {
+        Ok(()) | Err(weir_pg::Failure::Outage(_)) => Ok(()),
+        Err(weir_pg::Failure::User(m)) => Err(refuse(format!("table {}: {m}", pg.table))),
     }
 }
 
