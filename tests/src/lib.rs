@@ -7,6 +7,7 @@ pub mod hdfs;
 pub mod http;
 pub mod kafka;
 pub mod pki;
+pub mod redis;
 
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
