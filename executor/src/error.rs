@@ -114,9 +114,10 @@ pub enum ExecError {
     Lookup {
         /// Job name.
         job: String,
-        /// The lookup's error, naming the step.
+        /// The lookup's error, naming the step (boxed: it is large, and
+        /// rare).
         #[source]
-        source: LookupError,
+        source: Box<LookupError>,
     },
     /// The task refers to a job this executor does not run.
     #[error("job {0} is not deployed on this executor")]

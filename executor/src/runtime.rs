@@ -564,7 +564,7 @@ impl JobRuntime {
     fn lookup_error(&self, source: LookupError) -> ExecError {
         ExecError::Lookup {
             job: self.plan.spec().name.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
