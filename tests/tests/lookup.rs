@@ -305,6 +305,28 @@ fn a_wrong_password_fails_the_job_with_redis_s_reason() {
             .is_empty(),
         "nothing published"
     );
+    if target.password.is_none() {
+        return;
+    }
+    // No password where Redis needs one: refused by the first read.
+    let spec = write_spec(
+        dir.path(),
+        "nopass",
+        1_000,
+        0,
+        &format!(
+            "  - lookup: {{ redis: {{ url: \"{}\", key: key, fields: {{ name: string }} }} }}\n",
+            target.url_at(&target.address, None)
+        ),
+    );
+    c.weir_json(&["submit", &spec]).unwrap();
+    let s = wait_done(&c, "nopass", Duration::from_secs(60));
+    assert_eq!(s["state"], "failed", "{s}");
+    let error = s["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("refused the client: NOAUTH"),
+        "Redis's own reason: {error}"
+    );
 }
 
 #[test]
