@@ -370,6 +370,28 @@ mod tests {
         assert!(!e.contains("secret-password"), "{e}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Any URL text, hostile included, is accepted or refused with a
+        /// message, never a panic; a redacted URL never shows a literal
+        /// password.
+        #[test]
+        fn any_url_is_checked_and_redacted_without_panic(
+            scheme in "(redis|rediss|http|)(://)?",
+            user in "[a-z@:]{0,4}",
+            password in "[a-z0-9@:/$\\{}]{0,12}",
+            rest in "[\\[\\]a-z0-9.:/?#@$\\{}]{0,24}",
+        ) {
+            let url = format!("{scheme}{user}:{password}@{rest}");
+            let _ = check_url(&url);
+            let shown = redact_url(&url);
+            if url.starts_with("redis://") && !password.is_empty() && !password.contains(['@', '/', '?', '#', '$']) && !rest.contains(['@']) {
+                proptest::prop_assert!(!shown.contains(&format!(":{password}@")), "{shown}");
+            }
+        }
+    }
+
     #[test]
     fn passwords_are_redacted_unless_they_are_references() {
         assert_eq!(
