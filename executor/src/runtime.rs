@@ -712,6 +712,8 @@ impl JobRuntime {
         let emitted = part.state.emit(agg, task.watermark_ms);
         let applied = started.elapsed();
         if !task.replay {
+            // Rows a lookup drops here are not counted: a stage-B result
+            // has no skipped count (a filter's drops are not either).
             let (output, _dropped) =
                 self.run_steps(&self.plan.post, emitted)
                     .map_err(|e| match e {
