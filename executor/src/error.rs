@@ -1,5 +1,6 @@
 //! The executor's error type, classified so the scheduler can decide what to do.
 
+use crate::lookup::LookupError;
 use crate::state::StateError;
 use weir_plan::expr::ExprError;
 use weir_proto::FailureClass;
@@ -107,6 +108,17 @@ pub enum ExecError {
         /// Whether a retry may succeed (an unreachable broker).
         transient: bool,
     },
+    /// A lookup step failed: Redis unavailable (external), or refused,
+    /// or its data does not fit the step (user).
+    #[error("job {job}: {source}")]
+    Lookup {
+        /// Job name.
+        job: String,
+        /// The lookup's error, naming the step (boxed: it is large, and
+        /// rare).
+        #[source]
+        source: Box<LookupError>,
+    },
     /// The task refers to a job this executor does not run.
     #[error("job {0} is not deployed on this executor")]
     UnknownJob(String),
@@ -147,6 +159,7 @@ impl ExecError {
                 FailureClass::External
             }
             ExecError::OutputLost { .. } => FailureClass::OutputLost,
+            ExecError::Lookup { source, .. } => source.class(),
             ExecError::Source { transient, .. } => {
                 if *transient {
                     FailureClass::External

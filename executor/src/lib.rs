@@ -8,6 +8,7 @@ pub mod custom;
 pub mod error;
 pub mod json;
 pub mod keys;
+pub mod lookup;
 pub mod metrics;
 pub mod operators;
 pub mod plan;

@@ -4,7 +4,8 @@
 
 use crate::custom::OperatorRegistry;
 use crate::error::ExecError;
-use crate::metrics::CheckpointMetrics;
+use crate::lookup::{LookupError, Lookups};
+use crate::metrics::{CheckpointMetrics, LookupMetrics};
 use crate::operators::aggregate::{PreAggregator, ShuffleBlock};
 use crate::operators::partition_state::{PartitionState, StateRestorer};
 use crate::operators::stateless::StatelessOp;
@@ -35,6 +36,8 @@ pub struct ExecutorConfig {
     pub operators: OperatorRegistry,
     /// Where checkpoint writes are counted.
     pub checkpoint_metrics: CheckpointMetrics,
+    /// Where lookup steps are counted.
+    pub lookup_metrics: LookupMetrics,
 }
 
 impl Default for ExecutorConfig {
@@ -46,6 +49,7 @@ impl Default for ExecutorConfig {
             writer_threads: default_writer_threads(),
             operators: OperatorRegistry::default(),
             checkpoint_metrics: CheckpointMetrics::default(),
+            lookup_metrics: LookupMetrics::default(),
         }
     }
 }
@@ -78,6 +82,8 @@ struct JobRuntime {
     /// `None` until restored (and after a failure left it unusable).
     partitions: Vec<Mutex<Option<Partition>>>,
     skip_errors: bool,
+    /// The clients and caches of its lookup steps.
+    lookups: Lookups,
 }
 
 impl std::fmt::Debug for JobRuntime {
@@ -159,6 +165,14 @@ impl Executor {
                 message,
             }
         })?;
+        let lookup_plans = plan.pre.iter().chain(&plan.post).filter_map(|s| s.lookup());
+        let lookups =
+            Lookups::new(&name, lookup_plans, &self.config.lookup_metrics).map_err(|message| {
+                ExecError::Plan {
+                    job: name.clone(),
+                    message,
+                }
+            })?;
         let spec = plan.spec();
         let sink: Box<dyn Sink> = match spec.sink.as_ref().and_then(|s| s.kind.as_ref()) {
             Some(pb::sink::Kind::File(f)) => Box::new(FileSink::new(&name, &f.path)?),
@@ -184,6 +198,7 @@ impl Executor {
             shuffle: MemoryShuffle::default(),
             partitions,
             skip_errors,
+            lookups,
         };
         self.jobs
             .write()
@@ -520,27 +535,76 @@ impl JobRuntime {
     }
 
     /// Runs the stateless steps over one chunk. Under `on_error: skip` a
-    /// failing chunk is retried record by record and the failing records
-    /// are dropped and counted.
+    /// chunk whose expressions fail is retried record by record and the
+    /// failing records are dropped and counted; a lookup's failure is never
+    /// retried so (its own rules decide: `on_missing`, outages).
     fn process(&self, chunk: RecordBatch) -> Result<Processed, ExecError> {
-        match run_steps(&self.plan.pre, chunk.clone()) {
-            Ok(b) => Ok(Processed {
+        match self.run_steps(&self.plan.pre, chunk.clone()) {
+            Ok((b, skipped)) => Ok(Processed {
                 batches: vec![b],
-                skipped: 0,
+                skipped,
             }),
-            Err(e) if !self.skip_errors => Err(self.expr_error(e)),
-            Err(_) => {
+            Err(StepFailure::Lookup(e)) => Err(self.lookup_error(e)),
+            Err(StepFailure::Plan(e)) if !self.skip_errors => Err(self.expr_error(e)),
+            Err(StepFailure::Plan(_)) => {
                 let mut batches = Vec::new();
                 let mut skipped = 0;
                 for row in 0..chunk.num_rows() {
-                    match run_steps(&self.plan.pre, chunk.slice(row, 1)) {
-                        Ok(b) => batches.push(b),
-                        Err(_) => skipped += 1,
+                    match self.run_steps(&self.plan.pre, chunk.slice(row, 1)) {
+                        Ok((b, s)) => {
+                            batches.push(b);
+                            skipped += s;
+                        }
+                        Err(StepFailure::Lookup(e)) => return Err(self.lookup_error(e)),
+                        Err(StepFailure::Plan(_)) => skipped += 1,
                     }
                 }
                 Ok(Processed { batches, skipped })
             }
         }
+    }
+
+    fn lookup_error(&self, source: LookupError) -> ExecError {
+        ExecError::Lookup {
+            job: self.plan.spec().name.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Runs `steps` over `batch`; returns the batch and the records
+    /// lookups dropped.
+    fn run_steps(
+        &self,
+        steps: &[StatelessOp],
+        mut batch: RecordBatch,
+    ) -> Result<(RecordBatch, u64), StepFailure> {
+        let mut skipped = 0;
+        for op in steps {
+            if batch.num_rows() == 0 {
+                return Ok((RecordBatch::new_empty(op.output_schema().clone()), skipped));
+            }
+            batch = match op.lookup() {
+                Some(plan) => {
+                    let step = self.lookups.get(plan.path()).ok_or_else(|| {
+                        StepFailure::Plan(PlanError::new(
+                            plan.path(),
+                            "the lookup was not set up when the job was deployed",
+                        ))
+                    })?;
+                    let looked = step.run(&batch, self.skip_errors).map_err(|e| match e {
+                        // A key expression's failure is an expression's.
+                        LookupError::Key { step, source } => {
+                            StepFailure::Plan(PlanError::expr(format!("{step}.redis.key"), source))
+                        }
+                        other => StepFailure::Lookup(other),
+                    })?;
+                    skipped += looked.skipped;
+                    looked.batch
+                }
+                None => op.apply(&batch).map_err(StepFailure::Plan)?,
+            };
+        }
+        Ok((batch, skipped))
     }
 
     /// Feeds a batch to the pre-aggregator; returns the records skipped.
@@ -651,7 +715,14 @@ impl JobRuntime {
         let emitted = part.state.emit(agg, task.watermark_ms);
         let applied = started.elapsed();
         if !task.replay {
-            let output = run_steps(&self.plan.post, emitted).map_err(|e| self.expr_error(e))?;
+            // Rows a lookup drops here are not counted: a stage-B result
+            // has no skipped count (a filter's drops are not either).
+            let (output, _dropped) =
+                self.run_steps(&self.plan.post, emitted)
+                    .map_err(|e| match e {
+                        StepFailure::Plan(e) => self.expr_error(e),
+                        StepFailure::Lookup(e) => self.lookup_error(e),
+                    })?;
             check_output(
                 part.checkpoints.tenure(),
                 name,
@@ -738,14 +809,13 @@ fn check_output(tenure: &Tenure, job: &str, batch: u64, partition: u32) -> Resul
         })
 }
 
-fn run_steps(steps: &[StatelessOp], mut batch: RecordBatch) -> Result<RecordBatch, PlanError> {
-    for op in steps {
-        if batch.num_rows() == 0 {
-            return Ok(RecordBatch::new_empty(op.output_schema().clone()));
-        }
-        batch = op.apply(&batch)?;
-    }
-    Ok(batch)
+/// Why the stateless steps failed on a chunk.
+enum StepFailure {
+    /// An expression (or a step that cannot run), which `on_error: skip`
+    /// may skip record by record.
+    Plan(PlanError),
+    /// A lookup, classified by its own rules.
+    Lookup(LookupError),
 }
 
 #[cfg(test)]

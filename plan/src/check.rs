@@ -170,6 +170,51 @@ mod tests {
     }
 
     #[test]
+    fn lookup_steps_are_type_checked_without_their_store() {
+        let lookup = |key: &str, fields: &str| {
+            format!("  - lookup: {{ redis: {{ url: \"redis://127.0.0.1:1\", key: \"{key}\", fields: {{ {fields} }} }} }}\n")
+        };
+        // The looked-up columns are there for the steps after it, the
+        // stateful operator included, and the key's columns are read.
+        let pipeline = format!(
+            "{}  - filter: \"age > 1\"\n  - key_by: name\n  - aggregate: {{ n: {{}}, s: {{ sum: score }} }}\n{}",
+            lookup("'user:' || key", "name: string, age: bigint, score: double"),
+            lookup("key", "label: string")
+        );
+        let Checked::Typed { output } = check(&pipeline, "stdout: {}").unwrap() else {
+            panic!("no custom steps")
+        };
+        let names: Vec<&str> = output.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["key", "n", "s", "label"]);
+        let e = error(&lookup("value", "key: string"));
+        assert!(
+            e.starts_with("pipeline[0].lookup.redis.fields.key: column \"key\" already exists"),
+            "{e}"
+        );
+        let e = error(&lookup("value > 1", "v: string"));
+        assert!(
+            e.starts_with("pipeline[0].lookup.redis.key: the key must be a STRING or BIGINT"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "  - filter: \"v = 'x'\"\n{}",
+            lookup("key", "v: string")
+        ));
+        assert!(
+            e.starts_with("pipeline[0].filter: unknown column 'v'"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{}  - key_by: key\n  - aggregate: {{ n: {{}} }}\n",
+            lookup("nope", "v: string")
+        ));
+        assert!(
+            e.starts_with("pipeline[0].lookup.redis.key: unknown column 'nope'"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn custom_steps_are_left_to_the_executors() {
         let checked = check(
             "  - custom: { name: redact, version: 1 }\n  - filter: \"nope > 1\"\n",

@@ -1,5 +1,6 @@
 //! What a job's spec compiles to, shared by the driver and the executor:
-//! SQL expressions ([`expr`]), the stateless steps ([`step`]), the stateful
+//! SQL expressions ([`expr`]), the stateless steps ([`step`]) and the
+//! lookup step's plan ([`lookup`]), the stateful
 //! operator's plan ([`aggregate`], [`accumulator`], [`window`]), the
 //! sources' schemas ([`source`]) and the pipeline that ties them together
 //! ([`pipeline`]).
@@ -16,6 +17,7 @@ pub mod aggregate;
 mod check;
 mod error;
 pub mod expr;
+pub mod lookup;
 pub mod pipeline;
 pub mod source;
 pub mod step;

@@ -198,6 +198,14 @@ pub fn source_columns(spec: &pb::JobSpec) -> Result<Option<Vec<String>>, PlanErr
                 needed.remove(&f.as_field);
                 needed.insert(f.field.clone());
             }
+            Kind::Lookup(l) => {
+                if let Some(r) = &l.redis {
+                    for f in &r.fields {
+                        needed.remove(&f.name);
+                    }
+                    needed.extend(refs(format!("pipeline[{i}].lookup.redis.key"), &r.key)?);
+                }
+            }
             _ => {}
         }
     }

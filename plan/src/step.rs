@@ -1,9 +1,12 @@
 //! Stateless steps: `filter`, `map` and `flat_map`, compiled once per job
 //! deployment against their input schema and applied to whole record
-//! batches, and `custom` steps, which only the executor can compile (it
-//! holds the operators; see [`CustomSteps`]).
+//! batches, `custom` steps, which only the executor can compile (it
+//! holds the operators; see [`CustomSteps`]), and `lookup` steps, which
+//! type-check here and run on the executor, which holds the store's client
+//! (see [`Step::lookup`]).
 
 use crate::expr::{CompiledExpr, ExprError};
+use crate::lookup::LookupPlan;
 use crate::PlanError;
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
@@ -57,6 +60,7 @@ enum StepKind<C> {
         replace: Option<usize>,
     },
     Custom(C),
+    Lookup(Arc<LookupPlan>),
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +93,14 @@ impl<C: CustomOp> Step<C> {
                     path,
                     output: op.output_schema(),
                     kind: StepKind::Custom(op),
+                })
+            }
+            Kind::Lookup(l) => {
+                let plan = LookupPlan::compile(format!("{path}.lookup"), l, input)?;
+                Ok(Step {
+                    path: plan.path().to_string(),
+                    output: plan.output_schema().clone(),
+                    kind: StepKind::Lookup(Arc::new(plan)),
                 })
             }
             Kind::Filter(sql) => {
@@ -183,7 +195,18 @@ impl<C: CustomOp> Step<C> {
         &self.output
     }
 
-    /// Applies the step to a batch.
+    /// The lookup this step runs, if it is a lookup step: the caller
+    /// fetches the values of its keys from the store and adds them with
+    /// [`LookupPlan::assemble`]; [`apply`](Self::apply) cannot run it.
+    pub fn lookup(&self) -> Option<&Arc<LookupPlan>> {
+        match &self.kind {
+            StepKind::Lookup(plan) => Some(plan),
+            _ => None,
+        }
+    }
+
+    /// Applies the step to a batch (a lookup step is an error: see
+    /// [`lookup`](Self::lookup)).
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, PlanError> {
         let wrap = |e: ExprError| PlanError::expr(&self.path, e);
         let arrow = |e: arrow_schema::ArrowError| PlanError::new(&self.path, e.to_string());
@@ -238,6 +261,10 @@ impl<C: CustomOp> Step<C> {
             StepKind::Custom(op) => op
                 .apply(batch)
                 .map_err(|message| PlanError::new(&self.path, message)),
+            StepKind::Lookup(_) => Err(PlanError::new(
+                &self.path,
+                "a lookup step runs only where its store's client is (the executor)",
+            )),
         }
     }
 }

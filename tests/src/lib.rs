@@ -8,6 +8,7 @@ pub mod http;
 pub mod kafka;
 pub mod pki;
 pub mod postgres;
+pub mod redis;
 
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;

@@ -31,6 +31,7 @@ source:
 pipeline:
   - filter: value > 1
   - map: { v2: value * 2 }
+  - lookup: { redis: { url: \"redis://:${env:P}@127.0.0.1:6379/0\", key: key, fields: { name: string, age: bigint } }, cache: { ttl: 1m, max_entries: 10 }, on_missing: skip }
   - key_by: key
   - aggregate: { count: {}, total: { sum: value } }
 sink:

@@ -4,7 +4,9 @@
 //! Every difference is classified:
 //!
 //! - **compatible**: the meaning of the state and of the offsets is kept
-//!   (stateless steps before or after the stateful operator, sink settings,
+//!   (stateless steps before or after the stateful operator, lookups
+//!   included, as `map` steps are: their values feed later batches, not
+//!   the stored state; sink settings,
 //!   batch interval, rate limits, checkpoint cadence, error policy); applied
 //!   at the next batch boundary.
 //! - **needs a state decision**: the stored state would be misread (key
@@ -17,6 +19,7 @@
 
 use std::fmt;
 use weir_proto::pb::{self, step::Kind, AggregateFunction};
+use weir_proto::spec::lookup::{on_missing_name, redact_url};
 use weir_proto::spec::{format_duration_ms, operator_id};
 
 /// How a change affects a running job.
@@ -260,6 +263,7 @@ fn step_kind(step: &pb::Step) -> &'static str {
         Some(Kind::Aggregate(_)) => "aggregate",
         Some(Kind::Window(_)) => "window",
         Some(Kind::Custom(_)) => "custom",
+        Some(Kind::Lookup(_)) => "lookup",
         None => "none",
     }
 }
@@ -300,6 +304,7 @@ pub fn step_text(step: &pb::Step) -> String {
             w.time,
             format_duration_ms(w.watermark_ms)
         ),
+        Some(Kind::Lookup(l)) => lookup_text(l),
         Some(Kind::Custom(c)) => {
             let config: Vec<String> = c
                 .config
@@ -313,6 +318,53 @@ pub fn step_text(step: &pb::Step) -> String {
             )
         }
         None => "-".into(),
+    }
+}
+
+/// A lookup step as one line, every field shown (a literal password in
+/// its URL as `***`): a change of any of them is a change of the step,
+/// compatible like any stateless step's.
+fn lookup_text(l: &pb::LookupStep) -> String {
+    let mut t = String::from("lookup: ");
+    if let Some(r) = &l.redis {
+        let fields: Vec<String> = r
+            .fields
+            .iter()
+            .map(|f| format!("{} {}", f.name, field_type_name(f.r#type)))
+            .collect();
+        let layout = if r.layout == pb::RedisLayout::Json as i32 {
+            "json"
+        } else {
+            "hash"
+        };
+        t.push_str(&format!(
+            "redis {} key {} fields {} ({layout})",
+            redact_url(&r.url),
+            r.key,
+            fields.join(", ")
+        ));
+    }
+    if let Some(c) = &l.cache {
+        t.push_str(&format!(
+            " cache {} x {}",
+            format_duration_ms(c.ttl_ms),
+            c.max_entries
+        ));
+    }
+    t.push_str(&format!(" on_missing {}", on_missing_name(l.on_missing)));
+    if l.snapshot {
+        t.push_str(" snapshot");
+    }
+    t
+}
+
+fn field_type_name(t: i32) -> &'static str {
+    match pb::FieldType::try_from(t) {
+        Ok(pb::FieldType::Bigint) => "bigint",
+        Ok(pb::FieldType::Double) => "double",
+        Ok(pb::FieldType::String) => "string",
+        Ok(pb::FieldType::Boolean) => "boolean",
+        Err(_) => "unknown",
     }
 }
 

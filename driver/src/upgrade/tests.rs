@@ -113,6 +113,42 @@ fn stateless_steps_are_compatible() {
 }
 
 #[test]
+fn lookup_steps_are_stateless_steps() {
+    let lookup = "  - lookup: { redis: { url: \"redis://:hunter2@127.0.0.1:6379/0\", key: key, fields: { name: string } } }\n";
+    let with = BASE.replace("  - filter: value > 1\n", lookup);
+    let d = diff(&spec(BASE), &spec(&with));
+    let c = one(&d);
+    assert_eq!(c.path, "pipeline[0]");
+    assert_eq!(c.class, Compatible);
+    assert_eq!(
+        c.after,
+        "lookup: redis redis://:***@127.0.0.1:6379/0 key key fields name string (hash) on_missing null",
+        "a literal password is never shown"
+    );
+    // Every part of the step, the key and the columns included, is a
+    // compatible change, as a map's expressions are.
+    for (from, to) in [
+        ("key: key", "key: \"'u:' || key\""),
+        ("name: string", "name: string, age: bigint"),
+        ("hunter2", "other"),
+        (
+            "name: string } }",
+            "name: string } }, cache: { ttl: 5s }, on_missing: skip",
+        ),
+        (
+            "fields: { name: string }",
+            "fields: { name: string }, hash: false",
+        ),
+    ] {
+        let after = with.replace(from, to);
+        let d = diff(&spec(&with), &spec(&after));
+        assert_eq!(one(&d).path, "pipeline[0]", "{to}");
+        assert_eq!(one(&d).class, Compatible, "{to}");
+        assert!(!one(&d).after.contains("hunter2"), "{:?}", one(&d));
+    }
+}
+
+#[test]
 fn custom_steps_are_stateless_steps() {
     // Added before the stateful operator and after it.
     let d = changed(

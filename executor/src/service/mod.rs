@@ -134,6 +134,7 @@ pub async fn run_with(
             writer_threads: config.writer_threads,
             operators,
             checkpoint_metrics: metrics.checkpoints.clone(),
+            lookup_metrics: metrics.lookups.clone(),
         },
         backend,
     ));

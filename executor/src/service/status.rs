@@ -38,6 +38,10 @@ fn to_status(e: &ExecError) -> Status {
         } => Code::Unavailable,
         ExecError::Source { .. } => Code::FailedPrecondition,
         ExecError::BatchTooLarge { .. } => Code::ResourceExhausted,
+        ExecError::Lookup { source, .. } => match source.class() {
+            FailureClass::External => Code::Unavailable,
+            _ => Code::FailedPrecondition,
+        },
     };
     let status = wire::with_class(Status::new(code, e.to_string()), e.class());
     match e {

@@ -4,6 +4,7 @@
 
 mod bytes;
 mod duration;
+pub mod lookup;
 mod render;
 pub mod secrets;
 mod validate;

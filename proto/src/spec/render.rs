@@ -110,6 +110,9 @@ pub fn to_yaml(spec: &pb::JobSpec) -> String {
                     .collect();
                 let _ = writeln!(y, "  - aggregate: {{ {} }}", outputs.join(", "));
             }
+            Some(Kind::Lookup(l)) => {
+                let _ = writeln!(y, "  - lookup: {}", super::lookup::render(l, quote));
+            }
             Some(Kind::Custom(c)) => {
                 let _ = writeln!(
                     y,
@@ -254,7 +257,10 @@ mod tests {
                     - flat_map: { field: text, separator: \", \", as: word }\n  - key_by: word\n  \
                     - window: { size: 2s, slide: 1s, time: ts, watermark: 1500ms }\n  \
                     - aggregate: { n: {}, s: { sum: value }, lo: { min: value }, m: { avg: value } }\n  - filter: \"n > 1\"\n  \
-                    - custom: { name: redact, version: 2, config: { column: key, keep: 1, \"mask char\": \"*\" } }\n\
+                    - custom: { name: redact, version: 2, config: { column: key, keep: 1, \"mask char\": \"*\" } }\n  \
+                    - lookup: { redis: { url: \"redis://:${env:P}@h:1/2\", key: \"'n:' || n\", fields: { name: string, \"odd: f\": bigint, x: double, ok: boolean } } }\n  \
+                    - lookup: { redis: { url: \"rediss://h\", key: key, fields: { v: string }, hash: false }, cache: { ttl: 90s, max_entries: 7 }, on_missing: skip }\n  \
+                    - lookup: { redis: { url: \"redis://h\", key: key, fields: { w: string } }, cache: {}, on_missing: fail }\n\
                     sink:\n  file: { path: \"out dir/x\" }\n";
         let spec = parse_spec(yaml).unwrap();
         let rendered = to_yaml(&spec);

@@ -325,6 +325,166 @@ fn custom_step_errors_name_their_field() {
     assert!(e.contains("missing field `version`"), "{e}");
 }
 
+/// A spec with one lookup step adding `fields`, with `more` after them.
+fn lookup(fields: &str, more: &str) -> String {
+    with_pipeline(&format!(
+        "  - lookup: {{ redis: {{ url: \"redis://127.0.0.1:6379\", key: key, fields: {{ {fields} }} }}{more} }}\n"
+    ))
+}
+
+/// `n` lookup fields `f0: string, f1: string, ...`.
+fn lookup_fields(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("f{i}: string"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn lookup_steps_parse_with_defaults() {
+    let spec = parse_spec(&with_pipeline(
+        "  - lookup:\n      redis: { url: \"redis://:${env:REDIS_PASSWORD}@127.0.0.1:6379/0\", key: \"'user:' || key\", fields: { name: string, age: bigint, score: double, vip: boolean } }\n  \
+         - key_by: key\n  - aggregate: { n: {} }\n  \
+         - lookup: { redis: { url: \"redis://h\", key: key, fields: { label: string }, hash: false }, cache: {}, on_missing: skip }\n  \
+         - lookup: { redis: { url: \"redis://h\", key: key, fields: { other: string } }, cache: { ttl: 5s, max_entries: 10 }, on_missing: fail }\n  \
+         - lookup: { redis: { url: \"redis://h\", key: key, fields: { third: string } }, on_missing: null }\n",
+    ))
+    .unwrap();
+    let Some(Kind::Lookup(l)) = &spec.pipeline[0].kind else {
+        panic!("lookup")
+    };
+    let r = l.redis.as_ref().unwrap();
+    assert_eq!(r.key, "'user:' || key");
+    assert_eq!(r.layout, pb::RedisLayout::Hash as i32);
+    let fields: Vec<(&str, i32)> = r
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.r#type))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("name", pb::FieldType::String as i32),
+            ("age", pb::FieldType::Bigint as i32),
+            ("score", pb::FieldType::Double as i32),
+            ("vip", pb::FieldType::Boolean as i32)
+        ]
+    );
+    assert_eq!(l.cache, None, "no cache unless asked for");
+    assert_eq!(l.on_missing, pb::LookupOnMissing::Null as i32);
+    assert!(!l.snapshot);
+    let Some(Kind::Lookup(l)) = &spec.pipeline[3].kind else {
+        panic!("lookup")
+    };
+    assert_eq!(
+        l.redis.as_ref().unwrap().layout,
+        pb::RedisLayout::Json as i32
+    );
+    let cache = l.cache.unwrap();
+    assert_eq!((cache.ttl_ms, cache.max_entries), (60_000, 100_000));
+    assert_eq!(l.on_missing, pb::LookupOnMissing::Skip as i32);
+    let Some(Kind::Lookup(l)) = &spec.pipeline[4].kind else {
+        panic!("lookup")
+    };
+    let cache = l.cache.unwrap();
+    assert_eq!((cache.ttl_ms, cache.max_entries), (5_000, 10));
+    assert_eq!(l.on_missing, pb::LookupOnMissing::Fail as i32);
+    let Some(Kind::Lookup(l)) = &spec.pipeline[5].kind else {
+        panic!("lookup")
+    };
+    assert_eq!(l.on_missing, pb::LookupOnMissing::Null as i32);
+    let rendered = super::to_yaml(&spec);
+    assert_eq!(parse_spec(&rendered).unwrap(), spec, "{rendered}");
+}
+
+#[test]
+fn lookup_errors_name_their_field() {
+    let e = errors(&lookup("", ""));
+    assert!(
+        e.contains("pipeline[0].lookup.redis.fields: must name at least one field"),
+        "{e}"
+    );
+    let e = errors(&lookup("a: text, b: [1]", ""));
+    assert!(
+        e.contains("pipeline[0].lookup.redis.fields.a: unknown type"),
+        "{e}"
+    );
+    assert!(e.contains("pipeline[0].lookup.redis.fields.b"), "{e}");
+    let e = errors(&lookup("a: string", ", cache: { ttl: 0s, max_entries: 0 }"));
+    assert!(
+        e.contains("pipeline[0].lookup.cache.ttl: must be positive"),
+        "{e}"
+    );
+    assert!(
+        e.contains("pipeline[0].lookup.cache.max_entries: must be at least 1"),
+        "{e}"
+    );
+    let e = errors(&lookup("a: string", ", cache: { ttl: soon }"));
+    assert!(e.contains("pipeline[0].lookup.cache.ttl"), "{e}");
+    let e = errors(&lookup("a: string", ", on_missing: maybe"));
+    assert!(e.contains("unknown variant `maybe`"), "{e}");
+    let e = errors(&lookup("a: string", ", colour: red"));
+    assert!(e.contains("unknown field `colour`"), "{e}");
+    let e = errors(&lookup("a: string", ", snapshot: true"));
+    assert!(
+        e.contains("pipeline[0].lookup.snapshot: not supported yet"),
+        "{e}"
+    );
+    let e = errors(&with_pipeline(
+        "  - lookup: { redis: { url: \"http://h\", key: \" \", fields: { a: string } } }\n",
+    ));
+    assert!(
+        e.contains("pipeline[0].lookup.redis.url: must start with redis://"),
+        "{e}"
+    );
+    assert!(
+        e.contains("pipeline[0].lookup.redis.key: must be an SQL expression"),
+        "{e}"
+    );
+    let e = errors(&with_pipeline(
+        "  - lookup: { redis: { url: \"redis://:${env:X@h\", key: k, fields: { a: string } } }\n",
+    ));
+    assert!(
+        e.contains("pipeline[0].lookup.redis.url: unclosed reference"),
+        "{e}"
+    );
+    let e = errors(&with_pipeline(
+        "  - key_by: key\n  - lookup: { redis: { url: \"redis://h\", key: key, fields: { a: string } } }\n  - aggregate: { n: {} }\n",
+    ));
+    assert!(
+        e.contains("pipeline[1].lookup: a lookup step goes before key_by or after aggregate"),
+        "{e}"
+    );
+    // Duplicates arrive only from the wire: a YAML mapping has unique keys.
+    let mut spec = parse_spec(&lookup("a: string", "")).unwrap();
+    let Some(Kind::Lookup(l)) = &mut spec.pipeline[0].kind else {
+        panic!("lookup")
+    };
+    let r = l.redis.as_mut().unwrap();
+    r.fields.push(r.fields[0].clone());
+    r.layout = 7;
+    l.on_missing = 9;
+    let e = super::validate(&spec).unwrap_err().to_string();
+    assert!(
+        e.contains("pipeline[0].lookup.redis.fields.a: duplicate field"),
+        "{e}"
+    );
+    assert!(
+        e.contains("pipeline[0].lookup.redis.hash: unknown value layout"),
+        "{e}"
+    );
+    assert!(
+        e.contains("pipeline[0].lookup.on_missing: must be null, skip or fail"),
+        "{e}"
+    );
+    spec.pipeline[0].kind = Some(Kind::Lookup(pb::LookupStep::default()));
+    let e = super::validate(&spec).unwrap_err().to_string();
+    assert!(
+        e.contains("pipeline[0].lookup: missing: give the store"),
+        "{e}"
+    );
+}
+
 /// One rule for job names: a name is always a single visible path
 /// component, so no job can name `.`, `..`, a hidden directory or a path.
 #[test]
@@ -426,6 +586,25 @@ fn limits_hold_at_the_limit_and_refuse_one_past_it() {
             format!("state_partitions: {MAX_STATE_PARTITIONS}\n{BASE}"),
             format!("state_partitions: {}\n{BASE}", MAX_STATE_PARTITIONS + 1),
             "between 1 and 4096",
+        ),
+        (
+            lookup(&lookup_fields(MAX_LOOKUP_FIELDS), ""),
+            lookup(&lookup_fields(MAX_LOOKUP_FIELDS + 1), ""),
+            "max_lookup_fields",
+        ),
+        (
+            lookup(
+                "v: string",
+                &format!(", cache: {{ max_entries: {MAX_LOOKUP_CACHE_ENTRIES} }}"),
+            ),
+            lookup(
+                "v: string",
+                &format!(
+                    ", cache: {{ max_entries: {} }}",
+                    MAX_LOOKUP_CACHE_ENTRIES + 1
+                ),
+            ),
+            "max_lookup_cache_entries",
         ),
         (
             with_pipeline(&"  - filter: value > 1\n".repeat(MAX_PIPELINE_STEPS)),

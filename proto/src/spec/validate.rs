@@ -64,13 +64,19 @@ pub mod limits {
     /// The bytes per batch and source partition when a source does not set
     /// `max_bytes_per_partition`.
     pub const DEFAULT_MAX_BYTES_PER_PARTITION: u64 = 1 << 30;
+    /// Columns one lookup step adds (`max_lookup_fields`): each is a value
+    /// read per key and a column built per chunk.
+    pub const MAX_LOOKUP_FIELDS: usize = 64;
+    /// Entries of one lookup step's cache on one executor
+    /// (`max_lookup_cache_entries`).
+    pub const MAX_LOOKUP_CACHE_ENTRIES: u64 = 10_000_000;
 }
 
 use limits::*;
 
 /// `{what} {value} exceeds the {limit} limit ({name})`, the one shape of a
 /// limit's error.
-fn over_limit(
+pub(super) fn over_limit(
     what: &str,
     value: impl std::fmt::Display,
     limit: impl std::fmt::Display,
@@ -108,18 +114,19 @@ pub fn fingerprint(spec: &pb::JobSpec) -> String {
     format!("{hash:016x}")
 }
 
+/// The problems found so far in a spec.
 #[derive(Default)]
-struct Issues(Vec<SpecIssue>);
+pub(super) struct Issues(Vec<SpecIssue>);
 
 impl Issues {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(SpecIssue {
             path: path.into(),
             message: message.into(),
         });
     }
 
-    fn duration(&mut self, path: &str, text: &str) -> u64 {
+    pub(super) fn duration(&mut self, path: &str, text: &str) -> u64 {
         parse_duration_ms(text).unwrap_or_else(|m| {
             self.add(path, m);
             0
@@ -421,6 +428,9 @@ fn convert_step(path: &str, step: StepYaml, issues: &mut Issues) -> StepKind {
                 config: convert_properties(&format!("{path}.custom.config"), config, issues),
             })
         }
+        StepYaml::Lookup(l) => {
+            StepKind::Lookup(super::lookup::convert(&format!("{path}.lookup"), l, issues))
+        }
         StepYaml::Window(WindowYaml {
             size,
             slide,
@@ -446,7 +456,7 @@ fn convert_step(path: &str, step: StepYaml, issues: &mut Issues) -> StepKind {
     }
 }
 
-fn yaml_scalar_text(v: &serde_yaml_ng::Value) -> Option<String> {
+pub(super) fn yaml_scalar_text(v: &serde_yaml_ng::Value) -> Option<String> {
     match v {
         serde_yaml_ng::Value::String(s) => Some(s.clone()),
         serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
@@ -921,7 +931,7 @@ fn validate_pipeline(spec: &pb::JobSpec, issues: &mut Issues) {
         let Some(kind) = &step.kind else {
             issues.add(
                 path,
-                "empty step: give one of filter, map, flat_map, custom, key_by, window, aggregate",
+                "empty step: give one of filter, map, flat_map, lookup, custom, key_by, window, aggregate",
             );
             continue;
         };
@@ -949,6 +959,16 @@ fn validate_pipeline(spec: &pb::JobSpec, issues: &mut Issues) {
                     issues.add(format!("{cp}.version"), m);
                 }
                 check_properties(issues, &format!("{cp}.config"), &c.config, &[]);
+            }
+            StepKind::Lookup(l) => {
+                let lp = format!("{path}.lookup");
+                if key_by_at.is_some() && !after_state {
+                    issues.add(
+                        lp.clone(),
+                        "a lookup step goes before key_by or after aggregate, not between them",
+                    );
+                }
+                super::lookup::validate(&lp, l, issues);
             }
             StepKind::Map(m) => {
                 if m.fields.is_empty() {

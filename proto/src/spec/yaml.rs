@@ -144,6 +144,54 @@ pub enum StepYaml {
     Aggregate(serde_yaml_ng::Mapping),
     Window(WindowYaml),
     Custom(CustomYaml),
+    Lookup(LookupYaml),
+}
+
+/// `lookup: { redis, cache, on_missing, snapshot }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupYaml {
+    pub redis: RedisLookupYaml,
+    #[serde(default)]
+    pub cache: Option<LookupCacheYaml>,
+    /// `null` (also the YAML null, the default), `skip` or `fail`.
+    #[serde(default)]
+    pub on_missing: Option<LookupOnMissingYaml>,
+    #[serde(default)]
+    pub snapshot: Option<bool>,
+}
+
+/// `lookup.redis: { url, key, fields, hash }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisLookupYaml {
+    pub url: String,
+    pub key: String,
+    /// `name: type`, in order (a mapping keeps the order written).
+    pub fields: serde_yaml_ng::Mapping,
+    /// `true` (the default): each key is a hash; `false`: a string holding
+    /// a JSON object.
+    #[serde(default)]
+    pub hash: Option<bool>,
+}
+
+/// `lookup.cache: { ttl, max_entries }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupCacheYaml {
+    #[serde(default)]
+    pub ttl: Option<String>,
+    #[serde(default)]
+    pub max_entries: Option<u64>,
+}
+
+/// `lookup.on_missing: null | skip | fail`.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupOnMissingYaml {
+    Null,
+    Skip,
+    Fail,
 }
 
 /// `custom: { name, version, config }`.
