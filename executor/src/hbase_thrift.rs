@@ -289,9 +289,10 @@ impl HbaseClient {
                 }),
             }
         }
+        // The arguments' end. (Struct ends write nothing in the binary
+        // protocol, and a writer of its own would count one too many.)
         encode(&mut tail, |p| {
             p.write_field_stop()?;
-            p.write_struct_end()?;
             p.write_message_end()
         });
         request.extend_from_slice(&tail);
@@ -459,7 +460,8 @@ impl HbaseClient {
     }
 
     /// Every row of `table` with the newest version of each of its cells
-    /// in `columns` (`family:` for a whole family).
+    /// in `columns` (`family` for a whole family, `family:qualifier` for
+    /// one column).
     pub fn scan(&mut self, table: &[u8], columns: &[&[u8]]) -> Result<Vec<Row>, ThriftError> {
         let mut names = Vec::new();
         for c in columns {
@@ -526,7 +528,6 @@ impl HbaseClient {
             p.write_map_end()?;
             p.write_field_end()?;
             p.write_field_stop()?;
-            p.write_struct_end()?;
             p.write_message_end()
         });
         self.output
@@ -595,7 +596,9 @@ fn read_result(p: &mut Input, expect: Expect) -> Result<Result<Reply, ThriftErro
                 out = Ok(Reply::Rows(rows));
             }
             (Some(id @ 1..=3), TType::Struct, _) => {
+                // The server's exception line, without its Java stack.
                 let message = read_message(p).map_err(t)?;
+                let message = message.lines().next().unwrap_or_default().to_string();
                 out = Err(match id {
                     1 => ThriftError::Io(message),
                     2 => ThriftError::IllegalArgument(message),
