@@ -7,6 +7,10 @@
 //!   cell's version is a batch id, a batch's versions hold that batch's
 //!   values once (replays overwrite, never add), and a commit whose rows
 //!   died with the process had its batch produced again;
+//! - a stateless job writing each record as a row, its partitions
+//!   written in several requests, is killed between two requests of a
+//!   commit too: every record's row is there once, each cell with one
+//!   version;
 //! - a missing table and a missing family fail the job naming what to
 //!   create, before anything is written.
 
@@ -162,6 +166,74 @@ fn a_running_count_in_hbase_stays_exact_across_kills() {
             .contains("re-running the batch to produce it again"),
         "a decided batch was produced again after a restart"
     );
+    let _ = hbase.disable_table(table.as_bytes());
+    let _ = hbase.delete_table(table.as_bytes());
+}
+
+#[test]
+fn records_written_as_rows_are_exact_across_kills_inside_a_commit() {
+    let Some(addr) = hbase_thrift("records_written_as_rows_are_exact_across_kills_inside_a_commit")
+    else {
+        return;
+    };
+    let table = unique_table("events");
+    let mut hbase = connect(&addr);
+    hbase.create_table(table.as_bytes(), &[(b"f", 10)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 4 batches of 3 partitions x up to 6 000 records: more rows than one
+    // request takes, so each partition is written in 2 requests and
+    // hbase-commit (between them) is reached.
+    const EVENTS: u64 = 60_000;
+    let mut job = Local::new(
+        dir.path(),
+        "hbase-events",
+        &format!(
+            "name: hbase-events\nbatch_interval: 10ms\n\
+             source:\n  generator: {{ partitions: 3, keys: {KEYS}, rate: 0, total: {EVENTS}, max_records_per_partition: 6000 }}\n\
+             pipeline:\n  - map: {{ id: \"CAST(value AS STRING)\", doubled: \"value * 2\" }}\n\
+             sink:\n  hbase: {{ thrift: \"{addr}\", table: {table}, family: f, row_key: id }}\n"
+        ),
+    );
+    job.run_with_crashes(&[
+        "hbase-commit@2",
+        "stage-a@2",
+        "before-committing@1",
+        "hbase-commit@4",
+        "sink-commit@2",
+    ]);
+    let rows = hbase.scan(table.as_bytes(), &[b"f"]).unwrap();
+    let mut seen = BTreeSet::new();
+    for r in &rows {
+        let id: u64 = text(&r.row).parse().unwrap();
+        let cell = |name: &str| {
+            r.columns
+                .iter()
+                .find(|(c, _)| text(c) == format!("f:{name}"))
+                .map(|(_, cell)| text(&cell.value))
+                .unwrap_or_else(|| panic!("row {id} has no f:{name}: {r:?}"))
+        };
+        assert_eq!(cell("value"), id.to_string());
+        assert_eq!(cell("doubled"), (id * 2).to_string());
+        assert_eq!(cell("key"), format!("k{}", id % KEYS));
+        assert!(r
+            .columns
+            .iter()
+            .all(|(_, c)| (1..=1_000).contains(&c.timestamp)));
+        assert!(seen.insert(id), "row {id} twice in a scan");
+    }
+    assert_eq!(seen.len() as u64, EVENTS, "every record's row");
+    // Rewritten rows are the same cells: one version each.
+    for id in [0u64, 1, 5_999, 6_000, 17_321, 41_000, EVENTS - 1] {
+        let versions = hbase
+            .get_ver(
+                table.as_bytes(),
+                id.to_string().as_bytes(),
+                b"f:doubled",
+                10,
+            )
+            .unwrap();
+        assert_eq!(versions.len(), 1, "row {id}: {versions:?}");
+    }
     let _ = hbase.disable_table(table.as_bytes());
     let _ = hbase.delete_table(table.as_bytes());
 }
