@@ -6,6 +6,7 @@ pub mod allocator;
 pub mod config;
 pub mod custom;
 pub mod error;
+pub mod hbase_thrift;
 pub mod json;
 pub mod keys;
 pub mod lookup;

@@ -11,7 +11,9 @@ use crate::operators::partition_state::{PartitionState, StateRestorer};
 use crate::operators::stateless::StatelessOp;
 use crate::plan::JobPlan;
 use crate::shuffle::{MemoryShuffle, Shuffle, ShuffleKey};
-use crate::sinks::{lock, FileSink, KafkaSink, NoopSink, PostgresSink, Sink, StdoutSink};
+use crate::sinks::{
+    lock, FileSink, HbaseSink, KafkaSink, NoopSink, PostgresSink, Sink, StdoutSink,
+};
 use crate::sources::budget::ReadBudget;
 use crate::state::{
     default_writer_threads, CheckpointFileName, PartitionCheckpoints, PartitionOptions,
@@ -183,6 +185,7 @@ impl Executor {
             Some(pb::sink::Kind::Postgres(p)) => {
                 Box::new(PostgresSink::new(&name, record.created_at_ms, p))
             }
+            Some(pb::sink::Kind::Hbase(h)) => Box::new(HbaseSink::new(&name, h)),
             Some(pb::sink::Kind::Noop(_)) | None => Box::new(NoopSink),
         };
         let partitions = (0..spec.state_partitions)

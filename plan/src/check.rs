@@ -2,6 +2,7 @@
 //! runs in `weir validate`: the same compilation the executors do at
 //! deploy, without reading anything.
 
+use crate::expr::CompiledExpr;
 use crate::pipeline::{read_schema, Pipeline};
 use crate::step::{CustomOp, CustomSteps};
 use crate::PlanError;
@@ -42,9 +43,20 @@ pub fn check_spec(spec: &pb::JobSpec) -> Result<Checked, PlanError> {
         return Ok(Checked::AtDeploy { operators });
     }
     let pipeline = Pipeline::compile(spec, read_schema(spec)?, &NoCustomSteps)?;
+    check_sink(spec, &pipeline.output)?;
     Ok(Checked::Typed {
         output: pipeline.output,
     })
+}
+
+/// Checks the sink's expressions against the schema reaching it: the
+/// HBase sink's `row_key` must compile over the output columns.
+fn check_sink(spec: &pb::JobSpec, output: &SchemaRef) -> Result<(), PlanError> {
+    if let Some(pb::sink::Kind::Hbase(h)) = spec.sink.as_ref().and_then(|s| s.kind.as_ref()) {
+        CompiledExpr::compile(&h.row_key, output)
+            .map_err(|e| PlanError::expr("sink.hbase.row_key", e))?;
+    }
+    Ok(())
 }
 
 /// Custom steps without operators: never reached, [`check_spec`] returns
@@ -149,6 +161,22 @@ mod tests {
         };
         let names: Vec<&str> = output.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["key", "window_start", "window_end", "n", "total"]);
+    }
+
+    /// The HBase sink's row key compiles over what reaches the sink.
+    #[test]
+    fn the_hbase_row_key_is_checked_against_the_output() {
+        let sink = |key: &str| {
+            format!("hbase: {{ thrift: \"h:9090\", table: t, family: f, row_key: \"{key}\" }}")
+        };
+        let pipeline = "  - key_by: key\n  - aggregate: { n: {} }\n";
+        check(pipeline, &sink("key")).unwrap();
+        check(pipeline, &sink("concat(key, '#', CAST(n AS STRING))")).unwrap();
+        let e = check(pipeline, &sink("value")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("sink.hbase.row_key: unknown column 'value' in \"value\"; available columns: key, n"),
+            "{e}"
+        );
     }
 
     /// The check compiles against the columns the reader will produce, as

@@ -83,6 +83,13 @@ source:
 sink:
   postgres: { url: \"postgres://weir:pw@127.0.0.1:5432/weir\", table: public.counts, key: [key, day], mode: append, columns: [key, day, n] }
 ",
+    "name: j
+batch_interval: 1s
+source:
+  generator: {}
+sink:
+  hbase: { thrift: 127.0.0.1:9090, table: \"weir:counts\", family: f, row_key: key }
+",
 ];
 
 /// One changed copy of a spec.

@@ -392,6 +392,7 @@ fn sink_kind(s: Option<&pb::Sink>) -> &'static str {
         Some(pb::sink::Kind::File(_)) => "file",
         Some(pb::sink::Kind::Kafka(_)) => "kafka",
         Some(pb::sink::Kind::Postgres(_)) => "postgres",
+        Some(pb::sink::Kind::Hbase(_)) => "hbase",
         None => "-",
     }
 }
@@ -601,7 +602,7 @@ fn diff_source(d: &mut Diff, stored: &pb::JobSpec, new: &pb::JobSpec) {
 }
 
 fn diff_sink(d: &mut Diff, a: Option<&pb::Sink>, b: Option<&pb::Sink>) {
-    use pb::sink::Kind::{File, Kafka, Postgres};
+    use pb::sink::Kind::{File, Hbase, Kafka, Postgres};
     use ChangeClass::Compatible;
     match (
         a.and_then(|s| s.kind.as_ref()),
@@ -670,6 +671,18 @@ fn diff_sink(d: &mut Diff, a: Option<&pb::Sink>, b: Option<&pb::Sink>) {
                 b.columns.join(","),
                 Compatible,
             );
+        }
+        // Later batches write to the new table, family or keys. Their
+        // cells' versions are batch ids whatever the table.
+        (Some(Hbase(a)), Some(Hbase(b))) => {
+            for (field, x, y) in [
+                ("sink.hbase.thrift", &a.thrift, &b.thrift),
+                ("sink.hbase.table", &a.table, &b.table),
+                ("sink.hbase.family", &a.family, &b.family),
+                ("sink.hbase.row_key", &a.row_key, &b.row_key),
+            ] {
+                d.cmp(field, x.as_str(), y.as_str(), Compatible);
+            }
         }
         (x, y) if x == y => {}
         _ => d.cmp("sink", sink_kind(a), sink_kind(b), Compatible),

@@ -4,11 +4,13 @@
 //! leader finishing another leader's commit are safe.
 
 mod file;
+mod hbase;
 mod kafka;
 mod output_dir;
 mod postgres;
 
 pub use file::FileSink;
+pub use hbase::HbaseSink;
 pub use kafka::KafkaSink;
 pub use postgres::PostgresSink;
 

@@ -161,6 +161,16 @@ pub fn to_yaml(spec: &pb::JobSpec) -> String {
                 columns.join(", ")
             );
         }
+        Some(pb::sink::Kind::Hbase(h)) => {
+            let _ = writeln!(
+                y,
+                "  hbase: {{ thrift: {}, table: {}, family: {}, row_key: {} }}",
+                quote(&h.thrift),
+                quote(&h.table),
+                quote(&h.family),
+                quote(&h.row_key)
+            );
+        }
         Some(pb::sink::Kind::Stdout(_)) => y.push_str("  stdout: {}\n"),
         Some(pb::sink::Kind::Noop(_)) | None => y.push_str("  noop: {}\n"),
     }

@@ -826,3 +826,76 @@ fn postgres_sinks_parse_validate_and_render() {
     }
     assert!(parse_spec(&sink("url: \"postgres://h/d\", table: t, mode: append")).is_ok());
 }
+
+/// The hbase sink: the gateway's HOST:PORT, HBase table and family names,
+/// a row key expression, and the spec renders back to itself.
+#[test]
+fn hbase_sinks_parse_validate_and_render() {
+    let sink =
+        |body: &str| format!("name: j\nsource:\n  generator: {{}}\nsink:\n  hbase: {{ {body} }}\n");
+    let spec = parse_spec(&sink(
+        "thrift: \"hbase-1.example:9090\", table: \"weir:counts\", family: f, row_key: \"concat(key, '#', text)\"",
+    ))
+    .unwrap();
+    match spec.sink.as_ref().and_then(|s| s.kind.as_ref()) {
+        Some(pb::sink::Kind::Hbase(h)) => {
+            assert_eq!(
+                (
+                    h.thrift.as_str(),
+                    h.table.as_str(),
+                    h.family.as_str(),
+                    h.row_key.as_str()
+                ),
+                (
+                    "hbase-1.example:9090",
+                    "weir:counts",
+                    "f",
+                    "concat(key, '#', text)"
+                )
+            );
+        }
+        _ => panic!("hbase"),
+    }
+    let rendered = super::to_yaml(&spec);
+    assert_eq!(parse_spec(&rendered).unwrap(), spec, "{rendered}");
+    assert!(parse_spec(&sink(
+        "thrift: \"[::1]:9090\", table: t, family: f, row_key: k"
+    ))
+    .is_ok());
+    for (body, path, message) in [
+        (
+            "thrift: hbase, table: t, family: f, row_key: k",
+            "sink.hbase.thrift",
+            "HOST:PORT",
+        ),
+        (
+            "thrift: \"h:0\", table: t, family: f, row_key: k",
+            "sink.hbase.thrift",
+            "HOST:PORT",
+        ),
+        (
+            "thrift: \"h:9090\", table: \"a b\", family: f, row_key: k",
+            "sink.hbase.table",
+            "is not an HBase table name",
+        ),
+        (
+            "thrift: \"h:9090\", table: \"a:b:c\", family: f, row_key: k",
+            "sink.hbase.table",
+            "is not an HBase table name",
+        ),
+        (
+            "thrift: \"h:9090\", table: t, family: \"f:x\", row_key: k",
+            "sink.hbase.family",
+            "is not a column family name",
+        ),
+        (
+            "thrift: \"h:9090\", table: t, family: f, row_key: \" \"",
+            "sink.hbase.row_key",
+            "must not be empty",
+        ),
+    ] {
+        let e = errors(&sink(body));
+        assert!(e.contains(path) && e.contains(message), "{body}: {e}");
+    }
+    assert!(errors(&sink("thrift: \"h:9090\", table: t, family: f")).contains("row_key"));
+}

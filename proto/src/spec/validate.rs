@@ -201,6 +201,12 @@ fn convert(y: JobSpecYaml) -> Result<pb::JobSpec, SpecError> {
                 PostgresModeYaml::Append => pb::PostgresMode::Append,
             } as i32,
         }),
+        SinkYaml::Hbase(h) => pb::sink::Kind::Hbase(pb::HbaseSink {
+            thrift: h.thrift,
+            table: h.table,
+            family: h.family,
+            row_key: h.row_key,
+        }),
     };
     let on_error = match y.on_error.unwrap_or(ErrorPolicyYaml::Fail) {
         ErrorPolicyYaml::Fail => pb::ErrorPolicy::Fail,
@@ -600,6 +606,7 @@ pub fn validate(spec: &pb::JobSpec) -> Result<(), SpecError> {
             }
         }
         Some(pb::sink::Kind::Postgres(pg)) => validate_postgres_sink(pg, &mut issues),
+        Some(pb::sink::Kind::Hbase(h)) => validate_hbase_sink(h, &mut issues),
         Some(pb::sink::Kind::Kafka(k)) => {
             let p = "sink.kafka";
             if k.brokers.trim().is_empty() {
@@ -1243,6 +1250,86 @@ fn check_multiple(issues: &mut Issues, path: &str, value_ms: u64, interval_ms: u
                 format_duration_ms(interval_ms),
                 format_duration_ms(value_ms)
             ),
+        );
+    }
+}
+
+/// The longest HBase table or family name accepted here.
+const MAX_HBASE_NAME: usize = 200;
+
+/// Whether `name` is an HBase table (or namespace) name as HBase accepts
+/// it: letters, digits, `_`, `-`, `.`, not starting with `.` or `-`.
+fn is_hbase_table_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_HBASE_NAME
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Whether `name` is an HBase column family name: printable characters,
+/// no `:`, not starting with `.`.
+fn is_hbase_family(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_HBASE_NAME
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+/// Whether `addr` is `HOST:PORT` with a port from 1 to 65535.
+fn is_host_port(addr: &str) -> bool {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => {
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            !host.is_empty()
+                && !host.contains(char::is_whitespace)
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
+    }
+}
+
+fn validate_hbase_sink(h: &pb::HbaseSink, issues: &mut Issues) {
+    let p = "sink.hbase";
+    if !is_host_port(&h.thrift) {
+        issues.add(
+            format!("{p}.thrift"),
+            format!(
+                "{:?} is not the Thrift gateway's HOST:PORT, e.g. 127.0.0.1:9090",
+                h.thrift
+            ),
+        );
+    }
+    let (namespace, table) = match h.table.split_once(':') {
+        Some((n, t)) => (Some(n), t),
+        None => (None, h.table.as_str()),
+    };
+    if !namespace.is_none_or(is_hbase_table_name) || !is_hbase_table_name(table) {
+        issues.add(
+            format!("{p}.table"),
+            format!(
+                "{:?} is not an HBase table name: TABLE or NAMESPACE:TABLE of letters, digits, '_', '-', '.'",
+                h.table
+            ),
+        );
+    }
+    if !is_hbase_family(&h.family) {
+        issues.add(
+            format!("{p}.family"),
+            format!(
+                "{:?} is not a column family name: printable characters without ':' (e.g. f)",
+                h.family
+            ),
+        );
+    }
+    if h.row_key.trim().is_empty() {
+        issues.add(
+            format!("{p}.row_key"),
+            "must not be empty: a SQL expression over the output columns, e.g. key or concat(key, '#', day)",
         );
     }
 }

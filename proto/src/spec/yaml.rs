@@ -237,6 +237,17 @@ pub enum SinkYaml {
     File(FileSinkYaml),
     Kafka(KafkaSinkYaml),
     Postgres(PostgresSinkYaml),
+    Hbase(HbaseSinkYaml),
+}
+
+/// `sink.hbase`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HbaseSinkYaml {
+    pub thrift: String,
+    pub table: String,
+    pub family: String,
+    pub row_key: String,
 }
 
 /// `sink.postgres`.
