@@ -8,8 +8,8 @@
 //! - a stateless job appending rows writes each record once across the
 //!   same kills;
 //! - a missing table, a missing column, a type mismatch and an upsert key
-//!   without a unique index fail the job with what to change, before
-//!   anything is written.
+//!   without a unique index refuse the spec at submit (the database is
+//!   reachable from the driver) with what to change; nothing is written.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -191,8 +191,9 @@ fn appended_rows_are_written_once_across_kills() {
 }
 
 #[test]
-fn a_table_that_does_not_fit_fails_the_job_with_what_to_change() {
-    let Some(url) = postgres_url("a_table_that_does_not_fit_fails_the_job_with_what_to_change")
+fn a_table_that_does_not_fit_is_refused_at_submit_with_what_to_change() {
+    let Some(url) =
+        postgres_url("a_table_that_does_not_fit_is_refused_at_submit_with_what_to_change")
     else {
         return;
     };
@@ -230,11 +231,19 @@ fn a_table_that_does_not_fit_fails_the_job_with_what_to_change() {
                 generator(1_000)
             ),
         );
+        // The database is reachable from the driver (the same process in
+        // `weir local`): the spec is refused at submit, before any batch.
         let (ok, log) = job.run(&[]);
-        assert!(!ok, "{table}: the job must fail\n{log}");
+        assert!(!ok, "{table}: the job must be refused\n{log}");
         assert!(
-            log.contains(&format!("sink postgres table {table}")) && log.contains(message),
+            log.contains(&format!(
+                "invalid job spec pg-bad: sink.postgres.table: table {table}: "
+            )) && log.contains(message),
             "{table}: {message}\n{log}"
+        );
+        assert!(
+            !log.contains("batch committed"),
+            "{table}: no batch ran\n{log}"
         );
         if table != &missing {
             let n: i64 = db
