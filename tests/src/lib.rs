@@ -7,6 +7,7 @@ pub mod hbase;
 pub mod hdfs;
 pub mod http;
 pub mod kafka;
+pub mod local_job;
 pub mod pki;
 pub mod postgres;
 pub mod redis;

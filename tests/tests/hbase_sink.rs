@@ -16,75 +16,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 use weir_tests::hbase::{connect, hbase_thrift, unique_table};
-use weir_tests::{binary, Proc};
+use weir_tests::local_job::LocalJob;
 
 const KEYS: u64 = 37;
 const TOTAL: u64 = 30_000;
-
-/// `weir local` on a spec, run again and again in one state directory.
-struct Local {
-    dir: PathBuf,
-    spec: PathBuf,
-    runs: u32,
-}
-
-impl Local {
-    fn new(dir: &Path, name: &str, yaml: &str) -> Local {
-        let spec = dir.join(format!("{name}.yaml"));
-        fs::write(&spec, yaml).unwrap();
-        Local {
-            dir: dir.to_path_buf(),
-            spec,
-            runs: 0,
-        }
-    }
-
-    fn run(&mut self, env: &[(&str, &str)]) -> (bool, String) {
-        self.runs += 1;
-        let log = self.dir.join(format!("run-{}.log", self.runs));
-        let state = self.dir.join("state");
-        let mut p = Proc::start(
-            &format!("weir local (run {})", self.runs),
-            &binary("weir"),
-            &[
-                "local",
-                &self.spec.to_string_lossy(),
-                "--state-dir",
-                &state.to_string_lossy(),
-                "--exit-when-idle",
-                "--no-http",
-            ],
-            env,
-            &log,
-        )
-        .unwrap();
-        let status = p.wait_timeout(Duration::from_secs(180)).unwrap();
-        (status.success(), p.log_tail(40))
-    }
-
-    fn logs(&self) -> String {
-        (1..=self.runs)
-            .map(|r| fs::read_to_string(self.dir.join(format!("run-{r}.log"))).unwrap_or_default())
-            .collect()
-    }
-
-    /// Killed at each crash point, then once more to the end.
-    fn run_with_crashes(&mut self, points: &[&str]) {
-        for point in points {
-            let (ok, log) = self.run(&[("WEIR_CRASH_AT", point)]);
-            assert!(!ok, "finished before crash point {point}\n{log}");
-            assert!(
-                log.contains(&format!("crash point {point}")),
-                "{point}: {log}"
-            );
-        }
-        let (ok, log) = self.run(&[]);
-        assert!(ok, "final run failed\n{log}");
-    }
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -102,7 +38,7 @@ fn a_running_count_in_hbase_stays_exact_across_kills() {
         .create_table(table.as_bytes(), &[(b"f", 100)])
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut job = Local::new(
+    let mut job = LocalJob::new(
         dir.path(),
         "hbase-counts",
         &format!(
@@ -184,7 +120,7 @@ fn records_written_as_rows_are_exact_across_kills_inside_a_commit() {
     // request takes, so each partition is written in 2 requests and
     // hbase-commit (between them) is reached.
     const EVENTS: u64 = 60_000;
-    let mut job = Local::new(
+    let mut job = LocalJob::new(
         dir.path(),
         "hbase-events",
         &format!(
@@ -262,7 +198,7 @@ fn a_missing_table_or_family_fails_the_job_with_what_to_create() {
         ),
     ] {
         fs::create_dir_all(dir.path().join(name)).unwrap();
-        let mut job = Local::new(
+        let mut job = LocalJob::new(
             &dir.path().join(name),
             name,
             &format!(

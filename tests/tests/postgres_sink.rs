@@ -12,77 +12,11 @@
 //!   reachable from the driver) with what to change; nothing is written.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use weir_tests::local_job::LocalJob;
 use weir_tests::postgres::{connect, postgres_url, unique_table};
-use weir_tests::{binary, Proc};
 
 const KEYS: u64 = 37;
 const TOTAL: u64 = 30_000;
-
-/// `weir local` on a spec, run again and again in one state directory.
-struct Local {
-    dir: PathBuf,
-    spec: PathBuf,
-    runs: u32,
-}
-
-impl Local {
-    fn new(dir: &Path, name: &str, yaml: &str) -> Local {
-        let spec = dir.join(format!("{name}.yaml"));
-        fs::write(&spec, yaml).unwrap();
-        Local {
-            dir: dir.to_path_buf(),
-            spec,
-            runs: 0,
-        }
-    }
-
-    fn run(&mut self, env: &[(&str, &str)]) -> (bool, String) {
-        self.runs += 1;
-        let log = self.dir.join(format!("run-{}.log", self.runs));
-        let state = self.dir.join("state");
-        let mut p = Proc::start(
-            &format!("weir local (run {})", self.runs),
-            &binary("weir"),
-            &[
-                "local",
-                &self.spec.to_string_lossy(),
-                "--state-dir",
-                &state.to_string_lossy(),
-                "--exit-when-idle",
-                "--no-http",
-            ],
-            env,
-            &log,
-        )
-        .unwrap();
-        let status = p.wait_timeout(Duration::from_secs(180)).unwrap();
-        (status.success(), p.log_tail(40))
-    }
-
-    /// Every run's log.
-    fn logs(&self) -> String {
-        (1..=self.runs)
-            .map(|r| fs::read_to_string(self.dir.join(format!("run-{r}.log"))).unwrap_or_default())
-            .collect()
-    }
-
-    /// Killed at each crash point, then once more to the end.
-    fn run_with_crashes(&mut self, points: &[&str]) {
-        for point in points {
-            let (ok, log) = self.run(&[("WEIR_CRASH_AT", point)]);
-            assert!(!ok, "finished before crash point {point}\n{log}");
-            assert!(
-                log.contains(&format!("crash point {point}")),
-                "{point}: {log}"
-            );
-        }
-        let (ok, log) = self.run(&[]);
-        assert!(ok, "final run failed\n{log}");
-    }
-}
 
 fn generator(batch_records: u64) -> String {
     format!(
@@ -102,7 +36,7 @@ fn a_running_count_upserted_stays_exact_across_kills() {
     ))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut job = Local::new(
+    let mut job = LocalJob::new(
         dir.path(),
         "pg-counts",
         &format!(
@@ -155,7 +89,7 @@ fn appended_rows_are_written_once_across_kills() {
     ))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut job = Local::new(
+    let mut job = LocalJob::new(
         dir.path(),
         "pg-events",
         &format!(
@@ -221,7 +155,7 @@ fn a_table_that_does_not_fit_is_refused_at_submit_with_what_to_change() {
         (&unindexed, "needs a unique index on exactly those columns"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut job = Local::new(
+        let mut job = LocalJob::new(
             dir.path(),
             "pg-bad",
             &format!(

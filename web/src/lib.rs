@@ -11,5 +11,6 @@ pub mod metrics;
 mod server;
 mod site;
 
+pub use login::escape;
 pub use server::{bind, serve, HttpError, MAX_CONNECTIONS};
 pub use site::{Page, PageRequest, Site};

@@ -63,7 +63,8 @@ input{{font:inherit;padding:.4em;width:100%;box-sizing:border-box}}button{{font:
     )
 }
 
-/// `text` with HTML's special characters escaped.
+/// `text` with HTML's special characters escaped, safe inside an element
+/// and inside a double- or single-quoted attribute.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

@@ -3,23 +3,7 @@
 //! errors, spec text, addresses) goes through [`escape`] before it is
 //! written into a page.
 
-/// `text` with HTML's special characters escaped, safe inside an element
-/// and inside a double- or single-quoted attribute (the rules of the web
-/// port's sign-in page).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use weir_web::escape;
 
 /// The text for an empty or unknown value.
 pub const NONE: &str = "–";
