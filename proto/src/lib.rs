@@ -23,6 +23,7 @@ pub mod generator;
 pub mod json;
 pub mod process;
 pub mod spec;
+pub mod time;
 pub mod wire;
 
 pub use failure::FailureClass;

@@ -105,36 +105,13 @@ pub fn time(ms: i64) -> String {
     if ms == 0 || ms == i64::MIN {
         return NONE.into();
     }
-    let (date, rem) = date(ms);
-    format!(
-        "{date} {:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    weir_proto::time::utc(ms)
 }
 
 /// The time of day of `ms` in UTC (`22:48:47`), for chart axes.
 pub fn clock(ms: i64) -> String {
-    let (_, rem) = date(ms);
+    let (_, rem) = weir_proto::time::date_and_seconds(ms);
     format!("{:02}:{:02}:{:02}", rem / 3_600, rem % 3_600 / 60, rem % 60)
-}
-
-/// The civil date of `ms` (`2026-12-07`) and the seconds into that day.
-fn date(ms: i64) -> (String, i64) {
-    let secs = ms.div_euclid(1_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (format!("{y:04}-{m:02}-{d:02}"), rem)
 }
 
 /// Milliseconds since the Unix epoch, now.
