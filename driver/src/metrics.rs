@@ -165,7 +165,7 @@ impl Collector for DriverCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
         let s = &self.0;
         let status = s.replica.status();
-        let leader = status.role == "leader";
+        let leader = status.leads();
         gauges(
             &mut e,
             "weir_raft_term",

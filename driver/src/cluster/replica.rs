@@ -36,6 +36,10 @@ pub struct ReplicaStatus {
     pub commit: u64,
     /// Highest applied log index.
     pub applied: u64,
+    /// Whether this replica leads and has applied an entry of its own term,
+    /// so that its metadata holds everything committed before it was
+    /// elected (see [`crate::raft::RaftNode::leads_with_current_state`]).
+    pub current: bool,
     /// Voting members.
     pub voters: Vec<u64>,
     /// Members that receive the log but do not vote yet (a driver added
@@ -43,6 +47,14 @@ pub struct ReplicaStatus {
     pub learners: Vec<u64>,
     /// When each peer was last heard from.
     pub last_contact: BTreeMap<u64, Instant>,
+}
+
+impl ReplicaStatus {
+    /// Whether this replica leads with current metadata (see
+    /// [`ReplicaHandle::is_leader`]).
+    pub fn leads(&self) -> bool {
+        self.role == "leader" && self.current
+    }
 }
 
 /// Where a proposal's outcome goes: an async task or a plain thread.
@@ -112,9 +124,12 @@ impl ReplicaHandle {
             .clone()
     }
 
-    /// Whether this replica is the leader.
+    /// Whether this replica is the leader and may act as one: its metadata
+    /// holds every entry committed before it was elected. A replica just
+    /// elected is not yet: acting on its older metadata (driving a job from
+    /// a batch the previous leader had gone past) would undo work.
     pub fn is_leader(&self) -> bool {
-        self.status().role == "leader"
+        self.status().leads()
     }
 
     /// The cluster id.
@@ -158,8 +173,16 @@ impl ReplicaHandle {
     }
 
     /// The leader's address, if a leader is known.
+    ///
+    /// A replica just elected is not named until its metadata is current
+    /// (see [`is_leader`](Self::is_leader)): calls sent to it meanwhile
+    /// would only come back.
     pub fn leader_address(&self) -> Option<String> {
-        self.status().leader_id.and_then(|id| self.address_of(id))
+        let status = self.status();
+        match status.leader_id {
+            Some(id) if id == status.id && !status.current => None,
+            leader => leader.and_then(|id| self.address_of(id)),
+        }
     }
 
     /// The local copy of the metadata checkpoint (reads only).
@@ -686,6 +709,7 @@ impl Loop {
         s.leader_id = self.node.leader_id();
         s.commit = self.node.commit_index();
         s.applied = self.node.applied_index();
+        s.current = self.node.leads_with_current_state();
         let conf = self.node.conf_state();
         s.voters = conf.voters.clone();
         s.learners = conf.learners.clone();

@@ -402,6 +402,17 @@ impl RaftNode {
         self.raw.raft.state == StateRole::Leader
     }
 
+    /// Whether this node leads and its state machine has applied an entry
+    /// of its own term. A node elected leader may hold entries committed
+    /// under the previous leader without knowing they are committed: it
+    /// learns that, and applies them, only once the empty entry it appends
+    /// on election commits. Until then its state machine can be behind
+    /// what the previous leader acted on, and must not be read as current.
+    pub fn leads_with_current_state(&self) -> bool {
+        let log = &self.raw.raft.raft_log;
+        self.is_leader() && log.term(log.applied).is_ok_and(|t| t == self.raw.raft.term)
+    }
+
     /// The leader this node knows of, if any.
     pub fn leader_id(&self) -> Option<u64> {
         match self.raw.raft.leader_id {

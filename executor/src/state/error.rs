@@ -189,6 +189,26 @@ pub enum StateError {
         epoch: u64,
     },
 
+    /// A restore asked for a version older than every checkpoint kept: the
+    /// older files were pruned because a newer version had committed, so
+    /// the request comes from metadata that is behind (a driver acting on
+    /// a stale copy). Restoring "nothing" instead would discard the newer
+    /// checkpoints, which are the job's state.
+    #[error(
+        "restore of `{path}` to version {target} refused: its oldest checkpoint is the \
+         snapshot of version {oldest}, kept after a newer version committed, so the request \
+         is behind the job's progress; nothing was read or deleted, and the task is retried \
+         with the leader's current metadata"
+    )]
+    BehindRetained {
+        /// The partition's directory.
+        path: String,
+        /// The version asked for.
+        target: u64,
+        /// The oldest snapshot kept.
+        oldest: u64,
+    },
+
     /// A caller asked for something the checkpoint format cannot represent or
     /// that breaks the checkpoint chain (a bug in the caller).
     #[error("cannot write `{path}`: {detail}; this is a bug in the caller of the state module")]
@@ -217,7 +237,8 @@ impl StateError {
             | StateError::PermissionDenied { path, .. }
             | StateError::SafeMode { path, .. }
             | StateError::ParentMissing { path, .. }
-            | StateError::Fenced { path, .. } => path,
+            | StateError::Fenced { path, .. }
+            | StateError::BehindRetained { path, .. } => path,
             StateError::InvalidConfig { .. } => "",
         }
     }

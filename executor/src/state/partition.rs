@@ -1005,6 +1005,23 @@ mod tests {
         // Pruning is idempotent.
         assert_eq!(d.parts.prune(30).unwrap(), 0);
 
+        // A restore below the pruned history comes from metadata that is
+        // behind: refused, and nothing is read or deleted.
+        let err = d.parts.restore(24).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StateError::BehindRetained {
+                    target: 24,
+                    oldest: 25,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(d.parts.files().collect::<Vec<_>>(), after);
+        assert_eq!(d.parts.restore(25).unwrap().version, 25);
+
         let r = d.parts.restore(50).unwrap();
         assert_eq!(r.version, 50);
         assert_eq!(r.entries, d.expected());

@@ -68,6 +68,25 @@ pub fn plan_restore(
     }
 }
 
+/// The oldest snapshot in `files` if the files below it were pruned.
+///
+/// Every checkpoint writes a delta, so a partition's files start with a
+/// delta until a prune deletes everything below the oldest snapshot it
+/// keeps (deltas at or below it included), which it does only once a
+/// version at or above that snapshot committed. A restore below it comes
+/// from metadata that is behind.
+fn pruned_below(files: &[CheckpointFileName]) -> Option<u64> {
+    let oldest = files
+        .iter()
+        .filter(|f| f.kind == CheckpointKind::Snapshot)
+        .map(|f| f.version)
+        .min()?;
+    let delta_at_or_below = files
+        .iter()
+        .any(|f| f.kind == CheckpointKind::Delta && f.version <= oldest);
+    (!delta_at_or_below).then_some(oldest)
+}
+
 /// The result of [`restore`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restored {
@@ -172,6 +191,13 @@ pub fn restore_listed(
     target: u64,
     into: &mut dyn RestoreTarget,
 ) -> Result<RestoreOutcome, StateError> {
+    if let Some(oldest) = pruned_below(files).filter(|&oldest| target < oldest) {
+        return Err(StateError::BehindRetained {
+            path: dir.to_string(),
+            target,
+            oldest,
+        });
+    }
     let mut excluded = HashSet::new();
     let mut skipped = Vec::new();
 

@@ -37,6 +37,44 @@ fn three_nodes_elect_one_leader() {
     assert_eq!(net.peer(leader).node.term(), term);
 }
 
+/// A new leader does not know the previous leader's last entries are
+/// committed until the empty entry of its own term commits: until then its
+/// state machine may be behind, and it must not act on it.
+#[test]
+fn a_new_leader_has_current_state_only_once_an_entry_of_its_term_applies() {
+    let mut net = Network::new(3, RaftConfig::default());
+    let first = net.elect(&ALL);
+    assert!(net.peer(first).node.leads_with_current_state());
+    net.propose(first, b"before");
+    net.stop(first);
+    // The new leader's empty entry never reaches the other survivor.
+    net.lose_appends = true;
+    let survivors = others(first);
+    assert!(
+        net.tick_until(300, |n| survivors
+            .iter()
+            .any(|&id| n.peer(id).node.is_leader())),
+        "no new leader"
+    );
+    let second = *survivors
+        .iter()
+        .find(|&&id| net.peer(id).node.is_leader())
+        .expect("leader");
+    assert!(
+        !net.peer(second).node.leads_with_current_state(),
+        "a leader whose own term has no applied entry acts on older state"
+    );
+    net.lose_appends = false;
+    assert!(
+        net.tick_until(50, |n| n.peer(second).node.leads_with_current_state()),
+        "the leader never caught up"
+    );
+    assert_eq!(
+        net.applied(second).last().map(Vec::as_slice),
+        Some(&b"before"[..])
+    );
+}
+
 #[test]
 fn proposals_apply_in_the_same_order_everywhere() {
     let mut net = Network::new(3, RaftConfig::default());

@@ -68,6 +68,8 @@ pub struct Network {
     pub config: RaftConfig,
     /// How many upcoming snapshot messages to lose in transit.
     pub lose_snapshots: usize,
+    /// Lose every log append (`MsgAppend`) in transit while set.
+    pub lose_appends: bool,
 }
 
 impl Network {
@@ -86,6 +88,7 @@ impl Network {
             base,
             config,
             lose_snapshots: 0,
+            lose_appends: false,
         };
         let ids: Vec<u64> = (1..=n).collect();
         for &id in &ids {
@@ -160,6 +163,9 @@ impl Network {
         let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
         let mut reachable =
             !self.cut.contains(&(from, to)) && matches!(self.peers.get(&to), Some(Some(_)));
+        if self.lose_appends && msg.get_msg_type() == MessageType::MsgAppend {
+            reachable = false;
+        }
         if reachable && is_snapshot && self.lose_snapshots > 0 {
             self.lose_snapshots -= 1;
             reachable = false;
