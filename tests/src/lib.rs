@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod dev;
 pub mod hbase;
 pub mod hdfs;
 pub mod http;
