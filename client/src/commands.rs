@@ -69,7 +69,34 @@ pub fn status_json(s: &pb::JobStatus) -> Value {
                 "durable_version": p.durable_version,
             })).collect::<Vec<_>>(),
         }) },
+        "lookups": s.lookups.iter().map(|l| json!({
+            "step": l.step,
+            "hits": l.hits,
+            "misses": l.misses,
+            "hit_rate": hit_rate(l),
+            "requests": l.requests,
+            "request_ms_avg": request_ms_avg(l),
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// The share of a lookup step's keys found in the cache (0 before any).
+fn hit_rate(l: &pb::LookupCounts) -> f64 {
+    let keys = l.hits + l.misses;
+    if keys == 0 {
+        0.0
+    } else {
+        l.hits as f64 / keys as f64
+    }
+}
+
+/// The average time of a lookup step's requests to its store, in ms.
+fn request_ms_avg(l: &pb::LookupCounts) -> f64 {
+    if l.requests == 0 {
+        0.0
+    } else {
+        l.request_us as f64 / l.requests as f64 / 1000.0
+    }
 }
 
 /// `bytes` the way people read them: `812 B`, `3.4 MiB`.
@@ -134,6 +161,16 @@ fn status_details(s: &pb::JobStatus) -> Vec<String> {
             s.state_keys,
             human_bytes(s.state_bytes),
             s.state_sizes.len()
+        ));
+    }
+    for l in &s.lookups {
+        lines.push(format!(
+            "lookup {}: {} keys, {:.1} % from the cache; {} requests to the store, {:.2} ms on average",
+            l.step,
+            l.hits + l.misses,
+            hit_rate(l) * 100.0,
+            l.requests,
+            request_ms_avg(l)
         ));
     }
     if !s.partitions.is_empty() {

@@ -4,8 +4,9 @@
 //! start. `weir status` shows it; it lives only on the leader, because only
 //! the leader drives jobs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use weir_proto::pb::LookupCounts;
 
 /// The live health of one job.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub struct JobHealth {
     pub overheads_us: VecDeque<u64>,
     /// Each state partition's size after the last batch run here.
     pub state_sizes: Vec<weir_proto::pb::PartitionSize>,
+    /// Each lookup step's counts over the batches run here, by step path
+    /// (bounded by the spec's steps).
+    pub lookups: BTreeMap<String, LookupCounts>,
 }
 
 /// Batches whose overhead [`JobHealth::overheads_us`] keeps.
@@ -104,6 +108,29 @@ impl JobHealthBoard {
         self.update(job, |h| h.state_sizes = sizes);
     }
 
+    /// Adds what `job`'s lookup steps did in some tasks.
+    pub fn lookups<'a>(&self, job: &str, counts: impl IntoIterator<Item = &'a LookupCounts>) {
+        let mut counts = counts.into_iter().peekable();
+        if counts.peek().is_none() {
+            return;
+        }
+        self.update(job, |h| {
+            for c in counts {
+                let t = h
+                    .lookups
+                    .entry(c.step.clone())
+                    .or_insert_with(|| LookupCounts {
+                        step: c.step.clone(),
+                        ..Default::default()
+                    });
+                t.hits = t.hits.saturating_add(c.hits);
+                t.misses = t.misses.saturating_add(c.misses);
+                t.requests = t.requests.saturating_add(c.requests);
+                t.request_us = t.request_us.saturating_add(c.request_us);
+            }
+        });
+    }
+
     /// Every job driven here, with its health.
     pub fn all(&self) -> Vec<(String, JobHealth)> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,5 +193,26 @@ mod tests {
         assert_eq!(h.overhead_quantile_us(1.0), 100);
         board.remove("j");
         assert_eq!(board.get("j"), None);
+    }
+
+    #[test]
+    fn lookup_counts_add_up_by_step() {
+        let board = JobHealthBoard::default();
+        let counts = |step: &str, hits, misses, requests| LookupCounts {
+            step: step.into(),
+            hits,
+            misses,
+            requests,
+            request_us: requests * 1000,
+        };
+        board.lookups("j", &[]);
+        assert_eq!(board.get("j"), None, "no lookups, no entry");
+        board.lookups("j", &[counts("a", 1, 2, 1), counts("b", 5, 0, 0)]);
+        board.lookups("j", &[counts("a", 10, 20, 2)]);
+        let h = board.get("j").unwrap();
+        assert_eq!(
+            h.lookups.into_values().collect::<Vec<_>>(),
+            [counts("a", 11, 22, 3), counts("b", 5, 0, 0)]
+        );
     }
 }

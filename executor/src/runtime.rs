@@ -4,7 +4,7 @@
 
 use crate::custom::OperatorRegistry;
 use crate::error::ExecError;
-use crate::lookup::{LookupError, Lookups};
+use crate::lookup::{LookupError, LookupTally, Lookups};
 use crate::metrics::{CheckpointMetrics, LookupMetrics};
 use crate::operators::aggregate::{PreAggregator, ShuffleBlock};
 use crate::operators::partition_state::{PartitionState, StateRestorer};
@@ -252,6 +252,7 @@ impl Executor {
         job.shuffle.release_before(task.batch_id);
         let plan = &job.plan;
         let mut budget = ReadBudget::new(plan.spec(), task);
+        let mut tally = LookupTally::default();
         let mut result = pb::StageAResult {
             partition: range.partition,
             max_event_time_ms: i64::MIN,
@@ -270,7 +271,7 @@ impl Executor {
                     &mut |chunk| {
                         budget.charge(&chunk)?;
                         counted += chunk.num_rows() as u64;
-                        let processed = job.process(chunk)?;
+                        let processed = job.process(chunk, &mut tally)?;
                         result.records_skipped += processed.skipped;
                         for b in processed.batches {
                             result.records_skipped += job.pre_aggregate(&mut pre, &b)?;
@@ -304,7 +305,7 @@ impl Executor {
                     &mut |chunk| {
                         budget.charge(&chunk)?;
                         counted += chunk.num_rows() as u64;
-                        let processed = job.process(chunk)?;
+                        let processed = job.process(chunk, &mut tally)?;
                         result.records_skipped += processed.skipped;
                         out.extend(processed.batches);
                         Ok(())
@@ -319,6 +320,7 @@ impl Executor {
                 }
             }
         }
+        result.lookups = tally.into_counts();
         debug!(job = %task.job, batch_id = task.batch_id, partition = range.partition, records = result.records_in, bytes = budget.read(), "stage a done");
         Ok(result)
     }
@@ -541,8 +543,8 @@ impl JobRuntime {
     /// chunk whose expressions fail is retried record by record and the
     /// failing records are dropped and counted; a lookup's failure is never
     /// retried so (its own rules decide: `on_missing`, outages).
-    fn process(&self, chunk: RecordBatch) -> Result<Processed, ExecError> {
-        match self.run_steps(&self.plan.pre, chunk.clone()) {
+    fn process(&self, chunk: RecordBatch, tally: &mut LookupTally) -> Result<Processed, ExecError> {
+        match self.run_steps(&self.plan.pre, chunk.clone(), tally) {
             Ok((b, skipped)) => Ok(Processed {
                 batches: vec![b],
                 skipped,
@@ -553,7 +555,7 @@ impl JobRuntime {
                 let mut batches = Vec::new();
                 let mut skipped = 0;
                 for row in 0..chunk.num_rows() {
-                    match self.run_steps(&self.plan.pre, chunk.slice(row, 1)) {
+                    match self.run_steps(&self.plan.pre, chunk.slice(row, 1), tally) {
                         Ok((b, s)) => {
                             batches.push(b);
                             skipped += s;
@@ -580,6 +582,7 @@ impl JobRuntime {
         &self,
         steps: &[StatelessOp],
         mut batch: RecordBatch,
+        tally: &mut LookupTally,
     ) -> Result<(RecordBatch, u64), StepFailure> {
         let mut skipped = 0;
         for op in steps {
@@ -602,6 +605,7 @@ impl JobRuntime {
                         other => StepFailure::Lookup(other),
                     })?;
                     skipped += looked.skipped;
+                    tally.add(plan.path(), &looked.counts);
                     looked.batch
                 }
                 None => op.apply(&batch).map_err(StepFailure::Plan)?,
@@ -720,12 +724,13 @@ impl JobRuntime {
         if !task.replay {
             // Rows a lookup drops here are not counted: a stage-B result
             // has no skipped count (a filter's drops are not either).
-            let (output, _dropped) =
-                self.run_steps(&self.plan.post, emitted)
-                    .map_err(|e| match e {
-                        StepFailure::Plan(e) => self.expr_error(e),
-                        StepFailure::Lookup(e) => self.lookup_error(e),
-                    })?;
+            let mut tally = LookupTally::default();
+            let (output, _dropped) = self
+                .run_steps(&self.plan.post, emitted, &mut tally)
+                .map_err(|e| match e {
+                    StepFailure::Plan(e) => self.expr_error(e),
+                    StepFailure::Lookup(e) => self.lookup_error(e),
+                })?;
             check_output(
                 part.checkpoints.tenure(),
                 name,
@@ -735,6 +740,7 @@ impl JobRuntime {
             result.records_out = self
                 .sink
                 .pre_commit(task.batch_id, task.partition, &[output])?;
+            result.lookups = tally.into_counts();
             failpoint::hit("after-precommit");
         }
         let precommitted = started.elapsed();

@@ -316,6 +316,21 @@ impl LocalCluster {
             .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// Runs the `weir` CLI against the cluster, returning what it prints
+    /// for people, or the error text.
+    pub fn weir(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(binary("weir"))
+            .args(args)
+            .args(["--drivers", &self.driver_list()])
+            .args(self.client_security())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The id of the replica that says it leads, waiting up to `timeout`.
     pub fn wait_leader(&self, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;

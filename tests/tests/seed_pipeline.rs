@@ -383,5 +383,17 @@ fn the_seed_flow_rides_out_redis_stopped_and_postgres_restarted() {
         let s = c.weir_json(&["status", job]).unwrap();
         assert_eq!(s["state"], "running", "{s}");
         assert_ne!(s["health"], "degraded", "{s}");
+        // The lookups of the whole run (one leader): every user's key
+        // looked up, in requests of many keys.
+        let l = &s["lookups"][0];
+        assert_eq!(l["step"], "pipeline[0].lookup", "{s}");
+        let keys = l["hits"].as_u64().unwrap() + l["misses"].as_u64().unwrap();
+        let requests = l["requests"].as_u64().unwrap();
+        assert!(keys >= USERS && requests >= 1 && requests < keys, "{s}");
+        let text = c.weir(&["status", job]).unwrap();
+        assert!(
+            text.contains("lookup pipeline[0].lookup: ") && text.contains("% from the cache"),
+            "{text}"
+        );
     }
 }

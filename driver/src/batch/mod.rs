@@ -504,6 +504,9 @@ impl JobDriver {
             commit.records_out += r.records_out;
             commit.max_event_time_ms = commit.max_event_time_ms.max(r.max_event_time_ms);
         }
+        self.options
+            .health
+            .lookups(self.name(), a.iter().flat_map(|r| &r.lookups));
         if self.stateful() {
             let sources: Vec<pb::OffsetRange> = active_ranges(plan).copied().collect();
             let b_tasks = (0..self.spec().state_partitions)
@@ -520,6 +523,9 @@ impl JobDriver {
             let mut b = self.runner.stage_b(b_tasks)?;
             work_us += b.iter().map(|r| r.work_us).max().unwrap_or(0);
             b.sort_by_key(|r| r.partition);
+            self.options
+                .health
+                .lookups(self.name(), b.iter().flat_map(|r| &r.lookups));
             commit.records_out += b.iter().map(|r| r.records_out).sum::<u64>();
             commit.durable_versions = b.iter().map(|r| r.durable_version).collect();
             if let Some(t) = commit.times.as_mut() {

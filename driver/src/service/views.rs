@@ -81,6 +81,10 @@ pub fn job_status(
         state_bytes: live
             .as_ref()
             .map_or(0, |h| h.state_sizes.iter().map(|s| s.bytes).sum()),
+        lookups: live
+            .as_ref()
+            .map(|h| h.lookups.values().cloned().collect())
+            .unwrap_or_default(),
         state_sizes: live.map(|h| h.state_sizes).unwrap_or_default(),
     })
 }

@@ -20,11 +20,12 @@ use self::cache::{Cached, LookupCache, MAX_CACHE_BYTES};
 use self::redis::{RedisStore, StoreError};
 use crate::metrics::{LookupMetrics, StepLookupMetrics};
 use arrow_array::RecordBatch;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_plan::expr::ExprError;
 use weir_plan::lookup::LookupPlan;
+use weir_proto::pb::LookupCounts;
 use weir_proto::spec::secrets::{self, ProcessLookup};
 use weir_proto::FailureClass;
 
@@ -95,6 +96,34 @@ pub struct Looked {
     /// Records dropped: missing keys under `on_missing: skip`, and values
     /// that do not read as their type when bad records are skipped.
     pub skipped: u64,
+    /// What the step did for this chunk.
+    pub counts: LookupCounts,
+}
+
+/// What lookup steps did, by step path, over the chunks of one task.
+#[derive(Debug, Default)]
+pub struct LookupTally(BTreeMap<String, LookupCounts>);
+
+impl LookupTally {
+    /// Adds `counts` of step `step`.
+    pub fn add(&mut self, step: &str, counts: &LookupCounts) {
+        let t = self
+            .0
+            .entry(step.to_string())
+            .or_insert_with(|| LookupCounts {
+                step: step.to_string(),
+                ..Default::default()
+            });
+        t.hits += counts.hits;
+        t.misses += counts.misses;
+        t.requests += counts.requests;
+        t.request_us += counts.request_us;
+    }
+
+    /// The counts, one per step, for a task's result.
+    pub fn into_counts(self) -> Vec<LookupCounts> {
+        self.0.into_values().collect()
+    }
 }
 
 /// One lookup step of a deployed job.
@@ -163,17 +192,22 @@ impl StepLookup {
             }
             None => wanted.extend(0..keys.distinct.len()),
         }
-        self.metrics
-            .hits
-            .inc_by((keys.distinct.len() - wanted.len()) as u64);
+        let hits = (keys.distinct.len() - wanted.len()) as u64;
+        self.metrics.hits.inc_by(hits);
         self.metrics.misses.inc_by(wanted.len() as u64);
+        let mut counts = LookupCounts {
+            hits,
+            misses: wanted.len() as u64,
+            ..Default::default()
+        };
         for part in wanted.chunks(MAX_KEYS_PER_REQUEST) {
             let names: Vec<&str> = part.iter().map(|&i| keys.distinct[i].as_str()).collect();
             let started = Instant::now();
             let fetched = self.store.fetch(self.plan.layout(), &self.fields, &names);
-            self.metrics
-                .seconds
-                .observe(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            self.metrics.seconds.observe(took.as_secs_f64());
+            counts.requests += 1;
+            counts.request_us += took.as_micros() as u64;
             let fetched = fetched.map_err(|e| {
                 self.metrics.errors.inc();
                 self.error(e)
@@ -200,6 +234,7 @@ impl StepLookup {
         Ok(Looked {
             batch: assembled.batch,
             skipped: assembled.skipped_missing + assembled.skipped_bad,
+            counts,
         })
     }
 
