@@ -19,8 +19,8 @@ use arrow_select::take::take;
 use arrow_select::zip::zip;
 use arrow_string::like;
 
-use super::functions;
 use super::types::{ArithOp, CmpOp, Kind, Phys};
+use super::{functions, library};
 
 /// The columns of the batch being evaluated.
 pub(crate) struct Input<'a> {
@@ -299,6 +299,25 @@ impl Phys {
                     values.push(a.eval(input)?);
                 }
                 functions::call(*func, &values, text)
+            }
+            Kind::Regex {
+                func,
+                regex,
+                args,
+                text,
+            } => {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(a.eval(input)?);
+                }
+                let all_scalar = values.iter().all(Value::is_scalar);
+                let len = if all_scalar { 1 } else { input.num_rows };
+                let out = library::call_regex(*func, regex, &values, len, text)?;
+                Ok(if all_scalar {
+                    Value::Scalar(out)
+                } else {
+                    Value::Array(out)
+                })
             }
         }
     }

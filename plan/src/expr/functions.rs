@@ -63,6 +63,7 @@ pub(crate) fn call(func: Func, args: &[Value], text: &str) -> Result<Value, Arro
             };
             substr(s, start, count, len)
         }
+        library => super::library::call(library, args, len, text)?,
     };
     Ok(if all_scalar {
         Value::Scalar(out)
@@ -249,7 +250,8 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn f64_to_i64(v: f64) -> Option<i64> {
+/// `v` truncated to an i64, if it fits.
+pub(crate) fn f64_to_i64(v: f64) -> Option<i64> {
     // i64::MAX as f64 rounds up to 2^63, which is out of range.
     const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0; // exactly 2^63
     (v.is_finite() && (-TWO_POW_63..TWO_POW_63).contains(&v)).then(|| v.trunc() as i64)

@@ -4,8 +4,9 @@
 //! [`ExprError::Unsupported`] naming the construct.
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, DataType as SqlType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, InTarget, ObjectNamePart, UnaryOperator, Value,
+    BinaryOperator, CastKind, CeilFloorKind, DataType as SqlType, DateTimeField, Expr, Function,
+    FunctionArg, FunctionArgExpr, FunctionArguments, InTarget, ObjectNamePart, TrimWhereField,
+    UnaryOperator, Value,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -499,6 +500,36 @@ impl Converter<'_> {
                 }
             }
             Expr::Function(f) => self.function(f)?,
+            // The parser reads these as special forms; only the plain
+            // function call is supported.
+            Expr::Trim {
+                trim_where,
+                trim_what: None,
+                expr: e,
+                trim_characters: None,
+            } => Logical::Function {
+                name: match trim_where {
+                    None | Some(TrimWhereField::Both) => "trim",
+                    Some(TrimWhereField::Leading) => "ltrim",
+                    Some(TrimWhereField::Trailing) => "rtrim",
+                }
+                .to_string(),
+                args: vec![self.convert(e)?],
+            },
+            Expr::Floor {
+                expr: e,
+                field: CeilFloorKind::DateTimeField(DateTimeField::NoDateTime),
+            } => Logical::Function {
+                name: "floor".to_string(),
+                args: vec![self.convert(e)?],
+            },
+            Expr::Ceil {
+                expr: e,
+                field: CeilFloorKind::DateTimeField(DateTimeField::NoDateTime),
+            } => Logical::Function {
+                name: "ceil".to_string(),
+                args: vec![self.convert(e)?],
+            },
             other => return Err(self.unsupported(describe(other))),
         })
     }

@@ -753,8 +753,11 @@ fn error_messages() {
     assert!(e.to_string().contains("subquery"), "{e}");
     let e = compile_err("rank() OVER (ORDER BY i)");
     assert!(e.to_string().contains("window function rank"), "{e}");
-    let e = compile_err("sqrt(f)");
-    assert!(e.to_string().contains("unsupported function sqrt"), "{e}");
+    let e = compile_err("soundex(s)");
+    assert!(
+        e.to_string().contains("unsupported function soundex"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -1017,4 +1020,193 @@ mod properties {
             prop_assert!(done.is_ok(), "compiling or evaluating panicked");
         }
     }
+}
+
+#[test]
+fn library_string_functions() {
+    assert_eq!(
+        strs("trim('  a b  ')"),
+        s(&[
+            Some("a b"),
+            Some("a b"),
+            Some("a b"),
+            Some("a b"),
+            Some("a b")
+        ])
+    );
+    assert_eq!(strs("ltrim(concat('  ', s))")[0].as_deref(), Some("Click"));
+    assert_eq!(strs("rtrim(concat(s, '  '))")[4].as_deref(), Some("héllo"));
+    assert_eq!(
+        strs("replace(s, 'l', 'L')"),
+        s(&[
+            Some("CLick"),
+            Some("view"),
+            None,
+            Some("cLick"),
+            Some("héLLo")
+        ])
+    );
+    assert_eq!(strs("replace(s, 'c')")[3].as_deref(), Some("lik"));
+    assert_eq!(
+        strs("TRIM(LEADING FROM '  a  ')")[0].as_deref(),
+        Some("a  ")
+    );
+    let e = compile_err("TRIM('x' FROM s)");
+    assert!(e.to_string().contains("unsupported"), "{e}");
+    assert_eq!(strs("replace(s, '', 'x')")[1].as_deref(), Some("view"));
+    assert_eq!(
+        bools("starts_with(s, 'cl')"),
+        vec![Some(false), Some(false), None, Some(true), Some(false)]
+    );
+    assert_eq!(
+        bools("endswith(s, 'ck')"),
+        vec![Some(true), Some(false), None, Some(true), Some(false)]
+    );
+    assert_eq!(
+        strs("lpad(s, 6, '*')"),
+        s(&[
+            Some("*Click"),
+            Some("**view"),
+            None,
+            Some("*click"),
+            Some("*héllo")
+        ])
+    );
+    assert_eq!(strs("rpad(s, 3)")[1].as_deref(), Some("vie"));
+    assert_eq!(strs("rpad('a', i)")[4].as_deref(), Some("a         "));
+    assert_eq!(strs("lpad(s, NULL)")[0], None);
+    // A length from the data is bounded.
+    let e = eval_err("lpad(s, i * 1000000)");
+    assert!(
+        e.to_string().contains("cannot pad to 10000000 characters"),
+        "{e}"
+    );
+}
+
+#[test]
+fn library_regular_expressions() {
+    assert_eq!(
+        bools("rlike(s, '^[cC]li')"),
+        vec![Some(true), Some(false), None, Some(true), Some(false)]
+    );
+    assert_eq!(
+        strs("regexp_replace(s, '[aeioué]', '_')"),
+        s(&[
+            Some("Cl_ck"),
+            Some("v__w"),
+            None,
+            Some("cl_ck"),
+            Some("h_ll_")
+        ])
+    );
+    assert_eq!(
+        strs("regexp_replace(s, '(l+)(.)', '$2$1')")[4].as_deref(),
+        Some("héoll")
+    );
+    assert_eq!(
+        strs("regexp_extract(s, '([a-z])([a-z]*)', 2)"),
+        s(&[Some("ick"), Some("iew"), None, Some("lick"), Some("")])
+    );
+    // No match: '' (Spark), not NULL.
+    assert_eq!(strs("regexp_extract(s, 'z(.)')")[0].as_deref(), Some(""));
+    let e = compile_err("regexp_extract(s, '(a)', 2)");
+    assert!(
+        e.to_string()
+            .contains("has 1 group(s), so group 2 does not exist"),
+        "{e}"
+    );
+    let e = compile_err("rlike(s, s)");
+    assert!(e.to_string().contains("as a string literal"), "{e}");
+    let e = compile_err("rlike(s, '(')");
+    assert!(e.to_string().contains("invalid pattern '('"), "{e}");
+    // A pattern that compiles past the size limit is refused at compile.
+    let e = compile_err("rlike(s, '\\w{1000}\\w{1000}')");
+    assert!(e.to_string().contains("invalid pattern"), "{e}");
+}
+
+#[test]
+fn library_math_functions() {
+    assert_eq!(
+        floats("round(f)"),
+        vec![Some(2.0), None, Some(-1.0), Some(2.0), Some(0.0)]
+    );
+    assert_eq!(floats("round(f * 1.234, 2)")[0], Some(1.85));
+    assert_eq!(
+        ints("round(i * 15, -1)"),
+        vec![Some(20), Some(-30), Some(50), Some(0), Some(150)]
+    );
+    assert_eq!(
+        ints("floor(f)"),
+        vec![Some(1), None, Some(-1), Some(2), Some(0)]
+    );
+    assert_eq!(
+        ints("ceil(f)"),
+        vec![Some(2), None, Some(0), Some(2), Some(0)]
+    );
+    assert_eq!(
+        ints("ceiling(i)"),
+        vec![Some(1), Some(-2), Some(3), Some(0), Some(10)]
+    );
+    assert_eq!(ints("floor(1e300)")[0], None, "does not fit a BIGINT");
+    assert_eq!(floats("pow(i, 2)")[1], Some(4.0));
+    assert_eq!(floats("power(2, 0.5)")[0], Some(2f64.sqrt()));
+    assert_eq!(floats("sqrt(i)")[2], Some(3f64.sqrt()));
+    assert!(floats("sqrt(i)")[1].unwrap().is_nan(), "sqrt(-2) is NaN");
+    assert_eq!(
+        floats("ln(i)"),
+        vec![Some(0.0), None, Some(3f64.ln()), None, Some(10f64.ln())]
+    );
+    assert_eq!(floats("exp(0)")[0], Some(1.0));
+    let e = compile_err("sqrt(s)");
+    assert!(
+        e.to_string()
+            .contains("sqrt expects a number for argument 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn library_comparisons_and_nulls() {
+    assert_eq!(
+        ints("greatest(i, 2, NULL)"),
+        vec![Some(2), Some(2), Some(3), Some(2), Some(10)]
+    );
+    assert_eq!(
+        floats("least(f, i)"),
+        vec![Some(1.0), Some(-2.0), Some(-0.5), Some(0.0), Some(0.0)]
+    );
+    assert_eq!(strs("greatest(s, 'd')")[2].as_deref(), Some("d"));
+    assert_eq!(bools("least(b, TRUE)")[2], Some(true));
+    assert_eq!(strs("greatest(s, NULL)")[2], None);
+    assert_eq!(
+        ints("nullif(i, 3)"),
+        vec![Some(1), Some(-2), None, Some(0), Some(10)]
+    );
+    assert_eq!(strs("nullif(s, 'view')")[1], None);
+    assert_eq!(strs("nullif(s, NULL)")[0].as_deref(), Some("Click"));
+    assert_eq!(
+        strs("ifnull(s, '-')"),
+        s(&[
+            Some("Click"),
+            Some("view"),
+            Some("-"),
+            Some("click"),
+            Some("héllo")
+        ])
+    );
+    assert_eq!(floats("nvl(f, 9)")[1], Some(9.0));
+    let e = compile_err("ifnull(s)");
+    assert!(
+        e.to_string()
+            .contains("ifnull expects 2 arguments, found 1"),
+        "{e}"
+    );
+    let e = compile_err("greatest(s, 1)");
+    assert!(
+        e.to_string()
+            .contains("greatest arguments must have the same type"),
+        "{e}"
+    );
+    let e = compile_err("nosuch(s)");
+    assert!(e.to_string().contains("regexp_extract"), "{e}");
 }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use regex::{Regex, RegexBuilder};
+
 use arrow_array::{new_null_array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow_schema::{DataType, Schema};
 
@@ -39,6 +41,35 @@ pub(crate) enum Func {
     Abs,
     Concat,
     Substr,
+    Trim,
+    Ltrim,
+    Rtrim,
+    Replace,
+    StartsWith,
+    EndsWith,
+    Lpad,
+    Rpad,
+    Round,
+    Floor,
+    Ceil,
+    Pow,
+    Sqrt,
+    Ln,
+    Exp,
+    Greatest,
+    Least,
+    NullIf,
+}
+
+/// Scalar functions taking a regular expression, compiled at bind time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegexFunc {
+    /// `regexp_replace(s, pattern, replacement)`.
+    Replace,
+    /// `regexp_extract(s, pattern[, group])`.
+    Extract,
+    /// `rlike(s, pattern)`.
+    Like,
 }
 
 /// A physical operator with its output type.
@@ -111,7 +142,18 @@ pub(crate) enum Kind {
         args: Vec<Phys>,
         text: String,
     },
+    /// The pattern is the regex's; `args` are the other arguments.
+    Regex {
+        func: RegexFunc,
+        regex: Arc<Regex>,
+        args: Vec<Phys>,
+        text: String,
+    },
 }
+
+/// Largest compiled size of a pattern in an expression: a pattern is part
+/// of a spec anyone who may submit writes.
+pub(crate) const MAX_REGEX_BYTES: usize = 1 << 20;
 
 /// The dictionary type Weir supports.
 pub(crate) fn dict_type() -> DataType {
@@ -589,7 +631,33 @@ impl<'a> Binder<'a> {
             "abs" => (Func::Abs, 1, 1),
             "concat" => (Func::Concat, 1, usize::MAX),
             "substr" | "substring" => (Func::Substr, 2, 3),
-            "coalesce" => {
+            "trim" => (Func::Trim, 1, 1),
+            "ltrim" => (Func::Ltrim, 1, 1),
+            "rtrim" => (Func::Rtrim, 1, 1),
+            "replace" => (Func::Replace, 2, 3),
+            "starts_with" | "startswith" => (Func::StartsWith, 2, 2),
+            "ends_with" | "endswith" => (Func::EndsWith, 2, 2),
+            "lpad" => (Func::Lpad, 2, 3),
+            "rpad" => (Func::Rpad, 2, 3),
+            "round" => (Func::Round, 1, 2),
+            "floor" => (Func::Floor, 1, 1),
+            "ceil" | "ceiling" => (Func::Ceil, 1, 1),
+            "pow" | "power" => (Func::Pow, 2, 2),
+            "sqrt" => (Func::Sqrt, 1, 1),
+            "ln" => (Func::Ln, 1, 1),
+            "exp" => (Func::Exp, 1, 1),
+            "greatest" => (Func::Greatest, 2, usize::MAX),
+            "least" => (Func::Least, 2, usize::MAX),
+            "nullif" => (Func::NullIf, 2, 2),
+            "regexp_replace" => return self.regex(RegexFunc::Replace, name, args, 3, 3),
+            "regexp_extract" => return self.regex(RegexFunc::Extract, name, args, 2, 3),
+            "rlike" | "regexp_like" => return self.regex(RegexFunc::Like, name, args, 2, 2),
+            "ifnull" | "nvl" if args.len() != 2 => {
+                return Err(
+                    self.type_error(format!("{name} expects 2 arguments, found {}", args.len()))
+                )
+            }
+            "coalesce" | "ifnull" | "nvl" => {
                 if args.is_empty() {
                     return Err(self.type_error("coalesce expects at least 1 argument".into()));
                 }
@@ -608,9 +676,7 @@ impl<'a> Binder<'a> {
             other => {
                 return Err(ExprError::Unsupported {
                     sql: self.sql.to_string(),
-                    construct: format!(
-                        "function {other} (supported: lower, upper, length, abs, concat, coalesce, substr)"
-                    ),
+                    construct: format!("function {other} (supported: {SUPPORTED})"),
                 })
             }
         };
@@ -641,14 +707,114 @@ impl<'a> Binder<'a> {
             }
         };
         let text = l_text(l);
-        let (data_type, args) = match func {
+        let strings = |args: Vec<Phys>| -> Result<Vec<Phys>, ExprError> {
+            args.into_iter()
+                .enumerate()
+                .map(|(i, a)| expect(i, a, &DataType::Utf8))
+                .collect()
+        };
+        let numbers = |args: Vec<Phys>, t: &DataType| -> Result<Vec<Phys>, ExprError> {
+            args.into_iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    if a.data_type == DataType::Null || is_numeric(&a.data_type) {
+                        Ok(coerce(a, t))
+                    } else {
+                        Err(self.type_error(format!(
+                            "{name} expects a number for argument {}, found {}",
+                            i + 1,
+                            a.data_type
+                        )))
+                    }
+                })
+                .collect()
+        };
+        let (data_type, args, nullable) = match func {
+            Func::Trim | Func::Ltrim | Func::Rtrim | Func::Replace => {
+                (DataType::Utf8, strings(args)?, nullable)
+            }
+            Func::StartsWith | Func::EndsWith => (DataType::Boolean, strings(args)?, nullable),
+            Func::Lpad | Func::Rpad => {
+                let args = args
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        let t = if i == 1 {
+                            DataType::Int64
+                        } else {
+                            DataType::Utf8
+                        };
+                        expect(i, a, &t)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (DataType::Utf8, args, nullable)
+            }
+            Func::Round => {
+                let mut args = args.into_iter();
+                let x = args.next().into_iter().collect::<Vec<_>>();
+                let t = match x.first().map(|a| &a.data_type) {
+                    Some(DataType::Float64) => DataType::Float64,
+                    _ => DataType::Int64,
+                };
+                let mut all = numbers(x, &t)?;
+                for (i, a) in args.enumerate() {
+                    all.push(expect(i + 1, a, &DataType::Int64)?);
+                }
+                (t, all, nullable)
+            }
+            Func::Floor | Func::Ceil => {
+                let t = match args.first().map(|a| &a.data_type) {
+                    Some(DataType::Float64) => DataType::Float64,
+                    _ => DataType::Int64,
+                };
+                // Like Spark: a BIGINT, NULL when the value does not fit.
+                let float = t == DataType::Float64;
+                (DataType::Int64, numbers(args, &t)?, nullable || float)
+            }
+            Func::Pow | Func::Sqrt | Func::Exp => (
+                DataType::Float64,
+                numbers(args, &DataType::Float64)?,
+                nullable,
+            ),
+            // Like Spark: NULL for a value ≤ 0.
+            Func::Ln => (DataType::Float64, numbers(args, &DataType::Float64)?, true),
+            Func::Greatest | Func::Least => {
+                let t = self.unify(&args, &format!("{name} arguments"))?;
+                if t == DataType::Null {
+                    return Ok(null_literal(&t));
+                }
+                if !matches!(
+                    t,
+                    DataType::Int64 | DataType::Float64 | DataType::Utf8 | DataType::Boolean
+                ) {
+                    return Err(self.type_error(format!("{name} cannot compare {t}")));
+                }
+                // NULLs are skipped: NULL only if every argument is.
+                let nullable = args.iter().all(|a| a.nullable);
+                (
+                    t.clone(),
+                    args.into_iter().map(|a| coerce(a, &t)).collect(),
+                    nullable,
+                )
+            }
+            Func::NullIf => {
+                let t = self.unify(&args, "nullif arguments")?;
+                if t == DataType::Null {
+                    return Ok(null_literal(&t));
+                }
+                (
+                    t.clone(),
+                    args.into_iter().map(|a| coerce(a, &t)).collect(),
+                    true,
+                )
+            }
             Func::Lower | Func::Upper | Func::Concat => {
                 let args = args
                     .into_iter()
                     .enumerate()
                     .map(|(i, a)| expect(i, a, &DataType::Utf8))
                     .collect::<Result<Vec<_>, _>>()?;
-                (DataType::Utf8, args)
+                (DataType::Utf8, args, nullable)
             }
             Func::Length => {
                 let args = args
@@ -656,7 +822,7 @@ impl<'a> Binder<'a> {
                     .enumerate()
                     .map(|(i, a)| expect(i, a, &DataType::Utf8))
                     .collect::<Result<Vec<_>, _>>()?;
-                (DataType::Int64, args)
+                (DataType::Int64, args, nullable)
             }
             Func::Abs => {
                 let a = args.into_iter().next();
@@ -672,7 +838,7 @@ impl<'a> Binder<'a> {
                         )))
                     }
                 };
-                (t.clone(), vec![coerce(a, &t)])
+                (t.clone(), vec![coerce(a, &t)], nullable)
             }
             Func::Substr => {
                 let args = args
@@ -687,10 +853,90 @@ impl<'a> Binder<'a> {
                         expect(i, a, &t)
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                (DataType::Utf8, args)
+                (DataType::Utf8, args, nullable)
             }
         };
         Ok(node(Kind::Func { func, args, text }, data_type, nullable))
+    }
+}
+
+/// The functions expressions may call, for error messages.
+const SUPPORTED: &str = "lower, upper, length, abs, concat, substr, trim, ltrim, rtrim, replace, \
+starts_with, ends_with, lpad, rpad, regexp_replace, regexp_extract, rlike, round, floor, ceil, \
+pow, sqrt, ln, exp, greatest, least, coalesce, ifnull, nvl, nullif";
+
+impl Binder<'_> {
+    /// A function whose second argument is a regular expression: a string
+    /// literal, compiled here once (Rust's `regex` syntax: no look-around
+    /// or back-references; matching takes linear time).
+    fn regex(
+        &self,
+        func: RegexFunc,
+        name: &str,
+        args: &[Logical],
+        min: usize,
+        max: usize,
+    ) -> Result<Phys, ExprError> {
+        if args.len() < min || args.len() > max {
+            let expected = if min == max {
+                format!("{min} arguments")
+            } else {
+                format!("{min} to {max} arguments")
+            };
+            return Err(self.type_error(format!("{name} expects {expected}, found {}", args.len())));
+        }
+        let Logical::Literal(Lit::Str(pattern)) = &args[1] else {
+            return Err(self.type_error(format!(
+                "{name} expects its pattern (argument 2) as a string literal, e.g. {name}(s, '[0-9]+'{})",
+                if func == RegexFunc::Replace { ", ''" } else { "" }
+            )));
+        };
+        let regex = RegexBuilder::new(pattern)
+            .size_limit(MAX_REGEX_BYTES)
+            .build()
+            .map_err(|e| self.type_error(format!("{name}: invalid pattern '{pattern}': {e}")))?;
+        let mut bound = Vec::with_capacity(args.len() - 1);
+        for (i, a) in args.iter().enumerate().filter(|(i, _)| *i != 1) {
+            let a = self.bind_child(a)?;
+            let t = if func == RegexFunc::Extract && i == 2 {
+                DataType::Int64
+            } else {
+                DataType::Utf8
+            };
+            if a.data_type != t && a.data_type != DataType::Null {
+                return Err(self.type_error(format!(
+                    "{name} expects {t} for argument {}, found {}",
+                    i + 1,
+                    a.data_type
+                )));
+            }
+            bound.push(coerce(a, &t));
+        }
+        if func == RegexFunc::Extract {
+            if let Some(Logical::Literal(Lit::Int(group))) = args.get(2) {
+                if *group < 0 || *group as usize >= regex.captures_len() {
+                    return Err(self.type_error(format!(
+                        "regexp_extract: the pattern '{pattern}' has {} group(s), so group {group} does not exist",
+                        regex.captures_len() - 1
+                    )));
+                }
+            }
+        }
+        let nullable = bound.iter().any(|a| a.nullable);
+        let data_type = match func {
+            RegexFunc::Like => DataType::Boolean,
+            RegexFunc::Replace | RegexFunc::Extract => DataType::Utf8,
+        };
+        Ok(node(
+            Kind::Regex {
+                func,
+                regex: Arc::new(regex),
+                args: bound,
+                text: format!("{name}(...)"),
+            },
+            data_type,
+            nullable,
+        ))
     }
 }
 

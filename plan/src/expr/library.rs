@@ -1,0 +1,462 @@
+//! The string, math, comparison and regular-expression functions, with
+//! Spark's semantics: row by row over the arguments (a scalar argument
+//! stands for every row), NULL in, NULL out unless a function says
+//! otherwise.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+use arrow_schema::{ArrowError, DataType};
+use arrow_select::zip::zip;
+use regex::Regex;
+
+use super::eval::Value;
+use super::functions::f64_to_i64;
+use super::types::{Func, RegexFunc};
+
+/// Longest string `lpad`/`rpad` build: a length comes from the data.
+pub(crate) const MAX_PAD_CHARS: i64 = 1 << 20;
+
+/// One argument: its array and whether it is a scalar.
+struct Arg<'a> {
+    array: &'a ArrayRef,
+    scalar: bool,
+}
+
+impl Arg<'_> {
+    fn row(&self, i: usize) -> usize {
+        if self.scalar {
+            0
+        } else {
+            i
+        }
+    }
+
+    fn str(&self, i: usize) -> Option<&str> {
+        let a = self.array.as_string::<i32>();
+        let r = self.row(i);
+        a.is_valid(r).then(|| a.value(r))
+    }
+
+    fn int(&self, i: usize) -> Option<i64> {
+        let a = self.array.as_primitive::<Int64Type>();
+        let r = self.row(i);
+        a.is_valid(r).then(|| a.value(r))
+    }
+
+    fn float(&self, i: usize) -> Option<f64> {
+        let a = self.array.as_primitive::<Float64Type>();
+        let r = self.row(i);
+        a.is_valid(r).then(|| a.value(r))
+    }
+}
+
+fn args(values: &[Value]) -> Vec<Arg<'_>> {
+    values
+        .iter()
+        .map(|v| Arg {
+            array: v.array(),
+            scalar: v.is_scalar(),
+        })
+        .collect()
+}
+
+fn arg<'a>(args: &'a [Arg<'a>], i: usize, text: &str) -> Result<&'a Arg<'a>, ArrowError> {
+    args.get(i)
+        .ok_or_else(|| ArrowError::ComputeError(format!("{text}: missing argument {}", i + 1)))
+}
+
+/// Calls one of the library's functions over `len` rows.
+pub(crate) fn call(
+    func: Func,
+    values: &[Value],
+    len: usize,
+    text: &str,
+) -> Result<ArrayRef, ArrowError> {
+    let a = args(values);
+    let first = arg(&a, 0, text)?;
+    Ok(match func {
+        Func::Trim => strings(len, |i| first.str(i).map(|s| s.trim_matches(' '))),
+        Func::Ltrim => strings(len, |i| first.str(i).map(|s| s.trim_start_matches(' '))),
+        Func::Rtrim => strings(len, |i| first.str(i).map(|s| s.trim_end_matches(' '))),
+        Func::Replace => {
+            let from = arg(&a, 1, text)?;
+            let to = a.get(2);
+            strings_owned(len, |i| {
+                let (s, from) = (first.str(i)?, from.str(i)?);
+                let to = match to {
+                    Some(t) => t.str(i)?,
+                    None => "",
+                };
+                Some(if from.is_empty() {
+                    s.to_string()
+                } else {
+                    s.replace(from, to)
+                })
+            })
+        }
+        Func::StartsWith | Func::EndsWith => {
+            let affix = arg(&a, 1, text)?;
+            let mut b = BooleanBuilder::with_capacity(len);
+            for i in 0..len {
+                b.append_option(first.str(i).zip(affix.str(i)).map(|(s, x)| {
+                    if func == Func::StartsWith {
+                        s.starts_with(x)
+                    } else {
+                        s.ends_with(x)
+                    }
+                }));
+            }
+            Arc::new(b.finish())
+        }
+        Func::Lpad | Func::Rpad => {
+            let width = arg(&a, 1, text)?;
+            let pad = a.get(2);
+            let mut out = Vec::with_capacity(len);
+            for i in 0..len {
+                let (Some(s), Some(n)) = (first.str(i), width.int(i)) else {
+                    out.push(None);
+                    continue;
+                };
+                let p = match pad {
+                    Some(p) => match p.str(i) {
+                        Some(p) => p,
+                        None => {
+                            out.push(None);
+                            continue;
+                        }
+                    },
+                    None => " ",
+                };
+                if n > MAX_PAD_CHARS {
+                    return Err(ArrowError::ComputeError(format!(
+                        "`{text}`: cannot pad to {n} characters (at most {MAX_PAD_CHARS})"
+                    )));
+                }
+                out.push(Some(pad_one(s, n, p, func == Func::Lpad)));
+            }
+            Arc::new(out.into_iter().collect::<StringArray>())
+        }
+        Func::Round => round(first, a.get(1), len, text)?,
+        Func::Floor | Func::Ceil => match first.array.data_type() {
+            DataType::Float64 => {
+                let mut b = Int64Builder::with_capacity(len);
+                for i in 0..len {
+                    b.append_option(first.float(i).and_then(|v| {
+                        let r = if func == Func::Floor {
+                            v.floor()
+                        } else {
+                            v.ceil()
+                        };
+                        f64_to_i64(r)
+                    }));
+                }
+                Arc::new(b.finish())
+            }
+            _ => Arc::clone(first.array),
+        },
+        Func::Pow => {
+            let e = arg(&a, 1, text)?;
+            floats(len, |i| Some(first.float(i)?.powf(e.float(i)?)))
+        }
+        Func::Sqrt => floats(len, |i| first.float(i).map(f64::sqrt)),
+        Func::Exp => floats(len, |i| first.float(i).map(f64::exp)),
+        Func::Ln => floats(len, |i| first.float(i).filter(|v| *v > 0.0).map(f64::ln)),
+        Func::Greatest | Func::Least => extreme(&a, len, func == Func::Greatest)?,
+        Func::NullIf => {
+            let (Some(l), Some(r)) = (values.first(), values.get(1)) else {
+                return Err(ArrowError::ComputeError(format!(
+                    "{text}: expects 2 arguments"
+                )));
+            };
+            let (l, r) = (l.clone().into_array(len)?, r.clone().into_array(len)?);
+            let equal = arrow_ord::cmp::eq(&l, &r)?;
+            let nulls = arrow_array::new_null_array(l.data_type(), len);
+            // Equal (and both non-NULL): NULL; otherwise the first value.
+            zip(&equal, &nulls, &l)?
+        }
+        Func::Lower | Func::Upper | Func::Length | Func::Abs | Func::Concat | Func::Substr => {
+            return Err(ArrowError::ComputeError(format!(
+                "{text}: {func:?} is not a library function"
+            )))
+        }
+    })
+}
+
+/// Calls a regular-expression function: `values` are the arguments other
+/// than the pattern.
+pub(crate) fn call_regex(
+    func: RegexFunc,
+    regex: &Regex,
+    values: &[Value],
+    len: usize,
+    text: &str,
+) -> Result<ArrayRef, ArrowError> {
+    let a = args(values);
+    let s = arg(&a, 0, text)?;
+    Ok(match func {
+        RegexFunc::Like => {
+            let mut b = BooleanBuilder::with_capacity(len);
+            for i in 0..len {
+                b.append_option(s.str(i).map(|v| regex.is_match(v)));
+            }
+            Arc::new(b.finish())
+        }
+        RegexFunc::Replace => {
+            let rep = arg(&a, 1, text)?;
+            strings_owned(len, |i| {
+                Some(regex.replace_all(s.str(i)?, rep.str(i)?).into_owned())
+            })
+        }
+        RegexFunc::Extract => {
+            let group = a.get(1);
+            let mut out = Vec::with_capacity(len);
+            for i in 0..len {
+                let Some(v) = s.str(i) else {
+                    out.push(None);
+                    continue;
+                };
+                let g = match group {
+                    Some(g) => match g.int(i) {
+                        Some(g) => g,
+                        None => {
+                            out.push(None);
+                            continue;
+                        }
+                    },
+                    None => 1,
+                };
+                if g < 0 || g as usize >= regex.captures_len() {
+                    return Err(ArrowError::ComputeError(format!(
+                        "`{text}`: the pattern has {} group(s), so group {g} does not exist",
+                        regex.captures_len() - 1
+                    )));
+                }
+                // Like Spark: '' when the pattern or the group does not match.
+                let found = regex
+                    .captures(v)
+                    .and_then(|c| c.get(g as usize))
+                    .map_or("", |m| m.as_str());
+                out.push(Some(found.to_string()));
+            }
+            Arc::new(out.into_iter().collect::<StringArray>())
+        }
+    })
+}
+
+fn strings<'a>(len: usize, f: impl Fn(usize) -> Option<&'a str>) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(len, len * 8);
+    for i in 0..len {
+        b.append_option(f(i));
+    }
+    Arc::new(b.finish())
+}
+
+fn strings_owned(len: usize, f: impl Fn(usize) -> Option<String>) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(len, len * 8);
+    for i in 0..len {
+        b.append_option(f(i));
+    }
+    Arc::new(b.finish())
+}
+
+fn floats(len: usize, f: impl Fn(usize) -> Option<f64>) -> ArrayRef {
+    let mut b = Float64Builder::with_capacity(len);
+    for i in 0..len {
+        b.append_option(f(i));
+    }
+    Arc::new(b.finish())
+}
+
+/// `lpad`/`rpad` of one value, Spark's way: a longer string is cut to `n`
+/// characters, an empty pad pads nothing, `n < 1` gives ''.
+fn pad_one(s: &str, n: i64, pad: &str, left: bool) -> String {
+    let n = n.max(0) as usize;
+    let chars = s.chars().count();
+    if chars >= n {
+        return s.chars().take(n).collect();
+    }
+    if pad.is_empty() {
+        return s.to_string();
+    }
+    let fill: String = pad.chars().cycle().take(n - chars).collect();
+    if left {
+        fill + s
+    } else {
+        s.to_string() + &fill
+    }
+}
+
+/// `round(x[, d])`: half away from zero (Spark's HALF_UP) to `d` decimal
+/// places (default 0; negative rounds to tens, hundreds, …).
+fn round(x: &Arg<'_>, d: Option<&Arg<'_>>, len: usize, text: &str) -> Result<ArrayRef, ArrowError> {
+    let places = |i: usize| -> Option<i64> {
+        match d {
+            Some(d) => d.int(i),
+            None => Some(0),
+        }
+    };
+    if x.array.data_type() == &DataType::Float64 {
+        let mut b = Float64Builder::with_capacity(len);
+        for i in 0..len {
+            b.append_option(x.float(i).zip(places(i)).map(|(v, d)| round_f64(v, d)));
+        }
+        return Ok(Arc::new(b.finish()));
+    }
+    let mut b = Int64Builder::with_capacity(len);
+    for i in 0..len {
+        let (Some(v), Some(d)) = (x.int(i), places(i)) else {
+            b.append_null();
+            continue;
+        };
+        b.append_value(round_i64(v, d).ok_or_else(|| {
+            ArrowError::ArithmeticOverflow(format!("integer overflow in `{text}`"))
+        })?);
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn round_f64(v: f64, d: i64) -> f64 {
+    if !v.is_finite() {
+        return v;
+    }
+    let d = d.clamp(-308, 308) as i32;
+    let scale = 10f64.powi(d.abs());
+    let r = if d >= 0 {
+        (v * scale).round() / scale
+    } else {
+        (v / scale).round() * scale
+    };
+    // Scaling overflowed: more places than a double holds.
+    if r.is_finite() {
+        r
+    } else {
+        v
+    }
+}
+
+fn round_i64(v: i64, d: i64) -> Option<i64> {
+    if d >= 0 {
+        return Some(v);
+    }
+    if d < -18 {
+        return Some(0);
+    }
+    let scale = 10i64.pow((-d) as u32);
+    let rem = v % scale;
+    let down = v - rem;
+    if rem.abs() * 2 >= scale {
+        down.checked_add(if v < 0 { -scale } else { scale })
+    } else {
+        Some(down)
+    }
+}
+
+/// `greatest`/`least`: NULLs skipped; NULL only when every argument is.
+fn extreme(a: &[Arg<'_>], len: usize, greatest: bool) -> Result<ArrayRef, ArrowError> {
+    let wanted = if greatest {
+        Ordering::Greater
+    } else {
+        Ordering::Less
+    };
+    let better = |new: Ordering| new == wanted;
+    Ok(match a.first().map(|x| x.array.data_type()) {
+        Some(DataType::Int64) => {
+            let out: Int64Array = (0..len)
+                .map(|i| {
+                    a.iter().filter_map(|x| x.int(i)).reduce(|best, v| {
+                        if better(v.cmp(&best)) {
+                            v
+                        } else {
+                            best
+                        }
+                    })
+                })
+                .collect();
+            Arc::new(out)
+        }
+        Some(DataType::Float64) => {
+            // NaN is larger than any other value, as in Spark.
+            let out: Float64Array = (0..len)
+                .map(|i| {
+                    a.iter().filter_map(|x| x.float(i)).reduce(|best, v| {
+                        if better(v.total_cmp(&best)) {
+                            v
+                        } else {
+                            best
+                        }
+                    })
+                })
+                .collect();
+            Arc::new(out)
+        }
+        Some(DataType::Utf8) => {
+            let out: StringArray = (0..len)
+                .map(|i| {
+                    a.iter().filter_map(|x| x.str(i)).reduce(|best, v| {
+                        if better(v.cmp(best)) {
+                            v
+                        } else {
+                            best
+                        }
+                    })
+                })
+                .collect();
+            Arc::new(out)
+        }
+        Some(DataType::Boolean) => {
+            let out: BooleanArray = (0..len)
+                .map(|i| {
+                    a.iter()
+                        .filter_map(|x| {
+                            let b = x.array.as_boolean();
+                            let r = x.row(i);
+                            b.is_valid(r).then(|| b.value(r))
+                        })
+                        .reduce(|best, v| if better(v.cmp(&best)) { v } else { best })
+                })
+                .collect();
+            Arc::new(out)
+        }
+        other => {
+            return Err(ArrowError::ComputeError(format!(
+                "greatest/least cannot compare {other:?}"
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_follows_spark() {
+        assert_eq!(pad_one("hi", 5, "ab", true), "abahi");
+        assert_eq!(pad_one("hi", 5, "ab", false), "hiaba");
+        assert_eq!(pad_one("hello", 3, "x", true), "hel");
+        assert_eq!(pad_one("hi", 5, "", true), "hi");
+        assert_eq!(pad_one("hi", -1, "x", true), "");
+        assert_eq!(pad_one("é", 3, "ü", true), "üüé");
+    }
+
+    #[test]
+    fn rounding_is_half_away_from_zero() {
+        assert_eq!(round_f64(2.5, 0), 3.0);
+        assert_eq!(round_f64(-2.5, 0), -3.0);
+        assert_eq!(round_f64(1.2345, 2), 1.23);
+        assert_eq!(round_f64(1250.0, -2), 1300.0);
+        assert_eq!(round_f64(f64::MAX, 5), f64::MAX);
+        assert!(round_f64(f64::NAN, 1).is_nan());
+        assert_eq!(round_i64(125, -1), Some(130));
+        assert_eq!(round_i64(-125, -1), Some(-130));
+        assert_eq!(round_i64(124, -1), Some(120));
+        assert_eq!(round_i64(7, 2), Some(7));
+        assert_eq!(round_i64(i64::MAX, -1), None);
+        assert_eq!(round_i64(123, -40), Some(0));
+    }
+}
