@@ -831,6 +831,7 @@ enum StepFailure {
 mod tests {
     use super::*;
     use crate::state::LocalBackend;
+    use std::collections::BTreeMap;
 
     fn executor(dir: &std::path::Path) -> Executor {
         Executor::new(
@@ -931,6 +932,58 @@ mod tests {
             ex.stage_a(&stage_a(1)),
             Err(ExecError::UnknownJob(_))
         ));
+    }
+
+    /// Steps between key_by and aggregate apply to each record before it
+    /// is keyed: here half the records are filtered out and the sum is of
+    /// a column a map adds there.
+    #[test]
+    fn steps_between_key_by_and_aggregate_apply_to_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let ex = executor(&dir.path().join("state"));
+        ex.deploy(&record(&format!(
+            "name: j\nstate_partitions: 2\nsource:\n  generator: {{ partitions: 1, keys: 3, rate: 0, total: 10 }}\n\
+             pipeline:\n  - key_by: key\n  - filter: \"value % 2 = 0\"\n  - map: {{ w: \"value * 10\" }}\n  \
+             - aggregate: {{ n: {{}}, total: {{ sum: w }} }}\n\
+             sink:\n  file: {{ path: \"{}\", format: jsonl }}\n",
+            out.display()
+        )))
+        .unwrap();
+        let a = ex.stage_a(&stage_a(1)).unwrap();
+        assert_eq!(a.records_in, 10);
+        restore_all(&ex);
+        let mut rows = BTreeMap::new();
+        for partition in 0..2 {
+            ex.stage_b(&pb::StageBTask {
+                partition,
+                ..stage_b_task(1)
+            })
+            .unwrap();
+            ex.commit(&pb::CommitTask {
+                job: "j".into(),
+                batch_id: 1,
+                partition,
+            })
+            .unwrap();
+            let text = std::fs::read_to_string(out.join(format!("batch-1-part-{partition}.jsonl")))
+                .unwrap();
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                rows.insert(
+                    v["key"].as_str().unwrap().to_string(),
+                    (v["n"].as_i64().unwrap(), v["total"].as_i64().unwrap()),
+                );
+            }
+        }
+        // Values 0, 2, 4, 6, 8 of keys k0, k2, k1, k0, k2.
+        let want: BTreeMap<String, (i64, i64)> = [
+            ("k0".to_string(), (2, 60)),
+            ("k1".to_string(), (1, 40)),
+            ("k2".to_string(), (2, 100)),
+        ]
+        .into();
+        assert_eq!(rows, want);
     }
 
     #[test]

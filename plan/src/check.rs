@@ -133,6 +133,36 @@ mod tests {
     }
 
     #[test]
+    fn steps_between_key_by_and_aggregate_apply_before_the_key_is_taken() {
+        // A map between them feeds the aggregate; a filter reads it.
+        check(
+            "  - key_by: key\n  - map: { w: \"value * 10\" }\n  - filter: \"w > 5\"\n  \
+             - aggregate: { total: { sum: w } }\n",
+            "stdout: {}",
+        )
+        .unwrap();
+        let e = error("  - key_by: key\n  - filter: \"nope\"\n  - aggregate: { n: {} }\n");
+        assert!(
+            e.starts_with("pipeline[1].filter: unknown column 'nope'"),
+            "{e}"
+        );
+        // Setting what the key or the window's time is computed from is
+        // refused, naming the step.
+        let e = error(
+            "  - key_by: \"upper(text)\"\n  - map: { text: \"'x'\" }\n  - aggregate: { n: {} }\n",
+        );
+        assert!(
+            e.starts_with("pipeline[1]: sets column 'text', which key_by or the window reads"),
+            "{e}"
+        );
+        let e = error(
+            "  - key_by: key\n  - map: { ts: \"ts + 1\" }\n  - window: { size: 1s, time: ts }\n  \
+             - aggregate: { n: {} }\n",
+        );
+        assert!(e.starts_with("pipeline[1]: sets column 'ts'"), "{e}");
+    }
+
+    #[test]
     fn the_stateful_operator_and_the_steps_after_it_are_checked() {
         let e = error("  - key_by: key\n  - aggregate: { total: { sum: text } }\n");
         assert_eq!(

@@ -88,6 +88,34 @@ impl<C: CustomOp> Pipeline<C> {
                         Kind::Window(w) => Some((format!("pipeline[{}]", k + 1 + j), w)),
                         _ => None,
                     });
+                // Stateless steps between key_by and aggregate apply to each
+                // record before it is keyed, so they may not change what
+                // the key (or the window's time) is computed from.
+                let mut keyed_on: BTreeSet<String> = referenced_columns(key_sql)
+                    .map_err(|e| PlanError::expr(format!("pipeline[{k}].key_by"), e))?
+                    .into_iter()
+                    .collect();
+                if let Some((_, w)) = &window {
+                    keyed_on.insert(w.time.clone());
+                }
+                for (j, step) in steps.iter().enumerate().take(a).skip(k + 1) {
+                    if matches!(step, Kind::Window(_)) {
+                        continue;
+                    }
+                    let path = format!("pipeline[{j}]");
+                    if let Some(column) = written(step).into_iter().find(|c| keyed_on.contains(*c))
+                    {
+                        return Err(PlanError::new(
+                            path,
+                            format!(
+                                "sets column '{column}', which key_by or the window reads: the key is taken from each record as it comes out of this step, so move the step before key_by"
+                            ),
+                        ));
+                    }
+                    let op = Step::compile(path, step, &schema, custom)?;
+                    schema = op.output_schema().clone();
+                    pre.push(op);
+                }
                 let plan = AggregatePlan::compile(
                     &format!("pipeline[{k}]"),
                     key_sql,
@@ -119,6 +147,20 @@ impl<C: CustomOp> Pipeline<C> {
             post,
             output: schema,
         })
+    }
+}
+
+/// The columns a stateless step sets.
+fn written(step: &Kind) -> Vec<&str> {
+    match step {
+        Kind::Map(m) => m.fields.iter().map(|a| a.name.as_str()).collect(),
+        Kind::FlatMap(f) => vec![f.as_field.as_str()],
+        Kind::Lookup(l) => l
+            .redis
+            .iter()
+            .flat_map(|r| r.fields.iter().map(|f| f.name.as_str()))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -183,7 +225,10 @@ pub fn source_columns(spec: &pb::JobSpec) -> Result<Option<Vec<String>>, PlanErr
             }
         }
     }
-    for (i, step) in steps.iter().enumerate().take(pre_end).rev() {
+    // The stateless steps between key_by and aggregate run before the key
+    // is taken: walked with those before key_by.
+    let stateless_end = shape.aggregate.unwrap_or(pre_end);
+    for (i, step) in steps.iter().enumerate().take(stateless_end).rev() {
         match step {
             Kind::Filter(sql) => needed.extend(refs(format!("pipeline[{i}].filter"), sql)?),
             Kind::Map(m) => {
