@@ -14,6 +14,7 @@ use arrow_buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow_ord::cmp;
 use arrow_schema::{ArrowError, DataType};
 use arrow_select::concat::concat;
+use arrow_select::filter::filter;
 use arrow_select::nullif::nullif;
 use arrow_select::take::take;
 use arrow_select::zip::zip;
@@ -23,9 +24,19 @@ use super::types::{ArithOp, CmpOp, Kind, Phys};
 use super::{functions, library};
 
 /// The columns of the batch being evaluated.
+#[derive(Clone, Copy)]
 pub(crate) struct Input<'a> {
     pub(crate) columns: &'a [ArrayRef],
     pub(crate) num_rows: usize,
+    /// The columns the expression reads: the only ones a short-circuit
+    /// copies the selected rows of.
+    pub(crate) used: &'a [usize],
+    /// Whether guards (`CASE`, `AND`, `OR`, `coalesce`) evaluate each
+    /// operand on only the rows that need it. They first evaluate every
+    /// operand on every row, which is faster, and only if that fails
+    /// evaluate again this way: then an operand fails only for a row that
+    /// needs it.
+    pub(crate) lazy: bool,
 }
 
 /// Result of evaluating a node: a full column or a one-element scalar.
@@ -146,8 +157,73 @@ fn zero_of(t: &DataType) -> Result<ArrayRef, ArrowError> {
 }
 
 impl Phys {
+    /// Evaluates this node for the rows `rows` selects (no NULLs in
+    /// `rows`): the other rows of the result hold no meaningful value and
+    /// must not be used. Lazily (see `Input::lazy`), the rows not selected
+    /// are not evaluated, so they cannot fail; otherwise every row is.
+    fn eval_rows(&self, input: &Input<'_>, rows: &BooleanArray) -> Result<Value, ArrowError> {
+        let selected = rows.true_count();
+        if !input.lazy || selected == input.num_rows {
+            return self.eval(input);
+        }
+        if selected == 0 {
+            return Ok(Value::Scalar(new_null_array(&self.data_type, 1)));
+        }
+        let mut columns = input.columns.to_vec();
+        for &i in input.used {
+            if let Some(c) = columns.get_mut(i) {
+                *c = filter(c.as_ref(), rows)?;
+            }
+        }
+        let subset = Input {
+            columns: &columns,
+            num_rows: selected,
+            ..*input
+        };
+        let value = self.eval(&subset)?;
+        if value.is_scalar() {
+            return Ok(value);
+        }
+        // Row i of the result is row k of the subset's, NULL if not selected.
+        let mut k = 0u32;
+        let positions: UInt32Array = rows
+            .values()
+            .iter()
+            .map(|selected| {
+                selected.then(|| {
+                    k += 1;
+                    k - 1
+                })
+            })
+            .collect();
+        Ok(Value::Array(take(
+            value.array().as_ref(),
+            &positions,
+            None,
+        )?))
+    }
+
     /// Evaluates this node over `input`.
     pub(crate) fn eval(&self, input: &Input<'_>) -> Result<Value, ArrowError> {
+        let guard = matches!(
+            self.kind,
+            Kind::And(..) | Kind::Or(..) | Kind::Case { .. } | Kind::Coalesce(_)
+        );
+        if guard && !input.lazy {
+            // Every operand on every row first (see `Input::lazy`); the
+            // cost of a failure is one more, lazy, evaluation of this node.
+            if let Ok(v) = self.eval_node(input) {
+                return Ok(v);
+            }
+            return self.eval_node(&Input {
+                lazy: true,
+                ..*input
+            });
+        }
+        self.eval_node(input)
+    }
+
+    fn eval_node(&self, input: &Input<'_>) -> Result<Value, ArrowError> {
         match &self.kind {
             Kind::Column(i) => input
                 .columns
@@ -204,15 +280,38 @@ impl Phys {
                 datum2(&l, &r, boolean_kernel(kernel))
             }
             Kind::And(left, right) | Kind::Or(left, right) => {
+                let and = matches!(self.kind, Kind::And(..));
                 let l = left.eval(input)?;
-                let r = right.eval(input)?;
+                // The right side only where the left does not decide: a
+                // guard such as `d <> 0 AND n / d > 1` never fails.
+                let r = match &l {
+                    Value::Scalar(c) => {
+                        let c = as_bool(c)?;
+                        if c.is_valid(0) && c.value(0) != and {
+                            Value::Scalar(Arc::clone(l.array()))
+                        } else {
+                            right.eval(input)?
+                        }
+                    }
+                    Value::Array(_) if !input.lazy => right.eval(input)?,
+                    Value::Array(a) => {
+                        let decided = mask(
+                            &(Arc::new(if and {
+                                not(as_bool(a)?)?
+                            } else {
+                                as_bool(a)?.clone()
+                            }) as ArrayRef),
+                        )?;
+                        right.eval_rows(input, &not(&decided)?)?
+                    }
+                };
                 let both_scalar = l.is_scalar() && r.is_scalar();
                 let (l, r) = if both_scalar {
                     (Arc::clone(l.array()), Arc::clone(r.array()))
                 } else {
                     (l.into_array(input.num_rows)?, r.into_array(input.num_rows)?)
                 };
-                let out = if matches!(self.kind, Kind::And(..)) {
+                let out = if and {
                     and_kleene(as_bool(&l)?, as_bool(&r)?)?
                 } else {
                     or_kleene(as_bool(&l)?, as_bool(&r)?)?
@@ -259,7 +358,7 @@ impl Phys {
                 };
                 datum2(&e, &p, boolean_kernel(kernel))
             }
-            Kind::Case { whens, else_result } => {
+            Kind::Case { whens, else_result } if !input.lazy => {
                 let mut acc = else_result.eval(input)?;
                 for (cond, result) in whens.iter().rev() {
                     let c = cond.eval(input)?;
@@ -268,10 +367,39 @@ impl Phys {
                 }
                 Ok(acc)
             }
+            Kind::Case { whens, else_result } => {
+                // Each condition on the rows no earlier one took, each
+                // result on the rows that take it: a branch a row does not
+                // take is never evaluated for it.
+                let mut open = BooleanArray::from(vec![true; input.num_rows]);
+                let mut taken = Vec::with_capacity(whens.len());
+                for (cond, result) in whens {
+                    let c = cond.eval_rows(input, &open)?;
+                    let takes =
+                        arrow_arith::boolean::and(&open, &mask(&c.into_array(input.num_rows)?)?)?;
+                    let v = result.eval_rows(input, &takes)?;
+                    open = arrow_arith::boolean::and(&open, &not(&takes)?)?;
+                    taken.push((takes, v));
+                }
+                let mut acc = else_result.eval_rows(input, &open)?;
+                for (takes, v) in taken.into_iter().rev() {
+                    let takes = Value::Array(Arc::new(takes));
+                    acc = select(&takes, v, acc, input.num_rows)?;
+                }
+                Ok(acc)
+            }
             Kind::Coalesce(args) => {
+                // Lazily, each argument only where the ones before it are
+                // NULL.
                 let mut values = Vec::with_capacity(args.len());
+                let mut open = BooleanArray::from(vec![true; input.num_rows]);
                 for a in args {
-                    values.push(a.eval(input)?);
+                    let v = a.eval_rows(input, &open)?;
+                    if input.lazy {
+                        let missing = is_null(v.clone().into_array(input.num_rows)?.as_ref())?;
+                        open = arrow_arith::boolean::and(&open, &missing)?;
+                    }
+                    values.push(v);
                 }
                 let mut iter = values.into_iter().rev();
                 let Some(mut acc) = iter.next() else {
@@ -407,6 +535,9 @@ fn dict_map(
     let value_input = Input {
         columns: &columns,
         num_rows: values.len(),
+        // The inner expression reads only the dictionary's values.
+        used: std::slice::from_ref(&column),
+        lazy: input.lazy,
     };
     let out = inner.eval(&value_input)?.into_array(values.len())?;
     if out.data_type() == &DataType::Utf8 {

@@ -198,9 +198,12 @@ impl CompiledExpr {
                 }
             }
         }
+        let used: Vec<usize> = self.inputs.iter().map(|(i, _)| *i).collect();
         let input = Input {
             columns: batch.columns(),
             num_rows: batch.num_rows(),
+            used: &used,
+            lazy: false,
         };
         let out = self
             .root

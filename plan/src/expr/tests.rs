@@ -643,6 +643,10 @@ fn dictionary_matches_unpacked() {
         "concat({}, s)",
         "{}",
         "lower({}) = 'k2' OR {} IS NULL",
+        "CASE WHEN {} = 'k1' THEN upper({}) WHEN {} > 'k' THEN lower({}) END",
+        "CASE WHEN i > 0 THEN concat({}, s) ELSE {} END",
+        "i > 2 AND {} = 'k1'",
+        "coalesce(s, {})",
     ];
     for template in exprs {
         let on_dict = template.replace("{}", "k");
@@ -1209,4 +1213,58 @@ fn library_comparisons_and_nulls() {
     );
     let e = compile_err("nosuch(s)");
     assert!(e.to_string().contains("regexp_extract"), "{e}");
+}
+
+/// `CASE`, `AND`, `OR` and `coalesce` evaluate an operand only on the rows
+/// that need it: i * 2^62 overflows for |i| ≥ 3, and no row that needs
+/// it has such an i.
+#[test]
+fn guards_short_circuit() {
+    const BIG: &str = "4611686018427387904";
+    assert_eq!(
+        ints(&format!(
+            "CASE WHEN i < 2 AND i > -3 THEN i * {BIG} ELSE -1 END"
+        )),
+        vec![Some(1 << 62), Some(i64::MIN), Some(-1), Some(0), Some(-1)]
+    );
+    assert_eq!(
+        ints(&format!(
+            "CASE WHEN i > 2 THEN 1 WHEN i * {BIG} > 0 THEN 2 ELSE 3 END"
+        )),
+        vec![Some(2), Some(3), Some(1), Some(3), Some(1)]
+    );
+    assert_eq!(
+        bools(&format!("i < 2 AND i * {BIG} > 0")),
+        vec![
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(false),
+            Some(false)
+        ]
+    );
+    assert_eq!(
+        bools(&format!("i >= 2 OR i * {BIG} > 0")),
+        vec![Some(true), Some(false), Some(true), Some(false), Some(true)]
+    );
+    assert_eq!(
+        ints(&format!("coalesce(i, i * {BIG})")),
+        vec![Some(1), Some(-2), Some(3), Some(0), Some(10)]
+    );
+    // NULL conditions and operands keep three-valued logic.
+    assert_eq!(
+        bools("b AND i > 0"),
+        vec![Some(true), Some(false), None, Some(false), None]
+    );
+    assert_eq!(
+        bools("b OR i > 5"),
+        vec![Some(true), Some(false), None, Some(true), Some(true)]
+    );
+    assert_eq!(
+        floats("coalesce(f, i * 1.0, 7.0)"),
+        vec![Some(1.5), Some(-2.0), Some(-0.5), Some(2.0), Some(0.0)]
+    );
+    // A branch that overflows on a row taking it still fails.
+    let e = eval_err(&format!("CASE WHEN i > 2 THEN i * {BIG} ELSE 0 END"));
+    assert!(e.to_string().contains("integer overflow"), "{e}");
 }
