@@ -12,7 +12,9 @@ use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow_schema::{ArrowError, DataType};
 use arrow_select::zip::zip;
+use md5::{Digest, Md5};
 use regex::Regex;
+use sha2::{Sha224, Sha256, Sha384, Sha512};
 
 use super::eval::Value;
 use super::functions::f64_to_i64;
@@ -179,6 +181,28 @@ pub(crate) fn call(
             // Equal (and both non-NULL): NULL; otherwise the first value.
             zip(&equal, &nulls, &l)?
         }
+        Func::Md5 => strings_owned(len, |i| Some(hex(&Md5::digest(first.str(i)?.as_bytes())))),
+        Func::Sha2 => {
+            let bits = arg(&a, 1, text)?;
+            strings_owned(len, |i| {
+                let s = first.str(i)?.as_bytes();
+                Some(match bits.int(i)? {
+                    0 | 256 => hex(&Sha256::digest(s)),
+                    224 => hex(&Sha224::digest(s)),
+                    384 => hex(&Sha384::digest(s)),
+                    512 => hex(&Sha512::digest(s)),
+                    _ => return None,
+                })
+            })
+        }
+        Func::Hash => {
+            let mut hashes = vec![SPARK_HASH_SEED; len];
+            for x in &a {
+                hash_into(x, &mut hashes)?;
+            }
+            let out: Int64Array = hashes.into_iter().map(|h| i64::from(h as i32)).collect();
+            Arc::new(out)
+        }
         Func::Lower | Func::Upper | Func::Length | Func::Abs | Func::Concat | Func::Substr => {
             return Err(ArrowError::ComputeError(format!(
                 "{text}: {func:?} is not a library function"
@@ -246,6 +270,108 @@ pub(crate) fn call_regex(
             Arc::new(out.into_iter().collect::<StringArray>())
         }
     })
+}
+
+/// Lower-case hexadecimal, as Spark's `md5` and `sha2` return.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// The seed of Spark's `hash`.
+const SPARK_HASH_SEED: u32 = 42;
+
+/// Hashes one argument of Spark's `hash` into each row's running hash
+/// (the seed of the next argument); NULLs leave it as it is.
+fn hash_into(x: &Arg<'_>, hashes: &mut [u32]) -> Result<(), ArrowError> {
+    for (i, h) in hashes.iter_mut().enumerate() {
+        let r = x.row(i);
+        if x.array.is_null(r) {
+            continue;
+        }
+        *h = match x.array.data_type() {
+            DataType::Int64 => murmur3::hash_long(x.array.as_primitive::<Int64Type>().value(r), *h),
+            DataType::Float64 => {
+                let v = x.array.as_primitive::<Float64Type>().value(r);
+                // Java's doubleToLongBits, with -0.0 as 0.0 (Spark).
+                let bits = if v == 0.0 {
+                    0
+                } else if v.is_nan() {
+                    0x7ff8_0000_0000_0000
+                } else {
+                    v.to_bits() as i64
+                };
+                murmur3::hash_long(bits, *h)
+            }
+            DataType::Boolean => murmur3::hash_int(i32::from(x.array.as_boolean().value(r)), *h),
+            DataType::Utf8 => {
+                murmur3::hash_bytes(x.array.as_string::<i32>().value(r).as_bytes(), *h)
+            }
+            DataType::Null => *h,
+            other => {
+                return Err(ArrowError::ComputeError(format!(
+                    "hash cannot hash {other}"
+                )))
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Spark's Murmur3 (x86, 32 bits) as its `hash` computes it, trailing
+/// bytes of a string included one by one (which the reference algorithm
+/// does not).
+mod murmur3 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+
+    fn mix_k1(k1: u32) -> u32 {
+        k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2)
+    }
+
+    fn mix_h1(h1: u32, k1: u32) -> u32 {
+        (h1 ^ k1)
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64)
+    }
+
+    fn fmix(h1: u32, len: u32) -> u32 {
+        let mut h = h1 ^ len;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^ (h >> 16)
+    }
+
+    pub(super) fn hash_int(v: i32, seed: u32) -> u32 {
+        fmix(mix_h1(seed, mix_k1(v as u32)), 4)
+    }
+
+    pub(super) fn hash_long(v: i64, seed: u32) -> u32 {
+        let v = v as u64;
+        let h = mix_h1(seed, mix_k1(v as u32));
+        fmix(mix_h1(h, mix_k1((v >> 32) as u32)), 8)
+    }
+
+    pub(super) fn hash_bytes(b: &[u8], seed: u32) -> u32 {
+        let aligned = b.len() - b.len() % 4;
+        let mut h = seed;
+        for c in b[..aligned].chunks_exact(4) {
+            h = mix_h1(h, mix_k1(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        }
+        for &byte in &b[aligned..] {
+            // A signed byte, widened.
+            h = mix_h1(h, mix_k1(i32::from(byte as i8) as u32));
+        }
+        fmix(h, b.len() as u32)
+    }
 }
 
 fn strings<'a>(len: usize, f: impl Fn(usize) -> Option<&'a str>) -> ArrayRef {
@@ -442,6 +568,30 @@ mod tests {
         assert_eq!(pad_one("hi", 5, "", true), "hi");
         assert_eq!(pad_one("hi", -1, "x", true), "");
         assert_eq!(pad_one("é", 3, "ü", true), "üüé");
+    }
+
+    /// Values Spark's `hash` returns (seed 42).
+    #[test]
+    fn murmur3_matches_spark() {
+        assert_eq!(murmur3::hash_int(0, 42) as i32, 933_211_791);
+        assert_eq!(murmur3::hash_int(4, 42) as i32, -397_064_898);
+        assert_eq!(murmur3::hash_int(1, 42), 0xdea5_78e3);
+        assert_eq!(murmur3::hash_long(1, 42), 0x99f0_149d);
+        assert_eq!(murmur3::hash_long(0, 42), 0x9c67_b85d);
+        assert_eq!(murmur3::hash_long(-1, 42), 0xc800_8529);
+        assert_eq!(murmur3::hash_bytes(b"hello", 42), 3_286_402_344);
+        assert_eq!(murmur3::hash_bytes(b"", 42), 142_593_372);
+        assert_eq!(murmur3::hash_bytes(b"abc", 42), 1_322_437_556);
+        assert_eq!(murmur3::hash_bytes(&[0, 0xc8], 42) as i32, -424_716_282);
+    }
+
+    #[test]
+    fn digests_are_lower_case_hex() {
+        assert_eq!(hex(&Md5::digest(b"")), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            hex(&Sha256::digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

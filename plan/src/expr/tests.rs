@@ -1268,3 +1268,41 @@ fn guards_short_circuit() {
     let e = eval_err(&format!("CASE WHEN i > 2 THEN i * {BIG} ELSE 0 END"));
     assert!(e.to_string().contains("integer overflow"), "{e}");
 }
+
+#[test]
+fn library_hashing() {
+    assert_eq!(strs("md5(s)")[0], strs("md5('Click')")[0]);
+    assert_eq!(
+        strs("md5('')")[0].as_deref(),
+        Some("d41d8cd98f00b204e9800998ecf8427e")
+    );
+    assert_eq!(strs("md5(s)")[2], None);
+    assert_eq!(
+        strs("sha256('abc')")[0].as_deref(),
+        Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    );
+    assert_eq!(strs("sha2('abc', 0)")[0], strs("sha256('abc')")[0]);
+    assert_eq!(
+        strs("sha2('abc', 224)")[0].as_ref().map(String::len),
+        Some(56)
+    );
+    assert_eq!(
+        strs("sha2('abc', 512)")[0].as_ref().map(String::len),
+        Some(128)
+    );
+    assert_eq!(
+        strs("sha2('abc', 100)")[0],
+        None,
+        "an unknown bit length is NULL"
+    );
+    // Spark's hash: BIGINT here, the value of Spark's INT.
+    assert_eq!(ints("hash(1)")[0], Some(0x99f0_149d_u32 as i32 as i64));
+    assert_eq!(ints("hash('abc')")[0], Some(1_322_437_556));
+    assert_eq!(ints("hash(NULL)")[0], Some(42));
+    assert_eq!(ints("hash(s)")[2], Some(42), "a NULL is skipped");
+    assert_eq!(ints("hash(0.0)"), ints("hash(-0.0)"));
+    // Arguments chain: each seeds the next.
+    assert_ne!(ints("hash(i, s)"), ints("hash(s, i)"));
+    let e = compile_err("sha256(s, 1)");
+    assert!(e.to_string().contains("sha256 expects 1 argument"), "{e}");
+}
