@@ -6,7 +6,7 @@
 
 use crate::aggregate::AggregatePlan;
 use crate::expr::referenced_columns;
-use crate::source::full_schema;
+use crate::source::{full_schema, KafkaMeta};
 use crate::step::{CustomOp, CustomSteps, Step};
 use crate::PlanError;
 use arrow_schema::{Schema, SchemaRef};
@@ -180,10 +180,74 @@ pub fn read_schema(spec: &pb::JobSpec) -> Result<SchemaRef, PlanError> {
     })
 }
 
+/// The source columns the job reads (`None` = all), in the source's
+/// order. A Kafka record's metadata columns are read only when a step
+/// refers to them (`raw`'s first five always are, as they always were).
+pub fn source_columns(spec: &pb::JobSpec) -> Result<Option<Vec<String>>, PlanError> {
+    if let Some(columns) = needed_columns(spec)? {
+        return Ok(Some(columns));
+    }
+    let Some(pb::source::Kind::Kafka(k)) = spec.source.as_ref().and_then(|s| s.kind.as_ref())
+    else {
+        return Ok(None);
+    };
+    let format = pb::KafkaFormat::try_from(k.format).unwrap_or(pb::KafkaFormat::Json);
+    let read = referenced_anywhere(spec)?;
+    Ok(Some(
+        full_schema(spec)?
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|name| match KafkaMeta::named(format, name) {
+                Some(KafkaMeta::Topic | KafkaMeta::Headers) => read.contains(name),
+                Some(_) if format != pb::KafkaFormat::Raw => read.contains(name),
+                _ => true,
+            })
+            .collect(),
+    ))
+}
+
+/// Every column any step's expression or setting names.
+fn referenced_anywhere(spec: &pb::JobSpec) -> Result<BTreeSet<String>, PlanError> {
+    let refs =
+        |path: String, sql: &str| referenced_columns(sql).map_err(|e| PlanError::expr(path, e));
+    let mut read = BTreeSet::new();
+    for (i, step) in spec.pipeline.iter().enumerate() {
+        let path = format!("pipeline[{i}]");
+        match step.kind.as_ref() {
+            Some(Kind::Filter(sql)) => read.extend(refs(format!("{path}.filter"), sql)?),
+            Some(Kind::Map(m)) => {
+                for a in &m.fields {
+                    read.extend(refs(format!("{path}.map.{}", a.name), &a.expr)?);
+                }
+            }
+            Some(Kind::FlatMap(f)) => {
+                read.insert(f.field.clone());
+            }
+            Some(Kind::KeyBy(sql)) => read.extend(refs(format!("{path}.key_by"), sql)?),
+            Some(Kind::Window(w)) => {
+                read.insert(w.time.clone());
+            }
+            Some(Kind::Aggregate(agg)) => {
+                for x in agg.aggregates.iter().filter(|x| !x.expr.trim().is_empty()) {
+                    read.extend(refs(format!("{path}.aggregate.{}", x.name), &x.expr)?);
+                }
+            }
+            Some(Kind::Lookup(l)) => {
+                if let Some(r) = &l.redis {
+                    read.extend(refs(format!("{path}.lookup.redis.key"), &r.key)?);
+                }
+            }
+            Some(Kind::Custom(_)) | None => {}
+        }
+    }
+    Ok(read)
+}
+
 /// The source columns the job needs (`None` = all), found by walking the
 /// steps backwards: a column is needed if a later step reads it before a
 /// step replaces it.
-pub fn source_columns(spec: &pb::JobSpec) -> Result<Option<Vec<String>>, PlanError> {
+fn needed_columns(spec: &pb::JobSpec) -> Result<Option<Vec<String>>, PlanError> {
     let available = full_schema(spec)?;
     let shape = Shape::of(spec);
     let steps = &shape.steps;
@@ -260,4 +324,69 @@ pub fn source_columns(spec: &pb::JobSpec) -> Result<Option<Vec<String>>, PlanErr
             .filter(|n| available.column_with_name(n).is_some())
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_proto::spec::parse_spec;
+
+    fn columns(format: &str, pipeline: &str, sink: &str) -> Option<Vec<String>> {
+        let schema = if format == "json" {
+            ", schema: { user: string, n: bigint }"
+        } else {
+            ""
+        };
+        let yaml = format!(
+            "name: t\nsource:\n  kafka: {{ brokers: \"127.0.0.1:9092\", topic: t, format: {format}{schema} }}\n\
+             pipeline:\n{pipeline}sink:\n  {sink}\n"
+        );
+        source_columns(&parse_spec(&yaml).unwrap()).unwrap()
+    }
+
+    fn names(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// A record's metadata is read only when a step names it, so jobs that
+    /// do not see exactly the columns they always did.
+    #[test]
+    fn kafka_metadata_columns_are_read_when_a_step_names_them() {
+        let stdout = "stdout: {}";
+        assert_eq!(
+            columns("json", "  - filter: \"n > 1\"\n", stdout),
+            names(&["user", "n"])
+        );
+        assert_eq!(
+            columns(
+                "json",
+                "  - filter: \"kafka_partition = 0\"\n  - map: { h: \"kafka_headers\" }\n",
+                stdout
+            ),
+            names(&["user", "n", "kafka_partition", "kafka_headers"])
+        );
+        assert_eq!(columns("text", "", stdout), names(&["value"]));
+        assert_eq!(
+            columns("text", "  - map: { o: \"kafka_offset\" }\n", stdout),
+            names(&["value", "kafka_offset"])
+        );
+        // raw: its first five columns as ever, topic and headers if named.
+        assert_eq!(
+            columns("raw", "", stdout),
+            names(&["key", "value", "timestamp", "partition", "offset"])
+        );
+        assert_eq!(
+            columns("raw", "  - filter: \"topic = 't'\"\n", stdout),
+            names(&["key", "value", "timestamp", "partition", "offset", "topic"])
+        );
+        // An aggregate reads only what it needs, metadata included.
+        assert_eq!(
+            columns(
+                "json",
+                "  - key_by: kafka_key\n  - aggregate: { last: { max: kafka_offset } }\n",
+                stdout
+            ),
+            names(&["kafka_key", "kafka_offset"])
+        );
+    }
 }

@@ -56,27 +56,91 @@ pub fn generator_schema() -> Schema {
     ])
 }
 
-/// Every column a Kafka source of this spec can produce.
+/// Every column a Kafka source of this spec can produce: the value's
+/// columns, then the record's metadata (see [`kafka_metadata`]).
 pub fn kafka_schema(source: &pb::KafkaSource) -> Schema {
-    match pb::KafkaFormat::try_from(source.format).unwrap_or(pb::KafkaFormat::Json) {
-        pb::KafkaFormat::Json => Schema::new(
-            source
-                .schema
-                .iter()
-                .map(|f| {
-                    let t = pb::FieldType::try_from(f.r#type).unwrap_or(pb::FieldType::String);
-                    Field::new(&f.name, arrow_type(t), true)
-                })
-                .collect::<Vec<_>>(),
-        ),
-        pb::KafkaFormat::Text => Schema::new(vec![Field::new("value", DataType::Utf8, true)]),
-        pb::KafkaFormat::Raw => Schema::new(vec![
-            Field::new("key", DataType::Utf8, true),
-            Field::new("value", DataType::Binary, true),
-            Field::new("timestamp", DataType::Int64, true),
-            Field::new("partition", DataType::Int64, false),
-            Field::new("offset", DataType::Int64, false),
-        ]),
+    let format = pb::KafkaFormat::try_from(source.format).unwrap_or(pb::KafkaFormat::Json);
+    let mut fields = match format {
+        pb::KafkaFormat::Json => source
+            .schema
+            .iter()
+            .map(|f| {
+                let t = pb::FieldType::try_from(f.r#type).unwrap_or(pb::FieldType::String);
+                Field::new(&f.name, arrow_type(t), true)
+            })
+            .collect::<Vec<_>>(),
+        pb::KafkaFormat::Text => vec![Field::new("value", DataType::Utf8, true)],
+        pb::KafkaFormat::Raw => vec![Field::new("value", DataType::Binary, true)],
+    };
+    let meta = |m: &KafkaMeta| Field::new(m.column(format), m.data_type(), m.nullable());
+    if format == pb::KafkaFormat::Raw {
+        // The key first, as raw has always had it.
+        fields.insert(0, meta(&KafkaMeta::Key));
+        fields.extend(KafkaMeta::ALL[1..].iter().map(meta));
+    } else {
+        fields.extend(KafkaMeta::ALL.iter().map(meta));
+    }
+    Schema::new(fields)
+}
+
+/// One piece of a Kafka record's metadata, a column of every format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaMeta {
+    /// The record's key as text (invalid UTF-8 replaced); NULL without one.
+    Key,
+    /// The record's timestamp, ms since the Unix epoch; NULL without one.
+    Timestamp,
+    /// The partition.
+    Partition,
+    /// The offset.
+    Offset,
+    /// The topic.
+    Topic,
+    /// The headers as a JSON object of text values (`{"trace": "a1"}`; a
+    /// header without a value is `null`, a repeated name keeps the last);
+    /// NULL without headers.
+    Headers,
+}
+
+impl KafkaMeta {
+    /// Every kind, in column order.
+    pub const ALL: [KafkaMeta; 6] = [
+        KafkaMeta::Key,
+        KafkaMeta::Timestamp,
+        KafkaMeta::Partition,
+        KafkaMeta::Offset,
+        KafkaMeta::Topic,
+        KafkaMeta::Headers,
+    ];
+
+    /// Its column's name in `format`: `kafka_key`, … (`key`, … in `raw`).
+    pub fn column(self, format: pb::KafkaFormat) -> &'static str {
+        let i = Self::ALL.iter().position(|m| *m == self).unwrap_or(0);
+        let name = weir_proto::spec::KAFKA_METADATA_COLUMNS[i];
+        match format {
+            pb::KafkaFormat::Raw => name.trim_start_matches("kafka_"),
+            _ => name,
+        }
+    }
+
+    /// Its column's type.
+    pub fn data_type(self) -> DataType {
+        match self {
+            KafkaMeta::Key | KafkaMeta::Topic | KafkaMeta::Headers => DataType::Utf8,
+            KafkaMeta::Timestamp | KafkaMeta::Partition | KafkaMeta::Offset => DataType::Int64,
+        }
+    }
+
+    fn nullable(self) -> bool {
+        matches!(
+            self,
+            KafkaMeta::Key | KafkaMeta::Timestamp | KafkaMeta::Headers
+        )
+    }
+
+    /// The kind whose column in `format` is `name`, if any.
+    pub fn named(format: pb::KafkaFormat, name: &str) -> Option<KafkaMeta> {
+        Self::ALL.iter().copied().find(|m| m.column(format) == name)
     }
 }
 

@@ -20,7 +20,7 @@ pub use validate::limits;
 pub use validate::{
     bytes_per_partition, check_job_name, check_operator_name, check_operator_version,
     custom_operators, fingerprint, is_sql_identifier, operator_id, parse_spec, validate,
-    COMMITS_TOPIC, MAX_JOB_NAME, SPEC_FORMAT_VERSION,
+    COMMITS_TOPIC, KAFKA_METADATA_COLUMNS, MAX_JOB_NAME, SPEC_FORMAT_VERSION,
 };
 
 use std::fmt;

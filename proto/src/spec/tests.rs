@@ -899,3 +899,17 @@ fn hbase_sinks_parse_validate_and_render() {
     }
     assert!(errors(&sink("thrift: \"h:9090\", table: t, family: f")).contains("row_key"));
 }
+
+#[test]
+fn a_json_field_may_not_take_a_metadata_column_name() {
+    let e = parse_spec(
+        "name: t\nsource:\n  kafka: { brokers: \"b:9092\", topic: t, schema: { kafka_offset: bigint } }\n\
+         sink:\n  stdout: {}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("source.kafka.schema.kafka_offset: is the name of a record metadata column"),
+        "{e}"
+    );
+}

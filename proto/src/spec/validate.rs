@@ -776,6 +776,17 @@ fn validate_postgres_sink(pg: &pb::PostgresSink, issues: &mut Issues) {
     }
 }
 
+/// The columns of a Kafka record's metadata that a `json` or `text`
+/// source adds to the value's (`raw` names them without the prefix).
+pub const KAFKA_METADATA_COLUMNS: [&str; 6] = [
+    "kafka_key",
+    "kafka_timestamp",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_topic",
+    "kafka_headers",
+];
+
 fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
     let p = "source.kafka";
     if k.brokers.trim().is_empty() {
@@ -840,6 +851,11 @@ fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
             issues.add(format!("{p}.schema"), "field names must not be empty");
         } else if !seen.insert(f.name.as_str()) {
             issues.add(format!("{p}.schema.{}", f.name), "duplicate field");
+        } else if KAFKA_METADATA_COLUMNS.contains(&f.name.as_str()) {
+            issues.add(
+                format!("{p}.schema.{}", f.name),
+                "is the name of a record metadata column (kafka_key, kafka_timestamp, kafka_partition, kafka_offset, kafka_topic, kafka_headers); read the value's field under another name with a map, or use the metadata column",
+            );
         }
         if pb::FieldType::try_from(f.r#type).is_err() {
             issues.add(

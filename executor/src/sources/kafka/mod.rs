@@ -25,7 +25,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 use consumers::{ConsumerPool, Positioned};
 use dead_letters::{DeadLetters, DeadRecord};
-use decode::{Decoder, RawBuilders};
+use decode::Decoder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
@@ -200,18 +200,12 @@ impl KafkaReader {
     }
 
     fn decoder(&self) -> Decoder {
-        match pb::KafkaFormat::try_from(self.source.format).unwrap_or(pb::KafkaFormat::Json) {
-            pb::KafkaFormat::Json => Decoder::Json(super::json::JsonDecoder::projected(
-                &self.json_fields,
-                &self.json_output,
-            )),
-            pb::KafkaFormat::Text => Decoder::Text {
-                project: self.schema.fields().len() == 1,
-                value: arrow_array::builder::StringBuilder::new(),
-                rows: 0,
-            },
-            pb::KafkaFormat::Raw => Decoder::Raw(Box::new(RawBuilders::new(&self.schema))),
-        }
+        Decoder::new(
+            pb::KafkaFormat::try_from(self.source.format).unwrap_or(pb::KafkaFormat::Json),
+            &self.schema,
+            &self.json_fields,
+            &self.json_output,
+        )
     }
 
     /// Where retention left the partition: its low watermark.
