@@ -9,11 +9,10 @@
 //! own requests, then `weir local` with a generator and a `map` (a
 //! stateless job: each record a row, written at commit).
 
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use weir::local::run_job;
-use weir_driver::{DriverOptions, Outcome};
 use weir_executor::hbase_thrift::{encode_row, HbaseClient};
+
+mod common;
 
 /// Rows per request on the client's path, as the sink's largest.
 const CHUNK: u64 = 5_000;
@@ -67,22 +66,12 @@ fn bulk(client: &mut HbaseClient, rows: u64) -> anyhow::Result<f64> {
 fn weir(client: &mut HbaseClient, addr: &str, rows: u64) -> anyhow::Result<f64> {
     let table = "bench_hbase_weir";
     fresh(client, table)?;
-    let dir = tempfile::tempdir()?;
-    let spec = weir_proto::spec::parse_spec(&format!(
+    let elapsed = common::run_to_end(&format!(
         "name: bench-hbase\nbatch_interval: 10ms\n\
          source:\n  generator: {{ partitions: 4, keys: 1000, rate: 0, total: {rows}, max_records_per_partition: 25000 }}\n\
          pipeline:\n  - map: {{ id: \"CAST(value AS STRING)\", doubled: \"value * 2\" }}\n\
          sink:\n  hbase: {{ thrift: \"{addr}\", table: {table}, family: f, row_key: id }}\n"
     ))?;
-    let shutdown = AtomicBool::new(false);
-    let options = DriverOptions {
-        exit_when_idle: true,
-        ..Default::default()
-    };
-    let started = Instant::now();
-    let outcome = run_job(spec, dir.path(), options, &shutdown, &mut |_| {})?;
-    let elapsed = started.elapsed();
-    anyhow::ensure!(outcome == Outcome::Finished, "the job did not finish");
     let n = count(client, table)?;
     anyhow::ensure!(n == rows, "{table}: {n} rows of {rows}");
     Ok(rows as f64 / elapsed.as_secs_f64())

@@ -8,10 +8,9 @@
 //!
 //! `WEIR_BENCH_RECORDS` sets the records per run (default 1 million).
 
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-use weir::local::run_job;
-use weir_driver::{DriverOptions, Outcome};
+
+mod common;
 
 const PREFIX: &str = "weir-bench-lookup";
 
@@ -61,22 +60,12 @@ fn job(url: &str, records: u64, keys: u64, lookup: bool) -> anyhow::Result<f64> 
     } else {
         String::new()
     };
-    let spec = weir_proto::spec::parse_spec(&format!(
+    let elapsed = common::run_to_end(&format!(
         "name: bench-lookup\nbatch_interval: 10ms\n\
          source:\n  generator: {{ partitions: 4, keys: {keys}, rate: 0, total: {records}, max_records_per_partition: 50000 }}\n\
          pipeline:\n{step}  - filter: \"value >= 0\"\n\
          sink:\n  noop: {{}}\n"
     ))?;
-    let dir = tempfile::tempdir()?;
-    let shutdown = AtomicBool::new(false);
-    let options = DriverOptions {
-        exit_when_idle: true,
-        ..Default::default()
-    };
-    let started = Instant::now();
-    let outcome = run_job(spec, dir.path(), options, &shutdown, &mut |_| {})?;
-    let elapsed = started.elapsed();
-    anyhow::ensure!(outcome == Outcome::Finished, "the job did not finish");
     Ok(records as f64 / elapsed.as_secs_f64())
 }
 

@@ -9,10 +9,9 @@
 //! generator and a `map`, appending and upserting (on `value`).
 
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-use weir::local::run_job;
-use weir_driver::{DriverOptions, Outcome};
+
+mod common;
 
 fn fresh(db: &mut postgres::Client, table: &str, key: bool) -> anyhow::Result<()> {
     let pk = if key { " PRIMARY KEY" } else { "" };
@@ -79,22 +78,12 @@ fn weir(db: &mut postgres::Client, rows: u64, upsert: bool) -> anyhow::Result<f6
     } else {
         "mode: append"
     };
-    let dir = tempfile::tempdir()?;
-    let spec = weir_proto::spec::parse_spec(&format!(
+    let elapsed = common::run_to_end(&format!(
         "name: bench-{table}\nbatch_interval: 10ms\n\
          source:\n  generator: {{ partitions: 4, keys: 1000, rate: 0, total: {rows}, max_records_per_partition: 100000 }}\n\
          pipeline:\n  - map: {{ doubled: \"value * 2\" }}\n\
          sink:\n  postgres: {{ url: \"${{env:WEIR_POSTGRES_URL}}\", table: {table}, {mode}, columns: [key, value, doubled] }}\n"
     ))?;
-    let shutdown = AtomicBool::new(false);
-    let options = DriverOptions {
-        exit_when_idle: true,
-        ..Default::default()
-    };
-    let started = Instant::now();
-    let outcome = run_job(spec, dir.path(), options, &shutdown, &mut |_| {})?;
-    let elapsed = started.elapsed();
-    anyhow::ensure!(outcome == Outcome::Finished, "the job did not finish");
     let n: i64 = db
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])?
         .get(0);
