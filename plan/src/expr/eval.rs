@@ -8,7 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;
 use arrow_array::{
     new_null_array, Array, ArrayRef, BooleanArray, Datum, DictionaryArray, Float64Array,
-    Int32Array, Int64Array, Scalar, UInt32Array,
+    Int32Array, Int64Array, Scalar, StringArray, UInt32Array,
 };
 use arrow_buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow_ord::cmp;
@@ -428,6 +428,14 @@ impl Phys {
                 }
                 functions::call(*func, &values, text)
             }
+            Kind::JsonPath { path, arg } => arg.eval(input)?.map(|a| {
+                let out: StringArray = a
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.and_then(|t| path.extract(t)))
+                    .collect();
+                Ok(Arc::new(out) as ArrayRef)
+            }),
             Kind::Regex {
                 func,
                 regex,

@@ -55,6 +55,12 @@ impl Arg<'_> {
         let r = self.row(i);
         a.is_valid(r).then(|| a.value(r))
     }
+
+    fn bool(&self, i: usize) -> Option<bool> {
+        let a = self.array.as_boolean();
+        let r = self.row(i);
+        a.is_valid(r).then(|| a.value(r))
+    }
 }
 
 fn args(values: &[Value]) -> Vec<Arg<'_>> {
@@ -489,71 +495,43 @@ fn extreme(a: &[Arg<'_>], len: usize, greatest: bool) -> Result<ArrayRef, ArrowE
     } else {
         Ordering::Less
     };
-    let better = |new: Ordering| new == wanted;
     Ok(match a.first().map(|x| x.array.data_type()) {
-        Some(DataType::Int64) => {
-            let out: Int64Array = (0..len)
-                .map(|i| {
-                    a.iter().filter_map(|x| x.int(i)).reduce(|best, v| {
-                        if better(v.cmp(&best)) {
-                            v
-                        } else {
-                            best
-                        }
-                    })
-                })
-                .collect();
-            Arc::new(out)
-        }
-        Some(DataType::Float64) => {
-            // NaN is larger than any other value, as in Spark.
-            let out: Float64Array = (0..len)
-                .map(|i| {
-                    a.iter().filter_map(|x| x.float(i)).reduce(|best, v| {
-                        if better(v.total_cmp(&best)) {
-                            v
-                        } else {
-                            best
-                        }
-                    })
-                })
-                .collect();
-            Arc::new(out)
-        }
-        Some(DataType::Utf8) => {
-            let out: StringArray = (0..len)
-                .map(|i| {
-                    a.iter().filter_map(|x| x.str(i)).reduce(|best, v| {
-                        if better(v.cmp(best)) {
-                            v
-                        } else {
-                            best
-                        }
-                    })
-                })
-                .collect();
-            Arc::new(out)
-        }
-        Some(DataType::Boolean) => {
-            let out: BooleanArray = (0..len)
-                .map(|i| {
-                    a.iter()
-                        .filter_map(|x| {
-                            let b = x.array.as_boolean();
-                            let r = x.row(i);
-                            b.is_valid(r).then(|| b.value(r))
-                        })
-                        .reduce(|best, v| if better(v.cmp(&best)) { v } else { best })
-                })
-                .collect();
-            Arc::new(out)
-        }
+        Some(DataType::Int64) => Arc::new(
+            (0..len)
+                .map(|i| best(a.iter().filter_map(|x| x.int(i)), wanted, Ord::cmp))
+                .collect::<Int64Array>(),
+        ),
+        // NaN is larger than any other value, as in Spark.
+        Some(DataType::Float64) => Arc::new(
+            (0..len)
+                .map(|i| best(a.iter().filter_map(|x| x.float(i)), wanted, f64::total_cmp))
+                .collect::<Float64Array>(),
+        ),
+        Some(DataType::Utf8) => Arc::new(
+            (0..len)
+                .map(|i| best(a.iter().filter_map(|x| x.str(i)), wanted, Ord::cmp))
+                .collect::<StringArray>(),
+        ),
+        Some(DataType::Boolean) => Arc::new(
+            (0..len)
+                .map(|i| best(a.iter().filter_map(|x| x.bool(i)), wanted, Ord::cmp))
+                .collect::<BooleanArray>(),
+        ),
         other => {
             return Err(ArrowError::ComputeError(format!(
                 "greatest/least cannot compare {other:?}"
             )))
         }
     })
+}
+
+/// The value that compares `wanted` to all the others (the first of equals).
+fn best<T>(
+    values: impl Iterator<Item = T>,
+    wanted: Ordering,
+    cmp: impl Fn(&T, &T) -> Ordering,
+) -> Option<T> {
+    values.reduce(|best, v| if cmp(&v, &best) == wanted { v } else { best })
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@
 
 mod eval;
 mod functions;
+mod json_path;
 mod library;
 mod parse;
 mod types;

@@ -1306,3 +1306,32 @@ fn library_hashing() {
     let e = compile_err("sha256(s, 1)");
     assert!(e.to_string().contains("sha256 expects 1 argument"), "{e}");
 }
+
+#[test]
+fn json_extract_picks_a_value_of_a_json_text() {
+    assert_eq!(
+        strs("json_extract(concat('{\"a\": {\"b\": [\"', s, '\"]}}'), '$.a.b[0]')"),
+        s(&[
+            Some("Click"),
+            Some("view"),
+            None,
+            Some("click"),
+            Some("héllo")
+        ])
+    );
+    assert_eq!(
+        strs("get_json_object('{\"n\": 1}', '$.n')")[0].as_deref(),
+        Some("1")
+    );
+    assert_eq!(strs("json_extract(s, '$.x')")[0], None, "not JSON: NULL");
+    let e = compile_err("json_extract(s, s)");
+    assert!(e.to_string().contains("as a string literal"), "{e}");
+    let e = compile_err("json_extract(s, 'a.b')");
+    assert!(
+        e.to_string()
+            .contains("invalid path 'a.b': a path starts with $"),
+        "{e}"
+    );
+    let e = compile_err("json_extract(i, '$.a')");
+    assert!(e.to_string().contains("expects Utf8 for argument 1"), "{e}");
+}

@@ -8,6 +8,7 @@ use regex::{Regex, RegexBuilder};
 use arrow_array::{new_null_array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow_schema::{DataType, Schema};
 
+use super::json_path::JsonPath;
 use super::parse::{BinOp, CastTarget, Lit, Logical};
 use super::ExprError;
 
@@ -144,6 +145,11 @@ pub(crate) enum Kind {
         func: Func,
         args: Vec<Phys>,
         text: String,
+    },
+    /// `json_extract(arg, path)`: `arg` is a string.
+    JsonPath {
+        path: Arc<JsonPath>,
+        arg: Box<Phys>,
     },
     /// The pattern is the regex's; `args` are the other arguments.
     Regex {
@@ -667,6 +673,7 @@ impl<'a> Binder<'a> {
             "regexp_replace" => return self.regex(RegexFunc::Replace, name, args, 3, 3),
             "regexp_extract" => return self.regex(RegexFunc::Extract, name, args, 2, 3),
             "rlike" | "regexp_like" => return self.regex(RegexFunc::Like, name, args, 2, 2),
+            "json_extract" | "get_json_object" => return self.json_extract(name, args),
             "ifnull" | "nvl" if args.len() != 2 => {
                 return Err(
                     self.type_error(format!("{name} expects 2 arguments, found {}", args.len()))
@@ -722,11 +729,29 @@ impl<'a> Binder<'a> {
             }
         };
         let text = l_text(l);
-        let strings = |args: Vec<Phys>| -> Result<Vec<Phys>, ExprError> {
+        // Each argument of the type `t` gives for its position.
+        let typed = |args: Vec<Phys>, t: &dyn Fn(usize) -> DataType| {
             args.into_iter()
                 .enumerate()
-                .map(|(i, a)| expect(i, a, &DataType::Utf8))
-                .collect()
+                .map(|(i, a)| expect(i, a, &t(i)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let strings = |args: Vec<Phys>| typed(args, &|_| DataType::Utf8);
+        // A string, then BIGINTs (`substr`), or a string, a BIGINT and
+        // strings (`lpad`, `sha2`).
+        let string_then_ints = |i: usize| {
+            if i == 0 {
+                DataType::Utf8
+            } else {
+                DataType::Int64
+            }
+        };
+        let int_second = |i: usize| {
+            if i == 1 {
+                DataType::Int64
+            } else {
+                DataType::Utf8
+            }
         };
         let numbers = |args: Vec<Phys>, t: &DataType| -> Result<Vec<Phys>, ExprError> {
             args.into_iter()
@@ -749,21 +774,7 @@ impl<'a> Binder<'a> {
                 (DataType::Utf8, strings(args)?, nullable)
             }
             Func::StartsWith | Func::EndsWith => (DataType::Boolean, strings(args)?, nullable),
-            Func::Lpad | Func::Rpad => {
-                let args = args
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        let t = if i == 1 {
-                            DataType::Int64
-                        } else {
-                            DataType::Utf8
-                        };
-                        expect(i, a, &t)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                (DataType::Utf8, args, nullable)
-            }
+            Func::Lpad | Func::Rpad => (DataType::Utf8, typed(args, &int_second)?, nullable),
             Func::Round => {
                 let mut args = args.into_iter();
                 let x = args.next().into_iter().collect::<Vec<_>>();
@@ -813,22 +824,8 @@ impl<'a> Binder<'a> {
                 )
             }
             Func::Md5 => (DataType::Utf8, strings(args)?, nullable),
-            Func::Sha2 => {
-                let args = args
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        let t = if i == 1 {
-                            DataType::Int64
-                        } else {
-                            DataType::Utf8
-                        };
-                        expect(i, a, &t)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                // Like Spark: NULL for a bit length it does not know.
-                (DataType::Utf8, args, true)
-            }
+            // Like Spark: NULL for a bit length it does not know.
+            Func::Sha2 => (DataType::Utf8, typed(args, &int_second)?, true),
             Func::Hash => {
                 for (i, a) in args.iter().enumerate() {
                     if !matches!(
@@ -860,22 +857,8 @@ impl<'a> Binder<'a> {
                     true,
                 )
             }
-            Func::Lower | Func::Upper | Func::Concat => {
-                let args = args
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, a)| expect(i, a, &DataType::Utf8))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (DataType::Utf8, args, nullable)
-            }
-            Func::Length => {
-                let args = args
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, a)| expect(i, a, &DataType::Utf8))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (DataType::Int64, args, nullable)
-            }
+            Func::Lower | Func::Upper | Func::Concat => (DataType::Utf8, strings(args)?, nullable),
+            Func::Length => (DataType::Int64, strings(args)?, nullable),
             Func::Abs => {
                 let a = args.into_iter().next();
                 let Some(a) = a else {
@@ -892,21 +875,7 @@ impl<'a> Binder<'a> {
                 };
                 (t.clone(), vec![coerce(a, &t)], nullable)
             }
-            Func::Substr => {
-                let args = args
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        let t = if i == 0 {
-                            DataType::Utf8
-                        } else {
-                            DataType::Int64
-                        };
-                        expect(i, a, &t)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                (DataType::Utf8, args, nullable)
-            }
+            Func::Substr => (DataType::Utf8, typed(args, &string_then_ints)?, nullable),
         };
         Ok(node(Kind::Func { func, args, text }, data_type, nullable))
     }
@@ -915,7 +884,8 @@ impl<'a> Binder<'a> {
 /// The functions expressions may call, for error messages.
 const SUPPORTED: &str = "lower, upper, length, abs, concat, substr, trim, ltrim, rtrim, replace, \
 starts_with, ends_with, lpad, rpad, regexp_replace, regexp_extract, rlike, round, floor, ceil, \
-pow, sqrt, ln, exp, greatest, least, coalesce, ifnull, nvl, nullif, md5, sha2, sha256, hash";
+pow, sqrt, ln, exp, greatest, least, coalesce, ifnull, nvl, nullif, md5, sha2, sha256, hash, \
+json_extract";
 
 impl Binder<'_> {
     /// A function whose second argument is a regular expression: a string
@@ -988,6 +958,39 @@ impl Binder<'_> {
             },
             data_type,
             nullable,
+        ))
+    }
+}
+
+impl Binder<'_> {
+    /// `json_extract(s, path)`: the path is a string literal, parsed here.
+    fn json_extract(&self, name: &str, args: &[Logical]) -> Result<Phys, ExprError> {
+        let [text, path] = args else {
+            return Err(
+                self.type_error(format!("{name} expects 2 arguments, found {}", args.len()))
+            );
+        };
+        let Logical::Literal(Lit::Str(path)) = path else {
+            return Err(self.type_error(format!(
+                "{name} expects its path (argument 2) as a string literal, e.g. {name}(payload, '$.user.id')"
+            )));
+        };
+        let parsed = JsonPath::parse(path)
+            .map_err(|e| self.type_error(format!("{name}: invalid path '{path}': {e}")))?;
+        let text = self.bind_child(text)?;
+        if text.data_type != DataType::Utf8 && text.data_type != DataType::Null {
+            return Err(self.type_error(format!(
+                "{name} expects Utf8 for argument 1, found {}",
+                text.data_type
+            )));
+        }
+        Ok(node(
+            Kind::JsonPath {
+                path: Arc::new(parsed),
+                arg: Box::new(coerce(text, &DataType::Utf8)),
+            },
+            DataType::Utf8,
+            true,
         ))
     }
 }
