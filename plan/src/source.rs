@@ -61,7 +61,7 @@ pub fn generator_schema() -> Schema {
 pub fn kafka_schema(source: &pb::KafkaSource) -> Schema {
     let format = pb::KafkaFormat::try_from(source.format).unwrap_or(pb::KafkaFormat::Json);
     let mut fields = match format {
-        pb::KafkaFormat::Json => source
+        pb::KafkaFormat::Json | pb::KafkaFormat::Csv => source
             .schema
             .iter()
             .map(|f| {

@@ -135,3 +135,79 @@ fn record_metadata_are_columns_a_step_can_name() {
         assert_eq!(fields, ["n", "user"], "{}", r.value);
     }
 }
+
+/// A `csv` topic: quoted fields with commas and quotes, empty fields as
+/// NULL, a bad line skipped and counted; a running sum per region exact.
+#[test]
+fn csv_records_decode_into_the_schema_s_columns() {
+    let Some(brokers) = kafka_brokers("csv_records_decode_into_the_schema_s_columns") else {
+        return;
+    };
+    let topic = unique_topic("formats-csv");
+    create_topic(&brokers, &topic, 2);
+    let regions = ["north", "south, east", "the \"west\""];
+    let mut records = Vec::new();
+    let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for i in 0..300i64 {
+        let region = regions[(i % 3) as usize];
+        let quoted = format!("\"{}\"", region.replace('"', "\"\""));
+        // Every seventh amount is empty: NULL, which sum skips.
+        let amount = if i % 7 == 0 {
+            String::new()
+        } else {
+            i.to_string()
+        };
+        records.push((
+            (i % 2) as i32,
+            format!("k{i}"),
+            format!("{quoted},{amount},{i}"),
+        ));
+        let e = want.entry(region.to_string()).or_default();
+        e.0 += 1;
+        if i % 7 != 0 {
+            e.1 += i;
+        }
+    }
+    records.push((0, "bad".into(), "\"north\",not-a-number,1".into()));
+    weir_tests::kafka::produce(&brokers, &topic, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("csv-out");
+    let mut job = LocalJob::new(
+        dir.path(),
+        "csv",
+        &format!(
+            "name: csv\nbatch_interval: 50ms\non_error: skip\n\
+             source:\n  kafka: {{ brokers: \"{brokers}\", topic: {topic}, start: earliest, format: csv, \
+             schema: {{ region: string, amount: bigint, n: bigint }} }}\n\
+             pipeline:\n  - key_by: region\n  - aggregate: {{ clicks: {{}}, total: {{ sum: amount }} }}\n\
+             sink:\n  file: {{ path: \"{}\", format: jsonl }}\n",
+            out.display()
+        ),
+    );
+    let (ok, log) = job.run(&[]);
+    assert!(ok, "{log}");
+    let mut got: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for r in read_file_sink(&out).unwrap() {
+        let v = &r.value;
+        got.insert(
+            v["key"].as_str().unwrap().to_string(),
+            (v["clicks"].as_i64().unwrap(), v["total"].as_i64().unwrap()),
+        );
+    }
+    assert_eq!(got, want, "each region's newest row");
+    // The bad line was skipped and counted, once.
+    let skipped: u64 = job
+        .logs()
+        .lines()
+        .filter(|l| l.contains("batch committed"))
+        .filter_map(|l| {
+            l.split("skipped=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(skipped, 1, "{}", job.logs());
+}

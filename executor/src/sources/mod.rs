@@ -3,9 +3,10 @@
 //! yields the same records.
 
 pub mod budget;
+pub mod csv;
 pub mod generator;
-pub mod json;
 pub mod kafka;
+pub mod records;
 
 pub use generator::GeneratorReader;
 pub use kafka::KafkaReader;

@@ -195,6 +195,7 @@ fn render_kafka_source(k: &pb::KafkaSource, y: &mut String) {
     let format = match pb::KafkaFormat::try_from(k.format) {
         Ok(pb::KafkaFormat::Text) => "text",
         Ok(pb::KafkaFormat::Raw) => "raw",
+        Ok(pb::KafkaFormat::Csv) => "csv",
         _ => "json",
     };
     let on_missing = if k.on_missing == pb::OnMissing::SkipToEarliest as i32 {

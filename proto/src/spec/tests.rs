@@ -234,7 +234,7 @@ fn kafka_errors_name_their_field() {
         "source.kafka.brokers: must not be empty",
         "source.kafka.topic: must be a Kafka topic name",
         "source.kafka.max_records_per_partition: must be at least 1",
-        "source.kafka.schema: only format json takes a schema",
+        "source.kafka.schema: only formats json and csv take a schema",
         "sink.kafka.topic: weir-commits is Weir's commit-marker topic",
         "sink.kafka.properties.transactional.id: is set by Weir",
     ] {
@@ -912,4 +912,22 @@ fn a_json_field_may_not_take_a_metadata_column_name() {
         e.contains("source.kafka.schema.kafka_offset: is the name of a record metadata column"),
         "{e}"
     );
+}
+
+#[test]
+fn a_csv_source_needs_its_schema() {
+    let e = parse_spec(
+        "name: t\nsource:\n  kafka: { brokers: \"b:9092\", topic: t, format: csv }\nsink:\n  stdout: {}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("source.kafka.schema: format csv (all its fields, in order) needs"),
+        "{e}"
+    );
+    parse_spec(
+        "name: t\nsource:\n  kafka: { brokers: \"b:9092\", topic: t, format: csv, schema: { a: string, n: bigint } }\n\
+         sink:\n  stdout: {}\n",
+    )
+    .unwrap();
 }

@@ -298,6 +298,7 @@ fn convert_kafka_source(k: KafkaSourceYaml, issues: &mut Issues) -> pb::KafkaSou
     };
     let format = match k.format.unwrap_or(KafkaFormatYaml::Json) {
         KafkaFormatYaml::Json => pb::KafkaFormat::Json,
+        KafkaFormatYaml::Csv => pb::KafkaFormat::Csv,
         KafkaFormatYaml::Text => pb::KafkaFormat::Text,
         KafkaFormatYaml::Raw => pb::KafkaFormat::Raw,
     };
@@ -824,11 +825,14 @@ fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
     }
     let format = pb::KafkaFormat::try_from(k.format);
     match format {
-        Ok(pb::KafkaFormat::Json) => {
+        Ok(f @ (pb::KafkaFormat::Json | pb::KafkaFormat::Csv)) => {
             if k.schema.is_empty() {
                 issues.add(
                     format!("{p}.schema"),
-                    "format json needs the fields the job reads and their types, e.g. schema: { user: string, amount: double }; types are not guessed from the data (see docs/kafka.md, \"Why json needs a schema\"); format text or raw need no schema",
+                    format!(
+                        "format {} needs the fields the job reads and their types, e.g. schema: {{ user: string, amount: double }}; types are not guessed from the data (see docs/kafka.md, \"Why json needs a schema\"); format text or raw need no schema",
+                        if f == pb::KafkaFormat::Csv { "csv (all its fields, in order)" } else { "json" }
+                    ),
                 );
             }
         }
@@ -837,13 +841,13 @@ fn validate_kafka_source(k: &pb::KafkaSource, issues: &mut Issues) {
                 issues.add(
                     format!("{p}.schema"),
                     format!(
-                        "only format json takes a schema; format {} has fixed columns (see docs/kafka.md)",
+                        "only formats json and csv take a schema; format {} has fixed columns (see docs/kafka.md)",
                         if f == pb::KafkaFormat::Text { "text" } else { "raw" }
                     ),
                 );
             }
         }
-        Err(_) => issues.add(format!("{p}.format"), "must be json, text or raw"),
+        Err(_) => issues.add(format!("{p}.format"), "must be json, csv, text or raw"),
     }
     let mut seen = std::collections::HashSet::new();
     for f in &k.schema {

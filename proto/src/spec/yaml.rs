@@ -98,6 +98,7 @@ pub enum KafkaStartYaml {
 #[serde(rename_all = "snake_case")]
 pub enum KafkaFormatYaml {
     Json,
+    Csv,
     Text,
     Raw,
 }

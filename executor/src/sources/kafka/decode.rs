@@ -1,7 +1,7 @@
 //! Decoding Kafka records into Arrow columns: the value's per the source's
 //! format, and the record's metadata the job reads.
 
-use super::super::json::JsonDecoder;
+use super::super::records::RecordDecoder;
 use arrow_array::builder::{BinaryBuilder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
@@ -23,7 +23,9 @@ pub(super) struct Decoder {
 
 /// The builders of the value's columns.
 enum Value {
-    Json(JsonDecoder),
+    Json(RecordDecoder),
+    /// `csv`: comma-separated fields.
+    Csv(RecordDecoder),
     /// `text`: the value column, if read.
     Text(Option<StringBuilder>),
     /// `raw`: the value column, if read.
@@ -46,7 +48,10 @@ impl Decoder {
     ) -> Decoder {
         let has_value = schema.column_with_name("value").is_some();
         let value = match format {
-            pb::KafkaFormat::Json => Value::Json(JsonDecoder::projected(json_fields, json_output)),
+            pb::KafkaFormat::Json => {
+                Value::Json(RecordDecoder::projected(json_fields, json_output))
+            }
+            pb::KafkaFormat::Csv => Value::Csv(RecordDecoder::projected(json_fields, json_output)),
             pb::KafkaFormat::Text => Value::Text(has_value.then(StringBuilder::new)),
             pb::KafkaFormat::Raw => Value::Raw(has_value.then(BinaryBuilder::new)),
         };
@@ -94,6 +99,10 @@ impl Decoder {
                 Some(p) => d.push(p)?,
                 None => return Err("the record has no value (a tombstone)".into()),
             },
+            Value::Csv(d) => match m.payload() {
+                Some(p) => d.push_csv(p, b',')?,
+                None => return Err("the record has no value (a tombstone)".into()),
+            },
             Value::Text(b) => {
                 let text = m
                     .payload()
@@ -131,7 +140,7 @@ impl Decoder {
     /// The decoded rows as a batch; the decoder starts over.
     pub(super) fn finish(&mut self) -> RecordBatch {
         let value: Option<RecordBatch> = match &mut self.value {
-            Value::Json(d) => Some(d.finish()),
+            Value::Json(d) | Value::Csv(d) => Some(d.finish()),
             Value::Text(_) | Value::Raw(_) => None,
         };
         let mut value_column: Option<ArrayRef> = match &mut self.value {

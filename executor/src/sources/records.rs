@@ -1,11 +1,11 @@
-//! Decodes JSON objects into typed Arrow columns.
+//! Decodes records, JSON objects or CSV lines, into typed Arrow columns.
 //!
-//! Each record is parsed once by `serde_json` straight into a reused row of
-//! typed cells (no `serde_json::Value`, no per-record allocation beyond the
-//! parser's own); only when the whole record is valid are its cells
-//! appended to the column builders, so a malformed record leaves no trace.
-//! Fields not in the schema are skipped; missing fields and JSON `null` are
-//! nulls.
+//! Each record is parsed once straight into a reused row of typed cells: a
+//! JSON object by `serde_json` (no `serde_json::Value`, no per-record
+//! allocation beyond the parser's own), a CSV line by [`super::csv`]. Only
+//! when the whole record is valid are its cells appended to the column
+//! builders, so a malformed record leaves no trace. JSON fields not in the
+//! schema are skipped; missing fields and JSON `null` are nulls.
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
@@ -33,8 +33,8 @@ enum Builder {
     Bool(BooleanBuilder),
 }
 
-/// Decodes JSON objects into the columns of a schema.
-pub struct JsonDecoder {
+/// Decodes records (JSON objects or CSV lines) into the columns of a schema.
+pub struct RecordDecoder {
     names: Vec<String>,
     types: Vec<pb::FieldType>,
     /// Indexes (into `names`) of the fields that become columns; the others
@@ -47,7 +47,7 @@ pub struct JsonDecoder {
     rows: usize,
 }
 
-impl JsonDecoder {
+impl RecordDecoder {
     /// A decoder of `fields` (name and type) producing every field as a column.
     pub fn new(fields: &[(String, pb::FieldType)]) -> Self {
         Self::projected(fields, &(0..fields.len()).collect::<Vec<_>>())
@@ -62,7 +62,7 @@ impl JsonDecoder {
                 .map(|i| Field::new(&fields[*i].0, arrow_type(fields[*i].1), true))
                 .collect::<Vec<_>>(),
         ));
-        let mut d = JsonDecoder {
+        let mut d = RecordDecoder {
             names: fields.iter().map(|(n, _)| n.clone()).collect(),
             types: fields.iter().map(|(_, t)| *t).collect(),
             output: output.to_vec(),
@@ -93,7 +93,7 @@ impl JsonDecoder {
         self.schema.clone()
     }
 
-    /// Rows decoded since the last [`JsonDecoder::finish`].
+    /// Rows decoded since the last [`RecordDecoder::finish`].
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -114,6 +114,39 @@ impl JsonDecoder {
         )
         .and_then(|()| de.end())
         .map_err(|e| e.to_string())?;
+        self.append_row();
+        Ok(())
+    }
+
+    /// Decodes one CSV line (RFC 4180 quoting, `delimiter` between fields):
+    /// its fields are the schema's, in order. An empty unquoted field is
+    /// NULL, as in Spark; fewer fields than the schema leave the rest NULL;
+    /// more, or a value that does not read as its type, make the line bad.
+    pub fn push_csv(&mut self, bytes: &[u8], delimiter: u8) -> Result<(), String> {
+        self.row.iter_mut().for_each(|c| *c = Cell::Null);
+        self.scratch.clear();
+        let line = std::str::from_utf8(bytes).map_err(|e| format!("the line is not UTF-8: {e}"))?;
+        let mut count = 0;
+        let (names, types, row, scratch) =
+            (&self.names, &self.types, &mut self.row, &mut self.scratch);
+        super::csv::fields(line, delimiter, |field| {
+            let i = count;
+            count += 1;
+            let Some(ty) = types.get(i) else {
+                return Err(format!(
+                    "the line has more than the schema's {} fields",
+                    types.len()
+                ));
+            };
+            row[i] = text_cell(field, *ty, &names[i], scratch)?;
+            Ok(())
+        })?;
+        self.append_row();
+        Ok(())
+    }
+
+    /// Appends the row's cells to the builders.
+    fn append_row(&mut self) {
         for (b, i) in self.builders.iter_mut().zip(&self.output) {
             match (b, self.row[*i]) {
                 (Builder::Int(b), Cell::Int(v)) => b.append_value(v),
@@ -128,7 +161,6 @@ impl JsonDecoder {
             }
         }
         self.rows += 1;
-        Ok(())
     }
 
     /// The decoded rows as a batch; the decoder starts over.
@@ -154,6 +186,34 @@ impl JsonDecoder {
         )
         .expect("columns match the schema")
     }
+}
+
+/// The cell of a text field of type `ty` (`None`: an empty unquoted field,
+/// NULL); strings go to `scratch`.
+fn text_cell(
+    field: Option<&str>,
+    ty: pb::FieldType,
+    name: &str,
+    scratch: &mut String,
+) -> Result<Cell, String> {
+    let Some(text) = field else {
+        return Ok(Cell::Null);
+    };
+    let wrong = |want: &str| format!("field {name:?}: expected {want}, got {text:?}");
+    Ok(match ty {
+        pb::FieldType::String => {
+            let from = scratch.len();
+            scratch.push_str(text);
+            Cell::Str(from, scratch.len())
+        }
+        pb::FieldType::Bigint => Cell::Int(text.trim().parse().map_err(|_| wrong("bigint"))?),
+        pb::FieldType::Double => Cell::Float(text.trim().parse().map_err(|_| wrong("double"))?),
+        pb::FieldType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
+            "true" => Cell::Bool(true),
+            "false" => Cell::Bool(false),
+            _ => return Err(wrong("boolean")),
+        },
+    })
 }
 
 struct RowVisitor<'a> {
@@ -313,8 +373,8 @@ mod tests {
     use arrow_array::types::{Float64Type, Int64Type};
     use arrow_array::Array;
 
-    fn decoder() -> JsonDecoder {
-        JsonDecoder::new(&[
+    fn decoder() -> RecordDecoder {
+        RecordDecoder::new(&[
             ("user".into(), pb::FieldType::String),
             ("n".into(), pb::FieldType::Bigint),
             ("x".into(), pb::FieldType::Double),
@@ -345,11 +405,43 @@ mod tests {
             ("user".to_string(), pb::FieldType::String),
             ("n".to_string(), pb::FieldType::Bigint),
         ];
-        let mut d = JsonDecoder::projected(&fields, &[0]);
+        let mut d = RecordDecoder::projected(&fields, &[0]);
         assert!(d.push(br#"{"user":"a","n":"x"}"#).is_err());
         d.push(br#"{"user":"a","n":1}"#).unwrap();
         let b = d.finish();
         assert_eq!((b.num_columns(), b.num_rows()), (1, 1));
+    }
+
+    #[test]
+    fn csv_lines_decode_into_typed_columns() {
+        let mut d = decoder();
+        d.push_csv(b"\"a,b\",3,1.5,true\n", b',').unwrap();
+        // Empty unquoted fields are NULL; missing trailing fields too.
+        d.push_csv(b",-4", b',').unwrap();
+        d.push_csv(b"\"\", 7 ,2,FALSE", b',').unwrap();
+        let b = d.finish();
+        assert_eq!(b.num_rows(), 3);
+        let user = b.column(0).as_string::<i32>();
+        assert_eq!(user.value(0), "a,b");
+        assert!(user.is_null(1));
+        assert_eq!(user.value(2), "", "a quoted empty field is ''");
+        let n = b.column(1).as_primitive::<Int64Type>();
+        assert_eq!((n.value(0), n.value(1), n.value(2)), (3, -4, 7));
+        assert!(b.column(2).is_null(1));
+        assert_eq!(b.column(2).as_primitive::<Float64Type>().value(2), 2.0);
+        assert!(!b.column(3).as_boolean().value(2));
+        // A bad line leaves no trace.
+        for (bad, why) in [
+            (&b"a,x"[..], "field \"n\": expected bigint, got \"x\""),
+            (b"a,1,2,true,extra", "more than the schema's 4 fields"),
+            (b"\"a", "not closed"),
+            (b"a,1,2,maybe", "expected boolean"),
+            (b"\xff,1", "not UTF-8"),
+        ] {
+            let e = d.push_csv(bad, b',').unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        assert_eq!(d.finish().num_rows(), 0);
     }
 
     #[test]
