@@ -316,6 +316,25 @@ impl LocalCluster {
             .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// Waits until `job` shows `health: degraded`, at most 20 s after
+    /// `since` (an outage began); returns its status. An outage must not
+    /// fail the job.
+    pub fn wait_degraded(&self, job: &str, since: Instant) -> serde_json::Value {
+        loop {
+            let s = self.weir_json(&["status", job]).unwrap_or_default();
+            if s["health"] == "degraded" {
+                return s;
+            }
+            assert_ne!(s["state"], "failed", "an outage must not fail {job}: {s}");
+            assert!(
+                since.elapsed() < Duration::from_secs(20),
+                "{job} not degraded 20 s into the outage: {s}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Runs the `weir` CLI against the cluster, returning what it prints
     /// for people, or the error text.
     pub fn weir(&self, args: &[&str]) -> Result<String, String> {

@@ -18,9 +18,14 @@ impl LocalJob {
     pub fn new(dir: &Path, name: &str, yaml: &str) -> LocalJob {
         let spec = dir.join(format!("{name}.yaml"));
         fs::write(&spec, yaml).unwrap();
+        LocalJob::with_spec(dir, &spec)
+    }
+
+    /// The job of the spec file `spec`, run under `dir`.
+    pub fn with_spec(dir: &Path, spec: &Path) -> LocalJob {
         LocalJob {
             dir: dir.to_path_buf(),
-            spec,
+            spec: spec.to_path_buf(),
             runs: 0,
         }
     }
@@ -58,8 +63,9 @@ impl LocalJob {
     }
 
     /// Killed at each crash point (`WEIR_CRASH_AT`), then run once more to
-    /// the end; panics unless each run stopped where it should.
-    pub fn run_with_crashes(&mut self, points: &[&str]) {
+    /// the end; panics unless each run stopped where it should. Returns the
+    /// last run's log tail.
+    pub fn run_with_crashes(&mut self, points: &[&str]) -> String {
         for point in points {
             let (ok, log) = self.run(&[("WEIR_CRASH_AT", point)]);
             assert!(!ok, "finished before crash point {point}\n{log}");
@@ -70,5 +76,6 @@ impl LocalJob {
         }
         let (ok, log) = self.run(&[]);
         assert!(ok, "final run failed\n{log}");
+        log
     }
 }

@@ -14,7 +14,7 @@ use weir_tests::cluster::LocalCluster;
 use weir_tests::kafka::{
     create_topic, kafka_brokers, produce, produce_users, read_committed, unique_topic,
 };
-use weir_tests::{binary, Proc};
+use weir_tests::local_job::LocalJob;
 
 const PARTITIONS: i32 = 8;
 const KEYS: u64 = 101;
@@ -56,22 +56,6 @@ fn spec_with(
     path
 }
 
-/// Runs `job` once per crash point, each run killed there; then once more
-/// to the end.
-fn run_with_crashes(job: &mut Local, points: &[&str]) -> String {
-    for point in points {
-        let (ok, log) = job.run(&[("WEIR_CRASH_AT", point)]);
-        assert!(!ok, "job finished before crash point {point}\n{log}");
-        assert!(
-            log.contains(&format!("crash point {point}")),
-            "{point}: {log}"
-        );
-    }
-    let (ok, log) = job.run(&[]);
-    assert!(ok, "final run failed\n{log}");
-    log
-}
-
 /// Checks the committed output against the expected counts.
 fn check_counts(brokers: &str, output: &str, want: &BTreeMap<String, u64>, context: &str) {
     let records = read_committed(brokers, output);
@@ -92,43 +76,6 @@ fn check_counts(brokers: &str, output: &str, want: &BTreeMap<String, u64>, conte
     assert_eq!(&latest, want, "newest count per key\n{context}");
 }
 
-struct Local {
-    dir: tempfile::TempDir,
-    spec: PathBuf,
-    runs: u32,
-}
-
-impl Local {
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("weir.log")
-    }
-
-    fn start(&mut self, env: &[(&str, &str)]) -> Proc {
-        self.runs += 1;
-        let state = self.dir.path().join("state");
-        Proc::start(
-            &format!("weir local (run {})", self.runs),
-            &binary("weir"),
-            &[
-                "local",
-                &self.spec.to_string_lossy(),
-                "--state-dir",
-                &state.to_string_lossy(),
-                "--exit-when-idle",
-            ],
-            env,
-            &self.log(),
-        )
-        .unwrap()
-    }
-
-    fn run(&mut self, env: &[(&str, &str)]) -> (bool, String) {
-        let mut p = self.start(env);
-        let status = p.wait_timeout(Duration::from_secs(180)).unwrap();
-        (status.success(), p.log_tail(40))
-    }
-}
-
 #[test]
 fn weir_local_crashing_at_each_commit_step_publishes_each_batch_once() {
     let Some(brokers) = kafka_brokers("weir_local_crashing_at_each_commit_step") else {
@@ -140,21 +87,18 @@ fn weir_local_crashing_at_each_commit_step_publishes_each_batch_once() {
     create_topic(&brokers, &output, 4);
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path(), "kafka-crashes", &brokers, &input, &output, "");
-    let mut job = Local { dir, spec, runs: 0 };
-    let log = run_with_crashes(
-        &mut job,
-        &[
-            "batch-planned@2",
-            "stage-a@5",
-            "after-precommit@6",
-            "before-committing@1",
-            "after-committing@1",
-            "sink-commit@2",
-            "after-committed@1",
-            "after-committing@2",
-        ],
-    );
-    let all = fs::read_to_string(job.log()).unwrap();
+    let mut job = LocalJob::with_spec(dir.path(), &spec);
+    let log = job.run_with_crashes(&[
+        "batch-planned@2",
+        "stage-a@5",
+        "after-precommit@6",
+        "before-committing@1",
+        "after-committing@1",
+        "sink-commit@2",
+        "after-committed@1",
+        "after-committing@2",
+    ]);
+    let all = job.logs();
     assert!(
         all.contains("re-running the batch to produce it again"),
         "a commit after a restart found its transaction aborted"
@@ -190,7 +134,7 @@ fn malformed_records_go_to_the_dead_letter_topic() {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("on_error: dead_letter\ndead_letter: {{ topic: {dead} }}\n");
     let spec = spec(dir.path(), "kafka-dead", &brokers, &input, &output, &extra);
-    let mut job = Local { dir, spec, runs: 0 };
+    let mut job = LocalJob::with_spec(dir.path(), &spec);
     let (ok, log) = job.run(&[]);
     assert!(ok, "{log}");
     check_counts(&brokers, &output, &want, &log);
@@ -265,7 +209,7 @@ fn a_value_over_the_limit_is_a_bad_record() {
         &output,
         "on_error: skip\n",
     );
-    let mut job = Local { dir, spec, runs: 0 };
+    let mut job = LocalJob::with_spec(dir.path(), &spec);
     let (ok, log) = job.run(&[]);
     assert!(ok, "{log}");
     check_counts(&brokers, &output, &want, &log);
@@ -290,8 +234,7 @@ fn offsets_deleted_before_they_were_read_are_reported() {
             .collect()
     };
     produce(&brokers, &input, &batch(0));
-    let dir = tempfile::tempdir().unwrap();
-    let mut jobs: Vec<Local> = ["fail", "skip_to_earliest"]
+    let mut jobs: Vec<(tempfile::TempDir, LocalJob)> = ["fail", "skip_to_earliest"]
         .iter()
         .map(|policy| {
             let d = tempfile::tempdir().unwrap();
@@ -310,22 +253,18 @@ fn offsets_deleted_before_they_were_read_are_reported() {
                 &format!("format: json, on_missing: {policy},"),
             );
             fs::write(&s, text).unwrap();
-            Local {
-                dir: d,
-                spec: s,
-                runs: 0,
-            }
+            let job = LocalJob::with_spec(d.path(), &s);
+            (d, job)
         })
         .collect();
-    drop(dir);
-    for j in &mut jobs {
+    for (_, j) in &mut jobs {
         let (ok, log) = j.run(&[]);
         assert!(ok, "{log}");
     }
     // 100 more records, then retention deletes offsets below 150.
     produce(&brokers, &input, &batch(100));
     weir_kafka::delete_records(&brokers, &input, &[(0, 150)]).unwrap();
-    let (ok, log) = jobs[0].run(&[]);
+    let (ok, log) = jobs[0].1.run(&[]);
     assert!(!ok, "on_missing: fail must fail the job\n{log}");
     assert!(
         log.contains(&format!(
@@ -333,9 +272,9 @@ fn offsets_deleted_before_they_were_read_are_reported() {
         )) && log.contains("50 records lost"),
         "{log}"
     );
-    let (ok, log) = jobs[1].run(&[]);
+    let (ok, log) = jobs[1].1.run(&[]);
     assert!(ok, "{log}");
-    let all = fs::read_to_string(jobs[1].log()).unwrap();
+    let all = jobs[1].1.logs();
     assert!(
         all.contains("source offsets were deleted before the job read them")
             && all.contains("lost"),
@@ -436,23 +375,20 @@ fn dead_letters_are_written_once_across_crashes() {
         &output,
         &extra,
     );
-    let mut job = Local { dir, spec, runs: 0 };
-    let log = run_with_crashes(
-        &mut job,
-        &[
-            // Dead letters committed, the task not reported: re-run.
-            "after-dead-letters@2",
-            "after-dead-letters@3",
-            // The batch decided, its sink transactions lost: the batch's
-            // stage A runs again (not as a replay).
-            "after-committing@1",
-            "after-precommit@2",
-            "sink-commit@2",
-            "after-dead-letters@4",
-        ],
-    );
+    let mut job = LocalJob::with_spec(dir.path(), &spec);
+    let log = job.run_with_crashes(&[
+        // Dead letters committed, the task not reported: re-run.
+        "after-dead-letters@2",
+        "after-dead-letters@3",
+        // The batch decided, its sink transactions lost: the batch's
+        // stage A runs again (not as a replay).
+        "after-committing@1",
+        "after-precommit@2",
+        "sink-commit@2",
+        "after-dead-letters@4",
+    ]);
     check_counts(&brokers, &output, &want, &log);
-    let all = fs::read_to_string(job.log()).unwrap();
+    let all = job.logs();
     assert!(
         all.contains("dead letters of this range already committed; not written again"),
         "no re-run found its dead letters committed"
@@ -494,22 +430,19 @@ fn a_stateless_job_crashing_at_each_commit_step_publishes_each_record_once() {
         "",
         "  - filter: \"n % 3 <> 0\"\n  - map: { doubled: \"n * 2\", user: \"upper(user)\" }\n",
     );
-    let mut job = Local { dir, spec, runs: 0 };
+    let mut job = LocalJob::with_spec(dir.path(), &spec);
     // 8 partitions × 12 500 records: 5 batches of 2 500 per partition; the
     // sink's transactions are per source partition.
-    let log = run_with_crashes(
-        &mut job,
-        &[
-            "batch-planned@2",
-            "stage-a@6",
-            "before-committing@1",
-            "after-committing@1",
-            "sink-commit@3",
-            "after-committed@1",
-            "after-committing@2",
-        ],
-    );
-    let all = fs::read_to_string(job.log()).unwrap();
+    let log = job.run_with_crashes(&[
+        "batch-planned@2",
+        "stage-a@6",
+        "before-committing@1",
+        "after-committing@1",
+        "sink-commit@3",
+        "after-committed@1",
+        "after-committing@2",
+    ]);
+    let all = job.logs();
     assert!(
         all.contains("re-running the batch to produce it again"),
         "a commit after a restart found its transaction aborted"

@@ -360,19 +360,7 @@ fn a_redis_outage_degrades_the_job_which_then_completes_exactly() {
 
     proxy.cut();
     let cut = Instant::now();
-    let degraded = loop {
-        let s = c.weir_json(&["status", "outage"]).unwrap_or_default();
-        if s["health"] == "degraded" {
-            break s;
-        }
-        assert_ne!(s["state"], "failed", "an outage must not fail the job: {s}");
-        assert!(
-            cut.elapsed() < Duration::from_secs(20),
-            "not degraded 20 s into the outage: {s}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let degraded = c.wait_degraded("outage", cut);
     let reason = degraded["degraded_reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains(&format!("Redis at {} is unavailable", proxy.address)),

@@ -24,22 +24,6 @@ fn status(c: &LocalCluster, job: &str) -> Value {
     c.weir_json(&["status", job]).unwrap_or_default()
 }
 
-/// Waits until `job` shows `health: degraded`, at most 20 s after `since`.
-fn wait_degraded(c: &LocalCluster, job: &str, since: Instant) -> Value {
-    loop {
-        let s = status(c, job);
-        if s["health"] == "degraded" {
-            return s;
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(20),
-            "{job} not degraded 20 s into the outage: {s}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn a_namenode_outage_degrades_the_job_which_then_resumes_exactly() {
     let test = "a_namenode_outage_degrades_the_job_which_then_resumes_exactly";
@@ -73,7 +57,7 @@ fn a_namenode_outage_degrades_the_job_which_then_resumes_exactly() {
     let stopped = Instant::now();
     let before = c.committed("outage");
     // Batches cannot checkpoint: the leader says so, with the reason.
-    let degraded = wait_degraded(&c, "outage", stopped);
+    let degraded = c.wait_degraded("outage", stopped);
     let reason = degraded["degraded_reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("state") || reason.contains("HDFS") || reason.contains("hdfs"),
@@ -133,7 +117,7 @@ fn a_broker_outage_degrades_the_job_which_then_resumes_exactly() {
 
     let mut broker_down = Stopped::stop("kafka.sh");
     let stopped = Instant::now();
-    let degraded = wait_degraded(&c, "brokerdown", stopped);
+    let degraded = c.wait_degraded("brokerdown", stopped);
     let reason = degraded["degraded_reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("source") || reason.contains("Kafka") || reason.contains("kafka"),
@@ -216,7 +200,7 @@ fn a_database_outage_degrades_the_job_which_then_resumes_exactly() {
 
     let mut db_down = Stopped::stop("postgres.sh");
     let stopped = Instant::now();
-    let degraded = wait_degraded(&c, "dbdown", stopped);
+    let degraded = c.wait_degraded("dbdown", stopped);
     let reason = degraded["degraded_reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains(&format!("sink postgres table {table}")),

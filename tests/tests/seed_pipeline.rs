@@ -272,23 +272,6 @@ fn the_seed_flow_is_exact_in_postgres_and_hbase_across_kills_at_each_step() {
     );
 }
 
-/// Waits until `job` shows `health: degraded`; returns its status.
-fn wait_degraded(c: &LocalCluster, job: &str, since: Instant) -> serde_json::Value {
-    loop {
-        let s = c.weir_json(&["status", job]).unwrap_or_default();
-        if s["health"] == "degraded" {
-            return s;
-        }
-        assert_ne!(s["state"], "failed", "an outage must not fail {job}: {s}");
-        assert!(
-            since.elapsed() < Duration::from_secs(20),
-            "{job} not degraded 20 s into the outage: {s}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Waits until `rows()` equals `want` (at most 3 minutes), then checks it
 /// still does 2 s later: nothing applied twice after the end.
 fn wait_exact(
@@ -345,7 +328,7 @@ fn the_seed_flow_rides_out_redis_stopped_and_postgres_restarted() {
     let stopped = Instant::now();
     let mut before = BTreeMap::new();
     for job in ["seed-pg", "seed-hbase"] {
-        let s = wait_degraded(&c, job, stopped);
+        let s = c.wait_degraded(job, stopped);
         let reason = s["degraded_reason"].as_str().unwrap_or_default();
         assert!(reason.contains("Redis at"), "{job}: {s}");
         assert!(

@@ -661,12 +661,8 @@ impl<'a> Binder<'a> {
             "md5" => (Func::Md5, 1, 1),
             "sha2" => (Func::Sha2, 2, 2),
             "sha256" => {
-                let [s] = args else {
-                    return Err(
-                        self.type_error(format!("sha256 expects 1 argument, found {}", args.len()))
-                    );
-                };
-                let with_bits = [s.clone(), Logical::Literal(Lit::Int(256))];
+                self.arity(name, args, 1, 1)?;
+                let with_bits = [args[0].clone(), Logical::Literal(Lit::Int(256))];
                 return self.function("sha2", &with_bits, l);
             }
             "hash" => (Func::Hash, 1, usize::MAX),
@@ -674,12 +670,10 @@ impl<'a> Binder<'a> {
             "regexp_extract" => return self.regex(RegexFunc::Extract, name, args, 2, 3),
             "rlike" | "regexp_like" => return self.regex(RegexFunc::Like, name, args, 2, 2),
             "json_extract" | "get_json_object" => return self.json_extract(name, args),
-            "ifnull" | "nvl" if args.len() != 2 => {
-                return Err(
-                    self.type_error(format!("{name} expects 2 arguments, found {}", args.len()))
-                )
-            }
             "coalesce" | "ifnull" | "nvl" => {
+                if name != "coalesce" {
+                    self.arity(name, args, 2, 2)?;
+                }
                 if args.is_empty() {
                     return Err(self.type_error("coalesce expects at least 1 argument".into()));
                 }
@@ -702,16 +696,7 @@ impl<'a> Binder<'a> {
                 })
             }
         };
-        if args.len() < min || args.len() > max {
-            let expected = match (min, max) {
-                (a, b) if a == b => format!("{a} argument{}", if a == 1 { "" } else { "s" }),
-                (a, usize::MAX) => {
-                    format!("at least {a} argument{}", if a == 1 { "" } else { "s" })
-                }
-                (a, b) => format!("{a} to {b} arguments"),
-            };
-            return Err(self.type_error(format!("{name} expects {expected}, found {}", args.len())));
-        }
+        self.arity(name, args, min, max)?;
         let args = args
             .iter()
             .map(|a| self.bind_child(a))
@@ -888,6 +873,20 @@ pow, sqrt, ln, exp, greatest, least, coalesce, ifnull, nvl, nullif, md5, sha2, s
 json_extract";
 
 impl Binder<'_> {
+    /// Checks that function `name` got `min` to `max` arguments.
+    fn arity(&self, name: &str, args: &[Logical], min: usize, max: usize) -> Result<(), ExprError> {
+        if (min..=max).contains(&args.len()) {
+            return Ok(());
+        }
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let expected = match (min, max) {
+            (a, b) if a == b => format!("{a} argument{}", plural(a)),
+            (a, usize::MAX) => format!("at least {a} argument{}", plural(a)),
+            (a, b) => format!("{a} to {b} arguments"),
+        };
+        Err(self.type_error(format!("{name} expects {expected}, found {}", args.len())))
+    }
+
     /// A function whose second argument is a regular expression: a string
     /// literal, compiled here once (Rust's `regex` syntax: no look-around
     /// or back-references; matching takes linear time).
@@ -899,14 +898,7 @@ impl Binder<'_> {
         min: usize,
         max: usize,
     ) -> Result<Phys, ExprError> {
-        if args.len() < min || args.len() > max {
-            let expected = if min == max {
-                format!("{min} arguments")
-            } else {
-                format!("{min} to {max} arguments")
-            };
-            return Err(self.type_error(format!("{name} expects {expected}, found {}", args.len())));
-        }
+        self.arity(name, args, min, max)?;
         let Logical::Literal(Lit::Str(pattern)) = &args[1] else {
             return Err(self.type_error(format!(
                 "{name} expects its pattern (argument 2) as a string literal, e.g. {name}(s, '[0-9]+'{})",
@@ -965,11 +957,8 @@ impl Binder<'_> {
 impl Binder<'_> {
     /// `json_extract(s, path)`: the path is a string literal, parsed here.
     fn json_extract(&self, name: &str, args: &[Logical]) -> Result<Phys, ExprError> {
-        let [text, path] = args else {
-            return Err(
-                self.type_error(format!("{name} expects 2 arguments, found {}", args.len()))
-            );
-        };
+        self.arity(name, args, 2, 2)?;
+        let (text, path) = (&args[0], &args[1]);
         let Logical::Literal(Lit::Str(path)) = path else {
             return Err(self.type_error(format!(
                 "{name} expects its path (argument 2) as a string literal, e.g. {name}(payload, '$.user.id')"
